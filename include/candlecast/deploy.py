@@ -1,0 +1,57 @@
+"""Deploy an exported champion into the BentoML model store that the service serves from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from candlecast.config import PairConfig
+from candlecast.export import ExportedModel
+from candlecast.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def bento_model_name(pair: PairConfig) -> str:
+    return f"{pair.key}_forecaster"
+
+
+def bentoml_store(settings: Settings | None = None) -> Path:
+    """Point BentoML at the model store under the data directory (before first use)."""
+    settings = settings or get_settings()
+    os.environ["BENTOML_HOME"] = str(settings.paths.bentoml)
+    return settings.paths.bentoml
+
+
+def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None = None) -> str:
+    """Save the ONNX champion as the newest BentoML model of the pair; returns its tag.
+
+    Deploying the same ONNX bytes again keeps the current tag (idempotent).
+    """
+    settings = settings or get_settings()
+    bentoml_store(settings)
+    import bentoml
+
+    name = bento_model_name(pair)
+    current = _latest(bentoml, name)
+    if current is not None and current.info.metadata.get("onnx_sha256") == exported.onnx_sha256:
+        log.info("%s already deployed as %s", exported.model_name, current.tag)
+        return str(current.tag)
+    folder = Path(exported.path).parent
+    labels = {"pair": pair.key, "kind": exported.kind, "version": exported.version}
+    with bentoml.models.create(name, labels=labels, metadata=asdict(exported)) as model:
+        for file in ("model.onnx", "metadata.json"):
+            shutil.copy2(folder / file, model.path_of(file))
+    log.info("deployed %s v%s as %s", exported.model_name, exported.version, model.tag)
+    return str(model.tag)
+
+
+def _latest(bentoml: Any, name: str) -> Any | None:
+    try:
+        return bentoml.models.get(f"{name}:latest")
+    except bentoml.exceptions.NotFound:
+        return None

@@ -1,0 +1,218 @@
+"""The Feast feature store: definitions, offline source, materialization, retrieval.
+
+One feature view per timeframe (``candle_features_1h``) keyed by the ``pair`` entity (the pair
+slug), fed by a partitioned parquet offline source under the data directory. The online store
+is SQLite by default and Redis in production (``CANDLECAST_ONLINE_STORE``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from candlecast.config import PairConfig
+from candlecast.data import validated_table
+from candlecast.features import FEATURE_COLUMNS, WARMUP_CANDLES, compute_features
+from candlecast.settings import REPO_ROOT, Settings, get_settings
+from candlecast.store import PartitionedTable
+from candlecast.timeframes import timeframe_delta, timeframe_ms, to_ms
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+PROJECT = "candlecast"
+FEATURE_REPO = REPO_ROOT / "feature_repo"
+
+
+@dataclass(frozen=True)
+class Definitions:
+    entity: Any
+    sources: list[Any]
+    views: list[Any]
+    services: list[Any]
+
+    @property
+    def objects(self) -> list[Any]:
+        return [self.entity, *self.sources, *self.views, *self.services]
+
+
+def view_name(timeframe: str) -> str:
+    return f"candle_features_{timeframe}"
+
+
+def service_name(timeframe: str) -> str:
+    return f"forecast_{timeframe}_v1"
+
+
+def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> Definitions:
+    """The Feast objects for the given timeframes (declarative; nothing is applied)."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.data_format import ParquetFormat
+    from feast.types import Float64, Int64
+
+    settings = settings or get_settings()
+    tags = {"team": "candlecast"}
+    pair = Entity(
+        name="pair",
+        join_keys=["pair"],
+        value_type=ValueType.STRING,
+        description="A trading pair on its exchange, by slug (BTC_USDT).",
+        tags=tags,
+    )
+    sources, views, services = [], [], []
+    for timeframe in sorted(set(timeframes)):
+        source = FileSource(
+            name=f"{view_name(timeframe)}_source",
+            path=str(settings.paths.features / timeframe / "*" / "*.parquet"),
+            file_format=ParquetFormat(),
+            timestamp_field="event_timestamp",
+            description=f"Candle features at {timeframe}, one row per closed candle.",
+            tags=tags,
+        )
+        schema = [Field(name=c, dtype=Float64) for c in [*FEATURE_COLUMNS, "close"]]
+        view = FeatureView(
+            name=view_name(timeframe),
+            entities=[pair],
+            ttl=max(timeframe_delta(timeframe) * 48, timedelta(days=2)),
+            schema=[*schema, Field(name="candle_ts", dtype=Int64)],
+            source=source,
+            online=True,
+            description=f"Technical features of {timeframe} candles, known at candle close.",
+            tags=tags,
+        )
+        service = FeatureService(
+            name=service_name(timeframe),
+            features=[view],
+            description=f"Inputs of the next-candle forecasters at {timeframe}.",
+            tags=tags,
+        )
+        sources.append(source)
+        views.append(view)
+        services.append(service)
+    return Definitions(pair, sources, views, services)
+
+
+def repo_config(settings: Settings | None = None) -> Any:
+    """The Feast RepoConfig for these settings."""
+    from feast.repo_config import RepoConfig
+
+    settings = settings or get_settings()
+    feast_dir = settings.paths.feast
+    if settings.online_store == "redis":
+        online: dict[str, Any] = {"type": "redis", "connection_string": settings.redis_url}
+    else:
+        online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
+    return RepoConfig(
+        project=PROJECT,
+        provider="local",
+        registry=str(feast_dir / "registry.db"),
+        online_store=online,
+        offline_store={"type": "duckdb"},
+        entity_key_serialization_version=3,
+        repo_path=FEATURE_REPO,
+    )
+
+
+def feature_store(settings: Settings | None = None) -> FeatureStore:
+    from feast import FeatureStore
+
+    settings = settings or get_settings()
+    settings.paths.feast.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(settings), repo_path=str(FEATURE_REPO))
+
+
+def ensure_applied(timeframes: Sequence[str], settings: Settings | None = None) -> bool:
+    """``feast apply`` the definitions, only when they differ from what was applied last.
+
+    Returns True when an apply happened.
+    """
+    settings = settings or get_settings()
+    defs = definitions(timeframes, settings)
+    digest = hashlib.sha256()
+    for obj in defs.objects:
+        proto = obj.to_proto()
+        spec = proto.spec if "spec" in proto.DESCRIPTOR.fields_by_name else proto
+        digest.update(spec.SerializeToString(deterministic=True))
+    fingerprint = digest.hexdigest()
+    stamp = settings.paths.feast / "applied.sha256"
+    with _lock(settings):
+        registry = settings.paths.feast / "registry.db"
+        if registry.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+            return False
+        feature_store(settings).apply(defs.objects)
+        stamp.write_text(fingerprint)
+    log.info("applied Feast definitions for %s", ", ".join(sorted(set(timeframes))))
+    return True
+
+
+def offline_table(pair_slug: str, timeframe: str, settings: Settings | None = None) -> PartitionedTable:
+    settings = settings or get_settings()
+    return PartitionedTable(settings.paths.features / timeframe / pair_slug, key="candle_ts")
+
+
+def write_features(
+    pair: PairConfig, start: datetime, end: datetime, settings: Settings | None = None
+) -> int:
+    """Compute features for candles opening in ``[start, end)`` into the offline source.
+
+    Reads enough validated history before ``start`` to warm the indicators up.
+    Returns the number of feature rows written.
+    """
+    settings = settings or get_settings()
+    first, last = to_ms(start), to_ms(end)
+    warmup = WARMUP_CANDLES * timeframe_ms(pair.timeframe)
+    candles = validated_table(pair, settings).read(first - warmup, last)
+    rows = compute_features(candles, pair.timeframe, pair.slug) if len(candles) else candles
+    if len(rows):
+        rows = rows[(rows["candle_ts"] >= first) & (rows["candle_ts"] < last)]
+    if rows.empty:
+        raise ValueError(
+            f"{pair.symbol}: no feature rows for {start.isoformat()} to {end.isoformat()} "
+            f"({len(candles)} validated candles incl. warm-up); ingest and validate first"
+        )
+    offline_table(pair.slug, pair.timeframe, settings).upsert(rows)
+    return len(rows)
+
+
+def materialize(timeframe: str, start: datetime, end: datetime, settings: Settings | None = None) -> None:
+    """Load feature rows with event time in ``[start, end]`` into the online store."""
+    feature_store(settings).materialize(start, end, feature_views=[view_name(timeframe)])
+
+
+def historical_features(
+    entity_df: pd.DataFrame, timeframe: str, settings: Settings | None = None
+) -> pd.DataFrame:
+    """Point-in-time join of the feature service onto ``entity_df`` (pair, event_timestamp)."""
+    store = feature_store(settings)
+    service = store.get_feature_service(service_name(timeframe))
+    return store.get_historical_features(entity_df=entity_df, features=service).to_df()
+
+
+def online_features(
+    store: FeatureStore, pair_slug: str, timeframe: str, columns: Sequence[str]
+) -> dict[str, Any]:
+    """The latest online values of ``columns`` for one pair (None where absent)."""
+    refs = [f"{view_name(timeframe)}:{c}" for c in columns]
+    response = store.get_online_features(features=refs, entity_rows=[{"pair": pair_slug}])
+    return {k: v[0] for k, v in response.to_dict().items()}
+
+
+@contextmanager
+def _lock(settings: Settings) -> Iterator[None]:
+    settings.paths.feast.mkdir(parents=True, exist_ok=True)
+    with open(settings.paths.feast / ".apply.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,103 @@
+"""The pipeline stages for one pair and one data interval, as plain functions.
+
+Each stage takes the pair and the interval and returns a small JSON-able dict (paths, run ids,
+versions): the Airflow tasks and the CLI call these and pass only those references on.
+Every stage is idempotent for its interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from candlecast.config import PairConfig, load_pairs
+from candlecast.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+STAGES = ("ingest", "validate", "features", "materialize", "train", "promote", "export", "deploy")
+
+
+def pair_config(symbol: str, settings: Settings | None = None) -> PairConfig:
+    return load_pairs((settings or get_settings()).pairs).get(symbol)
+
+
+def ingest(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+    from candlecast import data
+
+    result = data.ingest(pair, start, end)
+    return {"rows": result.rows, "partitions": result.files}
+
+
+def validate(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+    from candlecast import data
+
+    report = data.validate(pair, start, end)
+    return {"suite": report.suite, "rows": report.rows, "success": report.success}
+
+
+def features(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+    from candlecast import featurestore
+
+    return {"rows": featurestore.write_features(pair, start, end)}
+
+
+def materialize(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+    from candlecast import featurestore
+
+    applied = featurestore.ensure_applied(_timeframes())
+    featurestore.materialize(pair.timeframe, start, end)
+    return {"feature_view": featurestore.view_name(pair.timeframe), "applied": applied}
+
+
+def train(pair: PairConfig, end: datetime) -> dict[str, Any]:
+    from candlecast import training
+
+    result = training.train(pair, end)
+    return {"run_id": result.run_id, "model_uri": result.model_uri, "metrics": result.metrics}
+
+
+def promote(pair: PairConfig, run_id: str, model_uri: str) -> dict[str, Any]:
+    from candlecast import promotion
+
+    return asdict(promotion.promote(pair, run_id, model_uri))
+
+
+def export(pair: PairConfig) -> dict[str, Any]:
+    from candlecast import export as onnx_export
+
+    return asdict(onnx_export.export_champion(pair))
+
+
+def deploy(pair: PairConfig, exported: dict[str, Any]) -> dict[str, Any]:
+    """Deploy the exported model and smoke-test it on the latest online features."""
+    from candlecast import deploy as bento_deploy
+    from candlecast.export import ExportedModel
+    from candlecast.predict import Forecaster
+
+    tag = bento_deploy.deploy(pair, ExportedModel(**exported))
+    return {"bento_model": tag, "forecast": Forecaster().predict(pair.symbol)}
+
+
+def run_all(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+    """All stages in order, without Airflow (``candlecast run``)."""
+    results: dict[str, Any] = {}
+    for stage in STAGES[:4]:
+        results[stage] = globals()[stage](pair, start, end)
+    results["train"] = train(pair, end)
+    results["promote"] = promote(pair, results["train"]["run_id"], results["train"]["model_uri"])
+    results["export"] = export(pair)
+    results["deploy"] = deploy(pair, results["export"])
+    return results
+
+
+def backfill(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+    """Ingest, validate and compute features for a long stretch (no training)."""
+    results = {stage: globals()[stage](pair, start, end) for stage in STAGES[:3]}
+    return results
+
+
+def _timeframes() -> list[str]:
+    return [p.timeframe for p in load_pairs(get_settings().pairs).pairs]

@@ -1,0 +1,74 @@
+"""Infrastructure settings, read from environment variables (prefix ``CANDLECAST_``).
+
+Nothing is read at import: call :func:`get_settings` where a setting is needed, so a
+process (or a test) that changes the environment sees the change.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root (the package is installed editable from ``include/``).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Where state lives and which services the platform talks to."""
+
+    model_config = SettingsConfigDict(env_prefix="CANDLECAST_", frozen=True, extra="ignore")
+
+    home: Path = Field(
+        default=Path("~/.candlecast"),
+        description="Data directory holding every piece of state the platform writes.",
+    )
+    pairs: Path = Field(
+        default=REPO_ROOT / "config" / "pairs.yaml",
+        description="The pair config file (YAML).",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: SQLite store under home."
+    )
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "localhost:6379"
+    service_host: str = "127.0.0.1"
+    service_port: int = 3000
+    primary_metric: Literal["rmse", "mae"] = "rmse"
+    parity_tolerance: float = Field(
+        default=1e-5, description="Max abs difference allowed between ONNX and native outputs."
+    )
+
+    @cached_property
+    def paths(self) -> Paths:
+        return Paths(self.home.expanduser().resolve())
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.paths.mlflow / 'mlflow.db'}"
+
+
+class Paths:
+    """The layout of the data directory. Creating directories is left to the writers."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.raw = home / "raw"
+        self.validated = home / "validated"
+        self.quarantine = home / "quarantine"
+        self.features = home / "features"
+        self.feast = home / "feast"
+        self.mlflow = home / "mlflow"
+        self.mlflow_artifacts = self.mlflow / "artifacts"
+        self.models = home / "models"
+        self.bentoml = home / "bentoml"
+        self.airflow = home / "airflow"
+        self.logs = home / "logs"
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now."""
+    return Settings()

@@ -1,0 +1,117 @@
+"""Candle sources: anything with ccxt's ``fetch_ohlcv`` interface.
+
+The live ccxt exchanges and the :class:`ReplayExchange` (bundled real candles) are used the
+same way: :func:`fetch_range` pages through ``fetch_ohlcv(symbol, timeframe, since, limit)``
+until the requested interval is covered.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import PairConfig
+from candlecast.timeframes import timeframe_ms
+
+log = logging.getLogger(__name__)
+
+#: The columns of a candle frame, in ccxt's order; ``ts`` is the candle open time in unix ms.
+CANDLE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
+
+
+class CandleSource(Protocol):
+    """The part of a ccxt exchange that candle ingestion uses."""
+
+    id: str
+
+    def fetch_ohlcv(
+        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+    ) -> list[list[float]]: ...
+
+
+class ReplayExchange:
+    """Serves recorded candles like an exchange's candle endpoint does.
+
+    Candles are returned oldest first, from ``since`` on, at most ``limit`` per call, and
+    only those that have closed by ``now_ms`` (the replay clock), as a live exchange would.
+    """
+
+    id = "replay"
+    page_limit = 1000
+
+    def __init__(self, candles: dict[tuple[str, str], pd.DataFrame], now_ms: int | None = None):
+        self._candles = {key: frame.sort_values("ts") for key, frame in candles.items()}
+        self.now_ms = now_ms
+
+    @classmethod
+    def from_pair(cls, pair: PairConfig) -> ReplayExchange:
+        if pair.replay_file is None:
+            raise ValueError(f"pair {pair.symbol} has no replay_file")
+        return cls({(pair.symbol, pair.timeframe): read_candle_file(pair.replay_file)})
+
+    def fetch_ohlcv(
+        self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
+    ) -> list[list[float]]:
+        frame = self._candles.get((symbol, timeframe))
+        if frame is None:
+            raise KeyError(f"replay exchange has no {symbol} {timeframe} candles")
+        ts = frame["ts"].to_numpy()
+        first = 0 if since is None else int(np.searchsorted(ts, since, side="left"))
+        stop = len(frame)
+        if self.now_ms is not None:
+            closed_before = self.now_ms - timeframe_ms(timeframe)
+            stop = int(np.searchsorted(ts, closed_before, side="right"))
+        count = min(limit or self.page_limit, self.page_limit)
+        page = frame.iloc[first : min(first + count, stop)]
+        return page[CANDLE_COLUMNS].to_numpy(dtype=float).tolist()
+
+
+def read_candle_file(path: Path) -> pd.DataFrame:
+    """Read a bundled candle CSV (``unix`` seconds, newest first) into a candle frame.
+
+    Values are kept as published; checking them is the validation layer's job.
+    """
+    raw = pd.read_csv(path)
+    missing = {"unix", "open", "high", "low", "close", "volume"} - set(raw.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    frame = raw.rename(columns={"unix": "ts"})[CANDLE_COLUMNS].copy()
+    # Files of this family give unix seconds; some give milliseconds.
+    if frame["ts"].max() < 10**11:
+        frame["ts"] = frame["ts"] * 1000
+    frame["ts"] = frame["ts"].astype("int64")
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def source_for(pair: PairConfig) -> CandleSource:
+    """The candle source a pair's config names."""
+    if pair.exchange == "replay":
+        return ReplayExchange.from_pair(pair)
+    raise NotImplementedError(
+        f"pair {pair.symbol}: live exchange {pair.exchange!r} is not supported yet; "
+        "use exchange: replay with a replay_file"
+    )
+
+
+def fetch_range(
+    source: CandleSource, symbol: str, timeframe: str, start_ms: int, end_ms: int
+) -> pd.DataFrame:
+    """All candles opening in ``[start_ms, end_ms)``, paging through the source."""
+    step = timeframe_ms(timeframe)
+    rows: list[list[float]] = []
+    since = start_ms
+    while since < end_ms:
+        page = source.fetch_ohlcv(symbol, timeframe, since=since, limit=None)
+        page = [row for row in page if since <= row[0] < end_ms]
+        if not page:
+            break
+        rows.extend(page)
+        since = int(page[-1][0]) + step
+    frame = pd.DataFrame(rows, columns=CANDLE_COLUMNS)
+    frame["ts"] = frame["ts"].astype("int64")
+    log.info("fetched %d %s %s candles from %s", len(frame), symbol, timeframe, source.id)
+    return frame

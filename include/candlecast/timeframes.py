@@ -1,0 +1,30 @@
+"""Timeframe strings (ccxt notation: ``1m``, ``5m``, ``1h``, ``1d``) as durations."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def timeframe_ms(timeframe: str) -> int:
+    """Length of one candle in milliseconds.
+
+    Raises:
+        ValueError: the string is not ``<positive int><m|h|d|w>``.
+    """
+    amount, unit = timeframe[:-1], timeframe[-1:]
+    if unit not in _UNIT_MS or not amount.isdigit() or int(amount) <= 0:
+        raise ValueError(f"unsupported timeframe {timeframe!r}: use e.g. 1m, 5m, 1h, 4h, 1d")
+    return int(amount) * _UNIT_MS[unit]
+
+
+def timeframe_delta(timeframe: str) -> timedelta:
+    return timedelta(milliseconds=timeframe_ms(timeframe))
+
+
+def to_ms(moment: datetime) -> int:
+    """Unix milliseconds of an aware datetime."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: give a timezone (UTC)")
+    return int(moment.timestamp() * 1000)

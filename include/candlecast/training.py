@@ -1,0 +1,108 @@
+"""Train a challenger for one pair on a point-in-time training set from Feast."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+
+from candlecast import featurestore, tracking
+from candlecast.config import PairConfig
+from candlecast.data import validated_table
+from candlecast.features import FEATURE_COLUMNS, next_return
+from candlecast.modeling import chronological_split, fit_lightgbm, score
+from candlecast.settings import Settings, get_settings
+from candlecast.timeframes import to_ms
+
+log = logging.getLogger(__name__)
+
+
+class NotEnoughHistory(RuntimeError):
+    """Too few validated rows to train on."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+
+
+def training_frame(pair: PairConfig, end: datetime, settings: Settings) -> pd.DataFrame:
+    """Features joined point-in-time onto next-candle targets over the training window."""
+    start = end - timedelta(days=pair.train_days)
+    candles = validated_table(pair, settings).read(to_ms(start), to_ms(end))
+    if candles.empty:
+        raise NotEnoughHistory(f"{pair.symbol}: no validated candles before {end.isoformat()}")
+    entity = next_return(candles, pair.timeframe)
+    entity = entity[entity["event_timestamp"] <= end]
+    entity.insert(0, "pair", pair.slug)
+    frame = featurestore.historical_features(entity, pair.timeframe, settings)
+    frame = frame.dropna(subset=[*FEATURE_COLUMNS, "target"])
+    if len(frame) < pair.min_train_rows:
+        raise NotEnoughHistory(
+            f"{pair.symbol}: {len(frame)} training rows between {start:%Y-%m-%d} and "
+            f"{end:%Y-%m-%d}, need {pair.min_train_rows}; backfill history first "
+            f"(candlecast backfill --pair {pair.symbol} ...)"
+        )
+    return frame.sort_values("event_timestamp").reset_index(drop=True)
+
+
+def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> TrainResult:
+    """Fit LightGBM on the window ending at ``end``, score it and persistence on the
+    chronological holdout, and log everything to MLflow. Returns the run."""
+    settings = settings or get_settings()
+    tracking.configure(settings)
+    frame = training_frame(pair, end, settings)
+    split = chronological_split(frame, pair.holdout_fraction)
+    model = fit_lightgbm(split.train, FEATURE_COLUMNS, pair.lightgbm)
+    x_holdout = split.holdout[FEATURE_COLUMNS].astype("float64")
+    y_holdout = split.holdout["target"].to_numpy()
+    predicted = model.predict(x_holdout.to_numpy())
+    metrics = {f"holdout_{k}": v for k, v in score(y_holdout, predicted).items()}
+    baseline = score(y_holdout, np.zeros_like(y_holdout))
+    metrics |= {f"persistence_{k}": v for k, v in baseline.items()}
+    with mlflow.start_run(
+        experiment_id=tracking.experiment_id(pair, settings),
+        run_name=f"lightgbm-{end:%Y%m%dT%H%M}",
+        tags={"pair": pair.symbol, "kind": "lightgbm", "interval_end": end.isoformat()},
+    ) as run:
+        mlflow.log_params(
+            {
+                **pair.lightgbm.model_dump(),
+                "pair": pair.symbol,
+                "timeframe": pair.timeframe,
+                "train_rows": len(split.train),
+                "holdout_rows": len(split.holdout),
+                "train_start": split.train["event_timestamp"].iloc[0].isoformat(),
+                "holdout_start": split.holdout["event_timestamp"].iloc[0].isoformat(),
+                "holdout_end": split.holdout["event_timestamp"].iloc[-1].isoformat(),
+                "feature_service": featurestore.service_name(pair.timeframe),
+                "features": ",".join(FEATURE_COLUMNS),
+            }
+        )
+        mlflow.log_metrics(metrics)
+        info = mlflow.lightgbm.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x_holdout, predicted),
+            input_example=x_holdout.head(3),
+        )
+        _log_holdout(split.holdout)
+    log.info("trained %s: %s", pair.symbol, json.dumps(metrics))
+    return TrainResult(run.info.run_id, info.model_uri, metrics)
+
+
+def _log_holdout(holdout: pd.DataFrame) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(tracking.HOLDOUT_ARTIFACT).name
+        holdout[["pair", "event_timestamp", *FEATURE_COLUMNS, "target"]].to_parquet(path)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(tracking.HOLDOUT_ARTIFACT).parent))
