@@ -22,8 +22,8 @@ from candlecast.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "features"
-#: Kept at what the pinned onnxruntime reads (it loads IR <= 13; opset 17 needs IR 8).
-TARGET_OPSET = 17
+#: What onnxmltools converts to and the pinned onnxruntime reads (IR 8 covers opset 15).
+TARGET_OPSET = 15
 IR_VERSION = 8
 
 

@@ -140,9 +140,7 @@ def ensure_applied(timeframes: Sequence[str], settings: Settings | None = None) 
     defs = definitions(timeframes, settings)
     digest = hashlib.sha256()
     for obj in defs.objects:
-        proto = obj.to_proto()
-        spec = proto.spec if "spec" in proto.DESCRIPTOR.fields_by_name else proto
-        digest.update(spec.SerializeToString(deterministic=True))
+        digest.update(_without_timestamps(obj.to_proto()).SerializeToString(deterministic=True))
     fingerprint = digest.hexdigest()
     stamp = settings.paths.feast / "applied.sha256"
     with _lock(settings):
@@ -184,9 +182,27 @@ def write_features(
     return len(rows)
 
 
-def materialize(timeframe: str, start: datetime, end: datetime, settings: Settings | None = None) -> None:
-    """Load feature rows with event time in ``[start, end]`` into the online store."""
-    feature_store(settings).materialize(start, end, feature_views=[view_name(timeframe)])
+def materialize(
+    pair: PairConfig, start: datetime, end: datetime, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Load the pair's newest feature row of ``[start, end)`` into the online store.
+
+    Only this pair's rows are written (``FeatureStore.materialize`` works on a whole view,
+    across pairs whose DAGs run independently), and never over newer online values: a
+    backfill of an old interval must not make serving stale. Returns what was done.
+    """
+    settings = settings or get_settings()
+    rows = offline_table(pair.slug, pair.timeframe, settings).read(to_ms(start), to_ms(end))
+    if rows.empty:
+        raise ValueError(f"{pair.symbol}: no offline features for {start} to {end}")
+    latest = rows.tail(1)
+    store = feature_store(settings)
+    online = online_features(store, pair.slug, pair.timeframe, ["candle_ts"])["candle_ts"]
+    candle_ts = int(latest["candle_ts"].iloc[0])
+    if online is not None and int(online) >= candle_ts:
+        return {"written": False, "online_candle_ts": int(online)}
+    store.write_to_online_store(view_name(pair.timeframe), latest)
+    return {"written": True, "online_candle_ts": candle_ts}
 
 
 def historical_features(
@@ -205,6 +221,21 @@ def online_features(
     refs = [f"{view_name(timeframe)}:{c}" for c in columns]
     response = store.get_online_features(features=refs, entity_rows=[{"pair": pair_slug}])
     return {k: v[0] for k, v in response.to_dict().items()}
+
+
+def _without_timestamps(message: Any) -> Any:
+    """The proto with creation/update bookkeeping cleared (recursively), for fingerprinting."""
+    for descriptor, value in message.ListFields():
+        if descriptor.name in ("meta", "created_timestamp", "last_updated_timestamp"):
+            message.ClearField(descriptor.name)
+        elif descriptor.message_type is not None:
+            if descriptor.is_repeated:
+                if not descriptor.message_type.GetOptions().map_entry:
+                    for item in value:
+                        _without_timestamps(item)
+            else:
+                _without_timestamps(value)
+    return message
 
 
 @contextmanager

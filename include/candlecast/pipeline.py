@@ -48,8 +48,8 @@ def materialize(pair: PairConfig, start: datetime, end: datetime) -> dict[str, A
     from candlecast import featurestore
 
     applied = featurestore.ensure_applied(_timeframes())
-    featurestore.materialize(pair.timeframe, start, end)
-    return {"feature_view": featurestore.view_name(pair.timeframe), "applied": applied}
+    done = featurestore.materialize(pair, start, end)
+    return {"feature_view": featurestore.view_name(pair.timeframe), "applied": applied, **done}
 
 
 def train(pair: PairConfig, end: datetime) -> dict[str, Any]:

@@ -122,6 +122,8 @@ def _register_persistence(client: MlflowClient, name: str, run_id: str) -> Any:
             name="persistence",
             python_model=tracking.PersistenceModel(),
             signature=infer_signature(features, np.zeros(len(features))),
+            input_example=features.head(3),
+            pip_requirements=tracking.pip_requirements(),
         )
     return _register(client, name, info.model_uri, run_id, "persistence")
 

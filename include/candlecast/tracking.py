@@ -26,6 +26,14 @@ class PersistenceModel(PythonModel):
         return np.zeros(len(model_input), dtype=np.float64)
 
 
+def pip_requirements(*packages: str) -> list[str]:
+    """Pinned requirements of a logged model, given explicitly: MLflow's own inference
+    imports the model in a subprocess (seconds) and drags in every installed package."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", *packages)]
+
+
 def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured tracking store; returns the URI."""
     settings = settings or get_settings()

@@ -60,8 +60,15 @@ def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> 
     """Fit LightGBM on the window ending at ``end``, score it and persistence on the
     chronological holdout, and log everything to MLflow. Returns the run."""
     settings = settings or get_settings()
+    return fit_and_log(pair, training_frame(pair, end, settings), end, settings)
+
+
+def fit_and_log(
+    pair: PairConfig, frame: pd.DataFrame, end: datetime, settings: Settings | None = None
+) -> TrainResult:
+    """Fit and score on a training frame (features, ``target``, ``event_timestamp``)."""
+    settings = settings or get_settings()
     tracking.configure(settings)
-    frame = training_frame(pair, end, settings)
     split = chronological_split(frame, pair.holdout_fraction)
     model = fit_lightgbm(split.train, FEATURE_COLUMNS, pair.lightgbm)
     x_holdout = split.holdout[FEATURE_COLUMNS].astype("float64")
@@ -95,6 +102,7 @@ def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> 
             name="model",
             signature=infer_signature(x_holdout, predicted),
             input_example=x_holdout.head(3),
+            pip_requirements=tracking.pip_requirements("lightgbm", "scikit-learn"),
         )
         _log_holdout(split.holdout)
     log.info("trained %s: %s", pair.symbol, json.dumps(metrics))

@@ -1,0 +1,171 @@
+"""The ``candlecast`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from candlecast import embedded, pipeline
+from candlecast.config import ConfigError, PairConfig, load_pairs
+from candlecast.settings import get_settings
+
+app = typer.Typer(help="candlecast: crypto price forecasts, honest and fresh.", no_args_is_help=True)
+console = Console()
+
+PairOpt = Annotated[str, typer.Option("--pair", "-p", help="Configured pair, e.g. BTC/USD")]
+DateOpt = Annotated[datetime | None, typer.Option(help="UTC date or datetime")]
+
+
+def _pair(symbol: str) -> PairConfig:
+    try:
+        return pipeline.pair_config(symbol)
+    except (KeyError, ConfigError) as exc:
+        console.print(f"[red]{exc.args[0] if isinstance(exc, KeyError) else exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _last_day(pair: PairConfig) -> tuple[datetime, datetime]:
+    """The newest complete day the pair has data for (its ``end``, or today)."""
+    end = pair.end or datetime.now(UTC)
+    end = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    return end - timedelta(days=1), end
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def pairs() -> None:
+    """List the configured pairs."""
+    settings = get_settings()
+    try:
+        config = load_pairs(settings.pairs)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"pairs in {settings.pairs}")
+    for column in ("symbol", "exchange", "timeframe", "schedule", "DAG", "start", "end"):
+        table.add_column(column)
+    for p in config.pairs:
+        end = p.end.isoformat() if p.end else "-"
+        table.add_row(p.symbol, p.exchange, p.timeframe, p.schedule, f"pipeline_{p.key}",
+                      p.start.isoformat(), end)
+    console.print(table)
+
+
+@app.command()
+def run(pair: PairOpt, start: DateOpt = None, end: DateOpt = None) -> None:
+    """Run the whole pipeline once for one interval, without Airflow."""
+    config = _pair(pair)
+    first, last = _last_day(config)
+    result = pipeline.run_all(config, _utc(start) if start else first, _utc(end) if end else last)
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command()
+def backfill(pair: PairOpt, start: Annotated[datetime, typer.Option()],
+             end: Annotated[datetime, typer.Option()]) -> None:
+    """Ingest, validate and compute features for a stretch of history (no training)."""
+    config = _pair(pair)
+    result = pipeline.backfill(config, _utc(start), _utc(end))
+    console.print_json(json.dumps(result, default=str))
+
+
+@app.command("feast-apply")
+def feast_apply() -> None:
+    """Apply the Feast definitions (only if they changed)."""
+    from candlecast import featurestore
+
+    timeframes = [p.timeframe for p in load_pairs(get_settings().pairs).pairs]
+    changed = featurestore.ensure_applied(timeframes)
+    console.print("applied" if changed else "already up to date")
+
+
+@app.command()
+def serve(port: Annotated[int | None, typer.Option(help="default: CANDLECAST_SERVICE_PORT")] = None,
+          host: Annotated[str | None, typer.Option()] = None) -> None:
+    """Start the BentoML prediction service (foreground)."""
+    settings = get_settings()
+    command = embedded.bentoml_command(host or settings.service_host, port or settings.service_port)
+    os.execve(command[0], command, embedded.bentoml_env(settings))
+
+
+@app.command()
+def demo(
+    wait: Annotated[bool, typer.Option(help="Keep the UIs and service up until Ctrl-C")] = True,
+    days: Annotated[int | None, typer.Option(help="History to backfill (default: train_days+7)")] = None,
+) -> None:
+    """Backfill recent history, run each pair's Airflow DAG for its last day, serve a forecast."""
+    settings = get_settings()
+    config = load_pairs(settings.pairs)
+    console.rule(f"candlecast demo - state in {settings.paths.home}")
+    embedded.airflow("db", "migrate", settings=settings)
+    embedded.airflow("dags", "reserialize", settings=settings)
+    for p in config.pairs:
+        first, last = _last_day(p)
+        history = timedelta(days=days or p.train_days + 7)
+        console.print(f"[bold]{p.symbol}[/bold]: backfilling {first - history:%Y-%m-%d} .. {first:%Y-%m-%d}")
+        pipeline.backfill(p, first - history, first)
+        console.print(f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {last:%Y-%m-%d}")
+        embedded.airflow("dags", "test", f"pipeline_{p.key}", last.isoformat(), settings=settings)
+    procs = _start_services(settings)
+    try:
+        base = f"http://{settings.service_host}:{settings.service_port}"
+        for p in config.pairs:
+            console.print(f"POST {base}/predict {{\"pair\": \"{p.symbol}\"}}")
+            console.print_json(json.dumps(_post(f"{base}/predict", {"pair": p.symbol})))
+        console.print(f"Prediction service: {base}  (POST /predict, GET /health)")
+        console.print("MLflow UI:          http://127.0.0.1:5000")
+        console.print("Airflow UI:         http://127.0.0.1:8080")
+        if wait:
+            console.print("Press Ctrl-C to stop.")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+
+
+def _start_services(settings: Any) -> list[subprocess.Popen]:
+    logs = settings.paths.logs
+    host, port = settings.service_host, settings.service_port
+    service = embedded.start(embedded.bentoml_command(host, port), logs / "bentoml.log",
+                             embedded.bentoml_env(settings))
+    mlflow_ui = embedded.start(
+        [str(embedded.BIN / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
+         "--host", "127.0.0.1", "--port", "5000"], logs / "mlflow.log")
+    airflow_ui = embedded.start([str(embedded.BIN / "airflow"), "api-server", "--port", "8080"],
+                                logs / "airflow-api-server.log", embedded.airflow_env(settings))
+    embedded.wait_http(f"http://{host}:{port}/readyz", proc=service)
+    return [service, mlflow_ui, airflow_ui]
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,83 @@
+"""The embedded (laptop) mode: Airflow, MLflow UI and the BentoML service as local processes,
+all keeping their state under the data directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from candlecast.settings import REPO_ROOT, Settings, get_settings
+
+BIN = Path(sys.executable).parent
+
+
+def airflow_env(settings: Settings | None = None) -> dict[str, str]:
+    """Environment for Airflow commands in embedded mode (SQLite, DAGs from this repo)."""
+    settings = settings or get_settings()
+    home = settings.paths.airflow
+    env = dict(os.environ)
+    env.setdefault("AIRFLOW_HOME", str(home))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    env.setdefault("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(home / "logs"))
+    env["CANDLECAST_HOME"] = str(settings.paths.home)
+    env["CANDLECAST_PAIRS"] = str(settings.pairs)
+    return env
+
+
+def airflow(*args: str, settings: Settings | None = None, check: bool = True) -> int:
+    """Run an ``airflow`` CLI command in embedded mode; returns its exit code."""
+    settings = settings or get_settings()
+    settings.paths.airflow.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([str(BIN / "airflow"), *args], env=airflow_env(settings), check=False)
+    if check and done.returncode:
+        raise RuntimeError(f"airflow {' '.join(args)} failed with exit code {done.returncode}")
+    return done.returncode
+
+
+def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a background process with its output in ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+    return subprocess.Popen(
+        args, stdout=handle, stderr=subprocess.STDOUT, env=env or dict(os.environ),
+        start_new_session=True,
+    )
+
+
+def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until ``url`` answers 2xx (or raise naming the URL)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 300:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def bentoml_command(host: str, port: int) -> list[str]:
+    return [
+        str(BIN / "bentoml"), "serve", "service:Candlecast", "--working-dir",
+        str(REPO_ROOT / "serving"), "--host", host, "--port", str(port),
+    ]
+
+
+def bentoml_env(settings: Settings | None = None) -> dict[str, str]:
+    settings = settings or get_settings()
+    env = dict(os.environ)
+    env["CANDLECAST_HOME"] = str(settings.paths.home)
+    env["CANDLECAST_PAIRS"] = str(settings.pairs)
+    env["BENTOML_HOME"] = str(settings.paths.bentoml)
+    env["BENTOML_DO_NOT_TRACK"] = "True"
+    return env

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Quick start, command 2: set up, then run the whole test suite (lint included).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/services.sh
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

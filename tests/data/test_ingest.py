@@ -1,0 +1,60 @@
+"""Ingestion from the replay exchange: idempotent, and a corrupted batch stops at validation."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from candlecast import data, featurestore
+from candlecast.sources import ReplayExchange
+from candlecast.timeframes import to_ms
+from candlecast.validation import CandleValidationError
+from tests.helpers import btc_pair, settings_in
+
+DAY1 = (datetime(2022, 1, 10, tzinfo=UTC), datetime(2022, 1, 11, tzinfo=UTC))
+DAY2 = (datetime(2022, 1, 11, tzinfo=UTC), datetime(2022, 1, 12, tzinfo=UTC))
+
+
+def test_same_interval_twice_gives_identical_data(tmp_path):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    first = data.ingest(pair, *DAY1, settings=settings)
+    snapshot = {p: open(p, "rb").read() for p in first.files}
+    second = data.ingest(pair, *DAY1, settings=settings)
+    assert first == second and first.rows == 24
+    assert {p: open(p, "rb").read() for p in second.files} == snapshot
+    stored = data.raw_table(pair, settings).read()
+    assert len(stored) == 24 and stored["ts"].is_unique
+
+
+def test_corrupted_batch_is_quarantined_and_never_reaches_features(tmp_path, btc_candles):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    corrupted = btc_candles.copy()
+    bad_row = corrupted.index[corrupted["ts"] == to_ms(DAY2[0]) + 5 * 3_600_000][0]
+    corrupted.loc[bad_row, "high"] = corrupted.loc[bad_row, "low"] / 2  # high below low
+    exchange = ReplayExchange({("BTC/USD", "1h"): corrupted})
+    start = datetime(2021, 12, 1, tzinfo=UTC)
+    data.ingest(pair, start, DAY1[1], source=exchange, settings=settings)
+    data.validate(pair, start, DAY1[1], settings=settings)
+    featurestore.write_features(pair, *DAY1, settings=settings)
+
+    data.ingest(pair, *DAY2, source=exchange, settings=settings)
+    with pytest.raises(CandleValidationError) as failure:
+        data.validate(pair, *DAY2, settings=settings)
+    message = str(failure.value)
+    assert "expect_column_pair_values_a_to_be_greater_than_b on high >= open" in message
+    assert "2022-01-11T05:00:00+00:00" in message
+
+    folder = failure.value.report.quarantine
+    assert {p.name for p in folder.iterdir()} == {"batch.parquet", "validation.json", "summary.txt"}
+    assert json.loads((folder / "validation.json").read_text())["success"] is False
+    assert data.validated_table(pair, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1])).empty
+    with pytest.raises(ValueError, match="no feature rows"):
+        featurestore.write_features(pair, *DAY2, settings=settings)
+    offline = featurestore.offline_table(pair.slug, pair.timeframe, settings).read()
+    assert offline["candle_ts"].max() < to_ms(DAY2[0])
+    assert len(data.raw_table(pair, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1]))) == 24
+
+
+def test_validate_without_ingest_says_so(tmp_path):
+    with pytest.raises(data.EmptyBatchError, match="run ingest"):
+        data.validate(btc_pair(), *DAY1, settings=settings_in(tmp_path))

@@ -1,0 +1,29 @@
+"""Builders shared by tests: isolated settings and pair configs on real bundled data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from candlecast.config import PairConfig
+from candlecast.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+BTC_FILE = REPO / "data" / "bundled" / "BTC_USD-Hourly.csv"
+
+
+def settings_in(home: Path, **overrides) -> Settings:
+    return Settings(home=home, pairs=REPO / "config" / "pairs.yaml", **overrides)
+
+
+def btc_pair(**overrides) -> PairConfig:
+    fields = {
+        "symbol": "BTC/USD",
+        "exchange": "replay",
+        "replay_file": BTC_FILE,
+        "timeframe": "1h",
+        "start": datetime(2021, 6, 1),
+        "end": datetime(2022, 3, 1),
+        "train_days": 60,
+    }
+    return PairConfig(**(fields | overrides))
