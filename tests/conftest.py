@@ -38,3 +38,39 @@ def btc_candles():
     from candlecast.sources import read_candle_file
 
     return read_candle_file(REPO / "data" / "bundled" / "BTC_USD-Hourly.csv")
+
+
+#: The demo day: the last complete day of the bundled data (data interval 02-28 .. 03-01).
+DAG_RUN_END = "2022-03-01"
+
+
+@pytest.fixture(scope="session")
+def airflow_db(home):
+    """A migrated Airflow metadata DB (SQLite) under the session's CANDLECAST_HOME."""
+    import subprocess
+    import sys
+
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    return home / "airflow"
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_db):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(REPO / "dags"), include_examples=False)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(dagbag):
+    """History backfilled, then one real ``dag.test()`` run of the default pair's DAG."""
+    from datetime import UTC, datetime, timedelta
+
+    from candlecast import pipeline
+
+    pair = pipeline.pair_config("BTC/USD")
+    end = datetime.fromisoformat(DAG_RUN_END).replace(tzinfo=UTC)
+    pipeline.backfill(pair, end - timedelta(days=pair.train_days + 10), end - timedelta(days=1))
+    dag = dagbag.get_dag(f"pipeline_{pair.key}")
+    return pair, dag.test(logical_date=end)

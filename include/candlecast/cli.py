@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,9 @@ from candlecast import embedded, pipeline
 from candlecast.config import ConfigError, PairConfig, load_pairs
 from candlecast.settings import get_settings
 
-app = typer.Typer(help="candlecast: crypto price forecasts, honest and fresh.", no_args_is_help=True)
+app = typer.Typer(
+    help="candlecast: crypto price forecasts, honest and fresh.", no_args_is_help=True
+)
 console = Console()
 
 PairOpt = Annotated[str, typer.Option("--pair", "-p", help="Configured pair, e.g. BTC/USD")]
@@ -68,23 +71,47 @@ def pairs() -> None:
         table.add_column(column)
     for p in config.pairs:
         end = p.end.isoformat() if p.end else "-"
-        table.add_row(p.symbol, p.exchange, p.timeframe, p.schedule, f"pipeline_{p.key}",
-                      p.start.isoformat(), end)
+        table.add_row(
+            p.symbol,
+            p.exchange,
+            p.timeframe,
+            p.schedule,
+            f"pipeline_{p.key}",
+            p.start.isoformat(),
+            end,
+        )
     console.print(table)
 
 
 @app.command()
-def run(pair: PairOpt, start: DateOpt = None, end: DateOpt = None) -> None:
-    """Run the whole pipeline once for one interval, without Airflow."""
+def run(
+    pair: PairOpt,
+    start: DateOpt = None,
+    end: DateOpt = None,
+    backfill_days: Annotated[int, typer.Option(help="Backfill this much history first")] = 0,
+) -> None:
+    """Run the whole pipeline once for one interval (default: the last day), without Airflow."""
     config = _pair(pair)
     first, last = _last_day(config)
-    result = pipeline.run_all(config, _utc(start) if start else first, _utc(end) if end else last)
+    first, last = (_utc(start) if start else first), (_utc(end) if end else last)
+    if backfill_days:
+        pipeline.backfill(config, first - timedelta(days=backfill_days), first)
+    result = pipeline.run_all(config, first, last)
     console.print_json(json.dumps(result, default=str))
 
 
 @app.command()
-def backfill(pair: PairOpt, start: Annotated[datetime, typer.Option()],
-             end: Annotated[datetime, typer.Option()]) -> None:
+def publish(pair: PairOpt, out: Annotated[Path, typer.Option(help="e.g. models/btc_usd")]) -> None:
+    """Copy the pair's exported champion into a (DVC-tracked) folder."""
+    console.print_json(json.dumps(pipeline.publish(_pair(pair), out)))
+
+
+@app.command()
+def backfill(
+    pair: PairOpt,
+    start: Annotated[datetime, typer.Option()],
+    end: Annotated[datetime, typer.Option()],
+) -> None:
     """Ingest, validate and compute features for a stretch of history (no training)."""
     config = _pair(pair)
     result = pipeline.backfill(config, _utc(start), _utc(end))
@@ -102,8 +129,10 @@ def feast_apply() -> None:
 
 
 @app.command()
-def serve(port: Annotated[int | None, typer.Option(help="default: CANDLECAST_SERVICE_PORT")] = None,
-          host: Annotated[str | None, typer.Option()] = None) -> None:
+def serve(
+    port: Annotated[int | None, typer.Option(help="default: CANDLECAST_SERVICE_PORT")] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+) -> None:
     """Start the BentoML prediction service (foreground)."""
     settings = get_settings()
     command = embedded.bentoml_command(host or settings.service_host, port or settings.service_port)
@@ -113,7 +142,9 @@ def serve(port: Annotated[int | None, typer.Option(help="default: CANDLECAST_SER
 @app.command()
 def demo(
     wait: Annotated[bool, typer.Option(help="Keep the UIs and service up until Ctrl-C")] = True,
-    days: Annotated[int | None, typer.Option(help="History to backfill (default: train_days+7)")] = None,
+    days: Annotated[
+        int | None, typer.Option(help="History to backfill (default: train_days+7)")
+    ] = None,
 ) -> None:
     """Backfill recent history, run each pair's Airflow DAG for its last day, serve a forecast."""
     settings = get_settings()
@@ -124,15 +155,19 @@ def demo(
     for p in config.pairs:
         first, last = _last_day(p)
         history = timedelta(days=days or p.train_days + 7)
-        console.print(f"[bold]{p.symbol}[/bold]: backfilling {first - history:%Y-%m-%d} .. {first:%Y-%m-%d}")
+        console.print(
+            f"[bold]{p.symbol}[/bold]: backfilling {first - history:%Y-%m-%d} .. {first:%Y-%m-%d}"
+        )
         pipeline.backfill(p, first - history, first)
-        console.print(f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {last:%Y-%m-%d}")
+        console.print(
+            f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {last:%Y-%m-%d}"
+        )
         embedded.airflow("dags", "test", f"pipeline_{p.key}", last.isoformat(), settings=settings)
     procs = _start_services(settings)
     try:
         base = f"http://{settings.service_host}:{settings.service_port}"
         for p in config.pairs:
-            console.print(f"POST {base}/predict {{\"pair\": \"{p.symbol}\"}}")
+            console.print(f'POST {base}/predict {{"pair": "{p.symbol}"}}')
             console.print_json(json.dumps(_post(f"{base}/predict", {"pair": p.symbol})))
         console.print(f"Prediction service: {base}  (POST /predict, GET /health)")
         console.print("MLflow UI:          http://127.0.0.1:5000")
@@ -148,13 +183,27 @@ def demo(
 def _start_services(settings: Any) -> list[subprocess.Popen]:
     logs = settings.paths.logs
     host, port = settings.service_host, settings.service_port
-    service = embedded.start(embedded.bentoml_command(host, port), logs / "bentoml.log",
-                             embedded.bentoml_env(settings))
+    service = embedded.start(
+        embedded.bentoml_command(host, port), logs / "bentoml.log", embedded.bentoml_env(settings)
+    )
     mlflow_ui = embedded.start(
-        [str(embedded.BIN / "mlflow"), "server", "--backend-store-uri", settings.tracking_uri,
-         "--host", "127.0.0.1", "--port", "5000"], logs / "mlflow.log")
-    airflow_ui = embedded.start([str(embedded.BIN / "airflow"), "api-server", "--port", "8080"],
-                                logs / "airflow-api-server.log", embedded.airflow_env(settings))
+        [
+            str(embedded.BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            settings.tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "5000",
+        ],
+        logs / "mlflow.log",
+    )
+    airflow_ui = embedded.start(
+        [str(embedded.BIN / "airflow"), "api-server", "--port", "8080"],
+        logs / "airflow-api-server.log",
+        embedded.airflow_env(settings),
+    )
     embedded.wait_http(f"http://{host}:{port}/readyz", proc=service)
     return [service, mlflow_ui, airflow_ui]
 

@@ -46,7 +46,10 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = open(log, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     return subprocess.Popen(
-        args, stdout=handle, stderr=subprocess.STDOUT, env=env or dict(os.environ),
+        args,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=env or dict(os.environ),
         start_new_session=True,
     )
 
@@ -68,8 +71,15 @@ def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = 
 
 def bentoml_command(host: str, port: int) -> list[str]:
     return [
-        str(BIN / "bentoml"), "serve", "service:Candlecast", "--working-dir",
-        str(REPO_ROOT / "serving"), "--host", host, "--port", str(port),
+        str(BIN / "bentoml"),
+        "serve",
+        "service:Candlecast",
+        "--working-dir",
+        str(REPO_ROOT / "serving"),
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from candlecast import tracking
 from candlecast.config import PairConfig
+from candlecast.errors import PermanentError
+from candlecast.modeling import model_inputs
 from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ TARGET_OPSET = 15
 IR_VERSION = 8
 
 
-class ParityError(RuntimeError):
+class ParityError(PermanentError):
     """ONNX outputs differ from the native model's beyond the tolerance."""
 
 
@@ -64,7 +66,7 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     run_id = version.run_id
     holdout = tracking.load_holdout(run_id)
     features = client.get_run(run_id).data.params["features"].split(",")
-    x = holdout[features].to_numpy(dtype=np.float64)
+    x = model_inputs(holdout, features)
     if kind == "persistence":
         onnx_model = persistence_onnx(len(features))
         native = np.zeros(len(x))
@@ -84,8 +86,17 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     payload = onnx_model.SerializeToString()
     (folder / "model.onnx").write_bytes(payload)
     exported = ExportedModel(
-        pair.symbol, pair.timeframe, name, str(version.version), kind, run_id, list(features),
-        diff, len(x), hashlib.sha256(payload).hexdigest(), str(folder / "model.onnx"),
+        pair.symbol,
+        pair.timeframe,
+        name,
+        str(version.version),
+        kind,
+        run_id,
+        list(features),
+        diff,
+        len(x),
+        hashlib.sha256(payload).hexdigest(),
+        str(folder / "model.onnx"),
     )
     (folder / "metadata.json").write_text(json.dumps(asdict(exported), indent=2))
     client.set_model_version_tag(name, version.version, "onnx_parity_max_abs_diff", f"{diff:.3g}")
@@ -119,7 +130,9 @@ def persistence_onnx(n_features: int) -> Any:
         [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])],
         initializer=[zeros],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", TARGET_OPSET)], ir_version=IR_VERSION)
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", TARGET_OPSET)], ir_version=IR_VERSION
+    )
 
 
 def run_onnx(payload: bytes, x: np.ndarray) -> np.ndarray:
@@ -128,4 +141,6 @@ def run_onnx(payload: bytes, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float64).reshape(-1)
+    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float64).reshape(
+        -1
+    )

@@ -75,6 +75,9 @@ def compute_features(candles: pd.DataFrame, timeframe: str, pair: str) -> pd.Dat
     out.insert(0, "event_timestamp", _close_time(candles["ts"], timeframe))
     out.insert(0, "pair", pair)
     out = out.replace([np.inf, -np.inf], np.nan).dropna(subset=FEATURE_COLUMNS)
+    # Models see float32 features everywhere (the ONNX input type), so training, parity
+    # checks and serving all use exactly the values the served model gets.
+    out[FEATURE_COLUMNS] = out[FEATURE_COLUMNS].astype(np.float32)
     return out.reset_index(drop=True)
 
 

@@ -58,7 +58,7 @@ def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> 
     """The Feast objects for the given timeframes (declarative; nothing is applied)."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.data_format import ParquetFormat
-    from feast.types import Float64, Int64
+    from feast.types import Float32, Float64, Int64
 
     settings = settings or get_settings()
     tags = {"team": "candlecast"}
@@ -79,7 +79,8 @@ def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> 
             description=f"Candle features at {timeframe}, one row per closed candle.",
             tags=tags,
         )
-        schema = [Field(name=c, dtype=Float64) for c in [*FEATURE_COLUMNS, "close"]]
+        schema = [Field(name=c, dtype=Float32) for c in FEATURE_COLUMNS]
+        schema += [Field(name="close", dtype=Float64)]
         view = FeatureView(
             name=view_name(timeframe),
             entities=[pair],
@@ -153,7 +154,9 @@ def ensure_applied(timeframes: Sequence[str], settings: Settings | None = None) 
     return True
 
 
-def offline_table(pair_slug: str, timeframe: str, settings: Settings | None = None) -> PartitionedTable:
+def offline_table(
+    pair_slug: str, timeframe: str, settings: Settings | None = None
+) -> PartitionedTable:
     settings = settings or get_settings()
     return PartitionedTable(settings.paths.features / timeframe / pair_slug, key="candle_ts")
 

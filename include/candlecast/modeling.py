@@ -22,10 +22,16 @@ class Split:
     holdout: pd.DataFrame
 
 
+def model_inputs(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """The model input matrix: float32 values (what the ONNX model receives), held as float64
+    for LightGBM, so native and ONNX forecasts see identical numbers."""
+    return frame[features].to_numpy(dtype=np.float32).astype(np.float64)
+
+
 def chronological_split(frame: pd.DataFrame, holdout_fraction: float) -> Split:
     """Oldest rows train, the newest ``holdout_fraction`` are held out; no shuffling."""
     ordered = frame.sort_values("event_timestamp").reset_index(drop=True)
-    cut = int(round(len(ordered) * (1 - holdout_fraction)))
+    cut = round(len(ordered) * (1 - holdout_fraction))
     if cut < 1 or cut >= len(ordered):
         raise ValueError(f"cannot split {len(ordered)} rows with holdout {holdout_fraction}")
     return Split(ordered.iloc[:cut], ordered.iloc[cut:])
@@ -58,5 +64,5 @@ def fit_lightgbm(train: pd.DataFrame, features: list[str], params: LightGBMParam
         n_jobs=2,
         verbose=-1,
     )
-    model.fit(train[features].to_numpy(dtype=np.float64), train["target"].to_numpy())
+    model.fit(model_inputs(train, features), train["target"].to_numpy())
     return model

@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from candlecast import pipeline
 from candlecast.config import PairConfig
+from candlecast.errors import PermanentError
 
 DEFAULT_ARGS = {
     "owner": "candlecast",
@@ -44,12 +45,20 @@ def _interval() -> tuple[datetime, datetime]:
     return start, end
 
 
+def _stage(name: str, *args: Any) -> dict[str, Any]:
+    """Run a pipeline stage; failures that retrying cannot fix fail the task at once."""
+    try:
+        return getattr(pipeline, name)(*args)
+    except PermanentError as exc:
+        raise AirflowFailException(f"{name}: {exc}") from exc
+
+
 def build_pipeline_dag(pair: PairConfig) -> DAG:
     """ingest -> validate -> features -> materialize -> train -> promote -> export_onnx -> deploy,
     each on the run's data interval."""
     with DAG(
         dag_id=dag_id(pair),
-        description=f"Candles to served forecast for {pair.symbol} ({pair.exchange}, {pair.timeframe})",
+        description=f"{pair.symbol} ({pair.exchange}, {pair.timeframe}): candles to served forecast",
         # Interval timetable: each run owns [data_interval_start, data_interval_end) of candles.
         schedule=CronDataIntervalTimetable(pair.schedule, timezone="UTC"),
         start_date=pair.start,
@@ -63,40 +72,35 @@ def build_pipeline_dag(pair: PairConfig) -> DAG:
 
         @task
         def ingest() -> dict[str, Any]:
-            return pipeline.ingest(pair, *_interval())
+            return _stage("ingest", pair, *_interval())
 
         @task
         def validate(batch: dict[str, Any]) -> dict[str, Any]:
-            from candlecast.validation import CandleValidationError
-
-            try:
-                return pipeline.validate(pair, *_interval())
-            except CandleValidationError as exc:  # bad data does not get better on retry
-                raise AirflowFailException(str(exc)) from exc
+            return _stage("validate", pair, *_interval())
 
         @task
         def features(report: dict[str, Any]) -> dict[str, Any]:
-            return pipeline.features(pair, *_interval())
+            return _stage("features", pair, *_interval())
 
         @task(outlets=[features_asset(pair)])
         def materialize(written: dict[str, Any]) -> dict[str, Any]:
-            return pipeline.materialize(pair, *_interval())
+            return _stage("materialize", pair, *_interval())
 
         @task
         def train(online: dict[str, Any]) -> dict[str, Any]:
-            return pipeline.train(pair, _interval()[1])
+            return _stage("train", pair, _interval()[1])
 
         @task
         def promote(run: dict[str, Any]) -> dict[str, Any]:
-            return pipeline.promote(pair, run["run_id"], run["model_uri"])
+            return _stage("promote", pair, run["run_id"], run["model_uri"])
 
         @task
         def export_onnx(decision: dict[str, Any]) -> dict[str, Any]:
-            return pipeline.export(pair)
+            return _stage("export", pair)
 
         @task(outlets=[model_asset(pair)])
         def deploy(exported: dict[str, Any]) -> dict[str, Any]:
-            return pipeline.deploy(pair, exported)
+            return _stage("deploy", pair, exported)
 
         online = materialize(features(validate(ingest())))
         deploy(export_onnx(promote(train(online))))

@@ -8,8 +8,10 @@ Every stage is idempotent for its interval.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from candlecast.config import PairConfig, load_pairs
@@ -97,6 +99,25 @@ def backfill(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]
     """Ingest, validate and compute features for a long stretch (no training)."""
     results = {stage: globals()[stage](pair, start, end) for stage in STAGES[:3]}
     return results
+
+
+def publish(pair: PairConfig, out: Path) -> dict[str, Any]:
+    """Copy the pair's exported champion (ONNX + metadata) to ``out`` (the DVC-tracked
+    ``models/<pair>/``)."""
+    from mlflow import MlflowClient
+
+    from candlecast import tracking
+
+    settings = get_settings()
+    tracking.configure(settings)
+    champion = MlflowClient().get_model_version_by_alias(tracking.model_name(pair), "champion")
+    folder = settings.paths.models / pair.key / f"v{champion.version}"
+    if not (folder / "model.onnx").exists():
+        raise FileNotFoundError(f"{pair.symbol}: champion v{champion.version} is not exported")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.onnx", "metadata.json"):
+        shutil.copy2(folder / name, out / name)
+    return {"version": champion.version, "out": str(out)}
 
 
 def _timeframes() -> list[str]:

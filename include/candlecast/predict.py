@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,11 @@ class Forecaster:
         for pair in self.pairs.pairs:
             try:
                 _, meta, tag = self._model(pair)
-                deployed[pair.symbol] = {"model_version": meta["version"], "kind": meta["kind"],
-                                         "bento_model": tag}
+                deployed[pair.symbol] = {
+                    "model_version": meta["version"],
+                    "kind": meta["kind"],
+                    "bento_model": tag,
+                }
             except NotReadyError as exc:
                 deployed[pair.symbol] = {"error": str(exc)}
         return {"status": "ok", "pairs": deployed}
@@ -94,7 +98,7 @@ class Forecaster:
             if tag not in self._sessions:
                 import onnxruntime as ort
 
-                meta = json.loads(open(model.path_of("metadata.json")).read())
+                meta = json.loads(Path(model.path_of("metadata.json")).read_text())
                 session = ort.InferenceSession(
                     model.path_of("model.onnx"), providers=["CPUExecutionProvider"]
                 )
@@ -118,8 +122,12 @@ class Forecaster:
             "last_close": float(values["close"]),
             "feature_timestamp": _iso(candle_ts + step),
             "forecast_for": _iso(candle_ts + 2 * step),
-            "model": {"name": meta["model_name"], "version": meta["version"],
-                      "kind": meta["kind"], "bento_model": tag},
+            "model": {
+                "name": meta["model_name"],
+                "version": meta["version"],
+                "kind": meta["kind"],
+                "bento_model": tag,
+            },
             "served_at": datetime.now(UTC).isoformat(),
         }
         if meta["kind"] == "persistence":

@@ -14,13 +14,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from candlecast import tracking
 from candlecast.config import PairConfig
-from candlecast.modeling import score
+from candlecast.modeling import model_inputs, score
 from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,14 @@ def promote(
         reason = _reason("persistence", scores, metric)
     client.set_registered_model_alias(name, tracking.CHAMPION, winner.version)
     decision = Decision(
-        name, winner.version, winner.tags.get("kind", "lightgbm"), challenger.version,
-        outcome, reason, metric, scores,
+        name,
+        winner.version,
+        winner.tags.get("kind", "lightgbm"),
+        challenger.version,
+        outcome,
+        reason,
+        metric,
+        scores,
     )
     _log_decision(client, run_id, decision)
     log.info("%s: %s", name, reason)
@@ -99,7 +106,8 @@ def _score_on_holdout(version: Any, run_id: str, metric: str) -> float | None:
     if not columns or not set(columns) <= set(holdout.columns):
         log.warning("champion v%s needs features this holdout lacks", version.version)
         return None
-    predicted = np.asarray(model.predict(holdout[columns])).reshape(-1)
+    inputs = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
+    predicted = np.asarray(model.predict(inputs)).reshape(-1)
     return score(holdout["target"].to_numpy(), predicted)[metric]
 
 
@@ -144,5 +152,7 @@ def _log_decision(client: MlflowClient, run_id: str, decision: Decision) -> None
     client.set_tag(run_id, "promotion.reason", decision.reason)
     client.set_tag(run_id, "promotion.champion_version", decision.champion_version)
     if decision.scores["champion"] is not None:
-        client.log_metric(run_id, f"champion_holdout_{decision.metric}", decision.scores["champion"])
+        client.log_metric(
+            run_id, f"champion_holdout_{decision.metric}", decision.scores["champion"]
+        )
     client.log_text(run_id, json.dumps(asdict(decision), indent=2), "promotion/decision.json")

@@ -17,15 +17,16 @@ from mlflow.models import infer_signature
 from candlecast import featurestore, tracking
 from candlecast.config import PairConfig
 from candlecast.data import validated_table
+from candlecast.errors import PermanentError
 from candlecast.features import FEATURE_COLUMNS, next_return
-from candlecast.modeling import chronological_split, fit_lightgbm, score
+from candlecast.modeling import chronological_split, fit_lightgbm, model_inputs, score
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import to_ms
 
 log = logging.getLogger(__name__)
 
 
-class NotEnoughHistory(RuntimeError):
+class NotEnoughHistory(PermanentError):
     """Too few validated rows to train on."""
 
 
@@ -71,7 +72,7 @@ def fit_and_log(
     tracking.configure(settings)
     split = chronological_split(frame, pair.holdout_fraction)
     model = fit_lightgbm(split.train, FEATURE_COLUMNS, pair.lightgbm)
-    x_holdout = split.holdout[FEATURE_COLUMNS].astype("float64")
+    x_holdout = pd.DataFrame(model_inputs(split.holdout, FEATURE_COLUMNS), columns=FEATURE_COLUMNS)
     y_holdout = split.holdout["target"].to_numpy()
     predicted = model.predict(x_holdout.to_numpy())
     metrics = {f"holdout_{k}": v for k, v in score(y_holdout, predicted).items()}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from candlecast.errors import PermanentError
 from candlecast.sources import CANDLE_COLUMNS
 from candlecast.timeframes import timeframe_ms
 
@@ -27,7 +28,7 @@ GRID_COLUMN = "ts_grid_offset"
 _PRICES = ["open", "high", "low", "close"]
 
 
-class CandleValidationError(RuntimeError):
+class CandleValidationError(PermanentError):
     """A candle batch failed validation; ``report`` says which expectations and rows."""
 
     def __init__(self, report: ValidationReport) -> None:
@@ -85,7 +86,9 @@ def build_suite(timeframe: str) -> Any:
         )
     for upper, lower in [("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")]:
         suite.add_expectation(
-            exp.ExpectColumnPairValuesAToBeGreaterThanB(column_A=upper, column_B=lower, or_equal=True)
+            exp.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=upper, column_B=lower, or_equal=True
+            )
         )
     suite.add_expectation(exp.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
     suite.add_expectation(exp.ExpectColumnValuesToBeUnique(column="ts"))
@@ -120,9 +123,7 @@ def validate_candles(frame: pd.DataFrame, timeframe: str) -> ValidationReport:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = batch.validate(
-            build_suite(timeframe), result_format={"result_format": "COMPLETE"}
-        )
+        result = batch.validate(build_suite(timeframe), result_format={"result_format": "COMPLETE"})
     payload = result.to_json_dict()
     failures = [_failure(r, checked) for r in result.results if not r.success]
     return ValidationReport(

@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -18,10 +19,10 @@ DAY2 = (datetime(2022, 1, 11, tzinfo=UTC), datetime(2022, 1, 12, tzinfo=UTC))
 def test_same_interval_twice_gives_identical_data(tmp_path):
     settings, pair = settings_in(tmp_path), btc_pair()
     first = data.ingest(pair, *DAY1, settings=settings)
-    snapshot = {p: open(p, "rb").read() for p in first.files}
+    snapshot = {p: Path(p).read_bytes() for p in first.files}
     second = data.ingest(pair, *DAY1, settings=settings)
     assert first == second and first.rows == 24
-    assert {p: open(p, "rb").read() for p in second.files} == snapshot
+    assert {p: Path(p).read_bytes() for p in second.files} == snapshot
     stored = data.raw_table(pair, settings).read()
     assert len(stored) == 24 and stored["ts"].is_unique
 

@@ -20,7 +20,9 @@ def frame(seed: int, signal: float) -> pd.DataFrame:
     """Features like the real ones; target = signal * ret_1 + noise."""
     rng = np.random.default_rng(seed)
     n = 3000
-    data = pd.DataFrame(rng.normal(0, 0.01, size=(n, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS)
+    data = pd.DataFrame(
+        rng.normal(0, 0.01, size=(n, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS
+    )
     data["target"] = signal * data["ret_1"] + rng.normal(0, 0.002, n)
     data.insert(0, "event_timestamp", pd.date_range(end=END, periods=n, freq="h", tz="UTC"))
     data.insert(0, "pair", "BTC_USD")
@@ -48,9 +50,12 @@ def test_model_that_beats_persistence_is_promoted_and_decision_logged(tmp_path):
     run = MlflowClient().get_run(result.run_id)
     assert run.data.tags["promotion.outcome"] == "promoted"
     assert "beats persistence" in run.data.tags["promotion.reason"]
-    assert {"holdout_rmse", "holdout_mae", "holdout_directional_accuracy", "persistence_rmse"} <= set(
-        run.data.metrics
-    )
+    assert {
+        "holdout_rmse",
+        "holdout_mae",
+        "holdout_directional_accuracy",
+        "persistence_rmse",
+    } <= set(run.data.metrics)
 
 
 def test_noise_makes_persistence_the_champion(tmp_path):

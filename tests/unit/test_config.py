@@ -42,7 +42,11 @@ def test_unknown_key_fails_naming_it(tmp_path):
     [
         ("symbol: BTC/USD", "symbol: btcusd", "BASE/QUOTE"),
         ("timeframe: 5m", "timeframe: 5x", "unsupported timeframe"),
-        ("    replay_file: candles.csv\n    start: 2021-01-01\n", "    start: 2021-01-01\n", "needs replay_file"),
+        (
+            "    replay_file: candles.csv\n    start: 2021-01-01\n",
+            "    start: 2021-01-01\n",
+            "needs replay_file",
+        ),
         ("symbol: ETH/BTC", "symbol: BTC/USD", "listed twice"),
     ],
 )

@@ -8,9 +8,9 @@ HOUR = 3_600_000
 
 def frame(n: int, start: int = 0) -> pd.DataFrame:
     ts = [start + i * HOUR for i in range(n)]
-    return pd.DataFrame({"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0})[
-        CANDLE_COLUMNS
-    ]
+    return pd.DataFrame(
+        {"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0}
+    )[CANDLE_COLUMNS]
 
 
 def test_replay_pages_like_an_exchange():

@@ -8,13 +8,19 @@ HOUR = 3_600_000
 
 def candles(hours: range, close: float = 1.0) -> pd.DataFrame:
     ts = [h * HOUR for h in hours]
-    return pd.DataFrame({"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": close, "volume": 1.0})
+    return pd.DataFrame(
+        {"ts": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": close, "volume": 1.0}
+    )
 
 
 def test_upsert_partitions_by_day_and_is_byte_identical(tmp_path):
     table = PartitionedTable(tmp_path)
     files = table.upsert(candles(range(0, 50)))
-    assert [f.name for f in files] == ["1970-01-01.parquet", "1970-01-02.parquet", "1970-01-03.parquet"]
+    assert [f.name for f in files] == [
+        "1970-01-01.parquet",
+        "1970-01-02.parquet",
+        "1970-01-03.parquet",
+    ]
     before = {f: f.read_bytes() for f in files}
     table.upsert(candles(range(0, 50)))
     assert {f: f.read_bytes() for f in files} == before

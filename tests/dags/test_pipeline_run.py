@@ -1,0 +1,61 @@
+"""A real dag.test() run of the default pair's pipeline DAG, end to end."""
+
+import pytest
+from mlflow import MlflowClient
+
+from candlecast import featurestore, tracking
+from candlecast.export import ExportedModel
+from candlecast.predict import Forecaster
+from candlecast.timeframes import to_ms
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_succeeds_for_its_data_interval(pipeline_run):
+    _, run = pipeline_run
+    assert run.state == "success"
+    assert (run.data_interval_start.isoformat(), run.data_interval_end.isoformat()) == (
+        "2022-02-28T00:00:00+00:00",
+        "2022-03-01T00:00:00+00:00",
+    )
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == {
+        t: "success"
+        for t in (
+            "ingest",
+            "validate",
+            "features",
+            "materialize",
+            "train",
+            "promote",
+            "export_onnx",
+            "deploy",
+        )
+    }
+
+
+def test_run_registers_a_champion_with_its_decision(pipeline_run):
+    pair, _ = pipeline_run
+    tracking.configure()
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(tracking.model_name(pair), "champion")
+    assert champion.tags["kind"] in ("lightgbm", "persistence")
+    run = client.get_run(champion.run_id)
+    assert run.data.tags["promotion.outcome"] in ("promoted", "persistence")
+    assert run.data.metrics["holdout_rmse"] > 0 and run.data.metrics["persistence_rmse"] > 0
+
+
+def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):
+    pair, run = pipeline_run
+    champion = MlflowClient().get_model_version_by_alias(tracking.model_name(pair), "champion")
+    folder = home / "models" / pair.key / f"v{champion.version}"
+    exported = ExportedModel.load(folder)
+    assert (folder / "model.onnx").stat().st_size > 0
+    assert exported.parity_max_abs_diff <= 1e-5
+    online = featurestore.online_features(
+        featurestore.feature_store(), pair.slug, pair.timeframe, ["candle_ts", "close"]
+    )
+    last_candle = to_ms(run.data_interval_end) - 3_600_000
+    assert online["candle_ts"] == last_candle
+    forecast = Forecaster().predict(pair.symbol)
+    assert forecast["model"]["version"] == str(champion.version)
+    assert forecast["feature_timestamp"] == run.data_interval_end.isoformat()

@@ -1,0 +1,104 @@
+"""A real ``bentoml serve`` on 127.0.0.1 answering for the pipeline's champion."""
+
+import json
+import math
+import socket
+import subprocess
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+
+from candlecast import embedded, featurestore
+from candlecast.export import ExportedModel, run_onnx
+from candlecast.settings import get_settings
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(pipeline_run, home):
+    port = free_port()
+    settings = get_settings()
+    proc = embedded.start(
+        embedded.bentoml_command("127.0.0.1", port),
+        home / "logs" / "bentoml-test.log",
+        embedded.bentoml_env(settings),
+    )
+    try:
+        embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc)
+        with bentoml.SyncHTTPClient(f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_run, home):
+    client, _ = service
+    pair, run = pipeline_run
+    answer = client.predict(pair="BTC/USD")
+    version = answer["model"]["version"]
+    exported = ExportedModel.load(home / "models" / pair.key / f"v{version}")
+    store = featurestore.feature_store()
+    values = featurestore.online_features(
+        store, pair.slug, pair.timeframe, [*exported.features, "close", "candle_ts"]
+    )
+    row = np.array([[values[c] for c in exported.features]])
+    direct = run_onnx(Path(exported.path).read_bytes(), row)[0]
+    assert answer["predicted_return"] == pytest.approx(direct, abs=1e-12)
+    assert answer["predicted_price"] == pytest.approx(values["close"] * math.exp(direct))
+    assert answer["last_close"] == values["close"]
+    assert answer["feature_timestamp"] == run.data_interval_end.isoformat()
+    assert answer["model"]["kind"] == exported.kind
+    assert ("note" in answer) == (exported.kind == "persistence")
+
+
+def test_health_reports_the_deployed_model(service):
+    _, base = service
+    out = subprocess.run(["curl", "-sf", f"{base}/health"], capture_output=True, text=True)
+    health = json.loads(out.stdout)
+    assert health["status"] == "ok"
+    assert health["pairs"]["BTC/USD"]["model_version"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ('{"pair": "DOGE/USD"}', 404, "not configured"),
+        ('{"pear": "BTC/USD"}', 400, "pair"),
+        ('{"pair": 42}', 400, "string"),
+        ("{not json", 400, "JSON"),
+    ],
+)
+def test_bad_requests_get_clear_errors(service, body, status, message):
+    _, base = service
+    out = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            f"{base}/predict",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    text, code = out.stdout.rsplit("\n", 1)
+    assert int(code) == status
+    assert message in text
