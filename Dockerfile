@@ -23,7 +23,7 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir -r requirements.lock \
         --extra-index-url https://download.pytorch.org/whl/cpu
 
-COPY pyproject.toml ./
+COPY pyproject.toml README.md ./
 COPY include/ include/
 COPY dags/ dags/
 COPY plugins/ plugins/

@@ -58,7 +58,7 @@ def build_pipeline_dag(pair: PairConfig) -> DAG:
     each on the run's data interval."""
     with DAG(
         dag_id=dag_id(pair),
-        description=f"{pair.symbol} ({pair.exchange}, {pair.timeframe}): candles to served forecast",
+        description=f"{pair.symbol} ({pair.exchange}, {pair.timeframe}): candles to forecast",
         # Interval timetable: each run owns [data_interval_start, data_interval_end) of candles.
         schedule=CronDataIntervalTimetable(pair.schedule, timezone="UTC"),
         start_date=pair.start,
