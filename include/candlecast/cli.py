@@ -162,7 +162,8 @@ def demo(
         console.print(
             f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {last:%Y-%m-%d}"
         )
-        embedded.airflow("dags", "test", f"pipeline_{p.key}", last.isoformat(), settings=settings)
+        log = embedded.airflow("dags", "test", f"pipeline_{p.key}", last.isoformat())
+        console.print(f"  DAG run succeeded (log: {log})")
     procs = _start_services(settings)
     try:
         base = f"http://{settings.service_host}:{settings.service_port}"
@@ -170,11 +171,22 @@ def demo(
             console.print(f'POST {base}/predict {{"pair": "{p.symbol}"}}')
             console.print_json(json.dumps(_post(f"{base}/predict", {"pair": p.symbol})))
         console.print(f"Prediction service: {base}  (POST /predict, GET /health)")
-        console.print("MLflow UI:          http://127.0.0.1:5000")
-        console.print("Airflow UI:         http://127.0.0.1:8080")
+        for name, url, health, proc in [
+            ("MLflow UI", "http://127.0.0.1:5000", "/health", procs[1]),
+            ("Airflow UI", "http://127.0.0.1:8080", "/api/v2/monitor/health", procs[2]),
+        ]:
+            try:
+                embedded.wait_http(url + health, timeout=180, proc=proc)
+                console.print(f"{name + ':':<20}{url}")
+            except (RuntimeError, TimeoutError) as exc:
+                console.print(
+                    f"[yellow]{name} did not come up ({exc}); see {settings.paths.logs}[/]"
+                )
         if wait:
             console.print("Press Ctrl-C to stop.")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            stop = {signal.SIGINT, signal.SIGTERM}
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+            signal.sigwait(stop)
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)

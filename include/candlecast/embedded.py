@@ -31,14 +31,25 @@ def airflow_env(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
-def airflow(*args: str, settings: Settings | None = None, check: bool = True) -> int:
-    """Run an ``airflow`` CLI command in embedded mode; returns its exit code."""
+def airflow(*args: str, settings: Settings | None = None) -> Path:
+    """Run an ``airflow`` CLI command in embedded mode, its output going to a log file under
+    the data directory; returns the log. Raises with the log's tail if the command fails."""
     settings = settings or get_settings()
     settings.paths.airflow.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([str(BIN / "airflow"), *args], env=airflow_env(settings), check=False)
-    if check and done.returncode:
-        raise RuntimeError(f"airflow {' '.join(args)} failed with exit code {done.returncode}")
-    return done.returncode
+    log = settings.paths.logs / f"airflow-{'-'.join(a for a in args[:2] if a[:1].isalpha())}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as handle:
+        done = subprocess.run(
+            [str(BIN / "airflow"), *args],
+            env=airflow_env(settings),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}); {log}:\n{tail}")
+    return log
 
 
 def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -62,6 +62,10 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     client = MlflowClient()
     name = tracking.model_name(pair)
     version = client.get_model_version_by_alias(name, tracking.CHAMPION)
+    folder = settings.paths.models / pair.key / f"v{version.version}"
+    if (folder / "metadata.json").exists() and (folder / "model.onnx").exists():
+        log.info("%s v%s already exported to %s", name, version.version, folder)
+        return ExportedModel.load(folder)
     kind = version.tags.get("kind", "lightgbm")
     run_id = version.run_id
     holdout = tracking.load_holdout(run_id)
@@ -81,7 +85,6 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
             f"{name} v{version.version}: ONNX differs from {kind} by {diff:.3g} "
             f"(tolerance {settings.parity_tolerance:g}) on {len(x)} holdout rows"
         )
-    folder = settings.paths.models / pair.key / f"v{version.version}"
     folder.mkdir(parents=True, exist_ok=True)
     payload = onnx_model.SerializeToString()
     (folder / "model.onnx").write_bytes(payload)

@@ -59,3 +59,15 @@ def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):
     forecast = Forecaster().predict(pair.symbol)
     assert forecast["model"]["version"] == str(champion.version)
     assert forecast["feature_timestamp"] == run.data_interval_end.isoformat()
+
+
+def test_rerunning_export_and_deploy_changes_nothing(pipeline_run, home):
+    import bentoml
+
+    from candlecast import deploy, pipeline
+
+    pair, _ = pipeline_run
+    before = sorted(str(m.tag) for m in bentoml.models.list())
+    exported = ExportedModel(**pipeline.export(pair))
+    assert deploy.deploy(pair, exported) == deploy.deploy(pair, exported)
+    assert sorted(str(m.tag) for m in bentoml.models.list()) == before
