@@ -56,6 +56,15 @@ class PairConfig(_Frozen):
     train_days: int = Field(default=120, gt=0, description="Training window, days of history.")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     min_train_rows: int = Field(default=500, gt=0)
+    max_close_step: float = Field(
+        default=0.5, gt=0, description="Largest |close/previous close - 1| that is not an error."
+    )
+    max_volume_spike: float = Field(
+        default=1000.0, gt=1, description="Largest volume / median of the previous 48 candles."
+    )
+    max_staleness_candles: int | None = Field(
+        default=3, ge=1, description="Newest candle at most this many candles before run end."
+    )
     lightgbm: LightGBMParams = LightGBMParams()
 
     @field_validator("symbol")

@@ -11,6 +11,9 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas as pd
+
+from candlecast.checks import CheckOptions
 from candlecast.config import PairConfig
 from candlecast.settings import Settings, get_settings
 from candlecast.sources import CandleSource, fetch_range, source_for
@@ -84,19 +87,35 @@ def validate(
             f"{pair.symbol} {pair.timeframe}: no candles stored for "
             f"{start.isoformat()} to {end.isoformat()}; run ingest for this interval first"
         )
-    return validate_frame(pair, batch, f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}", settings)
+    options = check_options(pair, as_of=end)
+    batch_id = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    return validate_frame(pair, batch, batch_id, settings, options)
+
+
+def check_options(pair: PairConfig, as_of: datetime | None = None) -> CheckOptions:
+    """The expectation bounds a pair's config sets, freshness judged at ``as_of``."""
+    return CheckOptions(
+        max_close_step=pair.max_close_step,
+        max_volume_spike=pair.max_volume_spike,
+        max_staleness_candles=pair.max_staleness_candles,
+        as_of_ms=to_ms(as_of) if as_of else None,
+    )
 
 
 def validate_frame(
-    pair: PairConfig, batch, batch_id: str, settings: Settings | None = None
+    pair: PairConfig,
+    batch: pd.DataFrame,
+    batch_id: str,
+    settings: Settings | None = None,
+    options: CheckOptions | None = None,
 ) -> ValidationReport:
     """Validate a candle batch; on success upsert it into the validated store."""
     settings = settings or get_settings()
-    report = validate_candles(batch, pair.timeframe)
+    report = validate_candles(batch, pair.timeframe, options)
     if not report.success:
         folder = settings.paths.quarantine / pair.exchange / pair.slug / pair.timeframe / batch_id
         quarantine_batch(batch, report, folder)
         raise CandleValidationError(report)
-    validated_table(pair, settings).upsert(batch)
+    validated_table(pair, settings).upsert(report.batch)
     log.info("%s", report.summary())
     return report

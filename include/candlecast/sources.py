@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: The columns of a candle frame, in ccxt's order; ``ts`` is the candle open time in unix ms.
 CANDLE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
+#: Given by some sources (a seventh field after volume), kept and checked when present.
+OPTIONAL_COLUMNS = ["quote_volume"]
 
 
 class CandleSource(Protocol):
@@ -67,19 +69,23 @@ class ReplayExchange:
             stop = int(np.searchsorted(ts, closed_before, side="right"))
         count = min(limit or self.page_limit, self.page_limit)
         page = frame.iloc[first : min(first + count, stop)]
-        return page[CANDLE_COLUMNS].to_numpy(dtype=float).tolist()
+        columns = [*CANDLE_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]
+        return page[columns].to_numpy(dtype=float).tolist()
 
 
 def read_candle_file(path: Path) -> pd.DataFrame:
     """Read a bundled candle CSV (``unix`` seconds, newest first) into a candle frame.
 
-    Values are kept as published; checking them is the validation layer's job.
+    Values are kept as published (a quote volume column ``Volume USD`` included); checking
+    them is the validation layer's job.
     """
     raw = pd.read_csv(path)
     missing = {"unix", "open", "high", "low", "close", "volume"} - set(raw.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    frame = raw.rename(columns={"unix": "ts"})[CANDLE_COLUMNS].copy()
+    quote = [c for c in raw.columns if c.lower().startswith("volume ")][:1]
+    raw = raw.rename(columns={"unix": "ts", **{c: "quote_volume" for c in quote}})
+    frame = raw[[*CANDLE_COLUMNS, *(["quote_volume"] if quote else [])]].copy()
     # Files of this family give unix seconds; some give milliseconds.
     if frame["ts"].max() < 10**11:
         frame["ts"] = frame["ts"] * 1000
@@ -111,7 +117,9 @@ def fetch_range(
             break
         rows.extend(page)
         since = int(page[-1][0]) + step
-    frame = pd.DataFrame(rows, columns=CANDLE_COLUMNS)
+    width = max((len(r) for r in rows), default=len(CANDLE_COLUMNS))
+    columns = [*CANDLE_COLUMNS, *OPTIONAL_COLUMNS][: max(width, len(CANDLE_COLUMNS))]
+    frame = pd.DataFrame(rows, columns=columns)
     frame["ts"] = frame["ts"].astype("int64")
     log.info("fetched %d %s %s candles from %s", len(frame), symbol, timeframe, source.id)
     return frame

@@ -17,15 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from candlecast.checks import REPAIRS, CheckOptions, build_suite, derive, expected_columns
 from candlecast.errors import PermanentError
-from candlecast.sources import CANDLE_COLUMNS
-from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
-
-#: Derived by the validator (not stored): distance of ``ts`` from the timeframe grid.
-GRID_COLUMN = "ts_grid_offset"
-_PRICES = ["open", "high", "low", "close"]
 
 
 class CandleValidationError(PermanentError):
@@ -50,13 +45,19 @@ class ValidationReport:
     rows: int
     success: bool
     failures: list[Failure] = field(default_factory=list)
-    result: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict, repr=False)
+    repairs: dict[str, int] = field(default_factory=dict)
+    batch: pd.DataFrame | None = field(default=None, repr=False)
     quarantine: Path | None = None
 
     def summary(self) -> str:
+        repaired = "".join(f"; repaired {n} rows ({rule})" for rule, n in self.repairs.items())
         if self.success:
-            return f"{self.suite}: {self.rows} candles passed"
-        lines = [f"{self.suite}: {len(self.failures)} expectation(s) failed on {self.rows} candles"]
+            return f"{self.suite}: {self.rows} candles passed{repaired}"
+        lines = [
+            f"{self.suite}: {len(self.failures)} expectation(s) failed on {self.rows} candles"
+            + repaired
+        ]
         for f in self.failures:
             where = f" on {f.column}" if f.column else ""
             rows = f"; rows {', '.join(f.rows[:5])}{' ...' if len(f.rows) > 5 else ''}"
@@ -66,39 +67,11 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def build_suite(timeframe: str) -> Any:
-    """The expectation suite for candles of one timeframe."""
-    import great_expectations as gx
-
-    exp = gx.expectations
-    suite = gx.ExpectationSuite(name=f"candles_{timeframe}")
-    suite.add_expectation(
-        exp.ExpectTableColumnsToMatchOrderedList(column_list=[*CANDLE_COLUMNS, GRID_COLUMN])
-    )
-    suite.add_expectation(exp.ExpectColumnValuesToBeOfType(column="ts", type_="int64"))
-    for column in CANDLE_COLUMNS[1:]:
-        suite.add_expectation(exp.ExpectColumnValuesToBeOfType(column=column, type_="float64"))
-    for column in CANDLE_COLUMNS:
-        suite.add_expectation(exp.ExpectColumnValuesToNotBeNull(column=column))
-    for column in _PRICES:
-        suite.add_expectation(
-            exp.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
-        )
-    for upper, lower in [("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")]:
-        suite.add_expectation(
-            exp.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A=upper, column_B=lower, or_equal=True
-            )
-        )
-    suite.add_expectation(exp.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
-    suite.add_expectation(exp.ExpectColumnValuesToBeUnique(column="ts"))
-    suite.add_expectation(exp.ExpectColumnValuesToBeIncreasing(column="ts", strictly=True))
-    suite.add_expectation(exp.ExpectColumnValuesToBeInSet(column=GRID_COLUMN, value_set=[0]))
-    return suite
-
-
-def validate_candles(frame: pd.DataFrame, timeframe: str) -> ValidationReport:
-    """Run the timeframe's suite on a candle batch (in the order it arrived)."""
+def validate_candles(
+    frame: pd.DataFrame, timeframe: str, options: CheckOptions | None = None
+) -> ValidationReport:
+    """Repair known source defects, then run the timeframe's suite on the batch (in the
+    order it arrived). ``report.batch`` is the repaired batch, without derived columns."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -106,11 +79,12 @@ def validate_candles(frame: pd.DataFrame, timeframe: str) -> ValidationReport:
         ProgressBarsConfig,
     )
 
-    checked = frame.reset_index(drop=True).copy()
-    if "ts" in checked.columns:
-        checked[GRID_COLUMN] = pd.to_numeric(checked["ts"], errors="coerce") % timeframe_ms(
-            timeframe
-        )
+    batch, repairs = frame.reset_index(drop=True), {}
+    for name, rule in REPAIRS.items():
+        batch, count = rule(batch)
+        if count:
+            repairs[name] = count
+    checked = derive(batch, timeframe)
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(),
         progress_bars=ProgressBarsConfig(globally=False),
@@ -118,20 +92,21 @@ def validate_candles(frame: pd.DataFrame, timeframe: str) -> ValidationReport:
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
     asset = context.data_sources.add_pandas("candles").add_dataframe_asset("batch")
-    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
+    gx_batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
         batch_parameters={"dataframe": checked}
     )
+    suite = build_suite(timeframe, expected_columns(batch), options or CheckOptions())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = batch.validate(build_suite(timeframe), result_format={"result_format": "COMPLETE"})
-    payload = result.to_json_dict()
-    failures = [_failure(r, checked) for r in result.results if not r.success]
+        result = gx_batch.validate(suite, result_format={"result_format": "COMPLETE"})
     return ValidationReport(
-        suite=f"candles_{timeframe}",
+        suite=suite.name,
         rows=len(checked),
         success=bool(result.success),
-        failures=failures,
-        result=payload,
+        failures=[_failure(r, checked) for r in result.results if not r.success],
+        result=result.to_json_dict(),
+        repairs=repairs,
+        batch=batch,
     )
 
 
@@ -165,7 +140,8 @@ def quarantine_batch(frame: pd.DataFrame, report: ValidationReport, folder: Path
     """Keep a failed batch with its GE result and summary; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(folder / "batch.parquet", index=False)
-    (folder / "validation.json").write_text(json.dumps(report.result, indent=2, default=str))
+    payload = {**report.result, "candlecast_repairs": report.repairs}
+    (folder / "validation.json").write_text(json.dumps(payload, indent=2, default=str))
     report.quarantine = folder
     (folder / "summary.txt").write_text(report.summary() + "\n")
     log.warning("quarantined %d candles in %s", len(frame), folder)

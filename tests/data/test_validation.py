@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from candlecast.checks import CheckOptions
 from candlecast.validation import validate_candles
 
 JAN_2022 = 1640995200000
@@ -20,9 +21,33 @@ def test_recent_bundled_candles_pass(batch):
     assert report.rows == 24 * 14
 
 
-def test_whole_bundled_history_passes(btc_candles):
+def test_whole_bundled_history_passes_after_counted_volume_repairs(btc_candles):
     report = validate_candles(btc_candles, "1h")
     assert report.success, report.summary()
+    # until 2020-10 the file's base and quote volume columns are swapped: repaired, counted
+    assert report.repairs == {"swapped_volume_columns": 20143}
+    assert "repaired 20143 rows (swapped_volume_columns)" in report.summary()
+    repaired = report.batch.set_index("ts")
+    assert repaired.loc[1526364000000, "volume"] == 559.93
+    assert repaired.loc[1526364000000, "quote_volume"] == 4906603.14
+
+
+def test_unrepairable_volume_mismatch_fails(batch):
+    frame = batch.copy()
+    frame.loc[4, "quote_volume"] = frame.loc[4, "quote_volume"] * 3
+    report = validate_candles(frame, "1h")
+    assert ("expect_column_values_to_be_between", "quote_vwap_excess") in {
+        (f.expectation, f.column) for f in report.failures
+    }
+    assert not report.repairs
+
+
+def test_stale_batch_fails_freshness(batch):
+    as_of = int(batch["ts"].iloc[-1]) + 10 * 3_600_000
+    stale = validate_candles(batch, "1h", CheckOptions(max_staleness_candles=3, as_of_ms=as_of))
+    assert [f.expectation for f in stale.failures] == ["expect_column_max_to_be_between"]
+    fresh = CheckOptions(max_staleness_candles=3, as_of_ms=int(batch["ts"].iloc[-1]) + 3_600_000)
+    assert validate_candles(batch, "1h", fresh).success
 
 
 def _set(column, value, row=5):
@@ -72,6 +97,19 @@ CORRUPTIONS = {
     "duplicate timestamp": (_duplicate, "expect_column_values_to_be_unique", "ts"),
     "rows out of order": (_swap_rows, "expect_column_values_to_be_increasing", "ts"),
     "timestamp off the grid": (_off_grid, "expect_column_values_to_be_in_set", "ts_grid_offset"),
+    "close jumps 60%": (
+        lambda f: f.assign(
+            close=np.where(f.index == 8, f["close"] * 1.6, f["close"]),
+            high=np.where(f.index == 8, f["close"] * 1.6, f["high"]),
+        ),
+        "expect_column_values_to_be_between",
+        "close_step",
+    ),
+    "volume spike": (
+        lambda f: f.assign(volume=np.where(f.index == 40, f["volume"] * 5000, f["volume"])),
+        "expect_column_values_to_be_between",
+        "volume_spike",
+    ),
     "missing column": (
         lambda f: f.drop(columns=["volume"]),
         "expect_table_columns_to_match_ordered_list",
