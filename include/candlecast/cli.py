@@ -118,6 +118,73 @@ def backfill(
     console.print_json(json.dumps(result, default=str))
 
 
+TimeframeOpt = Annotated[
+    str | None, typer.Option("--timeframe", "-t", help="default: the pair's configured timeframe")
+]
+
+
+def _pair_at(symbol: str, timeframe: str | None) -> PairConfig:
+    config = _pair(symbol)
+    if timeframe and timeframe != config.timeframe:
+        try:
+            return PairConfig.model_validate(config.model_dump() | {"timeframe": timeframe})
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    return config
+
+
+@app.command()
+def ingest(
+    pair: PairOpt,
+    start: Annotated[datetime, typer.Option()],
+    end: Annotated[datetime, typer.Option()],
+    timeframe: TimeframeOpt = None,
+) -> None:
+    """Fetch candles from the pair's exchange into the raw store, then validate them."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from candlecast import data
+    from candlecast.timeframes import to_ms
+
+    config = _pair_at(pair, timeframe)
+    first, last = to_ms(_utc(start)), to_ms(_utc(end))
+    columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(f"{config.symbol} {config.timeframe}", total=last - first)
+        result = data.ingest(
+            config,
+            _utc(start),
+            _utc(end),
+            on_progress=lambda ts: progress.update(bar, completed=ts - first),
+        )
+        progress.update(bar, completed=last - first)
+    report = data.validate(config, datetime.fromtimestamp(result.start_ms / 1000, UTC), _utc(end))
+    console.print(f"{result.rows} candles stored; {report.summary()}")
+
+
+@app.command()
+def gaps(pair: PairOpt, timeframe: TimeframeOpt = None) -> None:
+    """Report the candles missing from a pair's raw store: how many, and where."""
+    from candlecast import data
+    from candlecast.gaps import summarize
+
+    config = _pair_at(pair, timeframe)
+    found = data.stored_gaps(config)
+    table = Table(title=f"gaps in {config.symbol} {config.timeframe} ({config.exchange})")
+    for column in ("from", "to (exclusive)", "missing candles"):
+        table.add_column(column)
+    for gap in found:
+        table.add_row(_ms_iso(gap.start_ms), _ms_iso(gap.end_ms), str(gap.missing))
+    console.print(table)
+    totals = summarize(found)
+    console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+
+
+def _ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+
+
 @app.command("feast-apply")
 def feast_apply() -> None:
     """Apply the Feast definitions (only if they changed)."""

@@ -8,17 +8,19 @@ batch holds can reach the feature store.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 
 from candlecast.checks import CheckOptions
 from candlecast.config import PairConfig
+from candlecast.gaps import Gap, find_gaps
 from candlecast.settings import Settings, get_settings
-from candlecast.sources import CandleSource, fetch_range, source_for
+from candlecast.sources import CandleSource, fetch_range, iter_pages, source_for
 from candlecast.store import PartitionedTable
-from candlecast.timeframes import to_ms
+from candlecast.timeframes import timeframe_ms, to_ms
 from candlecast.validation import (
     CandleValidationError,
     ValidationReport,
@@ -27,6 +29,9 @@ from candlecast.validation import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Gaps asked for again per ingestion at most (the rest wait for the next run).
+MAX_GAP_REFETCH = 20
 
 
 class EmptyBatchError(RuntimeError):
@@ -37,6 +42,9 @@ class EmptyBatchError(RuntimeError):
 class IngestResult:
     rows: int
     files: list[str]
+    start_ms: int
+    end_ms: int
+    refetched: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _table(root: str, pair: PairConfig, settings: Settings | None) -> PartitionedTable:
@@ -59,16 +67,59 @@ def ingest(
     end: datetime,
     source: CandleSource | None = None,
     settings: Settings | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Fetch candles opening in ``[start, end)`` and upsert them into the raw store."""
+    """Fetch candles into the raw store, page by page, for ``[start, end)``.
+
+    Incremental: when the newest stored candle is older than ``start`` the fetch begins right
+    after it, so a missed run is caught up; a failure keeps every page stored before it, and
+    the next run resumes from there. Known gaps before ``start`` are asked for again.
+    ``on_progress`` gets the open time of the newest candle stored so far.
+    """
     source = source or source_for(pair)
-    frame = fetch_range(source, pair.symbol, pair.timeframe, to_ms(start), to_ms(end))
-    if frame["ts"].duplicated().any():
-        # Keep the batch as it came for validation to judge; the raw store holds one row a key.
-        frame = frame.drop_duplicates("ts", keep="last")
-    files = raw_table(pair, settings).upsert(frame)
-    log.info("ingested %d %s candles into %d partitions", len(frame), pair.symbol, len(files))
-    return IngestResult(len(frame), [str(f) for f in files])
+    table = raw_table(pair, settings)
+    step = timeframe_ms(pair.timeframe)
+    first, last = to_ms(start), to_ms(end)
+    newest = table.last_key()
+    if newest is not None and to_ms(pair.start) <= newest + step < first:
+        first = newest + step
+    rows, files = 0, set()
+    for page in iter_pages(source, pair.symbol, pair.timeframe, first, last):
+        # Exact repeats (overlapping pages) are dropped; the store holds one row a key.
+        page = page.drop_duplicates("ts", keep="last")
+        files.update(str(f) for f in table.upsert(page))
+        rows += len(page)
+        if on_progress:
+            on_progress(int(page["ts"].iloc[-1]))
+    refetched = _refetch_gaps(pair, source, table, to_ms(pair.start), first)
+    log.info("ingested %d %s candles into %d partitions", rows, pair.symbol, len(files))
+    return IngestResult(rows, sorted(files), first, last, refetched)
+
+
+def stored_gaps(
+    pair: PairConfig, settings: Settings | None = None, store: str = "raw"
+) -> list[Gap]:
+    """Gaps in a pair's stored candles (``raw`` or ``validated``)."""
+    table = _table(store, pair, settings)
+    ts = [pd.read_parquet(f, columns=["ts"])["ts"] for f in table.files()]
+    return find_gaps(pd.concat(ts).to_numpy() if ts else [], pair.timeframe)
+
+
+def _refetch_gaps(
+    pair: PairConfig, source: CandleSource, table: PartitionedTable, since: int, before: int
+) -> list[tuple[int, int]]:
+    """Ask the source again for candles missing before ``before``; returns the ranges
+    (open times, end exclusive) it now had candles for."""
+    ts = [pd.read_parquet(f, columns=["ts"])["ts"] for f in table.files(since, before)]
+    if not ts:
+        return []
+    filled = []
+    for gap in find_gaps(pd.concat(ts).to_numpy(), pair.timeframe)[:MAX_GAP_REFETCH]:
+        frame = fetch_range(source, pair.symbol, pair.timeframe, gap.start_ms, gap.end_ms)
+        if len(frame):
+            table.upsert(frame.drop_duplicates("ts", keep="last"))
+            filled.append((gap.start_ms, gap.end_ms))
+    return filled
 
 
 def validate(

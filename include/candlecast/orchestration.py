@@ -76,7 +76,9 @@ def build_pipeline_dag(pair: PairConfig) -> DAG:
 
         @task
         def validate(batch: dict[str, Any]) -> dict[str, Any]:
-            return _stage("validate", pair, *_interval())
+            # ingestion may have caught up from before the interval, or refilled old gaps
+            start = min(datetime.fromisoformat(batch["start"]), _interval()[0])
+            return _stage("validate", pair, start, _interval()[1], batch["refetched"])
 
         @task
         def features(report: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,30 @@ def ingest(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
     from candlecast import data
 
     result = data.ingest(pair, start, end)
-    return {"rows": result.rows, "partitions": result.files}
+    return {
+        "rows": result.rows,
+        "partitions": result.files,
+        "start": _iso(result.start_ms),
+        "end": _iso(result.end_ms),
+        "refetched": [[_iso(a), _iso(b)] for a, b in result.refetched],
+    }
 
 
-def validate(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
+def validate(
+    pair: PairConfig, start: datetime, end: datetime, refetched: list[list[str]] | None = None
+) -> dict[str, Any]:
+    """Validate ``[start, end)`` and any gap ranges ingestion refetched."""
     from candlecast import data
 
     report = data.validate(pair, start, end)
-    return {"suite": report.suite, "rows": report.rows, "success": report.success}
+    for gap_start, gap_end in refetched or []:
+        data.validate(pair, datetime.fromisoformat(gap_start), datetime.fromisoformat(gap_end))
+    return {
+        "suite": report.suite,
+        "rows": report.rows,
+        "success": report.success,
+        "repairs": report.repairs,
+    }
 
 
 def features(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
@@ -118,6 +134,10 @@ def publish(pair: PairConfig, out: Path) -> dict[str, Any]:
     for name in ("model.onnx", "metadata.json"):
         shutil.copy2(folder / name, out / name)
     return {"version": champion.version, "out": str(out)}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 def _timeframes() -> list[str]:

@@ -8,6 +8,7 @@ until the requested interval is covered.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -103,23 +104,38 @@ def source_for(pair: PairConfig) -> CandleSource:
     )
 
 
-def fetch_range(
+def iter_pages(
     source: CandleSource, symbol: str, timeframe: str, start_ms: int, end_ms: int
-) -> pd.DataFrame:
-    """All candles opening in ``[start_ms, end_ms)``, paging through the source."""
+) -> Iterator[pd.DataFrame]:
+    """Candles opening in ``[start_ms, end_ms)``, one frame per page the source returns.
+
+    Pages continue from the candle after the last one received, so a short page costs one
+    more request, never a candle; an empty page ends the range.
+    """
     step = timeframe_ms(timeframe)
-    rows: list[list[float]] = []
     since = start_ms
     while since < end_ms:
         page = source.fetch_ohlcv(symbol, timeframe, since=since, limit=None)
         page = [row for row in page if since <= row[0] < end_ms]
         if not page:
-            break
-        rows.extend(page)
+            return
+        yield _frame(page)
         since = int(page[-1][0]) + step
+
+
+def fetch_range(
+    source: CandleSource, symbol: str, timeframe: str, start_ms: int, end_ms: int
+) -> pd.DataFrame:
+    """All candles opening in ``[start_ms, end_ms)``, paging through the source."""
+    pages = list(iter_pages(source, symbol, timeframe, start_ms, end_ms))
+    frame = pd.concat(pages, ignore_index=True) if pages else _frame([])
+    log.info("fetched %d %s %s candles from %s", len(frame), symbol, timeframe, source.id)
+    return frame
+
+
+def _frame(rows: list[list[float]]) -> pd.DataFrame:
     width = max((len(r) for r in rows), default=len(CANDLE_COLUMNS))
     columns = [*CANDLE_COLUMNS, *OPTIONAL_COLUMNS][: max(width, len(CANDLE_COLUMNS))]
     frame = pd.DataFrame(rows, columns=columns)
     frame["ts"] = frame["ts"].astype("int64")
-    log.info("fetched %d %s %s candles from %s", len(frame), symbol, timeframe, source.id)
     return frame

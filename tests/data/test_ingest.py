@@ -59,3 +59,30 @@ def test_corrupted_batch_is_quarantined_and_never_reaches_features(tmp_path, btc
 def test_validate_without_ingest_says_so(tmp_path):
     with pytest.raises(data.EmptyBatchError, match="run ingest"):
         data.validate(btc_pair(), *DAY1, settings=settings_in(tmp_path))
+
+
+DAY3 = (datetime(2022, 1, 12, tzinfo=UTC), datetime(2022, 1, 13, tzinfo=UTC))
+
+
+def test_a_missed_interval_is_caught_up_from_the_last_stored_candle(tmp_path):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    data.ingest(pair, *DAY1, settings=settings)
+    result = data.ingest(pair, *DAY3, settings=settings)
+    assert result.start_ms == to_ms(DAY2[0]) and result.rows == 48
+    assert len(data.raw_table(pair, settings).read()) == 72
+    assert data.stored_gaps(pair, settings) == []
+
+
+def test_gaps_are_reported_and_refetched_by_the_next_run(tmp_path, btc_candles):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    hole = (to_ms(DAY1[0]) + 3 * 3_600_000, to_ms(DAY1[0]) + 8 * 3_600_000)
+    patchy = btc_candles[~btc_candles["ts"].between(hole[0], hole[1] - 1)]
+    data.ingest(pair, *DAY1, source=ReplayExchange({("BTC/USD", "1h"): patchy}), settings=settings)
+    gaps = data.stored_gaps(pair, settings)
+    assert [(g.start_ms, g.end_ms, g.missing) for g in gaps] == [(*hole, 5)]
+
+    result = data.ingest(pair, *DAY2, settings=settings)  # the exchange has them now
+    assert result.refetched == [hole]
+    assert data.stored_gaps(pair, settings) == []
+    report = data.validate(pair, datetime.fromtimestamp(hole[0] / 1000, UTC), DAY2[1], settings)
+    assert report.success and report.rows == 21 + 24
