@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,10 +21,13 @@ from rich.table import Table
 
 from candlecast import embedded, pipeline
 from candlecast.config import ConfigError, PairConfig, load_pairs
+from candlecast.errors import PermanentError
 from candlecast.settings import get_settings
 
 app = typer.Typer(
-    help="candlecast: crypto price forecasts, honest and fresh.", no_args_is_help=True
+    pretty_exceptions_show_locals=False,
+    help="candlecast: crypto price forecasts, honest and fresh.",
+    no_args_is_help=True,
 )
 console = Console()
 
@@ -47,6 +52,16 @@ def _last_day(pair: PairConfig) -> tuple[datetime, datetime]:
     end = pair.end or datetime.now(UTC)
     end = end.replace(hour=0, minute=0, second=0, microsecond=0)
     return end - timedelta(days=1), end
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Known failures (bad data, a failed gate, missing history) as one red line, exit 1."""
+    try:
+        yield
+    except (PermanentError, ValueError, KeyError) as exc:
+        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
 
 
 @app.callback()
@@ -94,9 +109,10 @@ def run(
     config = _pair(pair)
     first, last = _last_day(config)
     first, last = (_utc(start) if start else first), (_utc(end) if end else last)
-    if backfill_days:
-        pipeline.backfill(config, first - timedelta(days=backfill_days), first)
-    result = pipeline.run_all(config, first, last)
+    with _clean_errors():
+        if backfill_days:
+            pipeline.backfill(config, first - timedelta(days=backfill_days), first)
+        result = pipeline.run_all(config, first, last)
     console.print_json(json.dumps(result, default=str))
 
 
@@ -114,7 +130,8 @@ def backfill(
 ) -> None:
     """Ingest, validate and compute features for a stretch of history (no training)."""
     config = _pair(pair)
-    result = pipeline.backfill(config, _utc(start), _utc(end))
+    with _clean_errors():
+        result = pipeline.backfill(config, _utc(start), _utc(end))
     console.print_json(json.dumps(result, default=str))
 
 
@@ -150,7 +167,7 @@ def ingest(
     config = _pair_at(pair, timeframe)
     first, last = to_ms(_utc(start)), to_ms(_utc(end))
     columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console) as progress:
+    with _clean_errors(), Progress(*columns, console=console) as progress:
         bar = progress.add_task(f"{config.symbol} {config.timeframe}", total=last - first)
         result = data.ingest(
             config,
@@ -159,8 +176,30 @@ def ingest(
             on_progress=lambda ts: progress.update(bar, completed=ts - first),
         )
         progress.update(bar, completed=last - first)
-    report = data.validate(config, datetime.fromtimestamp(result.start_ms / 1000, UTC), _utc(end))
+    with _clean_errors():
+        report = data.validate(config, _ms_dt(result.start_ms), _utc(end))
     console.print(f"{result.rows} candles stored; {report.summary()}")
+
+
+@app.command("import-candles")
+def import_candles(
+    pair: PairOpt,
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="history file")],
+    timeframe: TimeframeOpt = None,
+    exchange: Annotated[str | None, typer.Option(help="store under this exchange")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="default: detected")] = None,
+) -> None:
+    """Import candle history (Binance dumps, CryptoDataDownload, freqtrade, CSV/parquet)."""
+    from candlecast import data
+    from candlecast.importers import read_history
+
+    config = _pair_at(pair, timeframe)
+    if exchange:
+        config = config.model_copy(update={"exchange": exchange})
+    with _clean_errors():
+        batch = read_history(file, fmt)
+        report = data.import_history(config, batch, f"import-{file.stem}")
+    console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
 
 
 @app.command()
@@ -181,8 +220,12 @@ def gaps(pair: PairOpt, timeframe: TimeframeOpt = None) -> None:
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
 
 
+def _ms_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _ms_iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+    return _ms_dt(ms).isoformat()
 
 
 @app.command("feast-apply")

@@ -143,6 +143,18 @@ def validate(
     return validate_frame(pair, batch, batch_id, settings, options)
 
 
+def import_history(
+    pair: PairConfig, batch: pd.DataFrame, batch_id: str, settings: Settings | None = None
+) -> ValidationReport:
+    """Store a user's candle history the way ingestion stores a fetched batch: validated as
+    read (a failing file is quarantined whole), then upserted into the raw and validated
+    stores."""
+    settings = settings or get_settings()
+    report = validate_frame(pair, batch, batch_id, settings, check_options(pair))
+    raw_table(pair, settings).upsert(report.batch)
+    return report
+
+
 def check_options(pair: PairConfig, as_of: datetime | None = None) -> CheckOptions:
     """The expectation bounds a pair's config sets, freshness judged at ``as_of``."""
     return CheckOptions(

@@ -61,13 +61,26 @@ def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> 
     """Fit LightGBM on the window ending at ``end``, score it and persistence on the
     chronological holdout, and log everything to MLflow. Returns the run."""
     settings = settings or get_settings()
-    return fit_and_log(pair, training_frame(pair, end, settings), end, settings)
+    frame = training_frame(pair, end, settings)
+    start = end - timedelta(days=pair.train_days)
+    table = validated_table(pair, settings)
+    lineage = {
+        "data.validated_store": str(table.root),
+        "data.version": table.fingerprint(to_ms(start), to_ms(end)),
+        "data.partitions": str(len(table.files(to_ms(start), to_ms(end)))),
+    }
+    return fit_and_log(pair, frame, end, settings, lineage)
 
 
 def fit_and_log(
-    pair: PairConfig, frame: pd.DataFrame, end: datetime, settings: Settings | None = None
+    pair: PairConfig,
+    frame: pd.DataFrame,
+    end: datetime,
+    settings: Settings | None = None,
+    lineage: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Fit and score on a training frame (features, ``target``, ``event_timestamp``)."""
+    """Fit and score on a training frame (features, ``target``, ``event_timestamp``);
+    ``lineage`` tags name the data version it came from."""
     settings = settings or get_settings()
     tracking.configure(settings)
     split = chronological_split(frame, pair.holdout_fraction)
@@ -81,7 +94,12 @@ def fit_and_log(
     with mlflow.start_run(
         experiment_id=tracking.experiment_id(pair, settings),
         run_name=f"lightgbm-{end:%Y%m%dT%H%M}",
-        tags={"pair": pair.symbol, "kind": "lightgbm", "interval_end": end.isoformat()},
+        tags={
+            "pair": pair.symbol,
+            "kind": "lightgbm",
+            "interval_end": end.isoformat(),
+            **(lineage or {}),
+        },
     ) as run:
         mlflow.log_params(
             {

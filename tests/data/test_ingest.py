@@ -10,7 +10,7 @@ from candlecast import data, featurestore
 from candlecast.sources import ReplayExchange
 from candlecast.timeframes import to_ms
 from candlecast.validation import CandleValidationError
-from tests.helpers import btc_pair, settings_in
+from tests.helpers import REPO, btc_pair, settings_in
 
 DAY1 = (datetime(2022, 1, 10, tzinfo=UTC), datetime(2022, 1, 11, tzinfo=UTC))
 DAY2 = (datetime(2022, 1, 11, tzinfo=UTC), datetime(2022, 1, 12, tzinfo=UTC))
@@ -86,3 +86,29 @@ def test_gaps_are_reported_and_refetched_by_the_next_run(tmp_path, btc_candles):
     assert data.stored_gaps(pair, settings) == []
     report = data.validate(pair, datetime.fromtimestamp(hole[0] / 1000, UTC), DAY2[1], settings)
     assert report.success and report.rows == 21 + 24
+
+
+def test_imported_history_goes_through_validation_into_both_stores(tmp_path):
+    from candlecast.importers import read_history
+
+    settings = settings_in(tmp_path)
+    pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
+    batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
+    report = data.import_history(pair, batch, "import-eth", settings)
+    assert report.success and report.rows == 5760
+    assert len(data.validated_table(pair, settings).read()) == 5760
+    assert len(data.raw_table(pair, settings).read()) == 5760
+
+
+def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
+    from candlecast.importers import read_history
+
+    settings = settings_in(tmp_path)
+    pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
+    batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
+    batch.loc[100, "low"] = -1.0
+    with pytest.raises(CandleValidationError, match="low"):
+        data.import_history(pair, batch, "import-eth", settings)
+    assert data.validated_table(pair, settings).read().empty
+    assert data.raw_table(pair, settings).read().empty
+    assert (tmp_path / "quarantine" / "binance" / "ETH_BTC" / "5m" / "import-eth").is_dir()

@@ -53,4 +53,5 @@ def test_dvc_pipeline_has_a_stage_per_pair():
     dvc = Path(sys.executable).parent / "dvc"
     out = subprocess.run([str(dvc), "stage", "list"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "pipeline@btc_usd" in out.stdout and "models/btc_usd" in out.stdout
+    assert "ingest@btc_usd" in out.stdout and "pipeline@btc_usd" in out.stdout
+    assert "models/btc_usd" in out.stdout

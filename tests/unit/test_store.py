@@ -49,3 +49,15 @@ def test_duplicate_keys_in_a_batch_are_refused(tmp_path):
     with pytest.raises(ValueError, match="duplicate"):
         PartitionedTable(tmp_path).upsert(candles([1, 1]))
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_fingerprint_names_the_data_version(tmp_path):
+    table = PartitionedTable(tmp_path)
+    table.upsert(candles(range(0, 72)))
+    version = table.fingerprint()
+    table.upsert(candles(range(0, 72)))
+    assert table.fingerprint() == version
+    assert table.fingerprint(0, 24 * HOUR) != version
+    table.upsert(candles(range(30, 31), close=9.0))
+    assert table.fingerprint() != version
+    assert table.fingerprint(0, 24 * HOUR) == PartitionedTable(tmp_path).fingerprint(0, 24 * HOUR)

@@ -1,0 +1,55 @@
+"""The candlecast CLI, run in-process through Typer's runner on real files."""
+
+import pytest
+from typer.testing import CliRunner
+
+from candlecast.cli import app
+from tests.helpers import REPO
+
+FREQTRADE = REPO / "data" / "bundled" / "freqtrade"
+
+
+@pytest.fixture
+def env(tmp_path):
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text(
+        "pairs:\n"
+        "  - {symbol: TRX/BTC, exchange: binance, timeframe: 5m, start: 2018-01-10}\n"
+        "  - {symbol: ETH/BTC, exchange: binance, timeframe: 5m, start: 2018-01-10}\n"
+    )
+    return {"CANDLECAST_HOME": str(tmp_path / "home"), "CANDLECAST_PAIRS": str(pairs)}
+
+
+def run(env, *args):
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_pairs_lists_the_config(env):
+    code, out = run(env, "pairs")
+    assert code == 0 and "TRX/BTC" in out and "ETH/BTC" in out
+
+
+def test_import_then_gaps_shows_the_holes_of_the_bundled_data(env):
+    code, out = run(
+        env, "import-candles", "--pair", "TRX/BTC", "--file", str(FREQTRADE / "TRX_BTC-5m.feather")
+    )
+    assert code == 0, out
+    assert "5754 candles imported" in out and "passed" in out
+    code, out = run(env, "gaps", "--pair", "TRX/BTC")
+    assert code == 0
+    assert "6 gaps, 6 candles missing" in out
+    assert "2018-01-22T17:20:00+00:00" in out
+
+
+def test_import_of_a_bad_file_fails_with_one_clear_line(env, tmp_path):
+    bad = tmp_path / "broken.csv"
+    bad.write_text("time,open,high,low,close\n2018-01-01,1,2,0.5,1.5\n")
+    code, out = run(env, "import-candles", "--pair", "ETH/BTC", "--file", str(bad))
+    assert code == 1
+    assert "broken.csv" in out and "volume" in out
+
+
+def test_unknown_pair_is_refused(env):
+    code, out = run(env, "gaps", "--pair", "DOGE/USD")
+    assert code == 2 and "not configured" in out
