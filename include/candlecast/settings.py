@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; default: SQLite store under home."
     )
+    exchange_url: str | None = Field(
+        default=None,
+        description="Base URL replacing live exchanges' API host (a local exchange server).",
+    )
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "localhost:6379"
     service_host: str = "127.0.0.1"

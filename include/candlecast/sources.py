@@ -98,10 +98,10 @@ def source_for(pair: PairConfig) -> CandleSource:
     """The candle source a pair's config names."""
     if pair.exchange == "replay":
         return ReplayExchange.from_pair(pair)
-    raise NotImplementedError(
-        f"pair {pair.symbol}: live exchange {pair.exchange!r} is not supported yet; "
-        "use exchange: replay with a replay_file"
-    )
+    from candlecast.exchanges import make_source  # imports ccxt: only live pairs pay for it
+    from candlecast.settings import get_settings
+
+    return make_source(pair.exchange, base_url=get_settings().exchange_url)
 
 
 def iter_pages(
@@ -118,6 +118,8 @@ def iter_pages(
         page = source.fetch_ohlcv(symbol, timeframe, since=since, limit=None)
         page = [row for row in page if since <= row[0] < end_ms]
         if not page:
+            if since < end_ms - step:
+                log.info("%s has no %s %s candles from %d on", source.id, symbol, timeframe, since)
             return
         yield _frame(page)
         since = int(page[-1][0]) + step

@@ -53,3 +53,25 @@ def test_import_of_a_bad_file_fails_with_one_clear_line(env, tmp_path):
 def test_unknown_pair_is_refused(env):
     code, out = run(env, "gaps", "--pair", "DOGE/USD")
     assert code == 2 and "not configured" in out
+
+
+def test_ingest_from_a_live_exchange_by_name(tmp_path, btc_candles):
+    """`candlecast ingest` for a binance pair: the real ccxt client against the local server."""
+    from candlecast.exchange_server import ExchangeServer
+
+    pairs = tmp_path / "live.yaml"
+    pairs.write_text("pairs:\n  - {symbol: BTC/USDT, exchange: binance, start: 2021-01-01}\n")
+    candles = btc_candles[btc_candles["ts"] >= 1609459200000]  # 2021 on
+    with ExchangeServer({"BTC/USDT": candles}) as server:
+        env = {
+            "CANDLECAST_HOME": str(tmp_path / "home"),
+            "CANDLECAST_PAIRS": str(pairs),
+            "CANDLECAST_EXCHANGE_URL": server.url,
+        }
+        code, out = run(
+            env, "ingest", "--pair", "BTC/USDT", "--start", "2021-01-01", "--end", "2021-02-01"
+        )
+        requests = [r.path for r in server.requests]
+    assert code == 0, out
+    assert "744 candles stored" in out and "passed" in out
+    assert requests == ["/api/v3/exchangeInfo", "/api/v3/klines"]
