@@ -57,7 +57,9 @@ def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
         vwap = _num(out, "quote_volume") / base.where(base > 0)
         excess = np.maximum(low - vwap, vwap - high).clip(lower=0)
         out[VWAP_EXCESS] = (excess / _num(out, "close")).where(vwap.notna())
-    return out
+    # One consolidated block: GE copies the frame per metric, and a frame of column-by-column
+    # blocks is re-merged on every copy (most of the time on large batches).
+    return out.copy()
 
 
 def _num(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -174,7 +174,8 @@ def validate_frame(
 ) -> ValidationReport:
     """Validate a candle batch; on success upsert it into the validated store."""
     settings = settings or get_settings()
-    report = validate_candles(batch, pair.timeframe, options)
+    docs = settings.paths.data_docs / pair.exchange / pair.slug / pair.timeframe
+    report = validate_candles(batch, pair.timeframe, options, docs_dir=docs)
     if not report.success:
         folder = settings.paths.quarantine / pair.exchange / pair.slug / pair.timeframe / batch_id
         quarantine_batch(batch, report, folder)

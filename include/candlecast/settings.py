@@ -63,6 +63,7 @@ class Paths:
         self.raw = home / "raw"
         self.validated = home / "validated"
         self.quarantine = home / "quarantine"
+        self.data_docs = home / "data_docs"
         self.features = home / "features"
         self.feast = home / "feast"
         self.mlflow = home / "mlflow"

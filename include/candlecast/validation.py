@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class ValidationReport:
     result: dict[str, Any] = field(default_factory=dict, repr=False)
     repairs: dict[str, int] = field(default_factory=dict)
     batch: pd.DataFrame | None = field(default=None, repr=False)
+    docs: Path | None = None
     quarantine: Path | None = None
 
     def summary(self) -> str:
@@ -64,14 +66,51 @@ class ValidationReport:
             lines.append(f"  - {f.expectation}{where}: {f.unexpected_count} unexpected{rows}")
         if self.quarantine:
             lines.append(f"  batch quarantined in {self.quarantine}")
+        if self.docs:
+            lines.append(f"  data docs: {self.docs.as_uri()}")
         return "\n".join(lines)
 
 
 def validate_candles(
-    frame: pd.DataFrame, timeframe: str, options: CheckOptions | None = None
+    frame: pd.DataFrame,
+    timeframe: str,
+    options: CheckOptions | None = None,
+    docs_dir: Path | None = None,
 ) -> ValidationReport:
     """Repair known source defects, then run the timeframe's suite on the batch (in the
-    order it arrived). ``report.batch`` is the repaired batch, without derived columns."""
+    order it arrived). ``report.batch`` is the repaired batch, without derived columns.
+
+    With ``docs_dir``, the run goes through a GE checkpoint that also builds the data docs
+    (HTML) there; ``report.docs`` is the page of this validation.
+    """
+    batch, repairs = frame.reset_index(drop=True), {}
+    for name, rule in REPAIRS.items():
+        batch, count = rule(batch)
+        if count:
+            repairs[name] = count
+    checked = derive(batch, timeframe)
+    columns, options = expected_columns(batch), options or CheckOptions()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result, docs = _run_suite(
+            checked, lambda: build_suite(timeframe, columns, options), docs_dir
+        )
+    return ValidationReport(
+        suite=f"candles_{timeframe}",
+        rows=len(checked),
+        success=bool(result.success),
+        failures=[_failure(r, checked) for r in result.results if not r.success],
+        result=result.to_json_dict(),
+        repairs=repairs,
+        batch=batch,
+        docs=docs,
+    )
+
+
+def _run_suite(
+    checked: pd.DataFrame, make_suite: Callable[[], Any], docs_dir: Path | None
+) -> tuple[Any, Path | None]:
+    """Validate in a fresh ephemeral GE context (the suite is built inside it)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -79,35 +118,42 @@ def validate_candles(
         ProgressBarsConfig,
     )
 
-    batch, repairs = frame.reset_index(drop=True), {}
-    for name, rule in REPAIRS.items():
-        batch, count = rule(batch)
-        if count:
-            repairs[name] = count
-    checked = derive(batch, timeframe)
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(),
         progress_bars=ProgressBarsConfig(globally=False),
         analytics_enabled=False,
     )
     context = gx.get_context(mode="ephemeral", project_config=config)
-    asset = context.data_sources.add_pandas("candles").add_dataframe_asset("batch")
-    gx_batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
-        batch_parameters={"dataframe": checked}
+    definition = context.data_sources.add_pandas("candles").add_dataframe_asset("batch")
+    definition = definition.add_batch_definition_whole_dataframe("whole")
+    complete = {"result_format": "COMPLETE"}
+    suite = make_suite()
+    if docs_dir is None:
+        batch = definition.get_batch(batch_parameters={"dataframe": checked})
+        return batch.validate(suite, result_format=complete), None
+    site = {
+        "class_name": "SiteBuilder",
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir),
+        },
+    }
+    context.add_data_docs_site(site_name="candlecast", site_config=site)
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite.name, data=definition, suite=context.suites.add(suite))
     )
-    suite = build_suite(timeframe, expected_columns(batch), options or CheckOptions())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = gx_batch.validate(suite, result_format={"result_format": "COMPLETE"})
-    return ValidationReport(
-        suite=suite.name,
-        rows=len(checked),
-        success=bool(result.success),
-        failures=[_failure(r, checked) for r in result.results if not r.success],
-        result=result.to_json_dict(),
-        repairs=repairs,
-        batch=batch,
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{suite.name}_checkpoint",
+            validation_definitions=[validation],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["candlecast"])],
+            result_format=complete,
+        )
     )
+    outcome = checkpoint.run(batch_parameters={"dataframe": checked})
+    pages = sorted((docs_dir / "validations").rglob("*.html"), key=lambda p: p.stat().st_mtime)
+    return next(iter(outcome.run_results.values())), pages[-1] if pages else None
 
 
 def _failure(res: Any, checked: pd.DataFrame) -> Failure:

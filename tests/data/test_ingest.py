@@ -47,6 +47,7 @@ def test_corrupted_batch_is_quarantined_and_never_reaches_features(tmp_path, btc
 
     folder = failure.value.report.quarantine
     assert {p.name for p in folder.iterdir()} == {"batch.parquet", "validation.json", "summary.txt"}
+    assert "data docs: file://" in message
     assert json.loads((folder / "validation.json").read_text())["success"] is False
     assert data.validated_table(pair, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1])).empty
     with pytest.raises(ValueError, match="no feature rows"):
@@ -112,3 +113,13 @@ def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
     assert data.validated_table(pair, settings).read().empty
     assert data.raw_table(pair, settings).read().empty
     assert (tmp_path / "quarantine" / "binance" / "ETH_BTC" / "5m" / "import-eth").is_dir()
+
+
+def test_validation_builds_linkable_data_docs(tmp_path):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    data.ingest(pair, *DAY1, settings=settings)
+    report = data.validate(pair, *DAY1, settings=settings)
+    docs = tmp_path / "data_docs" / "replay" / "BTC_USD" / "1h"
+    assert (docs / "index.html").exists()
+    assert report.docs.is_file() and report.docs.is_relative_to(docs / "validations")
+    assert "candles_1h" in report.docs.read_text()
