@@ -208,8 +208,10 @@ def gaps(pair: PairOpt, timeframe: TimeframeOpt = None) -> None:
     from candlecast import data
     from candlecast.gaps import summarize
 
+    native = _pair(pair)
     config = _pair_at(pair, timeframe)
-    found = data.stored_gaps(config)
+    derived = config.timeframe in native.derived_timeframes
+    found = data.stored_gaps(config, store="validated" if derived else "raw")
     table = Table(title=f"gaps in {config.symbol} {config.timeframe} ({config.exchange})")
     for column in ("from", "to (exclusive)", "missing candles"):
         table.add_column(column)

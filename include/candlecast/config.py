@@ -56,6 +56,10 @@ class PairConfig(_Frozen):
     train_days: int = Field(default=120, gt=0, description="Training window, days of history.")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     min_train_rows: int = Field(default=500, gt=0)
+    derived_timeframes: list[str] = Field(
+        default_factory=list,
+        description="Higher timeframes resampled from the native candles (e.g. [4h, 1d]).",
+    )
     max_close_step: float = Field(
         default=0.5, gt=0, description="Largest |close/previous close - 1| that is not an error."
     )
@@ -91,6 +95,13 @@ class PairConfig(_Frozen):
     def _source_complete(self) -> PairConfig:
         if self.exchange == "replay" and self.replay_file is None:
             raise ValueError(f"pair {self.symbol}: exchange 'replay' needs replay_file")
+        native = timeframe_ms(self.timeframe)
+        for derived in self.derived_timeframes:
+            if timeframe_ms(derived) <= native or timeframe_ms(derived) % native:
+                raise ValueError(
+                    f"pair {self.symbol}: derived timeframe {derived} is not a multiple of "
+                    f"{self.timeframe}"
+                )
         if self.end is not None and self.end <= self.start:
             raise ValueError(f"pair {self.symbol}: end must be after start")
         return self

@@ -18,7 +18,7 @@ from candlecast.checks import CheckOptions
 from candlecast.config import PairConfig
 from candlecast.gaps import Gap, find_gaps
 from candlecast.settings import Settings, get_settings
-from candlecast.sources import CandleSource, fetch_range, iter_pages, source_for
+from candlecast.sources import CANDLE_COLUMNS, CandleSource, fetch_range, iter_pages, source_for
 from candlecast.store import PartitionedTable
 from candlecast.timeframes import timeframe_ms, to_ms
 from candlecast.validation import (
@@ -141,6 +141,28 @@ def validate(
     options = check_options(pair, as_of=end)
     batch_id = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
     return validate_frame(pair, batch, batch_id, settings, options)
+
+
+def derive_timeframes(
+    pair: PairConfig, start: datetime, end: datetime, settings: Settings | None = None
+) -> dict[str, int]:
+    """Resample the validated native candles of ``[start, end)`` into each derived timeframe's
+    validated store (whole buckets only; a bucket with a missing candle is left out)."""
+    from candlecast.resample import resample
+
+    settings = settings or get_settings()
+    native = validated_table(pair, settings)
+    written = {}
+    for timeframe in pair.derived_timeframes:
+        step = timeframe_ms(timeframe)
+        first = to_ms(start) // step * step
+        last = -(-to_ms(end) // step) * step
+        candles = native.read(first, last)
+        higher = resample(candles[CANDLE_COLUMNS], pair.timeframe, timeframe)
+        target = pair.model_copy(update={"timeframe": timeframe, "derived_timeframes": []})
+        validated_table(target, settings).upsert(higher)
+        written[timeframe] = len(higher)
+    return written
 
 
 def import_history(

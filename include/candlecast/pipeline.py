@@ -53,6 +53,8 @@ def validate(
         "rows": report.rows,
         "success": report.success,
         "repairs": report.repairs,
+        "docs": str(report.docs) if report.docs else None,
+        "derived": data.derive_timeframes(pair, start, end),
     }
 
 

@@ -123,3 +123,28 @@ def test_validation_builds_linkable_data_docs(tmp_path):
     assert (docs / "index.html").exists()
     assert report.docs.is_file() and report.docs.is_relative_to(docs / "validations")
     assert "candles_1h" in report.docs.read_text()
+
+
+def test_higher_timeframes_are_derived_from_validated_candles(tmp_path):
+    settings = settings_in(tmp_path)
+    pair = btc_pair(derived_timeframes=["4h", "1d"])
+    start, end = datetime(2022, 1, 1, tzinfo=UTC), datetime(2022, 1, 8, tzinfo=UTC)
+    data.ingest(pair, start, end, settings=settings)
+    data.validate(pair, start, end, settings=settings)
+    assert data.derive_timeframes(pair, start, end, settings) == {"4h": 42, "1d": 7}
+    daily = pair.model_copy(update={"timeframe": "1d", "derived_timeframes": []})
+    days = data.validated_table(daily, settings).read()
+    hours = data.validated_table(pair, settings).read()
+    first = hours[hours["ts"] < to_ms(start) + 86_400_000]
+    assert days.iloc[0][["open", "high", "low", "close"]].tolist() == [
+        first["open"].iloc[0],
+        first["high"].max(),
+        first["low"].min(),
+        first["close"].iloc[-1],
+    ]
+    assert days.iloc[0]["volume"] == pytest.approx(first["volume"].sum())
+
+
+def test_derived_timeframe_must_be_a_multiple():
+    with pytest.raises(ValueError, match="not a multiple"):
+        btc_pair(derived_timeframes=["90m"])
