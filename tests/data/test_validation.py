@@ -110,6 +110,11 @@ CORRUPTIONS = {
         "expect_column_values_to_be_between",
         "volume_spike",
     ),
+    "negative quote volume": (
+        _set("quote_volume", -5.0),
+        "expect_column_values_to_be_between",
+        "quote_volume",
+    ),
     "missing column": (
         lambda f: f.drop(columns=["volume"]),
         "expect_table_columns_to_match_ordered_list",
