@@ -19,8 +19,6 @@ from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "validate", "features", "materialize", "train", "promote", "export", "deploy")
-
 
 def pair_config(symbol: str, settings: Settings | None = None) -> PairConfig:
     return load_pairs((settings or get_settings()).pairs).get(symbol)
@@ -103,9 +101,8 @@ def deploy(pair: PairConfig, exported: dict[str, Any]) -> dict[str, Any]:
 
 def run_all(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
     """All stages in order, without Airflow (``candlecast run``)."""
-    results: dict[str, Any] = {}
-    for stage in STAGES[:4]:
-        results[stage] = globals()[stage](pair, start, end)
+    results = backfill(pair, start, end)
+    results["materialize"] = materialize(pair, start, end)
     results["train"] = train(pair, end)
     results["promote"] = promote(pair, results["train"]["run_id"], results["train"]["model_uri"])
     results["export"] = export(pair)
@@ -114,9 +111,15 @@ def run_all(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def backfill(pair: PairConfig, start: datetime, end: datetime) -> dict[str, Any]:
-    """Ingest, validate and compute features for a long stretch (no training)."""
-    results = {stage: globals()[stage](pair, start, end) for stage in STAGES[:3]}
-    return results
+    """Ingest, validate and compute features for a stretch (no training). Validation covers
+    whatever ingestion fetched, including a catch-up from before ``start``."""
+    fetched = ingest(pair, start, end)
+    first = min(start, datetime.fromisoformat(fetched["start"]))
+    return {
+        "ingest": fetched,
+        "validate": validate(pair, first, end, fetched["refetched"]),
+        "features": features(pair, start, end),
+    }
 
 
 def publish(pair: PairConfig, out: Path) -> dict[str, Any]:
