@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow.models import infer_signature
 
 from candlecast import featurestore, tracking
@@ -20,7 +21,7 @@ from candlecast.data import validated_table
 from candlecast.errors import PermanentError
 from candlecast.features import FEATURE_COLUMNS, next_return
 from candlecast.modeling import chronological_split, fit_lightgbm, model_inputs, score
-from candlecast.settings import Settings, get_settings
+from candlecast.settings import REPO_ROOT, Settings, get_settings
 from candlecast.timeframes import to_ms
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,20 @@ def training_frame(pair: PairConfig, end: datetime, settings: Settings) -> pd.Da
     return frame.sort_values("event_timestamp").reset_index(drop=True)
 
 
+def dvc_version(path: Path) -> dict[str, str]:
+    """The DVC version of a store directory when it is a stage output of this repo's
+    ``dvc.lock`` (runs with ``CANDLECAST_HOME=.candlecast``, as ``dvc repro`` does)."""
+    lock = REPO_ROOT / "dvc.lock"
+    if not lock.exists() or not path.resolve().is_relative_to(REPO_ROOT):
+        return {}
+    relative = path.resolve().relative_to(REPO_ROOT).as_posix()
+    for stage, spec in (yaml.safe_load(lock.read_text()).get("stages") or {}).items():
+        for out in spec.get("outs", []):
+            if out.get("path") == relative:
+                return {"data.dvc_stage": stage, "data.dvc_md5": out.get("md5", "")}
+    return {}
+
+
 def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> TrainResult:
     """Fit LightGBM on the window ending at ``end``, score it and persistence on the
     chronological holdout, and log everything to MLflow. Returns the run."""
@@ -68,6 +83,7 @@ def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> 
         "data.validated_store": str(table.root),
         "data.version": table.fingerprint(to_ms(start), to_ms(end)),
         "data.partitions": str(len(table.files(to_ms(start), to_ms(end)))),
+        **dvc_version(table.root),
     }
     return fit_and_log(pair, frame, end, settings, lineage)
 

@@ -61,3 +61,19 @@ def test_fingerprint_names_the_data_version(tmp_path):
     table.upsert(candles(range(30, 31), close=9.0))
     assert table.fingerprint() != version
     assert table.fingerprint(0, 24 * HOUR) == PartitionedTable(tmp_path).fingerprint(0, 24 * HOUR)
+
+
+def test_dvc_version_of_the_repo_store_comes_from_dvc_lock(tmp_path):
+    import yaml
+
+    from candlecast.settings import REPO_ROOT
+    from candlecast.training import dvc_version
+
+    lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
+    outs = lock["stages"]["ingest@btc_usd"]["outs"]
+    validated = next(o for o in outs if o["path"].startswith(".candlecast/validated"))
+    assert dvc_version(REPO_ROOT / validated["path"]) == {
+        "data.dvc_stage": "ingest@btc_usd",
+        "data.dvc_md5": validated["md5"],
+    }
+    assert dvc_version(tmp_path) == {}
