@@ -48,7 +48,21 @@ def compute_features(candles: pd.DataFrame, timeframe: str, pair: str) -> pd.Dat
     Returns:
         One row per candle whose features are all defined, with ``pair``,
         ``event_timestamp`` (candle close, UTC), the feature and context columns.
+
+    Windows never span a gap: each run of consecutive candles is computed on its own, so
+    the first candles after a gap (until the longest window fills again) get no row.
     """
+    ts = candles["ts"].to_numpy()
+    runs = np.concatenate([[0], np.cumsum(np.diff(ts) != timeframe_ms(timeframe))])
+    parts = [_run_features(candles[runs == run], timeframe, pair) for run in np.unique(runs)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return _run_features(candles.iloc[:0], timeframe, pair)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _run_features(candles: pd.DataFrame, timeframe: str, pair: str) -> pd.DataFrame:
+    """Features of consecutive candles (no gap inside)."""
     close = candles["close"].to_numpy(dtype=float)
     high = candles["high"].to_numpy(dtype=float)
     low = candles["low"].to_numpy(dtype=float)

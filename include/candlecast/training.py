@@ -22,7 +22,7 @@ from candlecast.errors import PermanentError
 from candlecast.features import FEATURE_COLUMNS, next_return
 from candlecast.modeling import chronological_split, fit_lightgbm, model_inputs, score
 from candlecast.settings import REPO_ROOT, Settings, get_settings
-from candlecast.timeframes import to_ms
+from candlecast.timeframes import timeframe_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ def training_frame(pair: PairConfig, end: datetime, settings: Settings) -> pd.Da
     entity.insert(0, "pair", pair.slug)
     frame = featurestore.historical_features(entity, pair.timeframe, settings)
     frame = frame.dropna(subset=[*FEATURE_COLUMNS, "target"])
+    # Keep rows whose features belong to the candle that just closed: after a gap the point-in-
+    # time join would otherwise hand an older row (within the view's TTL) to a newer target.
+    epoch = pd.Timestamp(0, tz="UTC")
+    closed_at = (frame["event_timestamp"] - epoch) // pd.Timedelta(milliseconds=1)
+    frame = frame[frame["candle_ts"] + timeframe_ms(pair.timeframe) == closed_at]
     if len(frame) < pair.min_train_rows:
         raise NotEnoughHistory(
             f"{pair.symbol}: {len(frame)} training rows between {start:%Y-%m-%d} and "

@@ -41,3 +41,17 @@ def test_target_is_the_next_candles_return_and_skips_gaps(window):
     expected = np.log(window["close"].iloc[1] / window["close"].iloc[0])
     assert target["target"].iloc[0] == pytest.approx(expected)
     assert target["event_timestamp"].iloc[0].value // 10**6 == window["ts"].iloc[0] + 3_600_000
+
+
+def test_windows_never_span_a_gap(window):
+    gapped = window.drop(index=range(300, 305)).reset_index(drop=True)
+    rows = compute_features(gapped, "1h", "BTC_USD").set_index("candle_ts")
+    after = window.iloc[305:].reset_index(drop=True)
+    alone = compute_features(after, "1h", "BTC_USD").set_index("candle_ts")
+    after_gap = rows.loc[rows.index >= window["ts"].iloc[305]]
+    # the same rows as computing the post-gap run on its own: nothing from before the gap
+    assert after_gap.index.tolist() == alone.index.tolist()
+    np.testing.assert_allclose(
+        after_gap[FEATURE_COLUMNS].to_numpy(), alone[FEATURE_COLUMNS].to_numpy()
+    )
+    assert len(after_gap) < len(after)  # the warm-up after the gap has no rows
