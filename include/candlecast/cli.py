@@ -257,25 +257,29 @@ def demo(
     days: Annotated[
         int | None, typer.Option(help="History to backfill (default: train_days+7)")
     ] = None,
+    runs: Annotated[int, typer.Option(help="Daily DAG runs, ending at the data's end")] = 2,
 ) -> None:
-    """Backfill recent history, run each pair's Airflow DAG for its last day, serve a forecast."""
+    """Backfill history, run each pair's Airflow DAG over its last days, serve a forecast."""
     settings = get_settings()
     config = load_pairs(settings.pairs)
     console.rule(f"candlecast demo - state in {settings.paths.home}")
     embedded.airflow("db", "migrate", settings=settings)
     embedded.airflow("dags", "reserialize", settings=settings)
     for p in config.pairs:
-        first, last = _last_day(p)
+        _, last = _last_day(p)
+        first = last - timedelta(days=runs)
         history = timedelta(days=days or p.train_days + 7)
         console.print(
             f"[bold]{p.symbol}[/bold]: backfilling {first - history:%Y-%m-%d} .. {first:%Y-%m-%d}"
         )
         pipeline.backfill(p, first - history, first)
-        console.print(
-            f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {last:%Y-%m-%d}"
-        )
-        log = embedded.airflow("dags", "test", f"pipeline_{p.key}", last.isoformat())
-        console.print(f"  DAG run succeeded (log: {log})")
+        for day in range(runs - 1, -1, -1):
+            run_end = last - timedelta(days=day)
+            console.print(
+                f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {run_end:%Y-%m-%d}"
+            )
+            log = embedded.airflow("dags", "test", f"pipeline_{p.key}", run_end.isoformat())
+            console.print(f"  {_decision(p)} (log: {log})")
     procs = _start_services(settings)
     try:
         base = f"http://{settings.service_host}:{settings.service_port}"
@@ -302,6 +306,19 @@ def demo(
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
+
+
+def _decision(pair: PairConfig) -> str:
+    """The promotion decision of the pair's latest training run, in one line."""
+    import mlflow
+
+    from candlecast import tracking
+
+    tracking.configure()
+    runs = mlflow.search_runs(
+        experiment_names=[f"candlecast-{pair.key}"], order_by=["start_time DESC"], max_results=1
+    )
+    return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else "no training run"
 
 
 def _start_services(settings: Any) -> list[subprocess.Popen]:

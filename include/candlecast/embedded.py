@@ -4,6 +4,7 @@ all keeping their state under the data directory."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,7 +37,8 @@ def airflow(*args: str, settings: Settings | None = None) -> Path:
     the data directory; returns the log. Raises with the log's tail if the command fails."""
     settings = settings or get_settings()
     settings.paths.airflow.mkdir(parents=True, exist_ok=True)
-    log = settings.paths.logs / f"airflow-{'-'.join(a for a in args[:2] if a[:1].isalpha())}.log"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(args))[:120]
+    log = settings.paths.logs / f"airflow-{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as handle:
         done = subprocess.run(

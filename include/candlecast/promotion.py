@@ -124,7 +124,9 @@ def _register(client: MlflowClient, name: str, uri: str, run_id: str, kind: str)
 
 def _register_persistence(client: MlflowClient, name: str, run_id: str) -> Any:
     holdout = tracking.load_holdout(run_id)
-    features = holdout.drop(columns=["pair", "event_timestamp", "target"])
+    columns = client.get_run(run_id).data.params["features"].split(",")
+    # the same input schema as the trained models (float64 holding float32 values)
+    features = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="persistence",

@@ -23,7 +23,8 @@ def frame(seed: int, signal: float) -> pd.DataFrame:
     data = pd.DataFrame(
         rng.normal(0, 0.01, size=(n, len(FEATURE_COLUMNS))), columns=FEATURE_COLUMNS
     )
-    data["target"] = signal * data["ret_1"] + rng.normal(0, 0.002, n)
+    data = data.astype("float32")  # the feature store's dtype
+    data["target"] = signal * data["ret_1"].astype("float64") + rng.normal(0, 0.002, n)
     data.insert(0, "event_timestamp", pd.date_range(end=END, periods=n, freq="h", tz="UTC"))
     data.insert(0, "pair", "BTC_USD")
     return data
@@ -69,6 +70,10 @@ def test_noise_makes_persistence_the_champion(tmp_path):
     assert version.tags["kind"] == "persistence"
     assert version.version not in (decision.challenger_version, "1")
     assert "no trained model beats persistence" in decision.reason
+    # the persistence champion is re-scored like any champion when the next challenger comes
+    _, third = train_and_promote(settings, pair, frame(3, signal=0.8))
+    assert third.scores["champion"] == pytest.approx(third.scores["persistence"])
+    assert third.outcome == "promoted"
 
 
 def test_weaker_challenger_keeps_the_champion(tmp_path):
