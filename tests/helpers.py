@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 BTC_FILE = REPO / "data" / "bundled" / "BTC_USD-Hourly.csv"
 
 
+#: The pipeline DAG's tasks, in dependency order.
+PIPELINE_TASKS = [
+    "ingest", "validate", "features", "materialize", "train", "promote", "export_onnx", "deploy",
+]  # fmt: skip
+
+
 def settings_in(home: Path, **overrides) -> Settings:
     return Settings(home=home, pairs=REPO / "config" / "pairs.yaml", **overrides)
 

@@ -6,14 +6,12 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -279,13 +277,15 @@ def demo(
                 f"[bold]{p.symbol}[/bold]: airflow dags test pipeline_{p.key} {run_end:%Y-%m-%d}"
             )
             log = embedded.airflow("dags", "test", f"pipeline_{p.key}", run_end.isoformat())
-            console.print(f"  {_decision(p)} (log: {log})")
-    procs = _start_services(settings)
+            console.print(f"  {embedded.latest_decision(p)} (log: {log})")
+    procs = embedded.start_services(settings)
     try:
         base = f"http://{settings.service_host}:{settings.service_port}"
         for p in config.pairs:
             console.print(f'POST {base}/predict {{"pair": "{p.symbol}"}}')
-            console.print_json(json.dumps(_post(f"{base}/predict", {"pair": p.symbol})))
+            console.print_json(
+                json.dumps(embedded.post_json(f"{base}/predict", {"pair": p.symbol}))
+            )
         console.print(f"Prediction service: {base}  (POST /predict, GET /health)")
         for name, url, health, proc in [
             ("MLflow UI", "http://127.0.0.1:5000", "/health", procs[1]),
@@ -306,55 +306,6 @@ def demo(
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
-
-
-def _decision(pair: PairConfig) -> str:
-    """The promotion decision of the pair's latest training run, in one line."""
-    import mlflow
-
-    from candlecast import tracking
-
-    tracking.configure()
-    runs = mlflow.search_runs(
-        experiment_names=[f"candlecast-{pair.key}"], order_by=["start_time DESC"], max_results=1
-    )
-    return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else "no training run"
-
-
-def _start_services(settings: Any) -> list[subprocess.Popen]:
-    logs = settings.paths.logs
-    host, port = settings.service_host, settings.service_port
-    service = embedded.start(
-        embedded.bentoml_command(host, port), logs / "bentoml.log", embedded.bentoml_env(settings)
-    )
-    mlflow_ui = embedded.start(
-        [
-            str(embedded.BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            settings.tracking_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "5000",
-        ],
-        logs / "mlflow.log",
-    )
-    airflow_ui = embedded.start(
-        [str(embedded.BIN / "airflow"), "api-server", "--port", "8080"],
-        logs / "airflow-api-server.log",
-        embedded.airflow_env(settings),
-    )
-    embedded.wait_http(f"http://{host}:{port}/readyz", proc=service)
-    return [service, mlflow_ui, airflow_ui]
-
-
-def _post(url: str, body: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -100,9 +100,7 @@ def stored_gaps(
     pair: PairConfig, settings: Settings | None = None, store: str = "raw"
 ) -> list[Gap]:
     """Gaps in a pair's stored candles (``raw`` or ``validated``)."""
-    table = _table(store, pair, settings)
-    ts = [pd.read_parquet(f, columns=["ts"])["ts"] for f in table.files()]
-    return find_gaps(pd.concat(ts).to_numpy() if ts else [], pair.timeframe)
+    return find_gaps(_table(store, pair, settings).keys(), pair.timeframe)
 
 
 def _refetch_gaps(
@@ -110,11 +108,8 @@ def _refetch_gaps(
 ) -> list[tuple[int, int]]:
     """Ask the source again for candles missing before ``before``; returns the ranges
     (open times, end exclusive) it now had candles for."""
-    ts = [pd.read_parquet(f, columns=["ts"])["ts"] for f in table.files(since, before)]
-    if not ts:
-        return []
     filled = []
-    for gap in find_gaps(pd.concat(ts).to_numpy(), pair.timeframe)[:MAX_GAP_REFETCH]:
+    for gap in find_gaps(table.keys(since, before), pair.timeframe)[:MAX_GAP_REFETCH]:
         frame = fetch_range(source, pair.symbol, pair.timeframe, gap.start_ms, gap.end_ms)
         if len(frame):
             table.upsert(frame.drop_duplicates("ts", keep="last"))

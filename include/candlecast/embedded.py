@@ -3,6 +3,7 @@ all keeping their state under the data directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,7 +11,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+from candlecast.config import PairConfig
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 
 BIN = Path(sys.executable).parent
@@ -104,3 +107,52 @@ def bentoml_env(settings: Settings | None = None) -> dict[str, str]:
     env["BENTOML_HOME"] = str(settings.paths.bentoml)
     env["BENTOML_DO_NOT_TRACK"] = "True"
     return env
+
+
+def latest_decision(pair: PairConfig) -> str:
+    """The promotion reason of the pair's latest training run, in one line."""
+    import mlflow
+
+    from candlecast import tracking
+
+    tracking.configure()
+    runs = mlflow.search_runs(
+        experiment_names=[f"candlecast-{pair.key}"], order_by=["start_time DESC"], max_results=1
+    )
+    return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else "no training run"
+
+
+def start_services(settings: Settings) -> list[subprocess.Popen]:
+    """The prediction service, MLflow UI and Airflow UI in the background (logs under home);
+    waits until the service is ready."""
+    logs = settings.paths.logs
+    host, port = settings.service_host, settings.service_port
+    service = start(bentoml_command(host, port), logs / "bentoml.log", bentoml_env(settings))
+    mlflow_ui = start(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            settings.tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "5000",
+        ],
+        logs / "mlflow.log",
+    )
+    airflow_ui = start(
+        [str(BIN / "airflow"), "api-server", "--port", "8080"],
+        logs / "airflow-api-server.log",
+        airflow_env(settings),
+    )
+    wait_http(f"http://{host}:{port}/readyz", proc=service)
+    return [service, mlflow_ui, airflow_ui]
+
+
+def post_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

@@ -44,6 +44,7 @@ class Forecaster:
     def __init__(self, settings: Settings | None = None, pairs: PairsConfig | None = None) -> None:
         self.settings = settings or get_settings()
         self.pairs = pairs or load_pairs(self.settings.pairs)
+        bentoml_store(self.settings)
         self._store = featurestore.feature_store(self.settings)
         self._sessions: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -88,7 +89,6 @@ class Forecaster:
     def _model(self, pair: PairConfig) -> tuple[Any, dict[str, Any], str]:
         import bentoml
 
-        bentoml_store(self.settings)
         try:
             model = bentoml.models.get(f"{bento_model_name(pair)}:latest")
         except bentoml.exceptions.NotFound:

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -72,6 +73,15 @@ class PartitionedTable:
         for path in self.files(start_ms, end_ms):
             digest.update(f"{path.name}:{hashlib.md5(path.read_bytes()).hexdigest()}\n".encode())
         return digest.hexdigest()
+
+    def keys(self, start_ms: int | None = None, end_ms: int | None = None) -> np.ndarray:
+        """The stored keys of the partitions covering a range (only that column is read)."""
+        files = self.files(start_ms, end_ms)
+        if not files:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(
+            [pq.read_table(f, columns=[self.key])[self.key].to_numpy() for f in files]
+        )
 
     def last_key(self) -> int | None:
         """The newest key stored, or None when the table is empty."""

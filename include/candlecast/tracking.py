@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -64,9 +63,7 @@ def model_name(pair: PairConfig) -> str:
     return f"{pair.key}_forecaster"
 
 
-def load_holdout(run_id: str, dst: Path | None = None) -> pd.DataFrame:
+def load_holdout(run_id: str) -> pd.DataFrame:
     """The holdout frame (features, target, event_timestamp) a training run scored on."""
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=HOLDOUT_ARTIFACT, dst_path=str(dst) if dst else None
-    )
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT)
     return pd.read_parquet(local)

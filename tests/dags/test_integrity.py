@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from candlecast.config import load_pairs
+from tests.helpers import PIPELINE_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = (
@@ -37,16 +38,7 @@ def test_tags_retries_and_tasks(dagbag):
     for dag in dagbag.dags.values():
         assert "candlecast" in dag.tags and any(t.startswith("pair:") for t in dag.tags)
         assert not dag.catchup and dag.max_active_runs == 1
-        assert [t.task_id for t in dag.topological_sort()] == [
-            "ingest",
-            "validate",
-            "features",
-            "materialize",
-            "train",
-            "promote",
-            "export_onnx",
-            "deploy",
-        ]
+        assert [t.task_id for t in dag.topological_sort()] == PIPELINE_TASKS
         for task in dag.tasks:
             assert task.retries >= 1, task.task_id
 
