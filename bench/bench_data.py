@@ -47,7 +47,7 @@ def ge_state() -> str:
 
 def checked(validate, *args):
     """``validate``'s report, also when it raises on a failed batch."""
-    from candlecast.validation import CandleValidationError
+    from candlecast.errors import CandleValidationError
 
     try:
         return validate(*args)
@@ -73,7 +73,7 @@ def scaled_copies(frame: pd.DataFrame, copies: int) -> list[pd.DataFrame]:
 
 def month_of_minutes(days: int) -> pd.DataFrame:
     """The real 1m candles repeated in 10-day blocks, shifted in time, to cover ``days``."""
-    from candlecast.importers import read_history
+    from candlecast.data.importers import read_history
 
     real = read_history(MINUTE_FILE)
     copies = scaled_copies(real, days // 10 + 2)
@@ -84,7 +84,7 @@ def month_of_minutes(days: int) -> pd.DataFrame:
 
 def minute_grid(rows: int) -> pd.DataFrame:
     """``rows`` real 1m candles, tiled (prices scaled per tile) on a contiguous 1m grid."""
-    from candlecast.importers import read_history
+    from candlecast.data.importers import read_history
 
     real = read_history(MINUTE_FILE)
     tiles = scaled_copies(real, -(-rows // len(real)))
@@ -102,9 +102,9 @@ def pair_for(symbol: str, timeframe: str, start: datetime, end: datetime):
 
 def ingest_and_validate(label, pair, frame, rate_limit_ms) -> list[tuple]:
     """Serve ``frame``, ingest ``[pair.start, pair.end)`` through ccxt, validate it."""
-    from candlecast import data
-    from candlecast.exchange_server import ExchangeServer
-    from candlecast.exchanges import make_source
+    from candlecast.data import ingestion as data
+    from candlecast.data.exchanges import make_source
+    from candlecast.testing.exchange_server import ExchangeServer
     from candlecast.timeframes import timeframe_ms
 
     now = int(frame["ts"].max()) + timeframe_ms(pair.timeframe)
@@ -124,7 +124,7 @@ def ingest_and_validate(label, pair, frame, rate_limit_ms) -> list[tuple]:
 
 
 def stage_hourly_year(args) -> list[tuple]:
-    from candlecast.sources import read_candle_file
+    from candlecast.data.importers import read_history as read_candle_file
 
     start, end = datetime(2021, 1, 1, tzinfo=UTC), datetime(2022, 1, 1, tzinfo=UTC)
     pair = pair_for("BTC/USDT", "1h", start, end)
@@ -141,7 +141,7 @@ def stage_minute_month(args) -> list[tuple]:
 
 
 def stage_validation(args) -> list[tuple]:
-    from candlecast.validation import validate_candles
+    from candlecast.data.validation import validate_candles
 
     grid = minute_grid(args.rows)
     state = ge_state()

@@ -31,7 +31,7 @@ def main() -> None:
     os.environ["CANDLECAST_HOME"] = tempfile.mkdtemp(prefix="candlecast-bench-")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from candlecast import pipeline
+    from candlecast.orchestration import stages as pipeline
 
     pair = pipeline.pair_config("BTC/USD")
     end = pair.end.replace(hour=0, minute=0, second=0)

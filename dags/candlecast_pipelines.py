@@ -1,16 +1,17 @@
-"""One pipeline DAG per pair in the pair config (CANDLECAST_PAIRS, default config/pairs.yaml).
+"""One pipeline DAG per stream in the pair config (CANDLECAST_PAIRS, default
+config/pairs.yaml).
 
-Thin wiring only: the config is read and each pair handed to the factory; a task run builds
+Thin wiring only: the config is read and each stream handed to the factory; a task run builds
 only its own DAG (get_parsing_context). Nothing heavy is imported here.
 """
 
 from airflow.sdk import get_parsing_context
 
 from candlecast.config import load_pairs
-from candlecast.orchestration import build_pipeline_dag, dag_id
+from candlecast.orchestration.dags import build_pipeline_dag
 
 _current = get_parsing_context().dag_id
 
 for _pair in sorted(load_pairs().pairs, key=lambda p: p.key):
-    if _current is None or _current == dag_id(_pair):
-        globals()[dag_id(_pair)] = build_pipeline_dag(_pair)
+    if _current is None or _current == _pair.stream.dag_id:
+        globals()[_pair.stream.dag_id] = build_pipeline_dag(_pair)

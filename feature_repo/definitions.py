@@ -1,15 +1,15 @@
-"""Feast objects of candlecast: the ``pair`` entity and, per configured timeframe, a parquet
+"""Feast objects of candlecast: the ``market`` entity and, per configured timeframe, a parquet
 source, the ``candle_features_<tf>`` view and the ``forecast_<tf>_v1`` service.
 
-They are built by :func:`candlecast.featurestore.definitions` from the same feature list the
-models use; this module exposes them by name for ``feast apply`` / ``feast ui``.
+They are built by :func:`candlecast.features.featurestore.definitions` from the same feature
+list the models use; this module exposes them by name for ``feast apply`` / ``feast ui``.
 """
 
-from candlecast.config import load_pairs
-from candlecast.featurestore import definitions
+from candlecast.features.featurestore import definitions
+from candlecast.orchestration.stages import configured_timeframes
 
-_defs = definitions([p.timeframe for p in load_pairs().pairs])
+_defs = definitions(configured_timeframes())
 
-pair = _defs.entity
+market = _defs.entity
 for _obj in [*_defs.sources, *_defs.views, *_defs.services]:
     globals()[_obj.name] = _obj

@@ -29,7 +29,9 @@ done
 stamp=.venv/.candlecast-lock.sha256
 want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/uv pip sync --python .venv/bin/python "${links[@]}" requirements.lock
+  # Bytecode is compiled at install: this environment sets PYTHONDONTWRITEBYTECODE=1, so
+  # otherwise every process would compile ~5,000 modules again.
+  .venv/bin/uv pip sync --python .venv/bin/python --compile-bytecode "${links[@]}" requirements.lock
   .venv/bin/uv pip install --python .venv/bin/python --no-deps -e .
   echo "$want" > "$stamp"
 fi

@@ -35,9 +35,9 @@ def home() -> Path:
 @pytest.fixture(scope="session")
 def btc_candles():
     """The bundled BTC/USD hourly candles, as the replay exchange reads them."""
-    from candlecast.sources import read_candle_file
+    from candlecast.data.importers import read_history
 
-    return read_candle_file(REPO / "data" / "bundled" / "BTC_USD-Hourly.csv")
+    return read_history(REPO / "data" / "bundled" / "BTC_USD-Hourly.csv")
 
 
 #: The demo day: the last complete day of the bundled data (data interval 02-28 .. 03-01).
@@ -67,10 +67,11 @@ def pipeline_run(dagbag):
     """History backfilled, then one real ``dag.test()`` run of the default pair's DAG."""
     from datetime import UTC, datetime, timedelta
 
-    from candlecast import pipeline
+    from candlecast.orchestration import stages as pipeline
 
     pair = pipeline.pair_config("BTC/USD")
     end = datetime.fromisoformat(DAG_RUN_END).replace(tzinfo=UTC)
-    pipeline.backfill(pair, end - timedelta(days=pair.train_days + 10), end - timedelta(days=1))
-    dag = dagbag.get_dag(f"pipeline_{pair.key}")
+    days = pair.training.train_days + 10
+    pipeline.backfill(pair, end - timedelta(days=days), end - timedelta(days=1))
+    dag = dagbag.get_dag(pair.stream.dag_id)
     return pair, dag.test(logical_date=end)

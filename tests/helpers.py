@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from candlecast.config import PairConfig
+from candlecast.config import DataSection, PairConfig, TrainingSection
 from candlecast.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,13 +23,25 @@ def settings_in(home: Path, **overrides) -> Settings:
 
 
 def btc_pair(**overrides) -> PairConfig:
-    fields = {
+    """The bundled BTC/USD hourly stream; ``overrides`` may set sections (``training={...}``)
+    or single training/data keys (``train_days=30``, ``max_close_step=0.1``)."""
+    fields: dict = {
         "symbol": "BTC/USD",
         "exchange": "replay",
         "replay_file": BTC_FILE,
         "timeframe": "1h",
         "start": datetime(2021, 6, 1),
         "end": datetime(2022, 3, 1),
-        "train_days": 60,
+        "training": {"train_days": 60},
     }
-    return PairConfig(**(fields | overrides))
+    sections = {
+        name: set(model.model_fields)
+        for name, model in (("training", TrainingSection), ("data", DataSection))
+    }
+    for key, value in overrides.items():
+        section = next((s for s, keys in sections.items() if key in keys), None)
+        if section:
+            fields[section] = {**fields.get(section, {}), key: value}
+        else:
+            fields[key] = value
+    return PairConfig(**fields)

@@ -1,12 +1,24 @@
-"""The pair config: which trading pairs to forecast, from where, how often.
+"""The pair config: which forecast streams to run, from where, how often, with what settings.
 
-A YAML file validated by frozen pydantic models with ``extra="forbid"``, so a typo fails
-at parse time with the offending key named.
+A YAML file validated by frozen pydantic models with ``extra="forbid"``, so a typo fails at
+parse time with the offending key named::
+
+    defaults:                       # every pair inherits these (section by section)
+      training: {train_days: 60, kinds: [lightgbm]}
+    pairs:
+      - {symbol: ETH/BTC, exchange: binance, timeframe: 5m}
+      - symbol: BTC/USD
+        exchange: replay
+        replay_file: ../data/bundled/BTC_USD-Hourly.csv
+        training: {train_days: 120}
+
+A pair's settings are the defaults with the pair's own values laid over them key by key
+(sections merge; lists and scalars replace). Each pair is one forecast stream
+(:class:`~candlecast.names.Stream`): exchange, symbol and timeframe together must be unique.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,52 +26,22 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from candlecast.errors import AmbiguousStreamError, ConfigError, UnknownStreamError
+from candlecast.names import Stream
 from candlecast.settings import get_settings
 from candlecast.timeframes import timeframe_ms
 
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
-
-
-class ConfigError(ValueError):
-    """The pair config file is missing or invalid."""
+#: Pair keys that are the stream's identity or source rather than inherited settings.
+IDENTITY_KEYS = ("symbol", "exchange", "timeframe")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class LightGBMParams(_Frozen):
-    """Defaults are deliberately conservative: hourly returns are mostly noise, and a model
-    that shrinks towards "no change" is the only kind with a chance to beat persistence."""
+class DataSection(_Frozen):
+    """Validation bounds and derived timeframes of the candle data."""
 
-    n_estimators: int = Field(default=200, gt=0)
-    learning_rate: float = Field(default=0.005, gt=0)
-    num_leaves: int = Field(default=4, gt=1)
-    min_child_samples: int = Field(default=300, gt=0)
-    subsample: float = Field(default=0.8, gt=0, le=1)
-    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
-    reg_lambda: float = Field(default=50.0, ge=0)
-
-
-class PairConfig(_Frozen):
-    """One trading pair on one exchange at one timeframe."""
-
-    symbol: str = Field(description="Unified ccxt symbol, BASE/QUOTE.")
-    exchange: str = Field(default="replay", description="ccxt exchange id, or 'replay'.")
-    timeframe: str = "1h"
-    replay_file: Path | None = Field(
-        default=None, description="Candle file the replay exchange serves (exchange: replay)."
-    )
-    start: datetime = Field(description="Start of the first data interval the DAG runs.")
-    end: datetime | None = Field(default=None, description="End of the last data interval.")
-    schedule: str = "@daily"
-    train_days: int = Field(default=120, gt=0, description="Training window, days of history.")
-    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
-    min_train_rows: int = Field(default=500, gt=0)
-    derived_timeframes: list[str] = Field(
-        default_factory=list,
-        description="Higher timeframes resampled from the native candles (e.g. [4h, 1d]).",
-    )
     max_close_step: float = Field(
         default=0.5, gt=0, description="Largest |close/previous close - 1| that is not an error."
     )
@@ -69,20 +51,111 @@ class PairConfig(_Frozen):
     max_staleness_candles: int | None = Field(
         default=3, ge=1, description="Newest candle at most this many candles before run end."
     )
-    lightgbm: LightGBMParams = LightGBMParams()
+    max_missing_share: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Largest share of missing candles in a training window before training "
+        "refuses it (validation reports the share of every batch).",
+    )
+    derived_timeframes: list[str] = Field(
+        default_factory=list,
+        description="Higher timeframes resampled from the native candles (e.g. [4h, 1d]).",
+    )
 
-    @field_validator("symbol")
+    @field_validator("derived_timeframes")
     @classmethod
-    def _symbol_format(cls, value: str) -> str:
-        if not _SYMBOL.match(value):
-            raise ValueError(f"symbol {value!r} is not BASE/QUOTE in capitals, e.g. BTC/USDT")
-        return value
+    def _known(cls, values: list[str]) -> list[str]:
+        for value in values:
+            timeframe_ms(value)
+        return values
 
-    @field_validator("timeframe")
+
+class FeaturesSection(_Frozen):
+    """How feature rows are made and kept."""
+
+    warmup_candles: int = Field(
+        default=200, ge=50, description="Candles read before an interval to warm indicators up."
+    )
+
+
+class TrainingSection(_Frozen):
+    """The training window, the holdout and the model kinds that compete."""
+
+    train_days: float = Field(default=120, gt=0, description="Training window, days of history.")
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    min_train_rows: int = Field(default=500, gt=0)
+    kinds: list[str] = Field(
+        default_factory=lambda: ["lightgbm"],
+        min_length=1,
+        description="Model kinds trained as challengers (names of model-kind plug-ins).",
+    )
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per kind, parameters overriding the kind's defaults "
+        "(checked against the kind's own schema when the pipeline is built).",
+    )
+
+    @field_validator("kinds")
     @classmethod
-    def _timeframe_known(cls, value: str) -> str:
-        timeframe_ms(value)
-        return value
+    def _unique(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"model kinds listed twice: {values}")
+        return values
+
+
+class MonitoringSection(_Frozen):
+    """Thresholds of the drift and realized-skill checks."""
+
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of drifted features that requests a retrain."
+    )
+    window_candles: int = Field(default=500, ge=50, description="Recent window the checks use.")
+    retrain_cooldown_hours: float = Field(
+        default=24, ge=0, description="At most one drift-triggered retrain per this period."
+    )
+
+
+class ServingSection(_Frozen):
+    """How the prediction service answers for the stream."""
+
+    max_feature_age_candles: int = Field(
+        default=2,
+        ge=1,
+        description="A forecast whose features are older than this many candles past their "
+        "close is marked stale.",
+    )
+
+
+class PairConfig(_Frozen):
+    """One forecast stream: a symbol on an exchange at a timeframe, and its settings."""
+
+    symbol: str = Field(description="Unified ccxt symbol, BASE/QUOTE.")
+    exchange: str = Field(description="ccxt exchange id (binance, kraken, ...), or 'replay'.")
+    timeframe: str = "1h"
+    replay_file: Path | None = Field(
+        default=None,
+        description="Serve candles from this history file (any format the importer reads) "
+        "through the exchange interface instead of calling the exchange.",
+    )
+    start: datetime | None = Field(
+        default=None, description="Start of the first data interval (none: from now on)."
+    )
+    end: datetime | None = Field(default=None, description="End of the last data interval.")
+    schedule: str = "@daily"
+    data: DataSection = DataSection()
+    features: FeaturesSection = FeaturesSection()
+    training: TrainingSection = TrainingSection()
+    monitoring: MonitoringSection = MonitoringSection()
+    serving: ServingSection = ServingSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replay_exchange(cls, data: Any) -> Any:
+        """A pair that replays a file and names no exchange is on the ``replay`` exchange."""
+        if isinstance(data, dict) and data.get("replay_file") and not data.get("exchange"):
+            return {**data, "exchange": "replay"}
+        return data
 
     @field_validator("start", "end")
     @classmethod
@@ -92,32 +165,42 @@ class PairConfig(_Frozen):
         return value
 
     @model_validator(mode="after")
-    def _source_complete(self) -> PairConfig:
+    def _consistent(self) -> PairConfig:
+        stream = Stream(self.exchange, self.symbol, self.timeframe)  # checks each part
         if self.exchange == "replay" and self.replay_file is None:
-            raise ValueError(f"pair {self.symbol}: exchange 'replay' needs replay_file")
+            raise ValueError(f"{stream.label}: exchange 'replay' needs replay_file")
         native = timeframe_ms(self.timeframe)
-        for derived in self.derived_timeframes:
+        for derived in self.data.derived_timeframes:
             if timeframe_ms(derived) <= native or timeframe_ms(derived) % native:
                 raise ValueError(
-                    f"pair {self.symbol}: derived timeframe {derived} is not a multiple of "
+                    f"{stream.label}: derived timeframe {derived} is not a multiple of "
                     f"{self.timeframe}"
                 )
-        if self.end is not None and self.end <= self.start:
-            raise ValueError(f"pair {self.symbol}: end must be after start")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"{stream.label}: end must be after start")
         return self
 
     @property
-    def slug(self) -> str:
-        """File- and id-safe name: ``BTC/USDT`` -> ``BTC_USDT``."""
-        return self.symbol.replace("/", "_")
+    def stream(self) -> Stream:
+        return Stream(self.exchange, self.symbol, self.timeframe)
 
     @property
     def key(self) -> str:
-        """Lower-case identifier for DAG ids and model names: ``btc_usdt``."""
-        return self.slug.lower()
+        return self.stream.key
+
+    @property
+    def slug(self) -> str:
+        return self.stream.slug
+
+    def config_line(self) -> str:
+        """The one line that configures this stream in ``pairs:``."""
+        return (
+            f"- {{symbol: {self.symbol}, exchange: {self.exchange}, timeframe: {self.timeframe}}}"
+        )
 
 
 class PairsConfig(_Frozen):
+    defaults: dict[str, Any] = Field(default_factory=dict, description="Inherited by every pair.")
     pairs: list[PairConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -125,26 +208,114 @@ class PairsConfig(_Frozen):
         keys = [p.key for p in self.pairs]
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
-            raise ValueError(f"pairs listed twice: {', '.join(duplicates)}")
+            raise ValueError(f"streams listed twice: {', '.join(duplicates)}")
         return self
 
-    def get(self, symbol: str) -> PairConfig:
-        """The pair with this symbol (``BTC/USD``) or key (``btc_usd``).
+    @property
+    def streams(self) -> list[Stream]:
+        return [p.stream for p in self.pairs]
+
+    def resolve(
+        self, symbol: str, exchange: str | None = None, timeframe: str | None = None
+    ) -> PairConfig:
+        """The one configured stream matching a symbol (``BTC/USDT``, ``btc_usdt``), or a
+        stream key (``binance_btc_usdt_1h``), narrowed by exchange and timeframe.
 
         Raises:
-            KeyError: no such pair is configured.
+            UnknownStreamError: nothing matches (the message lists what is configured).
+            AmbiguousStreamError: several match (the message lists them).
         """
+        found = [p for p in self.pairs if _matches(p, symbol, exchange, timeframe)]
+        if len(found) == 1:
+            return found[0]
+        wanted = " ".join(x for x in (symbol, exchange, timeframe) if x)
+        if not found:
+            known = ", ".join(p.stream.label for p in self.pairs)
+            raise UnknownStreamError(
+                f"no configured stream matches {wanted!r} (configured: {known})"
+            )
+        labels = [p.stream.label for p in found]
+        raise AmbiguousStreamError(
+            f"{wanted!r} matches {len(found)} streams: {', '.join(labels)}; "
+            "name the exchange and timeframe",
+            [p.key for p in found],
+        )
+
+    def get(self, symbol: str) -> PairConfig:
+        """:meth:`resolve` by symbol or key alone."""
+        return self.resolve(symbol)
+
+    def adhoc(self, symbol: str, exchange: str, timeframe: str) -> PairConfig:
+        """A stream that is not configured, with the defaults applied (for imports and reports
+        on history that nobody forecasts yet). A configured stream is returned as configured."""
         for pair in self.pairs:
-            if symbol in (pair.symbol, pair.key, pair.slug):
+            if pair.stream == Stream(exchange, symbol, timeframe):
                 return pair
-        known = ", ".join(p.symbol for p in self.pairs)
-        raise KeyError(f"pair {symbol!r} is not configured (configured: {known})")
+        entry = _merge(
+            self.defaults, {"symbol": symbol, "exchange": exchange, "timeframe": timeframe}
+        )
+        if exchange != "replay":
+            entry.pop("replay_file", None)
+        try:
+            return PairConfig.model_validate(entry)
+        except ValidationError as exc:
+            raise ConfigError(f"{symbol} {exchange} {timeframe}: {_errors(exc)}") from exc
+
+
+def _matches(pair: PairConfig, symbol: str, exchange: str | None, timeframe: str | None) -> bool:
+    stream = pair.stream
+    if symbol.lower() == stream.key:
+        return True
+    by_symbol = symbol.upper().replace("_", "/").replace("-", "/") == stream.symbol
+    return (
+        by_symbol
+        and (exchange is None or exchange == stream.exchange)
+        and (timeframe is None or timeframe == stream.timeframe)
+    )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid onto ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'pair'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def _entries(raw: dict[str, Any], folder: Path) -> list[Any]:
+    """The pair entries with defaults applied and replay files resolved against ``folder``."""
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError("'defaults' must be a mapping of settings every pair inherits")
+    bad = [k for k in IDENTITY_KEYS[:1] if k in defaults]
+    if bad:
+        raise ConfigError(f"'defaults' cannot set {bad}: each pair names its own symbol")
+    entries = []
+    for entry in raw.get("pairs") or []:
+        if isinstance(entry, dict):
+            entry = _merge(defaults, entry)
+            if entry.get("replay_file"):
+                entry["replay_file"] = str((folder / str(entry["replay_file"])).resolve())
+        entries.append(entry)
+    return entries
 
 
 def load_pairs(path: Path | None = None) -> PairsConfig:
     """Read and validate the pair config (default: ``CANDLECAST_PAIRS``).
 
     Relative ``replay_file`` paths are taken relative to the config file.
+
+    Raises:
+        ConfigError: missing file, bad YAML, or invalid content (the key is named).
     """
     path = (path or get_settings().pairs).expanduser().resolve()
     try:
@@ -155,10 +326,12 @@ def load_pairs(path: Path | None = None) -> PairsConfig:
         raise ConfigError(f"pair config {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"pair config {path} must be a mapping with a 'pairs' list")
-    for entry in raw.get("pairs") or []:
-        if isinstance(entry, dict) and entry.get("replay_file"):
-            entry["replay_file"] = str((path.parent / entry["replay_file"]).resolve())
+    unknown = sorted(set(raw) - {"defaults", "pairs"})
+    if unknown:
+        raise ConfigError(f"pair config {path}: unknown top-level keys {unknown}")
     try:
-        return PairsConfig.model_validate(raw)
+        return PairsConfig.model_validate(
+            {"defaults": raw.get("defaults") or {}, "pairs": _entries(raw, path.parent)}
+        )
     except ValidationError as exc:
         raise ConfigError(f"pair config {path} is invalid:\n{exc}") from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
@@ -28,3 +28,13 @@ def to_ms(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment.isoformat()}: give a timezone (UTC)")
     return int(moment.timestamp() * 1000)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """The aware UTC datetime of unix milliseconds."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def ms_to_iso(ms: int) -> str:
+    """Unix milliseconds as an ISO-8601 UTC string (``2022-03-01T00:00:00+00:00``)."""
+    return ms_to_datetime(ms).isoformat()

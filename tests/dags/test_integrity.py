@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from candlecast.config import load_pairs
 from tests.helpers import PIPELINE_TASKS
 
@@ -30,7 +32,7 @@ def test_no_import_errors(dagbag):
 
 
 def test_one_dag_per_configured_pair(dagbag):
-    expected = {f"pipeline_{p.key}" for p in load_pairs().pairs}
+    expected = {p.stream.dag_id for p in load_pairs().pairs}
     assert set(dagbag.dag_ids) == expected
 
 
@@ -43,27 +45,52 @@ def test_tags_retries_and_tasks(dagbag):
             assert task.retries >= 1, task.task_id
 
 
-def test_factory_builds_a_dag_for_every_pair_in_any_config(tmp_path, airflow_db):
+def dag_ids_for(config_text: str, tmp_path) -> subprocess.CompletedProcess:
     config = tmp_path / "pairs.yaml"
-    config.write_text(
-        "pairs:\n"
-        + "".join(
-            f"  - {{symbol: {s}, replay_file: {REPO}/data/bundled/BTC_USD-Hourly.csv,"
-            f" start: 2021-01-01}}\n"
-            for s in ("BTC/USD", "ETH/BTC", "SOL/USDT")
-        )
-    )
+    config.write_text(config_text)
     script = (
         "import sys; from airflow.dag_processing.dagbag import DagBag;"
         f"bag = DagBag(dag_folder={str(REPO / 'dags')!r}, include_examples=False);"
-        "assert not bag.import_errors, bag.import_errors; print(sorted(bag.dag_ids))"
+        "print('ERRORS', list(bag.import_errors.values())); print('IDS', sorted(bag.dag_ids))"
     )
     # a dag.test() earlier in the session leaves the task's parsing context in os.environ
     env = {k: v for k, v in os.environ.items() if not k.startswith("_AIRFLOW_PARSING_CONTEXT")}
     env["CANDLECAST_PAIRS"] = str(config)
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+
+
+def test_factory_builds_a_dag_for_every_stream_in_any_config(tmp_path, airflow_db):
+    streams = [
+        ("BTC/USDT", "binance", "1h"),
+        ("BTC/USDT", "binance", "4h"),
+        ("BTC/USDT", "kraken", "1h"),
+        ("ETH/BTC", "binance", "5m"),
+    ]
+    text = "pairs:\n" + "".join(
+        f"  - {{symbol: {s}, exchange: {e}, timeframe: {t}, start: 2021-01-01}}\n"
+        for s, e, t in streams
+    )
+    out = dag_ids_for(text, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "['pipeline_btc_usd', 'pipeline_eth_btc', 'pipeline_sol_usdt']" in out.stdout
+    assert "ERRORS []" in out.stdout
+    assert (
+        "IDS ['pipeline_binance_btc_usdt_1h', 'pipeline_binance_btc_usdt_4h', "
+        "'pipeline_binance_eth_btc_5m', 'pipeline_kraken_btc_usdt_1h']" in out.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    ("training", "message"),
+    [
+        ("{kinds: [lightgmb]}", "unknown model kind 'lightgmb'"),
+        ("{params: {lightgbm: {leaves: 3}}}", "training.params.lightgbm"),
+    ],
+)
+def test_a_model_kind_typo_is_a_dag_import_error_naming_it(tmp_path, airflow_db, training, message):
+    text = f"pairs:\n  - {{symbol: BTC/USDT, exchange: binance, training: {training}}}\n"
+    out = dag_ids_for(text, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert message in out.stdout and "IDS []" in out.stdout
 
 
 def test_dag_file_imports_nothing_heavy(airflow_db):

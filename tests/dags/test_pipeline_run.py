@@ -3,9 +3,10 @@
 import pytest
 from mlflow import MlflowClient
 
-from candlecast import featurestore, tracking
-from candlecast.export import ExportedModel
-from candlecast.predict import Forecaster
+from candlecast.features import featurestore
+from candlecast.modeling import registry as tracking
+from candlecast.modeling.onnx_export import ExportedModel
+from candlecast.serving.forecaster import Forecaster
 from candlecast.timeframes import to_ms
 from tests.helpers import PIPELINE_TASKS
 
@@ -27,7 +28,7 @@ def test_run_registers_a_champion_with_its_decision(pipeline_run):
     pair, _ = pipeline_run
     tracking.configure()
     client = MlflowClient()
-    champion = client.get_model_version_by_alias(tracking.model_name(pair), "champion")
+    champion = client.get_model_version_by_alias(pair.stream.registered_model, "champion")
     assert champion.tags["kind"] in ("lightgbm", "persistence")
     run = client.get_run(champion.run_id)
     assert run.data.tags["promotion.outcome"] in ("promoted", "persistence")
@@ -38,17 +39,17 @@ def test_run_registers_a_champion_with_its_decision(pipeline_run):
 
 def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):
     pair, run = pipeline_run
-    champion = MlflowClient().get_model_version_by_alias(tracking.model_name(pair), "champion")
+    champion = MlflowClient().get_model_version_by_alias(pair.stream.registered_model, "champion")
     folder = home / "models" / pair.key / f"v{champion.version}"
     exported = ExportedModel.load(folder)
     assert (folder / "model.onnx").stat().st_size > 0
     assert exported.parity_max_abs_diff <= 1e-5
     online = featurestore.online_features(
-        featurestore.feature_store(), pair.slug, pair.timeframe, ["candle_ts", "close"]
+        featurestore.feature_store(), pair.stream, ["candle_ts", "close"]
     )
     last_candle = to_ms(run.data_interval_end) - 3_600_000
     assert online["candle_ts"] == last_candle
-    forecast = Forecaster().predict(pair.symbol)
+    forecast = Forecaster().predict(pair.symbol, pair.exchange, pair.timeframe)
     assert forecast["model"]["version"] == str(champion.version)
     assert forecast["feature_timestamp"] == run.data_interval_end.isoformat()
 
@@ -56,10 +57,11 @@ def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):
 def test_rerunning_export_and_deploy_changes_nothing(pipeline_run, home):
     import bentoml
 
-    from candlecast import deploy, pipeline
+    from candlecast.orchestration import stages as pipeline
+    from candlecast.serving import deploy
 
     pair, _ = pipeline_run
     before = sorted(str(m.tag) for m in bentoml.models.list())
-    exported = ExportedModel(**pipeline.export(pair))
+    exported = pipeline.export(pair)
     assert deploy.deploy(pair, exported) == deploy.deploy(pair, exported)
     assert sorted(str(m.tag) for m in bentoml.models.list()) == before

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from candlecast.importers import read_history
+from candlecast.data.importers import read_history
+from candlecast.data.validation import validate_candles
 from candlecast.timeframes import timeframe_ms
-from candlecast.validation import validate_candles
 
 FREQTRADE = Path(__file__).resolve().parents[2] / "data" / "bundled" / "freqtrade"
 

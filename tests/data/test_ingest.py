@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from candlecast import data, featurestore
-from candlecast.sources import ReplayExchange
+from candlecast.data import ingestion as data
+from candlecast.data.sources import ReplayExchange
+from candlecast.errors import CandleValidationError, EmptyBatchError, MissingDataError
+from candlecast.features import featurestore
 from candlecast.timeframes import to_ms
-from candlecast.validation import CandleValidationError
 from tests.helpers import REPO, btc_pair, settings_in
 
 DAY1 = (datetime(2022, 1, 10, tzinfo=UTC), datetime(2022, 1, 11, tzinfo=UTC))
@@ -23,7 +24,7 @@ def test_same_interval_twice_gives_identical_data(tmp_path):
     second = data.ingest(pair, *DAY1, settings=settings)
     assert first == second and first.rows == 24
     assert {p: Path(p).read_bytes() for p in second.files} == snapshot
-    stored = data.raw_table(pair, settings).read()
+    stored = data.raw_table(pair.stream, settings).read()
     assert len(stored) == 24 and stored["ts"].is_unique
 
 
@@ -49,16 +50,16 @@ def test_corrupted_batch_is_quarantined_and_never_reaches_features(tmp_path, btc
     assert {p.name for p in folder.iterdir()} == {"batch.parquet", "validation.json", "summary.txt"}
     assert "data docs: file://" in message
     assert json.loads((folder / "validation.json").read_text())["success"] is False
-    assert data.validated_table(pair, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1])).empty
-    with pytest.raises(ValueError, match="no feature rows"):
+    assert data.validated_table(pair.stream, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1])).empty
+    with pytest.raises(MissingDataError, match="no feature rows"):
         featurestore.write_features(pair, *DAY2, settings=settings)
-    offline = featurestore.offline_table(pair.slug, pair.timeframe, settings).read()
+    offline = featurestore.offline_table(pair.stream, settings).read()
     assert offline["candle_ts"].max() < to_ms(DAY2[0])
-    assert len(data.raw_table(pair, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1]))) == 24
+    assert len(data.raw_table(pair.stream, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1]))) == 24
 
 
 def test_validate_without_ingest_says_so(tmp_path):
-    with pytest.raises(data.EmptyBatchError, match="run ingest"):
+    with pytest.raises(EmptyBatchError, match="run ingest"):
         data.validate(btc_pair(), *DAY1, settings=settings_in(tmp_path))
 
 
@@ -70,8 +71,8 @@ def test_a_missed_interval_is_caught_up_from_the_last_stored_candle(tmp_path):
     data.ingest(pair, *DAY1, settings=settings)
     result = data.ingest(pair, *DAY3, settings=settings)
     assert result.start_ms == to_ms(DAY2[0]) and result.rows == 48
-    assert len(data.raw_table(pair, settings).read()) == 72
-    assert data.stored_gaps(pair, settings) == []
+    assert len(data.raw_table(pair.stream, settings).read()) == 72
+    assert data.stored_gaps(pair.stream, settings) == []
 
 
 def test_gaps_are_reported_and_refetched_by_the_next_run(tmp_path, btc_candles):
@@ -79,30 +80,30 @@ def test_gaps_are_reported_and_refetched_by_the_next_run(tmp_path, btc_candles):
     hole = (to_ms(DAY1[0]) + 3 * 3_600_000, to_ms(DAY1[0]) + 8 * 3_600_000)
     patchy = btc_candles[~btc_candles["ts"].between(hole[0], hole[1] - 1)]
     data.ingest(pair, *DAY1, source=ReplayExchange({("BTC/USD", "1h"): patchy}), settings=settings)
-    gaps = data.stored_gaps(pair, settings)
+    gaps = data.stored_gaps(pair.stream, settings)
     assert [(g.start_ms, g.end_ms, g.missing) for g in gaps] == [(*hole, 5)]
 
     result = data.ingest(pair, *DAY2, settings=settings)  # the exchange has them now
     assert result.refetched == [hole]
-    assert data.stored_gaps(pair, settings) == []
+    assert data.stored_gaps(pair.stream, settings) == []
     report = data.validate(pair, datetime.fromtimestamp(hole[0] / 1000, UTC), DAY2[1], settings)
     assert report.success and report.rows == 21 + 24
 
 
 def test_imported_history_goes_through_validation_into_both_stores(tmp_path):
-    from candlecast.importers import read_history
+    from candlecast.data.importers import read_history
 
     settings = settings_in(tmp_path)
     pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
     batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
     report = data.import_history(pair, batch, "import-eth", settings)
     assert report.success and report.rows == 5760
-    assert len(data.validated_table(pair, settings).read()) == 5760
-    assert len(data.raw_table(pair, settings).read()) == 5760
+    assert len(data.validated_table(pair.stream, settings).read()) == 5760
+    assert len(data.raw_table(pair.stream, settings).read()) == 5760
 
 
 def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
-    from candlecast.importers import read_history
+    from candlecast.data.importers import read_history
 
     settings = settings_in(tmp_path)
     pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
@@ -110,8 +111,8 @@ def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
     batch.loc[100, "low"] = -1.0
     with pytest.raises(CandleValidationError, match="low"):
         data.import_history(pair, batch, "import-eth", settings)
-    assert data.validated_table(pair, settings).read().empty
-    assert data.raw_table(pair, settings).read().empty
+    assert data.validated_table(pair.stream, settings).read().empty
+    assert data.raw_table(pair.stream, settings).read().empty
     assert (tmp_path / "quarantine" / "binance" / "ETH_BTC" / "5m" / "import-eth").is_dir()
 
 
@@ -132,9 +133,8 @@ def test_higher_timeframes_are_derived_from_validated_candles(tmp_path):
     data.ingest(pair, start, end, settings=settings)
     data.validate(pair, start, end, settings=settings)
     assert data.derive_timeframes(pair, start, end, settings) == {"4h": 42, "1d": 7}
-    daily = pair.model_copy(update={"timeframe": "1d", "derived_timeframes": []})
-    days = data.validated_table(daily, settings).read()
-    hours = data.validated_table(pair, settings).read()
+    days = data.validated_table(pair.stream.at("1d"), settings).read()
+    hours = data.validated_table(pair.stream, settings).read()
     first = hours[hours["ts"] < to_ms(start) + 86_400_000]
     assert days.iloc[0][["open", "high", "low", "close"]].tolist() == [
         first["open"].iloc[0],

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.checks import CheckOptions
-from candlecast.validation import validate_candles
+from candlecast.data.checks import CheckOptions
+from candlecast.data.validation import validate_candles
 
 JAN_2022 = 1640995200000
 

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from candlecast import data, featurestore
+from candlecast.data import ingestion as data
+from candlecast.features import featurestore
 from candlecast.timeframes import to_ms
 from tests.helpers import btc_pair, settings_in
 
@@ -32,14 +33,14 @@ def test_materialized_features_are_served_from_redis(redis_settings):
     assert featurestore.ensure_applied([pair.timeframe], settings)
 
     done = featurestore.materialize(pair, day, end, settings)
-    assert done == {"written": True, "online_candle_ts": to_ms(end) - 3_600_000}
+    assert done.written and done.online_candle_ts == to_ms(end) - 3_600_000
     keys = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).keys("*")
     assert keys, "nothing was written to Redis"
 
     older_day = (datetime(2022, 1, 10, tzinfo=UTC), datetime(2022, 1, 11, tzinfo=UTC))
     older = featurestore.materialize(pair, *older_day, settings)
-    assert older["written"] is False
+    assert older.written is False
     store = featurestore.feature_store(settings)
-    online = featurestore.online_features(store, pair.slug, pair.timeframe, ["candle_ts", "rsi_14"])
+    online = featurestore.online_features(store, pair.stream, ["candle_ts", "rsi_14"])
     assert online["candle_ts"] == to_ms(end) - 3_600_000
     assert 0 < online["rsi_14"] < 1

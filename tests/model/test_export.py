@@ -5,38 +5,41 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from candlecast import export, training
-from candlecast.promotion import promote
+from candlecast.errors import ParityError
+from candlecast.modeling import onnx_export as export
+from candlecast.modeling import training
+from candlecast.modeling.kinds.persistence import Persistence
+from candlecast.modeling.promotion import promote
 from tests.helpers import btc_pair, settings_in
 from tests.model.test_promotion import END, frame
 
 
 def test_lightgbm_champion_exports_with_parity(tmp_path):
     settings, pair = settings_in(tmp_path), btc_pair()
-    result = training.fit_and_log(pair, frame(5, signal=0.8), END, settings)
+    result = training.fit_and_log(pair, frame(5, signal=0.8), END, settings).challenger
     promote(pair, result.run_id, result.model_uri, settings)
     exported = export.export_champion(pair, settings)
     assert exported.kind == "lightgbm"
     assert exported.parity_rows == 600
     assert exported.parity_max_abs_diff <= settings.parity_tolerance
-    folder = tmp_path / "models" / "btc_usd" / f"v{exported.version}"
+    folder = tmp_path / "models" / "replay_btc_usd_1h" / f"v{exported.version}"
     assert (folder / "model.onnx").exists()
     assert export.ExportedModel.load(folder) == exported
 
 
 def test_persistence_graph_answers_zero():
-    graph = export.persistence_onnx(4)
+    graph = Persistence(["a", "b", "c", "d"]).to_onnx()
     out = export.run_onnx(graph.SerializeToString(), np.random.default_rng(0).normal(size=(7, 4)))
     assert out.shape == (7,) and not out.any()
 
 
 def test_parity_failure_stops_the_export(tmp_path):
     settings, pair = settings_in(tmp_path), btc_pair()
-    result = training.fit_and_log(pair, frame(6, signal=0.8), END, settings)
+    result = training.fit_and_log(pair, frame(6, signal=0.8), END, settings).challenger
     promote(pair, result.run_id, result.model_uri, settings)
     strict = settings_in(tmp_path, parity_tolerance=0.0)
     # float32 ONNX trees cannot match float64 LightGBM exactly on every row
-    with pytest.raises(export.ParityError, match="ONNX differs"):
+    with pytest.raises(ParityError, match="ONNX differs"):
         export.export_champion(pair, strict)
     assert not list((tmp_path / "models").glob("*/*/model.onnx"))
     assert datetime.now(UTC)

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from candlecast import tracking, training
-from candlecast.config import LightGBMParams
-from candlecast.features import FEATURE_COLUMNS
-from candlecast.promotion import promote
+from candlecast.features.engineering import ENTITY, FEATURE_COLUMNS
+from candlecast.modeling import registry, training
+from candlecast.modeling.promotion import promote
 from tests.helpers import btc_pair, settings_in
 
 END = datetime(2022, 1, 1, tzinfo=UTC)
@@ -26,17 +25,17 @@ def frame(seed: int, signal: float) -> pd.DataFrame:
     data = data.astype("float32")  # the feature store's dtype
     data["target"] = signal * data["ret_1"].astype("float64") + rng.normal(0, 0.002, n)
     data.insert(0, "event_timestamp", pd.date_range(end=END, periods=n, freq="h", tz="UTC"))
-    data.insert(0, "pair", "BTC_USD")
+    data.insert(0, ENTITY, "replay:BTC/USD")
     return data
 
 
 def champion(settings, pair):
-    tracking.configure(settings)
-    return MlflowClient().get_model_version_by_alias(tracking.model_name(pair), "champion")
+    registry.configure(settings)
+    return MlflowClient().get_model_version_by_alias(pair.stream.registered_model, "champion")
 
 
 def train_and_promote(settings, pair, data):
-    result = training.fit_and_log(pair, data, END, settings)
+    result = training.fit_and_log(pair, data, END, settings).challenger
     return result, promote(pair, result.run_id, result.model_uri, settings)
 
 
@@ -46,7 +45,7 @@ def test_model_that_beats_persistence_is_promoted_and_decision_logged(tmp_path):
     assert decision.outcome == "promoted"
     assert decision.scores["challenger"] < decision.scores["persistence"]
     version = champion(settings, pair)
-    assert version.version == decision.challenger_version
+    assert str(version.version) == decision.challenger_version
     assert version.tags["kind"] == "lightgbm"
     run = MlflowClient().get_run(result.run_id)
     assert run.data.tags["promotion.outcome"] == "promoted"
@@ -68,7 +67,7 @@ def test_noise_makes_persistence_the_champion(tmp_path):
     assert decision.scores["champion"] > decision.scores["persistence"]
     version = champion(settings, pair)
     assert version.tags["kind"] == "persistence"
-    assert version.version not in (decision.challenger_version, "1")
+    assert str(version.version) not in (decision.challenger_version, "1")
     assert "no trained model beats persistence" in decision.reason
     # the persistence champion is re-scored like any champion when the next challenger comes
     _, third = train_and_promote(settings, pair, frame(3, signal=0.8))
@@ -80,14 +79,14 @@ def test_weaker_challenger_keeps_the_champion(tmp_path):
     settings, pair = settings_in(tmp_path), btc_pair()
     data = frame(3, signal=0.8)
     _, first = train_and_promote(settings, pair, data)
-    weak = pair.model_copy(update={"lightgbm": LightGBMParams(n_estimators=20)})
+    weak = btc_pair(training={"train_days": 60, "params": {"lightgbm": {"n_estimators": 20}}})
     _, second = train_and_promote(settings, weak, data)
     assert second.scores["challenger"] < second.scores["persistence"]
     assert second.scores["challenger"] > second.scores["champion"]
     assert second.outcome == "kept_champion"
-    assert champion(settings, pair).version == first.challenger_version
-    alias = MlflowClient().get_model_version_by_alias(tracking.model_name(pair), "challenger")
-    assert alias.version == second.challenger_version
+    assert str(champion(settings, pair).version) == first.challenger_version
+    alias = MlflowClient().get_model_version_by_alias(pair.stream.registered_model, "challenger")
+    assert str(alias.version) == second.challenger_version
 
 
 @pytest.mark.parametrize("metric", ["mae"])

@@ -10,8 +10,9 @@ import bentoml
 import numpy as np
 import pytest
 
-from candlecast import embedded, featurestore
-from candlecast.export import ExportedModel, run_onnx
+from candlecast.cli import embedded
+from candlecast.features import featurestore
+from candlecast.modeling.onnx_export import ExportedModel, run_onnx
 from candlecast.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_r
     exported = ExportedModel.load(home / "models" / pair.key / f"v{version}")
     store = featurestore.feature_store()
     values = featurestore.online_features(
-        store, pair.slug, pair.timeframe, [*exported.features, "close", "candle_ts"]
+        store, pair.stream, [*exported.features, "close", "candle_ts"]
     )
     row = np.array([[values[c] for c in exported.features]])
     direct = run_onnx(Path(exported.path).read_bytes(), row)[0]
@@ -58,21 +59,24 @@ def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_r
     assert answer["last_close"] == values["close"]
     assert answer["feature_timestamp"] == run.data_interval_end.isoformat()
     assert answer["model"]["kind"] == exported.kind
-    assert ("note" in answer) == (exported.kind == "persistence")
+    assert answer["note"] == exported.note if exported.note else "note" not in answer
+    assert answer["stream"] == pair.key and answer["stale"] is True  # the data ends in 2022
 
 
-def test_health_reports_the_deployed_model(service):
+def test_health_reports_the_deployed_model(service, pipeline_run):
     _, base = service
+    pair, _ = pipeline_run
     out = subprocess.run(["curl", "-sf", f"{base}/health"], capture_output=True, text=True)
     health = json.loads(out.stdout)
     assert health["status"] == "ok"
-    assert health["pairs"]["BTC/USD"]["model_version"]
+    assert health["streams"][pair.key]["model_version"]
 
 
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        ('{"pair": "DOGE/USD"}', 404, "not configured"),
+        ('{"pair": "DOGE/USD"}', 404, "no configured stream matches"),
+        ('{"pair": "BTC/USD", "timeframe": "4h"}', 404, "configured: BTC/USD on replay at 1h"),
         ('{"pear": "BTC/USD"}', 400, "pair"),
         ('{"pair": 42}', 400, "string"),
         ("{not json", 400, "JSON"),

@@ -3,7 +3,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from candlecast.cli import app
+from candlecast.cli.app import app
 from tests.helpers import REPO
 
 FREQTRADE = REPO / "data" / "bundled" / "freqtrade"
@@ -51,14 +51,35 @@ def test_import_of_a_bad_file_fails_with_one_clear_line(env, tmp_path):
     assert "broken.csv" in out and "volume" in out
 
 
-def test_unknown_pair_is_refused(env):
+def test_unknown_pair_is_refused_with_what_to_do(env):
     code, out = run(env, "gaps", "--pair", "DOGE/USD")
-    assert code == 2 and "not configured" in out
+    assert code == 2 and "no configured stream matches 'DOGE/USD'" in out
+    assert "--exchange and --timeframe" in out
+
+
+def test_history_of_an_unconfigured_stream_imports_and_reports_with_its_config_line(env):
+    ada = str(FREQTRADE / "ADA_BTC-5m.feather")
+    args = ["--pair", "ADA/BTC", "--exchange", "binance", "--timeframe", "5m"]
+    code, out = run(env, "import-candles", *args, "--file", ada)
+    assert code == 0, out
+    assert "5720 candles imported" in out and "passed" in out
+    assert "0.7% missing (40 of 5760 candles)" in out
+    line = "- {symbol: ADA/BTC, exchange: binance, timeframe: 5m}"
+    assert "ADA/BTC on binance at 5m is not configured" in out and line in out
+    code, out = run(env, "gaps", *args)
+    assert code == 0 and "5 gaps, 40 candles missing" in out and line in out
+    code, out = run(env, "pairs")
+    assert "ADA/BTC" not in out  # nothing was added to the config
+
+
+def test_a_configured_stream_prints_no_config_hint(env):
+    code, out = run(env, "gaps", "--pair", "ETH/BTC")
+    assert code == 0 and "not configured" not in out
 
 
 def test_ingest_from_a_live_exchange_by_name(tmp_path, btc_candles):
     """`candlecast ingest` for a binance pair: the real ccxt client against the local server."""
-    from candlecast.exchange_server import ExchangeServer
+    from candlecast.testing.exchange_server import ExchangeServer
 
     pairs = tmp_path / "live.yaml"
     pairs.write_text("pairs:\n  - {symbol: BTC/USDT, exchange: binance, start: 2021-01-01}\n")

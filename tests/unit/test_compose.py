@@ -1,27 +1,36 @@
 """The production deployment (docker-compose.yml, Dockerfile, deploy/): parsed and checked
 against each other and against the installed Airflow, BentoML and Feast, without Docker.
-Only the last test runs ``docker compose config``, and only where the compose plugin exists."""
+
+The installed tools are asked only through public behaviour (their CLIs, public config objects,
+a briefly started server), never through their private modules, so an upgrade that keeps the
+behaviour keeps these tests green. Only the last test runs ``docker compose config``, and only
+where the compose plugin exists."""
 
 from __future__ import annotations
 
-import ast
 import fnmatch
-import importlib.util
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from candlecast.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -56,18 +65,23 @@ PUBLISHED = {
 }
 #: Environment the compose file requires (``${VAR:?}``); dummy values for `docker compose config`.
 REQUIRED_ENV = {"AIRFLOW_JWT_SECRET": "test-jwt-secret", "GRAFANA_ADMIN_PASSWORD": "test-password"}
+DASHBOARD_FILE = REPO / "deploy" / "grafana" / "dashboards" / "service-health.json"
 SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$")
 CREDENTIAL_URL = re.compile(r"://[^:/@\s]+:([^@\s]*)@")
+#: A minimal ``@bentoml.service``, served for real to see what BentoML exposes on /metrics.
+PROBE_SERVICE = """
+import bentoml
+
+
+@bentoml.service
+class Probe:
+    @bentoml.api
+    def ping(self) -> str:
+        return "pong"
+"""
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def package_dir(name: str) -> Path:
-    """An installed package's directory, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.submodule_search_locations, f"{name} is not installed"
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def env(service: dict[str, Any]) -> dict[str, str]:
@@ -141,76 +155,48 @@ def workdir() -> PurePosixPath:
     return PurePosixPath(dirs[0])
 
 
-def feast_parse_redis(connection_string: str) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """Feast's own RedisOnlineStore._parse_connection_string, lifted out of its module because
-    importing feast takes seconds."""
-    source = (package_dir("feast") / "infra" / "online_stores" / "redis.py").read_text()
-    store = next(
-        n
-        for n in ast.parse(source).body
-        if isinstance(n, ast.ClassDef) and n.name == "RedisOnlineStore"
-    )
-    parse = next(
-        n
-        for n in store.body
-        if isinstance(n, ast.FunctionDef) and n.name == "_parse_connection_string"
-    )
-    parse.decorator_list = []
-    namespace: dict[str, Any] = {"json": json}
-    exec(compile(ast.Module(body=[parse], type_ignores=[]), "feast-redis", "exec"), namespace)
-    return namespace["_parse_connection_string"](connection_string)
+def feast_redis(connection_string: str) -> tuple[str, dict[str, str]]:
+    """Address and options of a Feast Redis ``connection_string``, in the format Feast documents
+    for its Redis online store: ``host:port,key=value,...``."""
+    address, *options = connection_string.split(",")
+    return address, dict(option.split("=", 1) for option in options)
 
 
-def bentoml_service_metrics() -> dict[str, set[str]]:
-    """Metric names (as exposed on /metrics) -> label names, for a ``@bentoml.service`` class.
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    Read from the installed BentoML: ``_bentoml_impl`` wraps such services in
-    RunnerTrafficMetricsMiddleware under the configured ``services.metrics.namespace``.
-    """
-    site = package_dir("bentoml")
-    app = (package_dir("_bentoml_impl") / "server" / "app.py").read_text()
-    assert "RunnerTrafficMetricsMiddleware" in app and "metrics.namespace" in app
-    defaults = yaml.safe_load(
-        (site / "_internal" / "configuration" / "v2" / "default_configuration.yaml").read_text()
-    )
-    namespace = defaults["services"]["metrics"]["namespace"]
 
-    tree = ast.parse((site / "_internal" / "server" / "http" / "instruments.py").read_text())
-    middleware = next(
-        n
-        for n in tree.body
-        if isinstance(n, ast.ClassDef) and n.name == "RunnerTrafficMetricsMiddleware"
-    )
-    metrics: dict[str, set[str]] = {}
-    for call in ast.walk(middleware):
-        if not (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
-            and call.func.attr in {"Counter", "Histogram", "Gauge", "Summary"}
-        ):
-            continue
-        keywords = {k.arg: k.value for k in call.keywords}
-        name = f"{namespace}_{ast.literal_eval(keywords['name'])}"
-        labelnames = keywords.get("labelnames")
-        labels = set(ast.literal_eval(labelnames)) if labelnames else set()
-        kind = call.func.attr
-        if kind == "Counter":  # prometheus_client exposes counters as <name>_total
-            base = name.removesuffix("_total")
-            names = {f"{base}_total": labels, f"{base}_created": labels}
-        elif kind == "Histogram":
-            names = {
-                f"{name}_bucket": labels | {"le"},
-                f"{name}_sum": labels,
-                f"{name}_count": labels,
-                f"{name}_created": labels,
-            }
-        elif kind == "Summary":
-            names = {name: labels | {"quantile"}, f"{name}_sum": labels, f"{name}_count": labels}
-        else:
-            names = {name: labels}
-        metrics.update(names)
-    assert metrics, "no metric definitions found in bentoml's instruments.py"
-    return metrics
+def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{what} not ready after {timeout} s"
+        time.sleep(0.1)
+
+
+def http(url: str, body: bytes | None = None) -> str:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def answers(url: str) -> bool:
+    try:
+        http(url)
+    except OSError:  # refused, reset, timed out, or an HTTP error status while starting
+        return False
+    return True
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def promql_labels(expr: str) -> set[str]:
@@ -232,6 +218,11 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
 def services(compose) -> dict[str, dict[str, Any]]:
     return compose["services"]
 
@@ -247,6 +238,38 @@ def airflow(services) -> dict[str, dict[str, Any]]:
 def candlecast_services(services, airflow) -> dict[str, dict[str, Any]]:
     """Every service that runs candlecast code."""
     return airflow | {"predictor": services["predictor"]}
+
+
+@pytest.fixture(scope="module")
+def bentoml_metrics(tmp_path_factory) -> dict[str, set[str]]:
+    """Series names -> label names on the /metrics of a real ``bentoml serve`` of a minimal
+    ``@bentoml.service``, after one request, as Prometheus scrapes the predictor."""
+    folder = tmp_path_factory.mktemp("bentoml-probe")
+    (folder / "probe.py").write_text(PROBE_SERVICE)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = folder / "serve.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "bentoml"), "serve", "probe:Probe", f"--port={port}", "--host=127.0.0.1"],
+            cwd=folder,
+            env=os.environ | {"BENTOML_DO_NOT_TRACK": "True"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: answers(f"{base}/readyz"), server, f"bentoml serve (see {log_path})")
+            assert http(f"{base}/ping", b"{}") == "pong"
+            exposition = http(f"{base}/metrics")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    metrics: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            metrics.setdefault(sample.name, set()).update(sample.labels)
+    return metrics
 
 
 # -- services and shared configuration ---------------------------------------------------------
@@ -282,30 +305,26 @@ def test_airflow_components_share_one_configuration(airflow):
     )
 
 
-def test_airflow_variables_name_real_options(airflow):
+def test_airflow_variables_name_real_options(airflow, tmp_path):
     """A misspelt AIRFLOW__SECTION__KEY is silently ignored by Airflow; check every one against
-    the installed core and Celery provider configuration."""
-    base = package_dir("airflow")
-    known = {
-        (section, key)
-        for section, spec in yaml.safe_load(
-            (base / "config_templates" / "config.yml").read_text()
-        ).items()
-        for key in spec["options"]
-    }
-    spec = importlib.util.spec_from_file_location(
-        "_celery_provider_info", base / "providers" / "celery" / "get_provider_info.py"
+    the options the installed Airflow (core and providers, Celery included) lists."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    done = subprocess.run(
+        [str(BIN / "airflow"), "config", "list", "--defaults"],
+        env=clean | {"AIRFLOW_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for section, spec_ in module.get_provider_info()["config"].items():
-        known |= {(section, key) for key in spec_["options"]}
+    assert done.returncode == 0, done.stderr
+    known = set(re.findall(r"^# Variable: (AIRFLOW__\S+)$", done.stdout, re.M))
+    assert {"AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__BROKER_URL"} <= known, "unexpected output"
 
     for name, service in airflow.items():
         for variable in env(service):
             if variable.startswith("AIRFLOW__"):
-                section, key = variable.removeprefix("AIRFLOW__").lower().split("__", 1)
-                assert (section, key) in known, f"{name}: {variable} is not an Airflow option"
+                assert variable in known, f"{name}: {variable} is not an Airflow option"
 
 
 def test_candlecast_services_share_candlecast_settings(candlecast_services, monkeypatch):
@@ -324,11 +343,76 @@ def test_candlecast_services_share_candlecast_settings(candlecast_services, monk
 
 
 def test_feast_online_store_and_celery_use_separate_redis_databases(services):
-    nodes, params = feast_parse_redis(env(services["predictor"])["CANDLECAST_REDIS_URL"])
-    assert nodes == [{"host": "redis", "port": "6379"}]
-    assert params == {"db": 1}
+    address, options = feast_redis(env(services["predictor"])["CANDLECAST_REDIS_URL"])
+    assert address == "redis:6379"
+    assert options == {"db": "1"}
     broker = env(services["airflow-worker"])["AIRFLOW__CELERY__BROKER_URL"]
-    assert urlsplit(broker).path != f"/{params['db']}"
+    assert urlsplit(broker).path != f"/{options['db']}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_feast_writes_to_the_redis_database_compose_gives_it(services, tmp_path):
+    """The installed Feast accepts the compose file's connection string, and a feature written
+    through it lands in that Redis database, never in the Celery broker's (a real, throwaway
+    redis-server; only the address is swapped for the local one)."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    import redis
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.repo_config import RepoConfig
+    from feast.types import Float64
+
+    def repo_config(connection_string: str) -> RepoConfig:
+        return RepoConfig(
+            project="compose",
+            provider="local",
+            registry=str(tmp_path / "registry.db"),
+            online_store={"type": "redis", "connection_string": connection_string},
+            entity_key_serialization_version=3,
+        )
+
+    connection_string = env(services["predictor"])["CANDLECAST_REDIS_URL"]
+    online_store = repo_config(connection_string).online_store
+    assert (online_store.type, online_store.connection_string) == ("redis", connection_string)
+    address, options = feast_redis(connection_string)
+    broker_db = int(
+        urlsplit(env(services["airflow-worker"])["AIRFLOW__CELERY__BROKER_URL"]).path[1:]
+    )
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: listening(port), server, "redis-server", timeout=10)
+        local = connection_string.replace(address, f"127.0.0.1:{port}", 1)
+        store = FeatureStore(config=repo_config(local))
+        rows = pd.DataFrame({"pair": ["BTC_USD"], "close": [1.0], "ts": [datetime.now(UTC)]})
+        rows.to_parquet(tmp_path / "rows.parquet")
+        pair = Entity(name="pair", join_keys=["pair"], value_type=ValueType.STRING)
+        view = FeatureView(
+            name="probe",
+            entities=[pair],
+            schema=[Field(name="close", dtype=Float64)],
+            source=FileSource(path=str(tmp_path / "rows.parquet"), timestamp_field="ts"),
+        )
+        store.apply([pair, view])
+        store.write_to_online_store("probe", rows)
+
+        sizes = {db: redis.Redis(port=port, db=db).dbsize() for db in range(16)}
+        assert {db for db, size in sizes.items() if size} == {int(options["db"])}, sizes
+        assert sizes[broker_db] == 0, f"Feast wrote into the Celery broker's db {broker_db}"
+        online = store.get_online_features(
+            features=["probe:close"], entity_rows=[{"pair": "BTC_USD"}]
+        )
+        assert online.to_dict()["close"] == [1.0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_state_volume_is_shared_by_workers_and_predictor(compose, candlecast_services):
@@ -486,32 +570,37 @@ def test_grafana_provisioning_is_wired(services):
             assert target["datasource"]["uid"] == source["uid"], panel["title"]
 
 
-def test_dashboard_queries_name_metrics_bentoml_exposes():
-    """Every panel queries BentoML metrics by names and labels the installed BentoML defines
-    (read from its source, so a rename upstream fails here, not on an empty dashboard)."""
-    metrics = bentoml_service_metrics()
+def test_dashboard_panels_query_the_predictor(dashboard):
+    """Every panel queries BentoML's service metrics from a job Prometheus scrapes."""
     jobs = {
         job["job_name"]
         for job in yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())[
             "scrape_configs"
         ]
     }
-    dashboard = json.loads(
-        (REPO / "deploy" / "grafana" / "dashboards" / "service-health.json").read_text()
-    )
     titles = {panel["title"] for panel in dashboard["panels"]}
     assert {"Request rate", "p95 latency", "Error rate"} <= titles
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert re.search(r"\bbentoml_\w+", expr), f"{panel['title']}: {expr}"
+            assert set(re.findall(r'\bjob="([^"]+)"', expr)) <= jobs, panel["title"]
 
+
+@pytest.mark.slow
+def test_dashboard_queries_name_metrics_bentoml_exposes(dashboard, bentoml_metrics):
+    """Every panel queries metrics by names and labels that the installed BentoML really exposes
+    on /metrics, so a rename upstream fails here, not on an empty dashboard."""
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             expr = target["expr"]
             names = set(re.findall(r"\bbentoml_\w+", expr))
             assert names, f"{panel['title']}: no BentoML metric in {expr}"
-            assert names <= set(metrics), f"{panel['title']}: unknown {names - set(metrics)}"
-            allowed = set.union(*(metrics[name] for name in names)) | {"job", "instance"}
+            unknown = names - set(bentoml_metrics)
+            assert not unknown, f"{panel['title']}: BentoML exposes no {unknown}"
+            allowed = set.union(*(bentoml_metrics[name] for name in names)) | {"job", "instance"}
             labels = promql_labels(expr)
             assert labels <= allowed, f"{panel['title']}: unknown labels {labels - allowed}"
-            assert set(re.findall(r'\bjob="([^"]+)"', expr)) <= jobs
 
 
 # -- secrets -----------------------------------------------------------------------------------

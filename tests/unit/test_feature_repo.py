@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from candlecast import featurestore
+from candlecast.features import featurestore
 from tests.helpers import settings_in
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,19 +39,22 @@ def test_redis_online_store_in_production(tmp_path):
 def test_definitions_module_exposes_named_objects():
     script = (
         "import runpy; ns = runpy.run_path('feature_repo/definitions.py');"
-        "skip = ('load_pairs', 'definitions');"
+        "skip = ('configured_timeframes', 'definitions');"
         "print(sorted(k for k in ns if not k.startswith('_') and k not in skip))"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (
-        "'candle_features_1h', 'candle_features_1h_source', 'forecast_1h_v1', 'pair'" in out.stdout
-    )
+    names = out.stdout
+    for timeframe in ("1h", "5m"):  # one view and service per configured timeframe
+        for name in (f"candle_features_{timeframe}", f"forecast_{timeframe}_v1"):
+            assert f"'{name}'" in names
+    assert "'market'" in names
 
 
 def test_dvc_pipeline_has_a_stage_per_pair():
     dvc = Path(sys.executable).parent / "dvc"
     out = subprocess.run([str(dvc), "stage", "list"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "ingest@btc_usd" in out.stdout and "pipeline@btc_usd" in out.stdout
-    assert "models/btc_usd" in out.stdout
+    key = "replay_btc_usd_1h"
+    assert f"ingest@{key}" in out.stdout and f"pipeline@{key}" in out.stdout
+    assert f"models/{key}" in out.stdout

@@ -1,6 +1,6 @@
 import numpy as np
 
-from candlecast.gaps import Gap, find_gaps, summarize
+from candlecast.data.gaps import Gap, find_gaps, summarize
 
 HOUR = 3_600_000
 

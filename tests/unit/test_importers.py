@@ -1,11 +1,13 @@
-"""read_history on every supported format, each fixture written from the real bundled data,
-and on broken files: every error names the file and the problem."""
+"""read_history on every supported format and every layout each format has had (fixtures
+under tests/fixtures/importers, made from the real bundled data by make_fixtures.py), and on
+broken files: every error names the file and the problem."""
 
 from __future__ import annotations
 
 import csv
 import gzip
 import json
+import runpy
 import zipfile
 from pathlib import Path
 
@@ -13,12 +15,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.importers import HistoryFormatError, detect_format, read_history
-from candlecast.sources import CANDLE_COLUMNS
+from candlecast.data.importers import detect_format, read_history
+from candlecast.data.schema import CANDLE_COLUMNS
+from candlecast.errors import HistoryFormatError
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "data" / "bundled"
 FREQTRADE = BUNDLED / "freqtrade"
+FIXTURES = REPO / "tests" / "fixtures" / "importers"
+QUOTED = [*CANDLE_COLUMNS, "quote_volume"]
 HOUR_MS = 3_600_000
 #: The published files and what they hold: rows, first and last candle open time (unix ms).
 FEATHERS = {
@@ -32,7 +37,8 @@ FEATHERS = {
 
 
 def assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    assert list(got.columns) == CANDLE_COLUMNS
+    """``got`` is ``expected`` exactly: candle columns, and ``quote_volume`` iff expected."""
+    assert list(got.columns) == (QUOTED if "quote_volume" in expected else CANDLE_COLUMNS)
     assert got["ts"].dtype == "int64"
     assert (got.dtypes.iloc[1:] == "float64").all()
     pd.testing.assert_frame_equal(
@@ -46,6 +52,7 @@ def btc() -> pd.DataFrame:
     raw = pd.read_csv(BUNDLED / "BTC_USD-Hourly.csv", float_precision="round_trip")
     frame = raw.rename(columns={"unix": "ts", "Volume USD": "quote"})
     frame["ts"] = frame["ts"].astype("int64") * 1000
+    frame["quote_volume"] = frame["quote"]
     return frame.sort_values("ts").reset_index(drop=True)
 
 
@@ -121,7 +128,7 @@ def test_cryptodatadownload_unix_seconds(tmp_path, btc):
     )
     assert path.read_text().split("\n")[2].startswith("1646092800,2022-03-01 00:00:00,BTC/USD")
     assert detect_format(path) == "cryptodatadownload"
-    assert_same(read_history(path), btc[CANDLE_COLUMNS])
+    assert_same(read_history(path), btc[QUOTED])
 
 
 def test_cryptodatadownload_unix_ms_picks_the_base_volume_by_name(tmp_path, btc):
@@ -129,15 +136,16 @@ def test_cryptodatadownload_unix_ms_picks_the_base_volume_by_name(tmp_path, btc)
     volumes = [("Volume USDT", "quote"), ("Volume BTC", "volume"), ("tradecount", "volume")]
     path.write_text(cdd_text(btc, 1000, "BTCUSDT", volumes))
     got = read_history(path, fmt="cryptodatadownload")
-    assert_same(got, btc[CANDLE_COLUMNS])
+    assert_same(got, btc[QUOTED])
     assert got["volume"].iloc[-1] == 52.05632  # base volume, not the 2254677.39 USD
+    assert got["quote_volume"].iloc[-1] == 2254677.3870464
 
 
 def test_bundled_btc_file_reads_as_cryptodatadownload(btc):
     path = BUNDLED / "BTC_USD-Hourly.csv"
     assert detect_format(path) == "cryptodatadownload"
     got = read_history(path)
-    assert_same(got, btc[CANDLE_COLUMNS])
+    assert_same(got, btc[QUOTED])
     assert len(got) == 33259
     assert got["ts"].iloc[[0, -1]].tolist() == [1526364000000, 1646092800000]
 
@@ -160,6 +168,121 @@ def test_freqtrade_json(tmp_path, eth, compress):
     assert text.startswith("[[1515560100000, 0.0984, 0.0994766, 0.09828605, 0.0994766,")
     assert detect_format(path) == "freqtrade-json"
     assert_same(read_history(path), eth)
+
+
+# --- every layout each format has had: fixtures made from the bundled data -------------------
+
+DAY_MS = 86_400_000
+#: CryptoDataDownload fixtures: the bundled rows they hold, and whether they name a quote volume.
+CDD_FIXTURES = {
+    "cdd_bundled_layout.csv": ("hourly", True),
+    "cdd_2019_am_pm.csv": ("hourly", True),
+    "cdd_2020_unix_timestamp_ms.csv": ("hourly", True),
+    "cdd_2021_unix_s.csv": ("hourly", True),
+    "cdd_binance_usdt_tradecount.csv": ("hourly", True),
+    "cdd_lowercase_iso_quote_first.csv": ("hourly", True),
+    "cdd_bare_volume_named_quote.csv": ("hourly", True),
+    "cdd_named_base_bare_volume.csv": ("hourly", False),
+    "cdd_daily_date_only.csv": ("daily", True),
+}
+JSON_FIXTURES = [
+    "ft_rows.json",
+    "ft_columns_ms.json",
+    "ft_columns_iso.json",
+    "ft_split.json",
+    "ft_records.json",
+    "ft_index.json",
+    "ft_table_iso.json",
+]
+
+
+def test_fixtures_are_what_make_fixtures_builds():
+    """The committed fixtures are reproducible from the bundled data (and nothing else is
+    lying around in the fixture folder untested)."""
+    built = runpy.run_path(str(FIXTURES / "make_fixtures.py"), run_name="make_fixtures")["build"]()
+    on_disk = {p.name: p.read_bytes() for p in FIXTURES.iterdir() if p.suffix in (".csv", ".json")}
+    assert built == on_disk
+    assert set(built) == {*CDD_FIXTURES, *JSON_FIXTURES}
+    assert max(map(len, built.values())) < 5000
+
+
+def btc_rows(btc: pd.DataFrame, rows: str) -> pd.DataFrame:
+    """The bundled rows a fixture holds: the newest 30 hours, or the newest 30 00:00 candles."""
+    return (btc[btc["ts"] % DAY_MS == 0] if rows == "daily" else btc).tail(30)
+
+
+@pytest.mark.parametrize("name", list(CDD_FIXTURES))
+def test_cryptodatadownload_layouts(btc, name):
+    rows, quoted = CDD_FIXTURES[name]
+    path = FIXTURES / name
+    assert detect_format(path) == "cryptodatadownload"
+    got = read_history(path)
+    assert_same(got, btc_rows(btc, rows)[QUOTED if quoted else CANDLE_COLUMNS])
+    assert_same(read_history(path, fmt="cryptodatadownload"), got)
+
+
+def test_am_pm_hours_are_told_apart():
+    """12-AM is midnight and 12-PM noon: 30 consecutive hours, each hour of the day there."""
+    path = FIXTURES / "cdd_2019_am_pm.csv"
+    got = read_history(path).set_index("ts")
+    lines = {line.split(",")[0]: line for line in path.read_text().splitlines()}
+    assert float(lines["2022-02-28 12-AM"].split(",")[2]) == got.loc[1646006400000, "open"]
+    assert float(lines["2022-02-28 12-PM"].split(",")[2]) == got.loc[1646049600000, "open"]
+    assert (np.diff(got.index) == HOUR_MS).all()
+    assert set(pd.to_datetime(got.index, unit="ms").hour) == set(range(24))
+
+
+@pytest.mark.parametrize("name", JSON_FIXTURES)
+def test_freqtrade_json_layouts(eth, name):
+    path = FIXTURES / name
+    assert detect_format(path) == "freqtrade-json"
+    assert_same(read_history(path), eth.head(30))
+
+
+def test_json_object_detected_by_content_and_gzip(tmp_path, eth):
+    text = (FIXTURES / "ft_columns_ms.json").read_bytes()
+    plain, packed = tmp_path / "eth.txt", tmp_path / "eth.gz"
+    plain.write_bytes(text)
+    packed.write_bytes(gzip.compress(text))
+    for path in (plain, packed):
+        assert detect_format(path) == "freqtrade-json"
+        assert_same(read_history(path), eth.head(30))
+
+
+BANNER = "https://www.CryptoDataDownload.com"
+#: Header and symbol spellings on top of a fixture: (fixture, change of its text).
+CDD_VARIANTS = {
+    "symbol BTCUSD": ("cdd_2021_unix_s.csv", [("BTC/USD", "BTCUSD")]),
+    "symbol BTC-USD": ("cdd_2021_unix_s.csv", [("BTC/USD", "BTC-USD")]),
+    "symbol BTC_USD": ("cdd_2021_unix_s.csv", [("BTC/USD", "BTC_USD")]),
+    "symbol lower case": ("cdd_2021_unix_s.csv", [("BTC/USD", "btc/usd")]),
+    "bare volume, symbol BTCUSD": ("cdd_bundled_layout.csv", [("BTC/USD", "BTCUSD")]),
+    "bare volume, symbol BTC-USD": ("cdd_bundled_layout.csv", [("BTC/USD", "BTC-USD")]),
+    "USDT quote in a USD column": ("cdd_2021_unix_s.csv", [("BTC/USD", "BTCUSDT")]),
+    "USDC quote in a USD column": ("cdd_2021_unix_s.csv", [("BTC/USD", "BTC/USDC")]),
+    "upper-case volume names": ("cdd_2021_unix_s.csv", [("Volume BTC", "VOLUME_BTC")]),
+    "unix_timestamp": ("cdd_2020_unix_timestamp_ms.csv", [("Unix Timestamp", "unix_timestamp")]),
+    "banner saved by a spreadsheet": ("cdd_2021_unix_s.csv", [(BANNER, BANNER + ",,,,,,,")]),
+    "no banner": ("cdd_2019_am_pm.csv", [(BANNER + "\n", "")]),
+    "BOM and CRLF": (
+        "cdd_2020_unix_timestamp_ms.csv",
+        [("\n", "\r\n"), (BANNER, "\ufeff" + BANNER)],
+    ),
+    "lower-case am/pm": ("cdd_2019_am_pm.csv", [("-AM", "-am"), ("-PM", "-pm")]),
+}
+
+
+@pytest.mark.parametrize("case", list(CDD_VARIANTS))
+def test_cryptodatadownload_spellings(tmp_path, btc, case):
+    source, changes = CDD_VARIANTS[case]
+    text = (FIXTURES / source).read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "cdd.csv"
+    path.write_bytes(text.encode())
+    assert detect_format(path) == "cryptodatadownload"
+    assert_same(read_history(path), btc.tail(30)[QUOTED])
 
 
 def test_plain_csv_iso_times(tmp_path, eth):
@@ -193,6 +316,8 @@ def test_plain_csv_unix_ms_newest_first_extra_columns(tmp_path, btc):
     path = tmp_path / "btc.csv"
     table = btc.rename(columns={"ts": "open_time"}).assign(trades=7)
     table.sort_values("open_time", ascending=False).to_csv(path, index=False)
+    assert_same(read_history(path), btc[QUOTED])  # its quote_volume column is kept
+    table.drop(columns="quote_volume").to_csv(path, index=False)
     assert_same(read_history(path), btc[CANDLE_COLUMNS])
 
 
@@ -281,6 +406,8 @@ def _zip_of_two(tmp_path: Path, eth: pd.DataFrame) -> Path:
 
 
 HEADER = "date,open,high,low,close,volume\n"
+CDD_HEAD = BANNER + "\nunix,date,symbol,open,high,low,close,"
+CDD_ROW = "1646092800,x,BTC/USD,1,2,0.5,1.5,"
 ROW = "2018-01-10 04:55:00+00:00,0.0984,0.0994766,0.09828605,0.0994766,1820.54447418\n"
 BAD_INPUTS = {
     "unknown format name": (_write("eth.csv", HEADER + ROW), "excel", r"unknown format 'excel'"),
@@ -365,7 +492,89 @@ BAD_INPUTS = {
         None,
         r"corrupt or truncated parquet file",
     ),
+    "ambiguous bare volume": (
+        _write("cdd.csv", CDD_HEAD + "volume,Volume EUR\n" + CDD_ROW + "3,4\n"),
+        None,
+        r"ambiguous volume columns \['volume', 'Volume EUR'\] for symbol 'BTC/USD' \(base asset "
+        r"BTC\): cannot tell which one is the base volume",
+    ),
+    "volume columns and no symbol": (
+        _write(
+            "cdd.csv",
+            CDD_HEAD.replace("symbol,", "") + "Volume BTC,Volume USD\n"
+            "1646092800,x,1,2,0.5,1.5,3,4\n",
+        ),
+        None,
+        r"ambiguous volume columns \['Volume BTC', 'Volume USD'\] for symbol '' "
+        r"\(base asset unknown\)",
+    ),
+    "two bare-ish volumes, named quote": (
+        _write("cdd.csv", CDD_HEAD + "volume,Volume USD,Volume XBT\n" + CDD_ROW + "3,4,5\n"),
+        None,
+        r"ambiguous volume columns \['volume', 'Volume USD', 'Volume XBT'\]",
+    ),
+    "base asset volume not there": (
+        _write(
+            "cdd.csv",
+            CDD_HEAD + "Volume XBT,Volume USD\n" + CDD_ROW + "3,4\n",
+        ),
+        None,
+        r"missing columns \['volume btc'\] \(found \[.*'Volume XBT', 'Volume USD'\]\)",
+    ),
+    "one volume column twice": (
+        _write("cdd.csv", CDD_HEAD + "Volume BTC,volume_btc\n" + CDD_ROW + "3,4\n"),
+        None,
+        r"columns 'Volume BTC' and 'volume_btc' are the same column \('volume btc'\)",
+    ),
+    "unknown date layout": (
+        _write(
+            "cdd.csv",
+            BANNER + "\nDate,Symbol,Open,High,Low,Close,Volume BTC,Volume USD\n"
+            "17/10/2019 09:00,BTCUSD,1,2,0.5,1.5,3,4\n",
+        ),
+        None,
+        r"unparseable Date value '17/10/2019 09:00' \(data row 1\): not a known date layout "
+        r"\(2019-10-17 09-AM, 2019-10-17 09:00:00, 2019-10-17T09:00:00Z, 2019-10-17",
+    ),
+    "am/pm hour out of range": (
+        _write(
+            "cdd.csv",
+            "date,symbol,open,high,low,close,Volume BTC,Volume USD\n"
+            "2019-10-17 09-AM,BTC/USD,1,2,0.5,1.5,3,4\n2019-10-17 13-PM,BTC/USD,1,2,0.5,1.5,3,4\n",
+        ),
+        None,
+        r"unparseable date value '2019-10-17 13-PM' \(data row 2\): not a known date layout",
+    ),
+    "cryptodatadownload without time column": (
+        _write(
+            "cdd.csv", BANNER + "\nsymbol,open,high,low,close,Volume BTC\nBTC/USD,1,2,0.5,1.5,3\n"
+        ),
+        None,
+        r"missing columns \['time column \(one of unix/unix timestamp/date\)'\]",
+    ),
     "truncated json": (_write("eth.json", "[[1515560100000, 0.0984, 0.09"), None, "truncated JSON"),
+    "json columns of unequal length": (
+        _write("eth.json", '{"date": {"0": 1515560100000, "1": 1515560400000}, "open": {"0": 1}}'),
+        None,
+        r"column 'open' has other row labels than column 'date'",
+    ),
+    "json split row too short": (
+        _write("eth.json", '{"columns": ["date", "open"], "index": [0], "data": [[1, 2, 3]]}'),
+        None,
+        r"row 1 is \[1, 2, 3\], expected 2 values \['date', 'open'\]",
+    ),
+    "json records mixed with rows": (
+        _write("eth.json", '[{"date": 1515560100000}, [1, 2]]'),
+        None,
+        r"row 2 is \[1, 2\], expected an object like row 1",
+    ),
+    "json records without close": (
+        _write(
+            "eth.json", '[{"date": 1515560100000, "open": 1, "high": 2, "low": 0.5, "volume": 3}]'
+        ),
+        None,
+        r"missing columns \['close'\]",
+    ),
     "truncated binance csv": (
         _truncated("", "BTCUSDT-5m.csv", 0.9),
         "binance",
@@ -380,8 +589,9 @@ BAD_INPUTS = {
     "json object": (
         _write("eth.json", '{"a": 1}'),
         None,
-        r"expected a JSON list of rows, got dict",
+        r"expected a JSON list of rows or a pandas frame object .*got an object with keys \['a'\]",
     ),
+    "json scalar": (_write("eth.json", "42"), None, r"expected a JSON list of rows .*got int"),
     "json short row": (
         _write("eth.json", "[[1515560100000, 1, 2, 0.5, 1.5, 3], [1515560400000, 1, 2]]"),
         None,

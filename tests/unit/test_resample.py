@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.importers import read_history
-from candlecast.resample import resample
-from candlecast.sources import CANDLE_COLUMNS
+from candlecast.data.importers import read_history
+from candlecast.data.resample import resample
+from candlecast.data.schema import CANDLE_COLUMNS
 from candlecast.timeframes import timeframe_ms
 
 FREQTRADE = Path(__file__).resolve().parents[2] / "data" / "bundled" / "freqtrade"

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from candlecast.sources import CANDLE_COLUMNS, ReplayExchange, fetch_range
+from candlecast.data.schema import CANDLE_COLUMNS
+from candlecast.data.sources import ReplayExchange, fetch_range
 
 HOUR = 3_600_000
 

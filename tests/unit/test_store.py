@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from candlecast.store import PartitionedTable
+from candlecast.data.store import PartitionedTable
 
 HOUR = 3_600_000
 
@@ -66,14 +66,14 @@ def test_fingerprint_names_the_data_version(tmp_path):
 def test_dvc_version_of_the_repo_store_comes_from_dvc_lock(tmp_path):
     import yaml
 
+    from candlecast.modeling.training import dvc_version
     from candlecast.settings import REPO_ROOT
-    from candlecast.training import dvc_version
 
     lock = yaml.safe_load((REPO_ROOT / "dvc.lock").read_text())
-    outs = lock["stages"]["ingest@btc_usd"]["outs"]
+    outs = lock["stages"]["ingest@replay_btc_usd_1h"]["outs"]
     validated = next(o for o in outs if o["path"].startswith(".candlecast/validated"))
     assert dvc_version(REPO_ROOT / validated["path"]) == {
-        "data.dvc_stage": "ingest@btc_usd",
+        "data.dvc_stage": "ingest@replay_btc_usd_1h",
         "data.dvc_md5": validated["md5"],
     }
     assert dvc_version(tmp_path) == {}

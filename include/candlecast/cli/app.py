@@ -1,0 +1,289 @@
+"""The ``candlecast`` command line.
+
+A stream is named with ``--pair`` (a symbol, or a stream key like ``binance_btc_usdt_1h``),
+narrowed with ``--exchange`` and ``--timeframe`` when the symbol alone is ambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from candlecast.cli import embedded
+from candlecast.config import PairConfig, PairsConfig, load_pairs
+from candlecast.errors import ConfigError, PermanentError
+from candlecast.orchestration import stages
+from candlecast.settings import get_settings
+from candlecast.timeframes import ms_to_datetime, ms_to_iso
+
+app = typer.Typer(
+    pretty_exceptions_show_locals=False,
+    help="candlecast: crypto price forecasts, honest and fresh.",
+    no_args_is_help=True,
+)
+console = Console()
+
+PairOpt = Annotated[
+    str, typer.Option("--pair", "-p", help="Symbol (BTC/USD) or stream key (replay_btc_usd_1h)")
+]
+ExchangeOpt = Annotated[str | None, typer.Option("--exchange", "-e", help="e.g. binance")]
+TimeframeOpt = Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h, 5m")]
+DateOpt = Annotated[datetime | None, typer.Option(help="UTC date or datetime")]
+
+
+def _config() -> PairsConfig:
+    try:
+        return load_pairs(get_settings().pairs)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _pair(symbol: str, exchange: str | None = None, timeframe: str | None = None) -> PairConfig:
+    """A configured stream; a clear message and exit 2 when none or several match."""
+    try:
+        return _config().resolve(symbol, exchange, timeframe)
+    except PermanentError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _stream(symbol: str, exchange: str | None, timeframe: str | None) -> tuple[PairConfig, bool]:
+    """The configured stream, or (with exchange and timeframe given) one that is not
+    configured yet, with the config's defaults; the flag says whether it is configured."""
+    config = _config()
+    try:
+        return config.resolve(symbol, exchange, timeframe), True
+    except PermanentError as exc:
+        if exchange is None or timeframe is None:
+            console.print(f"[red]{exc}[/red]")
+            console.print("Give --exchange and --timeframe to work on a stream not configured yet.")
+            raise typer.Exit(2) from None
+    try:
+        return config.adhoc(symbol.upper().replace("_", "/"), exchange, timeframe), False
+    except (ConfigError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _hint(pair: PairConfig, configured: bool) -> None:
+    if not configured:
+        console.print(
+            f"{pair.stream.label} is not configured. To forecast it, add this line under "
+            f"'pairs:' in {get_settings().pairs}:\n  {pair.config_line()}"
+        )
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """Known failures (bad data, a failed gate, missing history) as one red line, exit 1."""
+    try:
+        yield
+    except (PermanentError, ValueError, KeyError) as exc:
+        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _print(result: Any) -> None:
+    payload = asdict(result) if is_dataclass(result) and not isinstance(result, type) else result
+    console.print_json(json.dumps(payload, default=str))
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def pairs() -> None:
+    """List the configured streams and the names derived from them."""
+    from candlecast.modeling.kinds import check_training
+
+    config = _config()
+    table = Table(title=f"streams in {get_settings().pairs}")
+    for column in ("symbol", "exchange", "timeframe", "DAG", "model kinds", "start", "end"):
+        table.add_column(column)
+    for p in config.pairs:
+        with _clean_errors():
+            check_training(p.training, p.stream.label)
+        start = p.start.isoformat() if p.start else "(now)"
+        end = p.end.isoformat() if p.end else "-"
+        kinds = ",".join(p.training.kinds)
+        table.add_row(p.symbol, p.exchange, p.timeframe, p.stream.dag_id, kinds, start, end)
+    console.print(table)
+
+
+@app.command()
+def run(
+    pair: PairOpt,
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    start: DateOpt = None,
+    end: DateOpt = None,
+    backfill_days: Annotated[int, typer.Option(help="Backfill this much history first")] = 0,
+) -> None:
+    """Run the whole pipeline once for one interval (default: the last day), without Airflow.
+    On a fresh data directory it fetches the history the features and training need first."""
+    config = _pair(pair, exchange, timeframe)
+    first, last = stages.last_complete_day(config)
+    first, last = (_utc(start) if start else first), (_utc(end) if end else last)
+    with _clean_errors():
+        if backfill_days:
+            stages.backfill(config, first - timedelta(days=backfill_days), first)
+        result = stages.run_all(config, first, last)
+    _print(result)
+
+
+@app.command()
+def publish(
+    pair: PairOpt,
+    out: Annotated[Path, typer.Option(help="e.g. models/replay_btc_usd_1h")],
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+) -> None:
+    """Copy the stream's exported champion into a (DVC-tracked) folder."""
+    with _clean_errors():
+        _print(stages.publish(_pair(pair, exchange, timeframe), out))
+
+
+@app.command()
+def backfill(
+    pair: PairOpt,
+    start: Annotated[datetime, typer.Option()],
+    end: Annotated[datetime, typer.Option()],
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+) -> None:
+    """Ingest, validate and compute features for a stretch of history (no training)."""
+    config = _pair(pair, exchange, timeframe)
+    with _clean_errors():
+        _print(stages.backfill(config, _utc(start), _utc(end)))
+
+
+@app.command()
+def ingest(
+    pair: PairOpt,
+    start: Annotated[datetime, typer.Option()],
+    end: Annotated[datetime, typer.Option()],
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+) -> None:
+    """Fetch candles from the stream's exchange into the raw store, then validate them."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from candlecast.data import ingestion
+    from candlecast.timeframes import to_ms
+
+    config, configured = _stream(pair, exchange, timeframe)
+    first, last = to_ms(_utc(start)), to_ms(_utc(end))
+    columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
+    with _clean_errors(), Progress(*columns, console=console) as progress:
+        bar = progress.add_task(config.stream.label, total=last - first)
+        result = ingestion.ingest(
+            config,
+            _utc(start),
+            _utc(end),
+            on_progress=lambda ts: progress.update(bar, completed=ts - first),
+        )
+        progress.update(bar, completed=last - first)
+    with _clean_errors():
+        report = ingestion.validate(config, ms_to_datetime(result.start_ms), _utc(end))
+    console.print(f"{result.rows} candles stored; {report.summary()}")
+    _hint(config, configured)
+
+
+@app.command("import-candles")
+def import_candles(
+    pair: PairOpt,
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="history file")],
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="default: detected")] = None,
+) -> None:
+    """Import candle history (Binance dumps, CryptoDataDownload, freqtrade, CSV/parquet), for
+    a configured stream or, with --exchange and --timeframe, one not configured yet."""
+    from candlecast.data import ingestion
+    from candlecast.data.importers import read_history
+
+    config, configured = _stream(pair, exchange, timeframe)
+    with _clean_errors():
+        batch = read_history(file, fmt)
+        report = ingestion.import_history(config, batch, f"import-{file.stem}")
+    console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
+    _hint(config, configured)
+
+
+@app.command()
+def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = None) -> None:
+    """Report the candles missing from a stream's store: how many, and where."""
+    from candlecast.data import ingestion
+    from candlecast.data.gaps import summarize
+
+    config, configured = _stream(pair, exchange, timeframe)
+    native = configured or not any(
+        config.timeframe in p.data.derived_timeframes
+        for p in _config().pairs
+        if (p.exchange, p.symbol) == (config.exchange, config.symbol)
+    )
+    found = ingestion.stored_gaps(config.stream, store="raw" if native else "validated")
+    table = Table(title=f"gaps in {config.stream.label}")
+    for column in ("from", "to (exclusive)", "missing candles"):
+        table.add_column(column)
+    for gap in found:
+        table.add_row(ms_to_iso(gap.start_ms), ms_to_iso(gap.end_ms), str(gap.missing))
+    console.print(table)
+    totals = summarize(found)
+    console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+    _hint(config, configured)
+
+
+@app.command("feast-apply")
+def feast_apply() -> None:
+    """Apply the Feast definitions (only if they changed)."""
+    from candlecast.features import featurestore
+
+    changed = featurestore.ensure_applied(stages.configured_timeframes())
+    console.print("applied" if changed else "already up to date")
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="default: CANDLECAST_SERVICE_PORT")] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Start the BentoML prediction service (foreground)."""
+    settings = get_settings()
+    command = embedded.bentoml_command(host or settings.service_host, port or settings.service_port)
+    os.execve(command[0], command, embedded.bentoml_env(settings))
+
+
+@app.command()
+def demo(
+    wait: Annotated[bool, typer.Option(help="Keep the UIs and service up until Ctrl-C")] = True,
+    days: Annotated[
+        int | None, typer.Option(help="History to backfill (default: train_days+7)")
+    ] = None,
+    runs: Annotated[int, typer.Option(help="Daily DAG runs, ending at the data's end")] = 2,
+) -> None:
+    """Backfill history, run each stream's Airflow DAG over its last days, serve forecasts."""
+    from candlecast.cli.demo import run_demo
+
+    run_demo(console, wait=wait, days=days, runs=runs)

@@ -1,0 +1,8 @@
+"""The candle frame every source, reader, store and check of candlecast speaks."""
+
+from __future__ import annotations
+
+#: The columns of a candle frame, in ccxt's order; ``ts`` is the candle open time in unix ms.
+CANDLE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
+#: Given by some sources (a seventh field after volume), kept and checked when present.
+OPTIONAL_COLUMNS = ["quote_volume"]

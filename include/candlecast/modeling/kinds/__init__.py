@@ -1,0 +1,81 @@
+"""Model kinds as plug-ins: a registry of :class:`~.base.ModelKind` subclasses by name.
+
+A kind registers itself with :func:`register`; everything else asks :func:`get_kind` by the
+name the config or a registered model version carries. Kind modules import their heavy
+libraries (LightGBM, MLflow, PyTorch) inside methods, so the registry is cheap to import
+(the DAG factory checks the config against it at parse time). PyTorch may be imported only
+by kind modules (an import-linter contract).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import ValidationError
+
+from candlecast.errors import ConfigError, UnknownModelKindError
+
+if TYPE_CHECKING:
+    from candlecast.config import TrainingSection
+    from candlecast.modeling.kinds.base import KindParams, ModelKind
+
+K = TypeVar("K", bound="type[ModelKind]")
+
+_KINDS: dict[str, type[ModelKind]] = {}
+#: The baseline every challenger must beat, and the champion when none does.
+BASELINE = "persistence"
+
+
+def register(cls: K) -> K:
+    """Class decorator: make a kind available by its ``name``."""
+    if cls.name in _KINDS and _KINDS[cls.name] is not cls:
+        raise ValueError(f"model kind {cls.name!r} is registered twice")
+    _KINDS[cls.name] = cls
+    return cls
+
+
+def get_kind(name: str) -> type[ModelKind]:
+    """The kind registered as ``name``.
+
+    Raises:
+        UnknownModelKindError: no such kind (the message lists the known ones).
+    """
+    _load_builtin()
+    try:
+        return _KINDS[name]
+    except KeyError:
+        known = ", ".join(sorted(_KINDS))
+        raise UnknownModelKindError(f"unknown model kind {name!r} (known: {known})") from None
+
+
+def kind_names() -> list[str]:
+    _load_builtin()
+    return sorted(_KINDS)
+
+
+def kind_params(training: TrainingSection, name: str) -> KindParams:
+    """A kind's parameters from a training config section, validated by the kind."""
+    kind = get_kind(name)
+    try:
+        return kind.parse_params(training.params.get(name))
+    except ValidationError as exc:
+        raise ConfigError(f"training.params.{name}: {exc}") from exc
+
+
+def check_training(training: TrainingSection, where: str = "") -> None:
+    """Fail loudly on unknown kinds or bad parameters in a training section.
+
+    Raises:
+        ConfigError: naming the kind or the parameter key (and ``where``).
+    """
+    prefix = f"{where}: " if where else ""
+    for name in [*training.kinds, *training.params]:
+        try:
+            kind_params(training, name)
+        except (UnknownModelKindError, ConfigError) as exc:
+            raise ConfigError(f"{prefix}{exc}") from exc
+
+
+def _load_builtin() -> None:
+    """Import the bundled kinds (each registers itself)."""
+    from candlecast.modeling.kinds import lightgbm_kind, persistence  # noqa: F401

@@ -1,0 +1,116 @@
+"""Export the champion to ONNX and check that ONNX gives the same forecasts.
+
+Writes ``<home>/models/<stream key>/v<version>/model.onnx`` and ``metadata.json`` (stream,
+feature list, window, version, kind, parity, serving note). Works for any model kind through
+its plug-in; a parity failure raises, so nothing downstream deploys it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from candlecast.config import PairConfig
+from candlecast.errors import ParityError
+from candlecast.modeling import registry
+from candlecast.modeling.kinds import get_kind
+from candlecast.modeling.kinds.base import model_inputs
+from candlecast.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    stream: str
+    pair: str
+    exchange: str
+    timeframe: str
+    model_name: str
+    version: str
+    kind: str
+    run_id: str
+    features: list[str]
+    parity_max_abs_diff: float
+    parity_rows: int
+    onnx_sha256: str
+    path: str
+    window: int = 1
+    note: str | None = None
+
+    @classmethod
+    def load(cls, folder: Path) -> ExportedModel:
+        return cls(**json.loads((folder / "metadata.json").read_text()))
+
+
+def export_champion(pair: PairConfig, settings: Settings | None = None) -> ExportedModel:
+    """Convert the stream's champion to ONNX, check parity on its holdout, write it out.
+
+    Raises:
+        NoChampionError: nothing to export yet.
+        ParityError: ONNX and native forecasts differ beyond the tolerance.
+    """
+    from mlflow import MlflowClient
+
+    settings = settings or get_settings()
+    registry.configure(settings)
+    client = MlflowClient()
+    stream = pair.stream
+    version = registry.require_champion(client, stream)
+    folder = stream.model_dir(settings.paths.models, version.version)
+    if (folder / "metadata.json").exists() and (folder / "model.onnx").exists():
+        log.info("%s v%s already exported to %s", stream.registered_model, version.version, folder)
+        return ExportedModel.load(folder)
+    kind = get_kind(version.tags.get("kind", ""))
+    features = registry.run_features(client, version.run_id)
+    model = kind.load(f"models:/{version.name}/{version.version}", features)
+    x = model_inputs(registry.load_holdout(version.run_id), features)
+    payload = model.to_onnx().SerializeToString()
+    native = model.predict(x)
+    diff = float(np.max(np.abs(run_onnx(payload, x) - native))) if len(x) else 0.0
+    if not diff <= settings.parity_tolerance:
+        raise ParityError(
+            f"{stream.registered_model} v{version.version}: ONNX differs from {kind.name} by "
+            f"{diff:.3g} (tolerance {settings.parity_tolerance:g}) on {len(x)} holdout rows"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(payload)
+    exported = ExportedModel(
+        stream=stream.key,
+        pair=stream.symbol,
+        exchange=stream.exchange,
+        timeframe=stream.timeframe,
+        model_name=stream.registered_model,
+        version=str(version.version),
+        kind=kind.name,
+        run_id=version.run_id,
+        features=list(features),
+        parity_max_abs_diff=diff,
+        parity_rows=len(x),
+        onnx_sha256=hashlib.sha256(payload).hexdigest(),
+        path=str(folder / "model.onnx"),
+        window=model.window,
+        note=kind.serving_note,
+    )
+    (folder / "metadata.json").write_text(json.dumps(asdict(exported), indent=2))
+    client.set_model_version_tag(
+        version.name, version.version, "onnx_parity_max_abs_diff", f"{diff:.3g}"
+    )
+    log.info("exported %s v%s to %s (parity %.3g)", version.name, version.version, folder, diff)
+    return exported
+
+
+def run_onnx(payload: bytes, x: np.ndarray) -> np.ndarray:
+    """Forecasts of an ONNX model (bytes) for rows ``x``, as float64 of shape (n,)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: x.astype(np.float32)})[0], dtype=np.float64).reshape(
+        -1
+    )

@@ -1,0 +1,152 @@
+"""A forecast stream's identity and every name derived from it, in one place.
+
+A stream is one symbol on one exchange at one timeframe: ``binance BTC/USDT 1h``. Two streams
+that differ in any of the three are different streams, with their own DAGs, MLflow experiment,
+registered model, deployed model, stores and forecasts. Every string built from a stream is
+built here; a name assembled by hand elsewhere is a bug waiting for a rename.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from candlecast.timeframes import timeframe_ms
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
+EXCHANGE_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,31}$")
+
+
+@dataclass(frozen=True, order=True)
+class Stream:
+    """(exchange, symbol, timeframe): the identity of a forecast stream."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+
+    def __post_init__(self) -> None:
+        if not EXCHANGE_PATTERN.match(self.exchange):
+            raise ValueError(
+                f"exchange {self.exchange!r} is not a ccxt-style id (lower-case letters and "
+                "digits, e.g. binance, kraken) or 'replay'"
+            )
+        if not SYMBOL_PATTERN.match(self.symbol):
+            raise ValueError(f"symbol {self.symbol!r} is not BASE/QUOTE in capitals, e.g. BTC/USDT")
+        timeframe_ms(self.timeframe)
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    @property
+    def slug(self) -> str:
+        """File-safe symbol: ``BTC/USDT`` -> ``BTC_USDT``."""
+        return self.symbol.replace("/", "_")
+
+    @property
+    def key(self) -> str:
+        """Lower-case id of the stream: ``binance_btc_usdt_1h``. Unique per stream: symbols
+        hold no ``_`` and timeframes no ``_``, so the parts read back unambiguously."""
+        return f"{self.exchange}_{self.slug}_{self.timeframe}".lower()
+
+    @property
+    def label(self) -> str:
+        """For people: ``BTC/USDT on binance at 1h``."""
+        return f"{self.symbol} on {self.exchange} at {self.timeframe}"
+
+    @property
+    def market_key(self) -> str:
+        """The Feast entity key: the market (exchange, symbol), shared by its timeframes so a
+        model can read several timeframes' views with one key (``binance:BTC/USDT``)."""
+        return f"{self.exchange}:{self.symbol}"
+
+    def at(self, timeframe: str) -> Stream:
+        """The same market at another timeframe."""
+        return Stream(self.exchange, self.symbol, timeframe)
+
+    # -- orchestration -------------------------------------------------------------------------
+
+    @property
+    def dag_id(self) -> str:
+        return f"pipeline_{self.key}"
+
+    @property
+    def features_asset_uri(self) -> str:
+        return f"candlecast://features/{self.exchange}/{self.slug}/{self.timeframe}"
+
+    @property
+    def model_asset_uri(self) -> str:
+        return f"candlecast://models/{self.key}/champion"
+
+    @property
+    def tags(self) -> list[str]:
+        """Airflow DAG tags."""
+        return [f"pair:{self.symbol}", f"exchange:{self.exchange}", f"timeframe:{self.timeframe}"]
+
+    # -- models --------------------------------------------------------------------------------
+
+    @property
+    def experiment(self) -> str:
+        """MLflow experiment."""
+        return f"candlecast-{self.key}"
+
+    @property
+    def registered_model(self) -> str:
+        """MLflow registered model; versions of every kind compete for its ``champion``."""
+        return f"{self.key}_forecaster"
+
+    @property
+    def bento_model(self) -> str:
+        """BentoML model name (tags are ``<name>:<version>``)."""
+        return f"{self.key}_forecaster"
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        """Tags every MLflow run and experiment of the stream carries."""
+        return {
+            "stream": self.key,
+            "pair": self.symbol,
+            "exchange": self.exchange,
+            "timeframe": self.timeframe,
+        }
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def candle_dir(self, root: Path) -> Path:
+        """Where a candle store (raw, validated, quarantine, data docs) keeps this stream."""
+        return root / self.exchange / self.slug / self.timeframe
+
+    def feature_dir(self, root: Path) -> Path:
+        """The stream's partitions of the Feast offline source (grouped by timeframe, one view
+        per timeframe)."""
+        return root / self.timeframe / self.exchange / self.slug
+
+    def model_dir(self, root: Path, version: str | int) -> Path:
+        """An exported model version: ``<root>/<key>/v<version>``."""
+        return root / self.key / f"v{version}"
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_key(cls, key: str) -> Stream:
+        """The stream of a :attr:`key` (``binance_btc_usdt_1h``).
+
+        Raises:
+            ValueError: not a stream key.
+        """
+        parts = key.split("_")
+        if len(parts) < 4:
+            raise ValueError(f"{key!r} is not a stream key like binance_btc_usdt_1h")
+        exchange = "_".join(parts[:-3])
+        base, quote, timeframe = parts[-3:]
+        return cls(exchange, f"{base}/{quote}".upper(), timeframe)
+
+
+def view_name(timeframe: str) -> str:
+    """The Feast feature view of a timeframe."""
+    return f"candle_features_{timeframe}"
+
+
+def feature_service_name(timeframe: str, version: int = 1) -> str:
+    """The Feast feature service models of a timeframe read (versioned)."""
+    return f"forecast_{timeframe}_v{version}"

@@ -1,0 +1,54 @@
+"""Deploy an exported champion into the BentoML model store that the service serves from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from candlecast.config import PairConfig
+from candlecast.modeling.onnx_export import ExportedModel
+from candlecast.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def bentoml_store(settings: Settings | None = None) -> Path:
+    """Point BentoML at the model store under the data directory (before first use)."""
+    settings = settings or get_settings()
+    os.environ["BENTOML_HOME"] = str(settings.paths.bentoml)
+    return settings.paths.bentoml
+
+
+def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None = None) -> str:
+    """Save the ONNX champion as the newest BentoML model of the stream; returns its tag.
+
+    Deploying the same ONNX bytes again keeps the current tag (idempotent).
+    """
+    settings = settings or get_settings()
+    bentoml_store(settings)
+    import bentoml
+
+    name = pair.stream.bento_model
+    current = _latest(bentoml, name)
+    if current is not None and current.info.metadata.get("onnx_sha256") == exported.onnx_sha256:
+        log.info("%s already deployed as %s", exported.model_name, current.tag)
+        return str(current.tag)
+    folder = Path(exported.path).parent
+    labels = {"stream": pair.key, "kind": exported.kind, "version": exported.version}
+    metadata = {k: v for k, v in asdict(exported).items() if v is not None}
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
+        for file in ("model.onnx", "metadata.json"):
+            shutil.copy2(folder / file, model.path_of(file))
+    log.info("deployed %s v%s as %s", exported.model_name, exported.version, model.tag)
+    return str(model.tag)
+
+
+def _latest(bentoml: Any, name: str) -> Any | None:
+    try:
+        return bentoml.models.get(f"{name}:latest")
+    except bentoml.exceptions.NotFound:
+        return None
