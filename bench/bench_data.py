@@ -124,11 +124,11 @@ def ingest_and_validate(label, pair, frame, rate_limit_ms) -> list[tuple]:
 
 
 def stage_hourly_year(args) -> list[tuple]:
-    from candlecast.data.importers import read_history as read_candle_file
+    from candlecast.data.importers import read_history
 
     start, end = datetime(2021, 1, 1, tzinfo=UTC), datetime(2022, 1, 1, tzinfo=UTC)
     pair = pair_for("BTC/USDT", "1h", start, end)
-    return ingest_and_validate("1 1h year 2021", pair, read_candle_file(BTC_HOURLY), args.rl)
+    return ingest_and_validate("1 1h year 2021", pair, read_history(BTC_HOURLY), args.rl)
 
 
 def stage_minute_month(args) -> list[tuple]:

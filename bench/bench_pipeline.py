@@ -1,6 +1,6 @@
-"""Time each pipeline stage for the default pair on the bundled data and print the figures.
+"""Time each pipeline stage for one configured stream on the bundled data and print the figures.
 
-    .venv/bin/python bench/bench_pipeline.py [--days 130] [--repeat 3]
+    .venv/bin/python bench/bench_pipeline.py [--pair BTC/USD] [--days 130] [--repeat 3]
 
 Runs in a throwaway CANDLECAST_HOME: a backfill of ``--days`` of history (ingest, validate,
 features), then every stage for the last day, ``--repeat`` times (the first pass pays for
@@ -27,35 +27,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=130)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pair", default="BTC/USD", help="symbol or stream key")
     args = parser.parse_args()
     os.environ["CANDLECAST_HOME"] = tempfile.mkdtemp(prefix="candlecast-bench-")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from candlecast.orchestration import stages as pipeline
+    from candlecast.orchestration import stages
 
-    pair = pipeline.pair_config("BTC/USD")
-    end = pair.end.replace(hour=0, minute=0, second=0)
-    start = end - timedelta(days=1)
+    pair = stages.pair_config(args.pair)
+    start, end = stages.last_complete_day(pair)
     history = start - timedelta(days=args.days)
-    rows = []
-    for stage in ("ingest", "validate", "features"):
-        label, seconds, result = timed(stage, getattr(pipeline, stage), pair, history, start)
-        rows.append((f"backfill {args.days} d: {label}", seconds, result.get("rows", "")))
+    rows: list[tuple[str, float, object]] = []
+    label, seconds, fetched = timed("ingest", stages.ingest, pair, history, start)
+    rows.append((f"backfill {args.days} d: {label}", seconds, fetched.rows))
+    label, seconds, report = timed("validate", stages.validate, pair, history, start)
+    rows.append((f"backfill {args.days} d: {label}", seconds, report.rows))
+    label, seconds, written = timed("features", stages.features, pair, history, start)
+    rows.append((f"backfill {args.days} d: {label}", seconds, written.rows))
     for attempt in range(1, args.repeat + 1):
-        for stage in ("ingest", "validate", "features", "materialize"):
-            label, seconds, _ = timed(stage, getattr(pipeline, stage), pair, start, end)
-            rows.append((f"pass {attempt}: {label}", seconds, 24))
-        label, seconds, run = timed("train", pipeline.train, pair, end)
-        rows.append((f"pass {attempt}: {label}", seconds, ""))
-        stages = [
-            ("promote", pipeline.promote, (pair, run["run_id"], run["model_uri"])),
-            ("export_onnx", pipeline.export, (pair,)),
-        ]
-        exported = None
-        for name, fn, fn_args in stages:
-            label, seconds, exported = timed(name, fn, *fn_args)
+        for name, stage in (
+            ("ingest", stages.ingest),
+            ("validate", stages.validate),
+            ("features", stages.features),
+            ("materialize", stages.materialize),
+        ):
+            label, seconds, _ = timed(name, stage, pair, start, end)
             rows.append((f"pass {attempt}: {label}", seconds, ""))
-        label, seconds, _ = timed("deploy", pipeline.deploy, pair, exported)
+        label, seconds, trained = timed("train", stages.train, pair, end)
+        rows.append((f"pass {attempt}: {label}", seconds, len(trained.runs)))
+        best = trained.challenger
+        label, seconds, _ = timed("promote", stages.promote, pair, best.run_id, best.model_uri)
+        rows.append((f"pass {attempt}: {label}", seconds, ""))
+        label, seconds, exported = timed("export_onnx", stages.export, pair)
+        rows.append((f"pass {attempt}: {label}", seconds, ""))
+        label, seconds, _ = timed("deploy", stages.deploy, pair, exported)
         rows.append((f"pass {attempt}: {label}", seconds, ""))
     print(f"{'stage':<34} {'seconds':>8} {'rows':>6}")
     for label, seconds, count in rows:

@@ -73,6 +73,18 @@ class HistoryFormatError(PermanentError, ValueError):
         self.problem = problem
 
 
+class SourceError(PermanentError, ValueError):
+    """A candle source cannot serve what is asked (a replay file without that market)."""
+
+
+class StoreError(PermanentError, ValueError):
+    """A write would break a store's invariants (one row per timestamp)."""
+
+
+class ResampleError(PermanentError, ValueError):
+    """Candles cannot be resampled as asked (not clean, or not a whole multiple)."""
+
+
 class EmptyBatchError(PermanentError):
     """The store holds no candles for an interval that must have some."""
 

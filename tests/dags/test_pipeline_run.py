@@ -34,7 +34,7 @@ def test_run_registers_a_champion_with_its_decision(pipeline_run):
     assert run.data.tags["promotion.outcome"] in ("promoted", "persistence")
     assert run.data.metrics["holdout_rmse"] > 0 and run.data.metrics["persistence_rmse"] > 0
     assert len(run.data.tags["data.version"]) == 32  # content version of the training data
-    assert int(run.data.tags["data.partitions"]) >= pair.train_days
+    assert int(run.data.tags["data.partitions"]) >= pair.training.train_days
 
 
 def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):

@@ -3,6 +3,7 @@ import pytest
 
 from candlecast.data.schema import CANDLE_COLUMNS
 from candlecast.data.sources import ReplayExchange, fetch_range
+from candlecast.errors import SourceError
 
 HOUR = 3_600_000
 
@@ -19,7 +20,7 @@ def test_replay_pages_like_an_exchange():
     page = exchange.fetch_ohlcv("BTC/USD", "1h", since=10 * HOUR, limit=5)
     assert [row[0] for row in page] == [h * HOUR for h in range(10, 15)]
     assert len(exchange.fetch_ohlcv("BTC/USD", "1h", since=0)) == exchange.page_limit
-    with pytest.raises(KeyError, match="ETH/BTC"):
+    with pytest.raises(SourceError, match="ETH/BTC"):
         exchange.fetch_ohlcv("ETH/BTC", "1h")
 
 

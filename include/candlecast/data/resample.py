@@ -13,6 +13,7 @@ import logging
 import pandas as pd
 
 from candlecast.data.schema import CANDLE_COLUMNS
+from candlecast.errors import ResampleError
 from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def resample(candles: pd.DataFrame, source_tf: str, target_tf: str) -> pd.DataFr
     """
     source_ms, target_ms = timeframe_ms(source_tf), timeframe_ms(target_tf)
     if target_ms % source_ms:
-        raise ValueError(
+        raise ResampleError(
             f"cannot resample {source_tf} to {target_tf}: "
             f"the target must be a whole multiple of the source timeframe"
         )
@@ -62,23 +63,23 @@ def _checked(candles: pd.DataFrame, source_tf: str, source_ms: int) -> pd.DataFr
     """The candle columns, after checking the frame is fit to aggregate."""
     missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
     if missing:
-        raise ValueError(f"cannot resample: missing columns {missing}")
+        raise ResampleError(f"cannot resample: missing columns {missing}")
     frame = candles[CANDLE_COLUMNS].reset_index(drop=True)
     nulls = int(frame.isna().sum().sum())
     if nulls:
-        raise ValueError(f"cannot resample: {nulls} null values; validate the candles first")
+        raise ResampleError(f"cannot resample: {nulls} null values; validate the candles first")
     frame = frame.astype({"ts": "int64"})
     off_grid = frame["ts"] % source_ms != 0
     if off_grid.any():
         first = int(frame.loc[off_grid, "ts"].iloc[0])
-        raise ValueError(
+        raise ResampleError(
             f"cannot resample: {int(off_grid.sum())} candles off the {source_tf} grid "
             f"(first at ts {first})"
         )
     duplicated = frame["ts"].duplicated()
     if duplicated.any():
         first = int(frame.loc[duplicated, "ts"].iloc[0])
-        raise ValueError(
+        raise ResampleError(
             f"cannot resample: {int(duplicated.sum())} duplicate open times (first at ts {first})"
         )
     return frame

@@ -16,6 +16,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS
+from candlecast.errors import SourceError
 from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class ReplayExchange:
         from candlecast.data.importers import read_history
 
         if pair.replay_file is None:
-            raise ValueError(f"{pair.stream.label} has no replay_file")
+            raise SourceError(f"{pair.stream.label} has no replay_file")
         return cls({(pair.symbol, pair.timeframe): read_history(pair.replay_file)})
 
     def fetch_ohlcv(
@@ -58,7 +59,7 @@ class ReplayExchange:
     ) -> list[list[float]]:
         frame = self._candles.get((symbol, timeframe))
         if frame is None:
-            raise KeyError(f"replay exchange has no {symbol} {timeframe} candles")
+            raise SourceError(f"replay exchange has no {symbol} {timeframe} candles")
         ts = frame["ts"].to_numpy()
         first = 0 if since is None else int(np.searchsorted(ts, since, side="left"))
         stop = len(frame)

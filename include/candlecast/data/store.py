@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from candlecast.errors import StoreError
+
 _DAY_MS = 86_400_000
 
 
@@ -31,7 +33,7 @@ class PartitionedTable:
         if frame.empty:
             return []
         if frame[self.key].duplicated().any():
-            raise ValueError(f"{self.root}: batch has duplicate {self.key} values")
+            raise StoreError(f"{self.root}: batch has duplicate {self.key} values")
         days = frame[self.key] // _DAY_MS
         written = []
         for day, part in frame.groupby(days, sort=True):

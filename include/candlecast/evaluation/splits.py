@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from candlecast.errors import NotEnoughHistoryError
+
 
 @dataclass(frozen=True)
 class Split:
@@ -22,5 +24,7 @@ def chronological_split(frame: pd.DataFrame, holdout_fraction: float) -> Split:
     ordered = frame.sort_values("event_timestamp").reset_index(drop=True)
     cut = round(len(ordered) * (1 - holdout_fraction))
     if cut < 1 or cut >= len(ordered):
-        raise ValueError(f"cannot split {len(ordered)} rows with holdout {holdout_fraction}")
+        raise NotEnoughHistoryError(
+            f"cannot split {len(ordered)} rows with holdout {holdout_fraction}"
+        )
     return Split(ordered.iloc[:cut], ordered.iloc[cut:])
