@@ -40,6 +40,8 @@ PairOpt = Annotated[
 ExchangeOpt = Annotated[str | None, typer.Option("--exchange", "-e", help="e.g. binance")]
 TimeframeOpt = Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g. 1h, 5m")]
 DateOpt = Annotated[datetime | None, typer.Option(help="UTC date or datetime")]
+StartOpt = Annotated[datetime, typer.Option(help="UTC date or datetime (inclusive)")]
+EndOpt = Annotated[datetime, typer.Option(help="UTC date or datetime (exclusive)")]
 
 
 def _config() -> PairsConfig:
@@ -167,8 +169,8 @@ def publish(
 @app.command()
 def backfill(
     pair: PairOpt,
-    start: Annotated[datetime, typer.Option()],
-    end: Annotated[datetime, typer.Option()],
+    start: StartOpt,
+    end: EndOpt,
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
 ) -> None:
@@ -181,8 +183,8 @@ def backfill(
 @app.command()
 def ingest(
     pair: PairOpt,
-    start: Annotated[datetime, typer.Option()],
-    end: Annotated[datetime, typer.Option()],
+    start: StartOpt,
+    end: EndOpt,
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
 ) -> None:
