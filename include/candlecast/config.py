@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -79,6 +79,25 @@ class FeaturesSection(_Frozen):
     )
 
 
+class GateSection(_Frozen):
+    """Evidence a challenger needs to become champion (there is no switch to turn it off)."""
+
+    alpha: float = Field(
+        default=0.05, gt=0, le=0.2, description="Significance level of the one-sided tests."
+    )
+    min_margin: float = Field(
+        default=0.001, ge=0, lt=0.5, description="Least relative improvement (0.001 = 0.1%)."
+    )
+    metrics: list[Literal["rmse", "mae"]] = Field(
+        default=["rmse", "mae"],
+        min_length=1,
+        description="Metrics the challenger must win on, every one.",
+    )
+    windows: int = Field(
+        default=8, ge=3, le=100, description="Rolling holdout windows the tests are run over."
+    )
+
+
 class TrainingSection(_Frozen):
     """The training window, the holdout and the model kinds that compete."""
 
@@ -90,6 +109,7 @@ class TrainingSection(_Frozen):
         min_length=1,
         description="Model kinds trained as challengers (names of model-kind plug-ins).",
     )
+    gate: GateSection = GateSection()
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per kind, parameters overriding the kind's defaults "

@@ -112,6 +112,13 @@ class NoChampionError(PermanentError):
     """The stream has no champion model yet."""
 
 
+class UnknownVersionError(PermanentError, KeyError):
+    """A registered model has no such version."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class ParityError(PermanentError):
     """ONNX outputs differ from the native model's beyond the tolerance."""
 

@@ -8,10 +8,12 @@ import pytest
 from candlecast.errors import ParityError
 from candlecast.modeling import onnx_export as export
 from candlecast.modeling import training
-from candlecast.modeling.kinds.persistence import Persistence
+from candlecast.modeling.kinds.baselines import Persistence
 from candlecast.modeling.promotion import promote
 from tests.helpers import btc_pair, settings_in
 from tests.model.test_promotion import END, frame
+
+pytestmark = pytest.mark.slow  # trains models in MLflow / reads Feast
 
 
 def test_lightgbm_champion_exports_with_parity(tmp_path):
@@ -25,6 +27,8 @@ def test_lightgbm_champion_exports_with_parity(tmp_path):
     folder = tmp_path / "models" / "replay_btc_usd_1h" / f"v{exported.version}"
     assert (folder / "model.onnx").exists()
     assert export.ExportedModel.load(folder) == exported
+    # a 90% conformal interval from the holdout fit's out-of-sample residuals
+    assert exported.interval_coverage == 0.9 and 0 < exported.interval_half_width < 0.05
 
 
 def test_persistence_graph_answers_zero():

@@ -12,6 +12,8 @@ from candlecast.modeling import training
 from candlecast.timeframes import to_ms
 from tests.helpers import btc_pair, settings_in
 
+pytestmark = pytest.mark.slow  # trains models in MLflow / reads Feast
+
 HOUR = 3_600_000
 
 

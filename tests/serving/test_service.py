@@ -61,6 +61,12 @@ def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_r
     assert answer["model"]["kind"] == exported.kind
     assert answer["note"] == exported.note if exported.note else "note" not in answer
     assert answer["stream"] == pair.key and answer["stale"] is True  # the data ends in 2022
+    low, high = answer["interval"]["return"]
+    assert low < answer["predicted_return"] < high
+    assert answer["interval"]["coverage"] == 0.9
+    assert (
+        answer["interval"]["price"][0] < answer["predicted_price"] < answer["interval"]["price"][1]
+    )
 
 
 def test_health_reports_the_deployed_model(service, pipeline_run):

@@ -20,6 +20,7 @@ PERMANENT = [
     errors.MissingDataError,
     errors.NotEnoughHistoryError,
     errors.NoChampionError,
+    errors.UnknownVersionError,
     errors.ParityError,
 ]
 TRANSIENT = [errors.ExchangeUnavailableError, errors.NotReadyError]

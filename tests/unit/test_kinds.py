@@ -20,10 +20,10 @@ def data(seed: int = 0, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_registry_knows_the_bundled_kinds():
-    assert {"persistence", "lightgbm"} <= set(kind_names())
+    assert {"persistence", "drift", "lightgbm"} <= set(kind_names())
     assert get_kind(BASELINE).trainable is False
     assert all(issubclass(get_kind(name), ModelKind) for name in kind_names())
-    with pytest.raises(UnknownModelKindError, match="known: lightgbm, persistence"):
+    with pytest.raises(UnknownModelKindError, match=r"known: .*lightgbm.*persistence"):
         get_kind("lightgmb")
 
 
@@ -39,7 +39,7 @@ def test_parameters_are_validated_by_the_kind():
         check_training(TrainingSection(kinds=["xgboost"]), "BTC/USD")
 
 
-@pytest.mark.parametrize("name", ["persistence", "lightgbm"])
+@pytest.mark.parametrize("name", ["persistence", "drift", "lightgbm"])
 def test_every_kind_predicts_and_exports_the_same_answers(name):
     kind = get_kind(name)
     model = kind(FEATURES, kind_params(TrainingSection(params={}), name))
@@ -67,9 +67,26 @@ def test_a_new_kind_plugs_in_by_registering(monkeypatch):
     monkeypatch.setattr(kinds, "_KINDS", dict(kinds._KINDS))
 
     @kinds.register
-    class Mean(get_kind("persistence")):
+    class Mean(get_kind("drift")):
         name = "mean_return"
-        trainable = True
+        baseline = False
 
     assert get_kind("mean_return") is Mean
     check_training(TrainingSection(kinds=["mean_return"]))
+
+
+def test_window_inputs_flatten_consecutive_rows_oldest_first():
+    import pandas as pd
+
+    from candlecast.modeling.kinds.base import window_inputs
+
+    step = 300_000
+    ts = [0, 1, 2, 3, 5, 6, 7]  # a gap between 3 and 5
+    frame = pd.DataFrame({"candle_ts": [t * step for t in ts], "a": ts, "b": [10 * t for t in ts]})
+    x, usable = window_inputs(frame, ["a", "b"], 3, step)
+    assert usable.tolist() == [False, False, True, True, False, False, True]
+    assert x[2].tolist() == [0, 0, 1, 10, 2, 20]
+    assert x[6].tolist() == [5, 50, 6, 60, 7, 70]
+    assert not x[4].any()  # a window across the gap is not an input
+    one, all_rows = window_inputs(frame, ["a", "b"], 1, step)
+    assert all_rows.all() and one.shape == (7, 2)

@@ -14,15 +14,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.errors import ParityError
+from candlecast.evaluation.metrics import conformal_half_width
 from candlecast.modeling import registry
+from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.kinds import get_kind
-from candlecast.modeling.kinds.base import model_inputs
 from candlecast.settings import Settings, get_settings
+from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
+
+#: Nominal coverage of the forecast intervals served beside each forecast.
+INTERVAL_COVERAGE = 0.9
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class ExportedModel:
     path: str
     window: int = 1
     note: str | None = None
+    interval_coverage: float | None = None
+    interval_half_width: float | None = None
 
     @classmethod
     def load(cls, folder: Path) -> ExportedModel:
@@ -69,9 +77,13 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     kind = get_kind(version.tags.get("kind", ""))
     features = registry.run_features(client, version.run_id)
     model = kind.load(f"models:/{version.name}/{version.version}", features)
-    x = model_inputs(registry.load_holdout(version.run_id), features)
+    holdout = registry.load_holdout(version.run_id)
+    scored = holdout_inputs(holdout, features, model.window, timeframe_ms(pair.timeframe))
+    x = scored.x
     payload = model.to_onnx().SerializeToString()
     native = model.predict(x)
+    same_kind = client.get_run(version.run_id).data.tags.get("kind") == kind.name
+    half_width = interval_half_width(holdout, scored.target - native, same_kind)
     diff = float(np.max(np.abs(run_onnx(payload, x) - native))) if len(x) else 0.0
     if not diff <= settings.parity_tolerance:
         raise ParityError(
@@ -96,6 +108,8 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
         path=str(folder / "model.onnx"),
         window=model.window,
         note=kind.serving_note,
+        interval_coverage=INTERVAL_COVERAGE,
+        interval_half_width=half_width,
     )
     (folder / "metadata.json").write_text(json.dumps(asdict(exported), indent=2))
     client.set_model_version_tag(
@@ -103,6 +117,22 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     )
     log.info("exported %s v%s to %s (parity %.3g)", version.name, version.version, folder, diff)
     return exported
+
+
+def interval_half_width(
+    holdout: pd.DataFrame, residuals: np.ndarray, holdout_fit: bool
+) -> float | None:
+    """Split-conformal half-width of the forecast return at :data:`INTERVAL_COVERAGE`, from
+    out-of-sample residuals: the holdout fit's forecasts logged with the holdout when the
+    champion is the run's own kind (the served model was refitted on the holdout, so its own
+    residuals there are in-sample), else the champion's (a baseline that learns nothing)."""
+    if holdout_fit and "predicted" in holdout:
+        rows = holdout[holdout["holdout"]] if "holdout" in holdout else holdout
+        residuals = (rows["target"] - rows["predicted"]).to_numpy()
+    try:
+        return conformal_half_width(residuals, INTERVAL_COVERAGE)
+    except ValueError:
+        return None  # too few rows for the coverage
 
 
 def run_onnx(payload: bytes, x: np.ndarray) -> np.ndarray:

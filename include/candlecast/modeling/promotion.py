@@ -1,9 +1,11 @@
 """Promotion in the MLflow registry, around the pure decision of :mod:`.gate`.
 
-The challenger run's model is registered and aliased ``challenger``; the current champion is
-re-scored on the challenger's holdout through its own kind; :func:`~.gate.decide` names the
-winner, which gets the ``champion`` alias. The decision and its reason are logged on the
-challenger's run (tags and ``promotion/decision.json``).
+The challenger run's served model (refitted on the whole window) is registered and aliased
+``challenger``. The evidence is built from the challenger's logged holdout: its holdout-fit
+predictions, persistence (0), and the current champion re-scored through its own kind on the
+holdout rows after the end of the champion's training data only. :func:`~.gate.decide` names
+the winner, which gets the ``champion`` alias. The decision, its evidence and its reason are
+logged on the challenger's run and its parent (tags and ``promotion/decision.json``).
 """
 
 from __future__ import annotations
@@ -14,20 +16,25 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from candlecast.config import PairConfig
-from candlecast.evaluation.metrics import score
+from candlecast.evaluation.significance import windowed_loss_test
 from candlecast.modeling import registry
-from candlecast.modeling.gate import Outcome, Scores, decide
+from candlecast.modeling.datasets import holdout_inputs
+from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
 from candlecast.modeling.kinds.base import model_inputs
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
+from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
+
+_LOSS = {"rmse": "squared", "mae": "absolute"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,24 @@ class Decision:
     outcome: str  # an Outcome value
     reason: str
     metric: str
-    scores: dict[str, float | None]
+    scores: dict[str, float | None]  # on the primary metric
+    evidence: dict[str, Any]
+
+
+def compare(
+    errors: np.ndarray, opponent: np.ndarray, policy: Policy, windows: int
+) -> tuple[Comparison, ...]:
+    """The forecaster's errors against an opponent's on the same rows, per gate metric."""
+    found = []
+    for metric in policy.metrics:
+        test = windowed_loss_test(errors, opponent, loss=_LOSS[metric], windows=windows)  # type: ignore[arg-type]
+        score, other = (_metric(metric, e) for e in (errors, opponent))
+        found.append(Comparison(metric, score, other, test.p_value, len(errors)))
+    return tuple(found)
+
+
+def _metric(metric: str, errors: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(errors**2)) if metric == "rmse" else np.mean(np.abs(errors)))
 
 
 def promote(
@@ -51,54 +75,115 @@ def promote(
     registry.configure(settings)
     client = MlflowClient()
     stream = pair.stream
-    name = stream.registered_model
-    metric = settings.primary_metric
+    gate = pair.training.gate
+    policy = Policy(gate.alpha, gate.min_margin, tuple(gate.metrics))
     run = client.get_run(run_id)
-    kind = run.data.tags.get("kind", "")
     champion = registry.champion(client, stream)
-    champion_kind = champion.tags.get("kind", "") if champion else None
-    scores = Scores(
-        challenger=run.data.metrics[f"holdout_{metric}"],
-        persistence=run.data.metrics[f"persistence_{metric}"],
-        champion=_score_on_holdout(client, champion, run_id, metric) if champion else None,
-    )
+    evidence, scores = _evidence(client, pair, run, champion, policy)
+    kind = run.data.tags.get("kind", "")
     challenger = _register(client, stream, model_uri, run_id, kind)
-    client.set_registered_model_alias(name, registry.CHALLENGER, challenger.version)
-    verdict = decide(scores, metric, champion_is_baseline=champion_kind == BASELINE)
+    client.set_registered_model_alias(
+        stream.registered_model, registry.CHALLENGER, challenger.version
+    )
+    verdict = decide(evidence, policy)
     if verdict.outcome is Outcome.PROMOTED:
         winner = challenger
     elif verdict.register_baseline:
         winner = _register_baseline(client, stream, run_id)
     else:
         winner = champion
-    client.set_registered_model_alias(name, registry.CHAMPION, winner.version)
+    if champion is None or str(winner.version) != str(champion.version):
+        registry.move_champion(client, stream, str(winner.version), verdict.reason, "gate")
     decision = Decision(
-        name,
+        stream.registered_model,
         str(winner.version),
         winner.tags.get("kind", ""),
         str(challenger.version),
         kind,
         verdict.outcome.value,
         verdict.reason,
-        metric,
-        asdict(scores),
+        settings.primary_metric,
+        {who: scores.get(who, {}).get(settings.primary_metric) for who in scores},
+        _as_dict(evidence),
     )
-    _log_decision(client, run_id, decision)
-    log.info("%s: %s", name, verdict.reason)
+    _log_decision(client, run, decision)
+    log.info("%s: %s", stream.registered_model, verdict.reason)
     return decision
 
 
-def _score_on_holdout(client: MlflowClient, version: Any, run_id: str, metric: str) -> float | None:
-    """The champion's score on the challenger's holdout (None if it cannot be scored)."""
-    holdout = registry.load_holdout(run_id)
+def _evidence(
+    client: MlflowClient, pair: PairConfig, run: Any, champion: Any | None, policy: Policy
+) -> tuple[Evidence, dict[str, dict[str, float]]]:
+    """The gate's evidence, and the plain scores of each competitor (for the record)."""
+    windows = pair.training.gate.windows
+    rows = _scored_rows(registry.load_holdout(run.info.run_id))
+    errors = rows["predicted"].to_numpy() - rows["target"].to_numpy()
+    persistence = -rows["target"].to_numpy()
+    scores = {"challenger": _scores(errors), "persistence": _scores(persistence)}
+    vs_persistence = compare(errors, persistence, policy, windows)
+    if champion is None:
+        return Evidence(vs_persistence), scores
+    if champion.tags.get("kind") == BASELINE:
+        return Evidence(vs_persistence, Champion.BASELINE), scores
+    champion_end = _last_event(client, champion.run_id)
+    newer = champion_end is not None and champion_end > _last_event(client, run.info.run_id)
+    fresh = _champion_errors(client, pair, champion, run.info.run_id, champion_end)
+    if newer or fresh is None or len(fresh) < 2 * windows:
+        return Evidence(
+            vs_persistence, Champion.TRAINED, champion_trained_on_newer_data=newer
+        ), scores
+    joined = rows.merge(fresh, on="event_timestamp")
+    challenger_errors = joined["predicted"].to_numpy() - joined["target"].to_numpy()
+    champion_errors = joined["champion_error"].to_numpy()
+    scores["champion"] = _scores(champion_errors)
+    return (
+        Evidence(
+            vs_persistence,
+            Champion.TRAINED,
+            challenger_vs_champion=compare(challenger_errors, champion_errors, policy, windows),
+            champion_vs_persistence=compare(
+                champion_errors, -joined["target"].to_numpy(), policy, windows
+            ),
+        ),
+        scores,
+    )
+
+
+def _scores(errors: np.ndarray) -> dict[str, float]:
+    return {metric: _metric(metric, errors) for metric in _LOSS}
+
+
+def _scored_rows(holdout: pd.DataFrame) -> pd.DataFrame:
+    rows = holdout[holdout["holdout"]] if "holdout" in holdout else holdout
+    if "predicted" not in rows:
+        raise MlflowException("the run's holdout has no predictions (trained by an older version)")
+    return rows[["event_timestamp", "target", "predicted"]].reset_index(drop=True)
+
+
+def _last_event(client: MlflowClient, run_id: str) -> pd.Timestamp | None:
+    value = client.get_run(run_id).data.tags.get("data.last_event")
+    return pd.Timestamp(value) if value else None
+
+
+def _champion_errors(
+    client: MlflowClient, pair: PairConfig, version: Any, run_id: str, after: pd.Timestamp | None
+) -> pd.DataFrame | None:
+    """The champion's errors on the challenger's holdout rows after its own training data
+    (None when it cannot be scored there: other features, or no such rows)."""
     features = registry.run_features(client, version.run_id)
-    if not set(features) <= set(holdout.columns):
-        log.warning("champion v%s needs features this holdout lacks", version.version)
+    holdout = registry.load_holdout(run_id)
+    if after is None or not set(features) <= set(holdout.columns):
         return None
-    kind = get_kind(version.tags.get("kind", ""))
-    model = kind.load(f"models:/{version.name}/{version.version}", features)
-    predicted = model.predict(model_inputs(holdout, features))
-    return score(holdout["target"].to_numpy(), predicted)[metric]
+    model = get_kind(version.tags.get("kind", "")).load(
+        f"models:/{version.name}/{version.version}", features
+    )
+    scored = holdout_inputs(holdout, features, model.window, timeframe_ms(pair.timeframe))
+    fresh = (scored.times > after).to_numpy()
+    if not fresh.any():
+        return None
+    errors = model.predict(scored.x[fresh]) - scored.target[fresh]
+    times = scored.times[fresh].reset_index(drop=True)
+    return pd.DataFrame({"event_timestamp": times, "champion_error": errors})
 
 
 def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind: str) -> Any:
@@ -122,16 +207,24 @@ def _register_baseline(client: MlflowClient, stream: Stream, run_id: str) -> Any
     columns = registry.run_features(client, run_id)
     example = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
     with mlflow.start_run(run_id=run_id):
-        uri = get_kind(BASELINE)(columns).log_model(example)
+        uri = get_kind(BASELINE)(columns).log_model(example, name="persistence")
     return _register(client, stream, uri, run_id, BASELINE)
 
 
-def _log_decision(client: MlflowClient, run_id: str, decision: Decision) -> None:
-    client.set_tag(run_id, "promotion.outcome", decision.outcome)
-    client.set_tag(run_id, "promotion.reason", decision.reason)
-    client.set_tag(run_id, "promotion.champion_version", decision.champion_version)
-    if decision.scores["champion"] is not None:
-        client.log_metric(
-            run_id, f"champion_holdout_{decision.metric}", decision.scores["champion"]
-        )
-    client.log_text(run_id, json.dumps(asdict(decision), indent=2), "promotion/decision.json")
+def _as_dict(evidence: Evidence) -> dict[str, Any]:
+    payload = asdict(evidence)
+    payload["champion"] = evidence.champion.value
+    return payload
+
+
+def _log_decision(client: MlflowClient, run: Any, decision: Decision) -> None:
+    parent = run.data.tags.get("mlflow.parentRunId")
+    for run_id in filter(None, [run.info.run_id, parent]):
+        client.set_tag(run_id, "promotion.outcome", decision.outcome)
+        client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
+        client.set_tag(run_id, "promotion.champion_version", decision.champion_version)
+    champion = decision.scores.get("champion")
+    if champion is not None:
+        client.log_metric(run.info.run_id, f"champion_holdout_{decision.metric}", champion)
+    payload = json.dumps(asdict(decision), indent=2, default=str)
+    client.log_text(run.info.run_id, payload, "promotion/decision.json")

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
-from candlecast.errors import NoChampionError
+from candlecast.errors import NoChampionError, UnknownVersionError
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
 
@@ -24,11 +24,15 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-class PersistencePyfunc(PythonModel):
-    """The persistence kind as an MLflow pyfunc: a next-candle log return of 0."""
+class ConstantPyfunc(PythonModel):
+    """A constant-return baseline kind (persistence: 0, drift: the mean) as an MLflow pyfunc,
+    so the MLflow UI and ``mlflow models serve`` can use it."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value = value
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
-        return np.zeros(len(model_input), dtype=np.float64)
+        return np.full(len(model_input), getattr(self, "value", 0.0), dtype=np.float64)
 
 
 def pip_requirements(*packages: str) -> list[str]:
@@ -97,3 +101,54 @@ def load_holdout(run_id: str) -> pd.DataFrame:
     """The holdout frame (features, target, event_timestamp) a training run scored on."""
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT)
     return pd.read_parquet(local)
+
+
+def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
+    """Every registered version of the stream, newest first, with its aliases, kind, interval,
+    holdout metrics and how it became (or did not become) champion."""
+    name = stream.registered_model
+    found = client.search_model_versions(f"name = '{name}'")
+    rows = []
+    for version in sorted(found, key=lambda v: int(v.version), reverse=True):
+        run = client.get_run(version.run_id) if version.run_id else None
+        metrics = run.data.metrics if run else {}
+        rows.append(
+            {
+                "version": str(version.version),
+                "aliases": sorted(client.get_model_version(name, version.version).aliases),
+                "kind": version.tags.get("kind", ""),
+                "interval_end": run.data.tags.get("interval_end", "") if run else "",
+                "holdout_rmse": metrics.get("holdout_rmse"),
+                "holdout_mae": metrics.get("holdout_mae"),
+                "persistence_rmse": metrics.get("persistence_rmse"),
+                "outcome": run.data.tags.get("promotion.outcome", "") if run else "",
+                "champion_reason": version.tags.get("champion.reason", ""),
+            }
+        )
+    return rows
+
+
+def move_champion(
+    client: MlflowClient, stream: Stream, version: str, reason: str, how: str
+) -> tuple[str | None, str]:
+    """Point ``champion`` at ``version``, recording the previous champion and the reason on
+    the version (so :func:`previous_champion` can undo it). Returns (previous, new)."""
+    current = champion(client, stream)
+    name = stream.registered_model
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise UnknownVersionError(f"{name} has no version {version!r}") from None
+    previous = str(current.version) if current is not None else None
+    if previous is not None and previous != str(version):
+        client.set_model_version_tag(name, version, "champion.previous", previous)
+    client.set_model_version_tag(name, version, "champion.set_by", how)
+    client.set_model_version_tag(name, version, "champion.reason", reason[:5000])
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return previous, str(version)
+
+
+def previous_champion(client: MlflowClient, stream: Stream) -> str | None:
+    """The version that was champion before the current one (None if not recorded)."""
+    current = champion(client, stream)
+    return current.tags.get("champion.previous") if current is not None else None

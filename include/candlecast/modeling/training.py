@@ -7,14 +7,17 @@ own; the best run (by the primary metric on the holdout) is the challenger.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -22,12 +25,12 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import stored_completeness, validated_table
 from candlecast.errors import NotEnoughHistoryError
 from candlecast.evaluation.metrics import score
-from candlecast.evaluation.splits import Split, chronological_split
 from candlecast.features import featurestore
 from candlecast.features.engineering import ENTITY, FEATURE_COLUMNS, next_return
 from candlecast.modeling import registry
-from candlecast.modeling.kinds import BASELINE, get_kind, kind_params
-from candlecast.modeling.kinds.base import ModelKind, model_inputs
+from candlecast.modeling.datasets import TrainingSet
+from candlecast.modeling.kinds import get_kind, kind_names, kind_params
+from candlecast.modeling.kinds.base import ModelKind, input_names
 from candlecast.names import feature_service_name
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 from candlecast.timeframes import timeframe_ms, to_ms
@@ -54,6 +57,7 @@ class TrainResult:
     #: The run with the lowest holdout score on the primary metric.
     challenger: KindRun
     lineage: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str = ""
 
 
 def training_window(pair: PairConfig, end: datetime) -> tuple[datetime, datetime]:
@@ -142,76 +146,147 @@ def fit_and_log(
     lineage: dict[str, str] | None = None,
 ) -> TrainResult:
     """Fit and score every configured trainable kind on a training frame (features,
-    ``target``, ``event_timestamp``); ``lineage`` tags name the data version it came from."""
+    ``target``, ``event_timestamp``, ``candle_ts``); ``lineage`` tags name its data version.
+
+    One parent MLflow run per training, one child run per kind. Each kind is fitted on the
+    oldest rows and scored on the chronological holdout (the model logged as ``holdout_fit``),
+    then refitted with the same settings on the whole window: that fit (``model``) is the one
+    registered and served. Baselines (persistence, drift) are scored on the same rows.
+    """
     settings = settings or get_settings()
     registry.configure(settings)
-    split = chronological_split(frame, pair.training.holdout_fraction)
-    baseline = _scores(split, get_kind(BASELINE)(FEATURE_COLUMNS), "persistence")
-    runs = [
-        _fit_kind(pair, name, split, end, settings, baseline, lineage or {})
+    lineage = lineage or {}
+    models = [
+        get_kind(name)(FEATURE_COLUMNS, kind_params(pair.training, name))
         for name in pair.training.kinds
         if get_kind(name).trainable
     ]
-    if not runs:
+    if not models:
         raise NotEnoughHistoryError(
             f"{pair.stream.label}: training.kinds {pair.training.kinds} has no trainable kind"
         )
+    data = TrainingSet.build(
+        frame,
+        FEATURE_COLUMNS,
+        pair.training.holdout_fraction,
+        max(model.window for model in models),
+        timeframe_ms(pair.timeframe),
+    )
+    baselines = _baseline_metrics(data)
+    stream = pair.stream
+    tags = {**stream.run_tags, "interval_end": end.isoformat(), **lineage, **_git_tags()}
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(stream, settings),
+        run_name=f"train-{end:%Y%m%dT%H%M}",
+        tags={**tags, "run.role": "training"},
+    ) as parent:
+        mlflow.log_params(_split_params(pair, data))
+        mlflow.log_metrics(baselines)
+        _log_dataset(data)
+        runs = [_fit_kind(model, data, end, baselines, tags) for model in models]
     metric = settings.primary_metric
     best = min(runs, key=lambda run: run.metrics[f"holdout_{metric}"])
-    return TrainResult(runs, metric, best, lineage or {})
+    return TrainResult(runs, metric, best, lineage, parent.info.run_id)
 
 
-def _scores(split: Split, model: ModelKind, prefix: str) -> dict[str, float]:
-    predicted = model.predict(model_inputs(split.holdout, FEATURE_COLUMNS))
-    scores = score(split.holdout["target"].to_numpy(), predicted)
+def _baseline_metrics(data: TrainingSet) -> dict[str, float]:
+    """Every baseline kind fitted on the training rows and scored on the holdout."""
+    metrics: dict[str, float] = {}
+    for name in kind_names():
+        kind = get_kind(name)
+        if not kind.baseline:
+            continue
+        model = kind(FEATURE_COLUMNS)
+        model.fit(data.inputs(1, data.train), data.target(data.train))
+        predicted = model.predict(data.inputs(1, data.holdout))
+        metrics |= _prefixed(score(data.target(data.holdout), predicted), name)
+    return metrics
+
+
+def _prefixed(scores: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}_{k}": v for k, v in scores.items()}
 
 
+def _split_params(pair: PairConfig, data: TrainingSet) -> dict[str, object]:
+    times = data.frame["event_timestamp"]
+    return {
+        **pair.stream.run_tags,
+        "train_rows": len(data.train),
+        "holdout_rows": len(data.holdout),
+        "train_start": times.iloc[int(data.train[0])].isoformat(),
+        "holdout_start": times.iloc[int(data.holdout[0])].isoformat(),
+        "holdout_end": times.iloc[int(data.holdout[-1])].isoformat(),
+        "feature_service": feature_service_name(pair.timeframe),
+        "features": ",".join(FEATURE_COLUMNS),
+    }
+
+
 def _fit_kind(
-    pair: PairConfig,
-    name: str,
-    split: Split,
+    model: ModelKind,
+    data: TrainingSet,
     end: datetime,
-    settings: Settings,
-    baseline: dict[str, float],
-    lineage: dict[str, str],
+    baselines: dict[str, float],
+    tags: dict[str, str],
 ) -> KindRun:
-    kind = get_kind(name)
-    params = kind_params(pair.training, name)
-    model = kind(FEATURE_COLUMNS, params)
-    model.fit(model_inputs(split.train, FEATURE_COLUMNS), split.train["target"].to_numpy())
-    metrics = _scores(split, model, "holdout") | baseline
-    x_holdout = pd.DataFrame(model_inputs(split.holdout, FEATURE_COLUMNS), columns=FEATURE_COLUMNS)
-    stream = pair.stream
+    name = model.name
+    last_event = data.frame["event_timestamp"].iloc[int(data.usable[-1])].isoformat()
     with mlflow.start_run(
-        experiment_id=registry.experiment_id(stream, settings),
         run_name=f"{name}-{end:%Y%m%dT%H%M}",
-        tags={**stream.run_tags, "kind": name, "interval_end": end.isoformat(), **lineage},
+        nested=True,
+        tags={**tags, "kind": name, "run.role": "kind", "data.last_event": last_event},
     ) as run:
+        holdout_x = data.inputs(model.window, data.holdout)
+        model.fit(data.inputs(model.window, data.train), data.target(data.train))
+        predicted = model.predict(holdout_x)
+        scores = score(data.target(data.holdout), predicted)
+        metrics = _prefixed(scores, "holdout") | baselines
+        example = pd.DataFrame(holdout_x, columns=input_names(FEATURE_COLUMNS, model.window))
+        model.log_model(example, name="holdout_fit")
+        model.fit(data.inputs(model.window, data.usable), data.target(data.usable))
+        model_uri = model.log_model(example, name="model")
         mlflow.log_params(
             {
-                **{f"{name}.{k}": v for k, v in params.model_dump().items()},
-                **stream.run_tags,
+                **{f"{name}.{k}": v for k, v in model.params.model_dump().items()},
                 "kind": name,
                 "window": model.window,
-                "train_rows": len(split.train),
-                "holdout_rows": len(split.holdout),
-                "train_start": split.train["event_timestamp"].iloc[0].isoformat(),
-                "holdout_start": split.holdout["event_timestamp"].iloc[0].isoformat(),
-                "holdout_end": split.holdout["event_timestamp"].iloc[-1].isoformat(),
-                "feature_service": feature_service_name(pair.timeframe),
                 "features": ",".join(FEATURE_COLUMNS),
+                "served_fit": "whole window (train + holdout)",
             }
         )
         mlflow.log_metrics(metrics)
-        model_uri = model.log_model(x_holdout)
-        _log_holdout(split.holdout)
-    log.info("trained %s %s: %s", stream.label, name, json.dumps(metrics))
+        _log_holdout(data, predicted)
+    log.info("trained %s: %s", name, json.dumps(metrics))
     return KindRun(name, run.info.run_id, model_uri, metrics)
 
 
-def _log_holdout(holdout: pd.DataFrame) -> None:
+def _log_holdout(data: TrainingSet, predicted: np.ndarray) -> None:
+    """The holdout (with the rows before it) and the holdout fit's forecasts on it."""
+    columns = [ENTITY, "event_timestamp", "candle_ts", *FEATURE_COLUMNS, "target"]
+    artifact = data.holdout_artifact(columns)
+    artifact["predicted"] = np.nan
+    artifact.loc[artifact["holdout"], "predicted"] = predicted
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
-        holdout[[ENTITY, "event_timestamp", *FEATURE_COLUMNS, "target"]].to_parquet(path)
+        artifact.to_parquet(path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
+
+
+def _log_dataset(data: TrainingSet) -> None:
+    """The training rows as an MLflow dataset input of the parent run."""
+    from mlflow.data.pandas_dataset import from_pandas
+
+    rows = data.frame.iloc[data.usable][["event_timestamp", *FEATURE_COLUMNS, "target"]]
+    dataset = from_pandas(rows, name="training_window", targets="target")
+    mlflow.log_input(dataset, context="training")
+
+
+@functools.cache
+def _git_tags() -> dict[str, str]:
+    """The code version (git commit) when running from a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return {"git.commit": out.stdout.strip()} if out.returncode == 0 else {}

@@ -21,6 +21,7 @@ import numpy as np
 from candlecast.config import PairConfig, PairsConfig, load_pairs
 from candlecast.errors import NotReadyError
 from candlecast.features import featurestore
+from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving.deploy import bentoml_store
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
@@ -60,9 +61,30 @@ class Forecaster:
                 f"{pair.stream.label}: no online features ({', '.join(missing[:3])} missing); "
                 "materialize the stream first"
             )
-        row = np.array([[values[c] for c in meta["features"]]], dtype=np.float32)
+        window = int(meta.get("window", 1))
+        if window == 1:
+            row = np.array([[values[c] for c in meta["features"]]], dtype=np.float32)
+        else:
+            row = self._window_row(pair, meta["features"], window, int(values["candle_ts"]))
         predicted = float(session.run(None, {session.get_inputs()[0].name: row})[0].reshape(-1)[0])
         return _answer(pair, meta, tag, values, predicted)
+
+    def _window_row(
+        self, pair: PairConfig, features: list[str], window: int, candle_ts: int
+    ) -> np.ndarray:
+        """The last ``window`` feature rows up to the online row, flattened as in training
+        (read from the offline store, which holds every row the online one came from)."""
+        step = timeframe_ms(pair.timeframe)
+        table = featurestore.offline_table(pair.stream, self.settings)
+        rows = table.read(candle_ts - (window - 1) * step, candle_ts + 1)
+        if len(rows) == window:
+            x, usable = window_inputs(rows, features, window, step)
+            if usable[-1]:
+                return x[-1:].astype(np.float32)
+        raise NotReadyError(
+            f"{pair.stream.label}: the model reads {window} consecutive feature rows and the "
+            f"store has {len(rows)} up to {ms_to_iso(candle_ts)}"
+        )
 
     def status(self) -> dict[str, Any]:
         """What is deployed for each stream (for the health endpoint)."""
@@ -130,6 +152,15 @@ def _answer(
         },
         "served_at": datetime.now(UTC).isoformat(),
     }
+    half_width = meta.get("interval_half_width")
+    if half_width is not None:
+        low, high = predicted - half_width, predicted + half_width
+        close = float(values["close"])
+        answer["interval"] = {
+            "coverage": meta.get("interval_coverage"),
+            "return": [low, high],
+            "price": [close * float(np.exp(low)), close * float(np.exp(high))],
+        }
     if meta.get("note"):
         answer["note"] = meta["note"]
     return answer

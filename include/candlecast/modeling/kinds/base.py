@@ -5,8 +5,9 @@ interface and never name a kind. A kind is a plug-in: a subclass registered by n
 (:func:`candlecast.modeling.kinds.register`) with its own parameter schema.
 
 Models predict the next candle's log return from feature rows. A kind whose ``window`` is
-``n`` reads the last ``n`` feature rows per prediction (sequence models); ``1`` is the row of
-the candle that just closed.
+``n`` reads the last ``n`` feature rows per prediction (sequence models), flattened oldest
+first into one input row of ``n * n_features`` values (:func:`window_inputs`); ``1`` is the
+row of the candle that just closed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,44 @@ def model_inputs(frame: pd.DataFrame, features: list[str] | tuple[str, ...]) -> 
     return frame[list(features)].to_numpy(dtype=np.float32).astype(np.float64)
 
 
+def input_names(features: list[str] | tuple[str, ...], window: int) -> list[str]:
+    """Names of a ``window``-row kind's input columns: the features, or ``rsi_14@-2`` for the
+    row two candles back (oldest first, as :func:`window_inputs` lays them out)."""
+    if window == 1:
+        return list(features)
+    return [f"{name}@-{window - 1 - lag}" for lag in range(window) for name in features]
+
+
+def window_inputs(
+    frame: pd.DataFrame, features: list[str] | tuple[str, ...], window: int, step_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs of a kind that reads the last ``window`` feature rows, and which rows have them.
+
+    ``frame`` is one stream's feature rows sorted by ``candle_ts``. Row ``i``'s input is rows
+    ``i - window + 1 .. i`` flattened oldest first (``window * len(features)`` values, the
+    ONNX input layout), usable only when those rows are consecutive candles (no gap inside).
+
+    Returns:
+        ``(x, usable)``: ``x`` of shape ``(len(frame), window * n_features)`` (rows that are
+        not usable hold zeros) and the boolean mask of usable rows.
+    """
+    import numpy as np
+
+    rows = model_inputs(frame, features)
+    if window == 1:
+        return rows, np.ones(len(rows), dtype=bool)
+    ts = frame["candle_ts"].to_numpy(dtype=np.int64)
+    usable = np.zeros(len(rows), dtype=bool)
+    span = (window - 1) * step_ms
+    usable[window - 1 :] = ts[window - 1 :] - ts[: len(ts) - window + 1] == span
+    x = np.zeros((len(rows), window * rows.shape[1]), dtype=np.float64)
+    for lag in range(window):  # column block `lag` holds the row `window - 1 - lag` back
+        shift = window - 1 - lag
+        x[shift:, lag * rows.shape[1] : (lag + 1) * rows.shape[1]] = rows[: len(rows) - shift]
+    x[~usable] = 0.0
+    return x, usable
+
+
 class ModelKind(ABC):
     """One kind of forecaster (LightGBM, persistence, ...), fitted or loaded.
 
@@ -61,6 +100,8 @@ class ModelKind(ABC):
     Params: ClassVar[type[KindParams]] = KindParams
     #: Trained as a challenger (False for baselines that are only scored).
     trainable: ClassVar[bool] = True
+    #: Scored on every training run beside the challengers (persistence, drift).
+    baseline: ClassVar[bool] = False
     #: Said in every answer the service gives from a champion of this kind.
     serving_note: ClassVar[str | None] = None
 
@@ -86,8 +127,8 @@ class ModelKind(ABC):
         """Forecast returns for rows ``x``: float64 of shape ``(n,)``."""
 
     @abstractmethod
-    def log_model(self, input_example: pd.DataFrame) -> str:
-        """Log the fitted model to the active MLflow run; returns its model URI."""
+    def log_model(self, input_example: pd.DataFrame, name: str = "model") -> str:
+        """Log the fitted model to the active MLflow run under ``name``; returns its URI."""
 
     @classmethod
     @abstractmethod

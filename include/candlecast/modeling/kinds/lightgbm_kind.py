@@ -64,7 +64,7 @@ class LightGBM(ModelKind):
 
         return np.asarray(self._fitted().predict(x), dtype=np.float64).reshape(-1)
 
-    def log_model(self, input_example: pd.DataFrame) -> str:
+    def log_model(self, input_example: pd.DataFrame, name: str = "model") -> str:
         import mlflow
         from mlflow.models import infer_signature
 
@@ -73,7 +73,7 @@ class LightGBM(ModelKind):
         predicted = self.predict(input_example.to_numpy())
         info = mlflow.lightgbm.log_model(
             self._fitted(),
-            name="model",
+            name=name,
             signature=infer_signature(input_example, predicted),
             input_example=input_example.head(3),
             pip_requirements=pip_requirements("lightgbm", "scikit-learn"),

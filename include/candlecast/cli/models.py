@@ -1,0 +1,124 @@
+"""``candlecast models``, ``promote`` and ``rollback``: the registry by hand.
+
+Moving the ``champion`` alias by hand is logged on the model version (who moved it, why, and
+which version it replaced, so ``rollback`` can undo it), then the new champion is exported and
+deployed so the prediction service follows (``--no-deploy`` only moves the alias).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from candlecast.cli.app import (
+    ExchangeOpt,
+    PairOpt,
+    TimeframeOpt,
+    _clean_errors,
+    _pair,
+    app,
+    console,
+)
+from candlecast.config import PairConfig
+from candlecast.orchestration import stages
+
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (logged on the version)")]
+DeployOpt = Annotated[bool, typer.Option(help="Export and deploy the new champion")]
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    from candlecast.modeling import registry
+
+    registry.configure()
+    return MlflowClient()
+
+
+@app.command()
+def models(
+    pair: PairOpt,
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout")] = False,
+) -> None:
+    """List the stream's registered versions: aliases, kind, interval and holdout metrics."""
+    from candlecast.modeling import registry
+
+    config = _pair(pair, exchange, timeframe)
+    with _clean_errors():
+        rows = registry.versions(_client(), config.stream)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{config.stream.registered_model}")
+    columns = ["version", "aliases", "kind", "interval_end", "holdout_rmse", "persistence_rmse"]
+    for column in [*columns, "outcome"]:
+        table.add_column(column)
+    for row in rows:
+        cells = [_cell(row[c]) for c in columns]
+        table.add_row(*cells, row["outcome"] or row["champion_reason"][:40])
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def _switch(config: PairConfig, version: str, reason: str, how: str, deploy: bool) -> None:
+    from candlecast.modeling import registry
+
+    with _clean_errors():
+        previous, new = registry.move_champion(
+            _client(),
+            config.stream,
+            version,
+            reason,
+            how,
+        )
+        console.print(
+            f"{config.stream.registered_model}: champion v{previous} -> v{new} ({reason})"
+        )
+        if deploy:
+            exported = stages.export(config)
+            console.print(f"deployed {stages.deploy(config, exported).bento_model}")
+
+
+@app.command()
+def promote(
+    pair: PairOpt,
+    version: Annotated[str, typer.Option(help="Registered version to make champion")],
+    reason: ReasonOpt,
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    deploy: DeployOpt = True,
+) -> None:
+    """Make a version champion by hand (bypassing the gate), with a logged reason."""
+    _switch(_pair(pair, exchange, timeframe), version, reason, "manual promote", deploy)
+
+
+@app.command()
+def rollback(
+    pair: PairOpt,
+    reason: ReasonOpt,
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    deploy: DeployOpt = True,
+) -> None:
+    """Give ``champion`` back to the version that held it before, with a logged reason."""
+    from candlecast.modeling import registry
+
+    config = _pair(pair, exchange, timeframe)
+    with _clean_errors():
+        previous = registry.previous_champion(_client(), config.stream)
+    if previous is None:
+        console.print(f"[red]{config.stream.label}: no earlier champion is recorded[/red]")
+        raise typer.Exit(1)
+    _switch(config, previous, reason, "manual rollback", deploy)

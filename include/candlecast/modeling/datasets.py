@@ -1,0 +1,118 @@
+"""The rows a training run fits and scores on, for kinds that read one row or a window.
+
+A :class:`TrainingSet` orders one stream's point-in-time rows, keeps those that every kind of
+the run can read (a full window of consecutive candles behind them) and splits them
+chronologically. The holdout is logged with the rows before it (``holdout`` = False), so a
+kind with a window can be scored on every holdout row later (a champion re-scored on a newer
+challenger's holdout, the ONNX parity check) exactly as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from candlecast.errors import NotEnoughHistoryError
+from candlecast.modeling.kinds.base import window_inputs
+
+#: Rows kept before the holdout in the logged artifact: the longest window a later champion
+#: may need to score the first holdout row.
+CONTEXT_ROWS = 256
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Ordered rows (``frame``) and the positions that train and that are held out."""
+
+    frame: pd.DataFrame
+    features: tuple[str, ...]
+    step_ms: int
+    train: np.ndarray
+    holdout: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        frame: pd.DataFrame,
+        features: list[str] | tuple[str, ...],
+        holdout_fraction: float,
+        window: int,
+        step_ms: int,
+    ) -> TrainingSet:
+        """Rows usable by a ``window``-row kind, oldest ``1 - holdout_fraction`` training.
+
+        Raises:
+            NotEnoughHistoryError: too few usable rows for both parts.
+        """
+        ordered = frame.sort_values("event_timestamp").reset_index(drop=True)
+        _, usable = window_inputs(ordered, features, window, step_ms)
+        positions = np.flatnonzero(usable)
+        cut = round(len(positions) * (1 - holdout_fraction))
+        if cut < 1 or cut >= len(positions):
+            raise NotEnoughHistoryError(
+                f"cannot split {len(positions)} usable rows (window {window}) with holdout "
+                f"{holdout_fraction}"
+            )
+        return cls(ordered, tuple(features), step_ms, positions[:cut], positions[cut:])
+
+    @property
+    def usable(self) -> np.ndarray:
+        return np.concatenate([self.train, self.holdout])
+
+    def inputs(self, window: int, positions: np.ndarray) -> np.ndarray:
+        """A ``window``-row kind's inputs at ``positions``."""
+        x, _ = window_inputs(self.frame, self.features, window, self.step_ms)
+        return x[positions]
+
+    def target(self, positions: np.ndarray) -> np.ndarray:
+        return self.frame["target"].to_numpy(dtype=np.float64)[positions]
+
+    def times(self, positions: np.ndarray) -> pd.Series:
+        return self.frame["event_timestamp"].iloc[positions].reset_index(drop=True)
+
+    def holdout_artifact(self, columns: list[str]) -> pd.DataFrame:
+        """The holdout with up to :data:`CONTEXT_ROWS` rows before it, flagged."""
+        first = max(int(self.holdout[0]) - CONTEXT_ROWS, 0)
+        rows = self.frame.iloc[first:][columns].copy()
+        rows["holdout"] = False
+        rows.loc[rows.index.isin(self.holdout), "holdout"] = True
+        return rows.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Inputs, targets and times of the holdout rows a kind can be scored on."""
+
+    x: np.ndarray
+    target: np.ndarray
+    times: pd.Series
+    complete: bool  # every holdout row could be scored
+
+
+def holdout_inputs(
+    artifact: pd.DataFrame, features: list[str], window: int, step_ms: int
+) -> Scored:
+    """A logged holdout (:meth:`TrainingSet.holdout_artifact`) as a kind's inputs.
+
+    Artifacts of runs before windows existed have no ``holdout`` column: every row is held out.
+    """
+    ordered = artifact.sort_values("event_timestamp").reset_index(drop=True)
+    flagged = (
+        ordered["holdout"].to_numpy(dtype=bool)
+        if "holdout" in ordered
+        else np.ones(len(ordered), dtype=bool)
+    )
+    if "candle_ts" not in ordered:  # older artifacts: close time minus one candle
+        epoch = pd.Timestamp(0, tz="UTC")
+        closed = (ordered["event_timestamp"] - epoch) // pd.Timedelta(milliseconds=1)
+        ordered["candle_ts"] = closed - step_ms
+    x, usable = window_inputs(ordered, features, window, step_ms)
+    rows = flagged & usable
+    return Scored(
+        x[rows],
+        ordered["target"].to_numpy(dtype=np.float64)[rows],
+        ordered["event_timestamp"][rows].reset_index(drop=True),
+        bool(rows.sum() == flagged.sum()),
+    )
