@@ -67,6 +67,9 @@ def test_model_that_beats_persistence_significantly_is_promoted(tmp_path):
     logged = {m.name for m in client.search_logged_models(experiment_ids=[run.info.experiment_id])}
     assert {"model", "holdout_fit"} <= logged
     assert version.source.endswith(result.challenger.model_uri.rsplit("/", 1)[-1])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/feature_importance.png" in artifacts
+    assert run.data.tags["feature_service"] == "forecast_1h_v1"
 
 
 def test_noise_makes_persistence_the_champion_and_says_no_demonstrated_edge(tmp_path):

@@ -174,7 +174,13 @@ def fit_and_log(
     )
     baselines = _baseline_metrics(data)
     stream = pair.stream
-    tags = {**stream.run_tags, "interval_end": end.isoformat(), **lineage, **_git_tags()}
+    tags = {
+        **stream.run_tags,
+        "interval_end": end.isoformat(),
+        "feature_service": feature_service_name(pair.timeframe),
+        **lineage,
+        **_git_tags(),
+    }
     with mlflow.start_run(
         experiment_id=registry.experiment_id(stream, settings),
         run_name=f"train-{end:%Y%m%dT%H%M}",
@@ -255,6 +261,7 @@ def _fit_kind(
         )
         mlflow.log_metrics(metrics)
         _log_holdout(data, predicted)
+        _log_importance(model)
     log.info("trained %s: %s", name, json.dumps(metrics))
     return KindRun(name, run.info.run_id, model_uri, metrics)
 
@@ -269,6 +276,26 @@ def _log_holdout(data: TrainingSet, predicted: np.ndarray) -> None:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
         artifact.to_parquet(path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
+
+
+def _log_importance(model: ModelKind) -> None:
+    """The fitted model's feature importance, as JSON and a bar chart, where it has one."""
+    importance = model.feature_importance()
+    if not importance:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranked = sorted(importance.items(), key=lambda item: item[1])
+    figure, axes = plt.subplots(figsize=(6, 0.3 * len(ranked) + 1))
+    axes.barh([name for name, _ in ranked], [value for _, value in ranked])
+    axes.set_title(f"{model.name}: feature importance")
+    figure.tight_layout()
+    mlflow.log_figure(figure, "plots/feature_importance.png")
+    plt.close(figure)
+    mlflow.log_dict(importance, "feature_importance.json")
 
 
 def _log_dataset(data: TrainingSet) -> None:

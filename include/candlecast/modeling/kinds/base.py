@@ -135,6 +135,10 @@ class ModelKind(ABC):
     def load(cls, model_uri: str, features: list[str]) -> ModelKind:
         """The model logged at ``model_uri`` (by :meth:`log_model`)."""
 
+    def feature_importance(self) -> dict[str, float] | None:
+        """Importance of each input column, where the kind can tell (logged as a plot)."""
+        return None
+
     @abstractmethod
     def to_onnx(self) -> Any:
         """An ONNX ``ModelProto`` with input :data:`ONNX_INPUT` (float32) and one output of

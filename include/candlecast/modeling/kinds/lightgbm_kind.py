@@ -88,6 +88,12 @@ class LightGBM(ModelKind):
         loaded.model = mlflow.lightgbm.load_model(model_uri)
         return loaded
 
+    def feature_importance(self) -> dict[str, float] | None:
+        """Total split gain per feature."""
+        booster = self._fitted().booster_
+        gains = booster.feature_importance(importance_type="gain")
+        return {name: float(g) for name, g in zip(self.spec.features, gains, strict=True)}
+
     def to_onnx(self) -> Any:
         from onnxmltools import convert_lightgbm
         from onnxmltools.convert.common.data_types import FloatTensorType
