@@ -27,6 +27,14 @@ def test_lightgbm_champion_exports_with_parity(tmp_path):
     folder = tmp_path / "models" / "replay_btc_usd_1h" / f"v{exported.version}"
     assert (folder / "model.onnx").exists()
     assert export.ExportedModel.load(folder) == exported
+    assert exported.parity_max_rel_diff <= 1e-4
+    # serving needs nothing but the file: what it reads is in the ONNX metadata
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(folder / "model.onnx").metadata_props}
+    assert props["candlecast.version"] == exported.version
+    assert props["candlecast.window"] == "1" and props["candlecast.kind"] == "lightgbm"
+    assert props["candlecast.features"].startswith('["ret_1"')
     # a 90% conformal interval from the holdout fit's out-of-sample residuals
     assert exported.interval_coverage == 0.9 and 0 < exported.interval_half_width < 0.05
 

@@ -12,6 +12,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 #: Nominal coverage of the forecast intervals served beside each forecast.
 INTERVAL_COVERAGE = 0.9
+#: Largest ONNX vs native difference relative to the largest native forecast.
+RELATIVE_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ExportedModel:
     run_id: str
     features: list[str]
     parity_max_abs_diff: float
+    parity_max_rel_diff: float
     parity_rows: int
     onnx_sha256: str
     path: str
@@ -80,15 +84,19 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     holdout = registry.load_holdout(version.run_id)
     scored = holdout_inputs(holdout, features, model.window, timeframe_ms(pair.timeframe))
     x = scored.x
-    payload = model.to_onnx().SerializeToString()
+    graph = model.to_onnx()
+    info = {"stream": stream.key, "model_name": version.name, "version": str(version.version)}
+    _describe(graph, info | {"kind": kind.name, "window": str(model.window)}, features)
+    payload = graph.SerializeToString()
     native = model.predict(x)
     same_kind = client.get_run(version.run_id).data.tags.get("kind") == kind.name
     half_width = interval_half_width(holdout, scored.target - native, same_kind)
-    diff = float(np.max(np.abs(run_onnx(payload, x) - native))) if len(x) else 0.0
-    if not diff <= settings.parity_tolerance:
+    diff, relative = parity(run_onnx(payload, x), native)
+    if not (diff <= settings.parity_tolerance and relative <= RELATIVE_TOLERANCE):
         raise ParityError(
             f"{stream.registered_model} v{version.version}: ONNX differs from {kind.name} by "
-            f"{diff:.3g} (tolerance {settings.parity_tolerance:g}) on {len(x)} holdout rows"
+            f"{diff:.3g} ({relative:.3g} relative; tolerances {settings.parity_tolerance:g} "
+            f"absolute, {RELATIVE_TOLERANCE:g} relative) on {len(x)} holdout rows"
         )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(payload)
@@ -103,6 +111,7 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
         run_id=version.run_id,
         features=list(features),
         parity_max_abs_diff=diff,
+        parity_max_rel_diff=relative,
         parity_rows=len(x),
         onnx_sha256=hashlib.sha256(payload).hexdigest(),
         path=str(folder / "model.onnx"),
@@ -117,6 +126,25 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     )
     log.info("exported %s v%s to %s (parity %.3g)", version.name, version.version, folder, diff)
     return exported
+
+
+def parity(onnx: np.ndarray, native: np.ndarray) -> tuple[float, float]:
+    """Largest absolute difference, and that difference relative to the largest native
+    forecast (returns are tiny numbers, so an absolute bound alone says little)."""
+    if not len(native):
+        return 0.0, 0.0
+    diff = float(np.max(np.abs(onnx - native)))
+    scale = float(np.max(np.abs(native)))
+    return diff, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+
+
+def _describe(graph: Any, info: dict[str, str], features: list[str]) -> None:
+    """What serving needs, in the ONNX file itself: stream, version, kind, window and the
+    ordered feature list (a scaler, where a kind has one, is part of the graph)."""
+    del graph.metadata_props[:]
+    for key, value in {**info, "features": json.dumps(features)}.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = f"candlecast.{key}", value
 
 
 def interval_half_width(
