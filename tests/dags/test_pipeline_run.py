@@ -65,3 +65,25 @@ def test_rerunning_export_and_deploy_changes_nothing(pipeline_run, home):
     exported = pipeline.export(pair)
     assert deploy.deploy(pair, exported) == deploy.deploy(pair, exported)
     assert sorted(str(m.tag) for m in bentoml.models.list()) == before
+
+
+def test_a_served_window_equals_the_training_window_for_the_same_candle(pipeline_run):
+    """Sequence kinds read the last N feature rows: what serving assembles from the stores
+    for the newest candle is exactly what training builds for that candle."""
+    from candlecast.features.engineering import FEATURE_COLUMNS
+    from candlecast.modeling import training
+    from candlecast.modeling.kinds.base import window_inputs
+    from candlecast.settings import get_settings
+    from candlecast.timeframes import timeframe_ms
+
+    pair, run = pipeline_run
+    step, window = timeframe_ms(pair.timeframe), 24
+    frame = training.training_frame(pair, run.data_interval_end, get_settings())
+    x, usable = window_inputs(frame, FEATURE_COLUMNS, window, step)
+    last = len(frame) - 1
+    assert usable[last]
+    served = Forecaster()._window_row(
+        pair, FEATURE_COLUMNS, window, int(frame["candle_ts"].iloc[last])
+    )
+    assert served.shape == (1, window * len(FEATURE_COLUMNS))
+    assert (served[0] == x[last].astype("float32")).all()
