@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from candlecast.features.engineering import ENTITY, FEATURE_COLUMNS
 from candlecast.modeling import registry, training
 from candlecast.modeling.promotion import promote
-from tests.helpers import btc_pair, settings_in
+from tests.helpers import REPO, btc_pair, settings_in
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +59,9 @@ def test_model_that_beats_persistence_significantly_is_promoted(tmp_path):
     run = client.get_run(result.challenger.run_id)
     assert run.data.tags["promotion.outcome"] == "promoted"
     assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+    parent = client.get_run(result.parent_run_id)
+    assert run.info.experiment_id == parent.info.experiment_id  # children beside their parent
+    assert not (REPO / "mlruns").exists()  # nothing written into the working directory
     assert client.get_run(result.parent_run_id).data.tags["promotion.outcome"] == "promoted"
     assert {"holdout_rmse", "persistence_rmse", "drift_rmse", "persistence_mae"} <= set(
         run.data.metrics

@@ -189,7 +189,8 @@ def fit_and_log(
         mlflow.log_params(_split_params(pair, data))
         mlflow.log_metrics(baselines)
         _log_dataset(data)
-        runs = [_fit_kind(model, data, end, baselines, tags) for model in models]
+        experiment = parent.info.experiment_id
+        runs = [_fit_kind(model, data, end, baselines, tags, experiment) for model in models]
     metric = settings.primary_metric
     best = min(runs, key=lambda run: run.metrics[f"holdout_{metric}"])
     return TrainResult(runs, metric, best, lineage, parent.info.run_id)
@@ -233,10 +234,12 @@ def _fit_kind(
     end: datetime,
     baselines: dict[str, float],
     tags: dict[str, str],
+    experiment_id: str,
 ) -> KindRun:
     name = model.name
     last_event = data.frame["event_timestamp"].iloc[int(data.usable[-1])].isoformat()
     with mlflow.start_run(
+        experiment_id=experiment_id,  # else the default experiment, whose artifacts go to ./mlruns
         run_name=f"{name}-{end:%Y%m%dT%H%M}",
         nested=True,
         tags={**tags, "kind": name, "run.role": "kind", "data.last_event": last_event},
