@@ -1,0 +1,125 @@
+"""``candlecast evaluate``: walk-forward evaluation of model kinds from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from candlecast.cli.app import (
+    ExchangeOpt,
+    PairOpt,
+    TimeframeOpt,
+    _clean_errors,
+    _stream,
+    app,
+    console,
+)
+from candlecast.settings import get_settings
+
+
+@app.command()
+def evaluate(
+    pair: PairOpt,
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="History file (any format import-candles reads) instead of the stored "
+            "candles; the stream need not be configured (exchange default: file, timeframe "
+            "default: the candles' spacing)",
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Kinds, comma-separated, or 'all' (default: the stream's training.kinds); "
+            "persistence is always evaluated"
+        ),
+    ] = None,
+    train_rows: Annotated[
+        int | None, typer.Option(min=2, help="Rows each refit trains on [default: 2160]")
+    ] = None,
+    test_rows: Annotated[
+        int | None, typer.Option(min=1, help="Rows each window forecasts [default: 720]")
+    ] = None,
+    step_rows: Annotated[
+        int | None, typer.Option(min=1, help="Rows between window starts [default: test rows]")
+    ] = None,
+    fee_bps: Annotated[
+        float | None, typer.Option(min=0, help="Backtest fee per position change [default: 10]")
+    ] = None,
+    fit_budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds of fitting per kind before a slow kind skips refits (its latest "
+            "model forecasts on); 0 refits at every window [default: 200]",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON on stdout")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False, help="HTML report [default: $CANDLECAST_HOME/reports/<stream>-<time>]"
+        ),
+    ] = None,
+) -> None:
+    """Walk-forward evaluation of model kinds beside persistence, on a stream's stored history
+    or a file: metrics as a table (or JSON), plots in an HTML report, progress on stderr."""
+    import contextlib
+    import sys
+
+    from candlecast.data.importers import read_history
+    from candlecast.data.ingestion import validated_table
+    from candlecast.modeling import evaluate as evaluation
+    from candlecast.modeling import report as reports
+    from candlecast.modeling.kinds import check_training
+
+    stdout = sys.stdout
+    # Everything for people (progress, errors, the report's path) goes to stderr, so that
+    # stdout carries the report alone.
+    with contextlib.redirect_stdout(sys.stderr), _clean_errors():
+        candles = read_history(file) if file else None
+        if candles is not None and timeframe is None:
+            timeframe = evaluation.infer_timeframe(candles["ts"])
+        config, _ = _stream(pair, exchange or ("file" if file else None), timeframe)
+        check_training(config.training, config.stream.label)
+        if candles is None:
+            candles = validated_table(config.stream).read()
+        frame = evaluation.evaluation_frame(candles, config.timeframe, config.stream.market_key)
+        settings = evaluation.EvaluationSettings().with_overrides(
+            train_rows=train_rows,
+            test_rows=test_rows,
+            step_rows=step_rows,
+            fee_bps=fee_bps,
+            fit_budget_s=fit_budget,
+        )
+        result = evaluation.evaluate_kinds(
+            frame,
+            evaluation.kind_list(models, config.training.kinds),
+            config.timeframe,
+            settings,
+            params=config.training.params,
+            on_window=lambda kind, done, total: console.print(f"{kind}: window {done}/{total}"),
+        )
+        info = {
+            "stream": config.stream.key,
+            "source": str(file or validated_table(config.stream).root),
+        }
+        path = html or reports.default_path(config.stream, get_settings().paths.home)
+        info["html"] = str(reports.write_html(result, info, path))
+        console.print(f"HTML report: {path}")
+    if as_json:
+        stdout.write(result.to_json(**info) + "\n")
+        return
+    rows = reports.summary_rows(result)  # one column per kind fits a terminal
+    table = Table("", *(row[0] for row in rows), title=f"walk-forward: {config.stream.label}")
+    for number, metric in enumerate(reports.SUMMARY_COLUMNS[1:], start=1):
+        table.add_row(metric, *(row[number] for row in rows))
+    console.print(table)
