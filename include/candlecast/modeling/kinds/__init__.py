@@ -78,4 +78,10 @@ def check_training(training: TrainingSection, where: str = "") -> None:
 
 def _load_builtin() -> None:
     """Import the bundled kinds (each registers itself)."""
-    from candlecast.modeling.kinds import baselines, cnn_transformer, lightgbm_kind, lstm  # noqa: F401
+    from candlecast.modeling.kinds import (  # noqa: F401
+        baselines,
+        cnn_transformer,
+        lightgbm_direction,
+        lightgbm_kind,
+        lstm,
+    )

@@ -1,4 +1,18 @@
-"""LightGBM regressor of the next candle's log return."""
+"""LightGBM regressor of the next candle's log return, with early stopping.
+
+Early stopping watches a validation fold inside the training window: the last
+``validation_fraction`` of the rows given to :meth:`~LightGBM.fit`, chronological, never
+shuffled (a shuffled fold would let the stopping point peek at the future). A probe model fits
+the earlier rows and stops once the validation loss has not improved for
+``early_stopping_rounds`` rounds; the kept model is then refitted on *all* the rows given to
+``fit`` with ``n_estimators`` set to the probe's best iteration. Refitting rather than slicing
+the probe keeps the newest rows (the validation tail) in the model that is served, and leaves a
+model that simply has its best number of trees, so ``predict``, MLflow and ONNX cannot disagree
+on which iterations count. With ``early_stopping_rounds: 0``, or too few rows for a validation
+fold (:data:`MIN_VALIDATION_ROWS`), it fits all rows with ``n_estimators`` trees.
+
+:func:`fit_early_stopped` is shared with :mod:`.lightgbm_direction`.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +30,14 @@ from candlecast.modeling.kinds.base import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import pandas as pd
+
+#: Fewer rows than this in the validation fold (or before it) and early stopping is skipped:
+#: a stopping point chosen on a handful of noisy returns is itself noise.
+MIN_VALIDATION_ROWS = 50
 
 
 class LightGBMParams(KindParams):
@@ -32,6 +52,96 @@ class LightGBMParams(KindParams):
     colsample_bytree: float = Field(default=0.8, gt=0, le=1)
     reg_lambda: float = Field(default=50.0, ge=0)
     seed: int = 42
+    #: The last share of the training rows (chronological) that early stopping watches.
+    validation_fraction: float = Field(default=0.15, ge=0.05, le=0.5)
+    #: Rounds without a better validation loss before boosting stops; 0 disables.
+    early_stopping_rounds: int = Field(default=50, ge=0)
+
+
+def estimator_options(params: LightGBMParams) -> dict[str, Any]:
+    """Keyword arguments of an ``LGBM*`` estimator from a kind's parameters (without
+    ``n_estimators``, which early stopping decides): deterministic for the seed."""
+    options = params.model_dump(
+        exclude={"n_estimators", "seed", "validation_fraction", "early_stopping_rounds"}
+    )
+    return options | {
+        "subsample_freq": 1,
+        "random_state": params.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "n_jobs": 2,
+        "verbose": -1,
+    }
+
+
+def validation_start(rows: int, fraction: float, rounds: int) -> int | None:
+    """Where the validation tail of ``rows`` training rows starts, or None when early stopping
+    is off (``rounds == 0``) or either side would have fewer than :data:`MIN_VALIDATION_ROWS`."""
+    start = rows - round(rows * fraction)
+    if rounds == 0 or min(start, rows - start) < MIN_VALIDATION_ROWS:
+        return None
+    return start
+
+
+def fit_early_stopped(
+    make: Callable[[int], Any], x: np.ndarray, y: np.ndarray, params: LightGBMParams
+) -> tuple[Any, int | None]:
+    """Fit ``make(n_estimators)`` with early stopping on the chronological tail of ``x``, then
+    refit on all rows with the best number of trees (see the module docstring).
+
+    Returns:
+        ``(model, best_iteration)``; ``best_iteration`` is None when early stopping did not run.
+    """
+    import lightgbm as lgb
+
+    rounds = params.early_stopping_rounds
+    start = validation_start(len(y), params.validation_fraction, rounds)
+    if start is None:
+        model = make(params.n_estimators)
+        model.fit(x, y)
+        return model, None
+    probe = make(params.n_estimators)
+    probe.fit(
+        x[:start],
+        y[:start],
+        eval_X=x[start:],
+        eval_y=y[start:],
+        callbacks=[lgb.early_stopping(rounds, first_metric_only=True, verbose=False)],
+    )
+    best = int(probe.best_iteration_ or params.n_estimators)
+    model = make(best)
+    model.fit(x, y)
+    return model, best
+
+
+def hyper(params: KindParams) -> LightGBMParams:
+    """A LightGBM kind's parameters, typed."""
+    if not isinstance(params, LightGBMParams):
+        raise TypeError(f"a LightGBM kind needs LightGBMParams, got {params!r}")
+    return params
+
+
+def convert(model: Any, n_features: int) -> Any:
+    """``model`` converted by onnxmltools, input :data:`ONNX_INPUT` (float32), IR version
+    capped at what the pinned onnxruntime reads."""
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    converted = convert_lightgbm(
+        model,
+        initial_types=[(ONNX_INPUT, FloatTensorType([None, n_features]))],
+        target_opset=TARGET_OPSET,
+        zipmap=False,
+    )
+    converted.ir_version = min(converted.ir_version, IR_VERSION)
+    return converted
+
+
+def gains(model: Any, features: tuple[str, ...]) -> dict[str, float]:
+    """Total split gain per feature of a fitted ``LGBM*`` estimator."""
+    booster = model.booster_
+    found = booster.feature_importance(importance_type="gain")
+    return {name: float(g) for name, g in zip(features, found, strict=True)}
 
 
 @register
@@ -42,22 +152,17 @@ class LightGBM(ModelKind):
     def __init__(self, features: list[str] | tuple[str, ...], params: KindParams | None = None):
         super().__init__(features, params)
         self.model: Any = None
+        #: Trees kept by early stopping in the last fit (None: it did not run, or loaded).
+        self.best_iteration: int | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
         import lightgbm as lgb
 
-        params = self.params.model_dump()
-        seed = params.pop("seed")
-        self.model = lgb.LGBMRegressor(
-            **params,
-            subsample_freq=1,
-            random_state=seed,
-            deterministic=True,
-            force_row_wise=True,
-            n_jobs=2,
-            verbose=-1,
+        params = hyper(self.params)
+        options = estimator_options(params)
+        self.model, self.best_iteration = fit_early_stopped(
+            lambda trees: lgb.LGBMRegressor(n_estimators=trees, **options), x, y, params
         )
-        self.model.fit(x, y)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
@@ -76,7 +181,9 @@ class LightGBM(ModelKind):
             name=name,
             signature=infer_signature(input_example, predicted),
             input_example=input_example.head(3),
-            pip_requirements=pip_requirements("lightgbm", "scikit-learn"),
+            # skops: MLflow's default format for scikit-learn style models, needed to load it
+            pip_requirements=pip_requirements("lightgbm", "scikit-learn", "skops"),
+            metadata={"kind": self.name, "trees": int(self._fitted().n_estimators)},
         )
         return str(info.model_uri)
 
@@ -90,22 +197,10 @@ class LightGBM(ModelKind):
 
     def feature_importance(self) -> dict[str, float] | None:
         """Total split gain per feature."""
-        booster = self._fitted().booster_
-        gains = booster.feature_importance(importance_type="gain")
-        return {name: float(g) for name, g in zip(self.spec.features, gains, strict=True)}
+        return gains(self._fitted(), self.spec.features)
 
     def to_onnx(self) -> Any:
-        from onnxmltools import convert_lightgbm
-        from onnxmltools.convert.common.data_types import FloatTensorType
-
-        converted = convert_lightgbm(
-            self._fitted(),
-            initial_types=[(ONNX_INPUT, FloatTensorType([None, len(self.spec.features)]))],
-            target_opset=TARGET_OPSET,
-            zipmap=False,
-        )
-        converted.ir_version = min(converted.ir_version, IR_VERSION)
-        return converted
+        return convert(self._fitted(), len(self.spec.features))
 
     def _fitted(self) -> Any:
         if self.model is None:
