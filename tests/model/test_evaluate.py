@@ -21,6 +21,7 @@ from candlecast.modeling.evaluate import (
     infer_timeframe,
 )
 from candlecast.modeling.kinds.base import ModelKind
+from tests.helpers import REPO
 
 ROWS = 4000
 SETTINGS = EvaluationSettings(
@@ -244,3 +245,28 @@ def test_an_unknown_kind_is_refused_naming_the_known_ones(env, history):
     message = " ".join(result.stderr.split())
     assert "unknown model kind 'nope'" in message
     assert all(name in message for name in kinds.kind_names())
+
+
+def test_a_configured_stream_is_evaluated_on_its_stored_history_and_logged_to_mlflow(env):
+    from mlflow import MlflowClient
+
+    from candlecast.modeling import registry
+    from candlecast.settings import Settings
+
+    feather = REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather"
+    imported = CliRunner().invoke(
+        app, ["import-candles", "--pair", "ETH/BTC", "--file", str(feather)], env=env
+    )
+    assert imported.exit_code == 0, imported.output
+    sizes = ["--train-rows", "1440", "--test-rows", "720", "--models", "drift"]
+    result = evaluate(env, "--pair", "ETH/BTC", *sizes, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["stream"] == "binance_eth_btc_5m" and "validated" in report["source"]
+    registry.configure(Settings(home=env["CANDLECAST_HOME"], pairs=env["CANDLECAST_PAIRS"]))
+    client = MlflowClient()
+    run = client.get_run(report["mlflow_run"])
+    assert run.data.tags["run.role"] == "evaluation"
+    assert run.data.metrics["persistence.rmse_ratio"] == 1.0
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/report.json" in logged and any(p.endswith(".html") for p in logged)

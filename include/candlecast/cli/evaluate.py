@@ -63,6 +63,12 @@ def evaluate(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON on stdout")] = False,
+    log_run: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow", help="Log a configured stream's evaluation to its experiment"
+        ),
+    ] = True,
     html: Annotated[
         Path | None,
         typer.Option(
@@ -88,7 +94,7 @@ def evaluate(
         candles = read_history(file) if file else None
         if candles is not None and timeframe is None:
             timeframe = evaluation.infer_timeframe(candles["ts"])
-        config, _ = _stream(pair, exchange or ("file" if file else None), timeframe)
+        config, configured = _stream(pair, exchange or ("file" if file else None), timeframe)
         check_training(config.training, config.stream.label)
         if candles is None:
             candles = validated_table(config.stream).read()
@@ -115,6 +121,12 @@ def evaluate(
         path = html or reports.default_path(config.stream, get_settings().paths.home)
         info["html"] = str(reports.write_html(result, info, path))
         console.print(f"HTML report: {path}")
+        if configured and log_run:
+            from candlecast.modeling import registry
+
+            registry.configure()
+            info["mlflow_run"] = reports.log_to_mlflow(result, config.stream, info, path)
+            console.print(f"MLflow run: {info['mlflow_run']} ({config.stream.experiment})")
     if as_json:
         stdout.write(result.to_json(**info) + "\n")
         return

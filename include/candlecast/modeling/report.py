@@ -287,3 +287,33 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def log_to_mlflow(
+    report: EvaluationReport, stream: Stream, info: Mapping[str, Any], html_path: Path
+) -> str:
+    """Record an evaluation as a run of the stream's experiment (so it sits beside the
+    training runs in the MLflow UI): per-kind metrics, the JSON and the HTML report with its
+    plots. Returns the run id. The tracking store must be configured by the caller."""
+    import mlflow
+
+    from candlecast.modeling import registry
+
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(stream),
+        run_name=f"evaluate-{datetime.now(UTC):%Y%m%dT%H%M}",
+        tags={**stream.run_tags, "run.role": "evaluation", "source": str(info.get("source"))},
+    ) as run:
+        for name, kind in report.kinds.items():
+            mlflow.log_metrics(
+                {
+                    f"{name}.rmse_ratio": kind.ratios.rmse,
+                    f"{name}.mae_ratio": kind.ratios.mae,
+                    f"{name}.directional_accuracy": kind.direction.accuracy,
+                    f"{name}.coverage": kind.coverage.rate,
+                    f"{name}.backtest_return": kind.backtest.total_return,
+                }
+            )
+        mlflow.log_dict(report_dict(report), "evaluation/report.json")
+        mlflow.log_artifact(str(html_path), artifact_path="evaluation")
+    return str(run.info.run_id)
