@@ -23,6 +23,8 @@ from candlecast.modeling.evaluate import (
 from candlecast.modeling.kinds.base import ModelKind
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.slow  # fits models over many walk-forward windows
+
 ROWS = 4000
 SETTINGS = EvaluationSettings(
     train_rows=1440, test_rows=480, calibration_rows=360, fit_budget_s=None
