@@ -75,7 +75,10 @@ class FeaturesSection(_Frozen):
     """How feature rows are made and kept."""
 
     warmup_candles: int = Field(
-        default=200, ge=50, description="Candles read before an interval to warm indicators up."
+        default=500,
+        ge=50,
+        description="Candles read before an interval to warm indicators up (the 12x higher "
+        "timeframe's indicators need about 35 of its candles).",
     )
 
 

@@ -3,6 +3,12 @@
 Every feature of the row for a candle uses only that candle and earlier ones, so the row is
 known when the candle closes; its ``event_timestamp`` is the close time. The target (next
 candle's log return) is computed separately and never stored as a feature.
+
+Each row also carries the same features of two higher timeframes of the stream
+(:data:`CONTEXT_MULTIPLES` times its own: 5m -> 15m and 1h), aligned as of the row's close:
+the newest higher candle that had closed by then, never one still open, and none at all when
+a gap left the newest complete higher candle further back than one higher period. Kinds that
+read several timeframes (``multi_timeframe``) take :data:`MULTI_TIMEFRAME_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ FEATURE_COLUMNS = [
     "hour_sin",
     "hour_cos",
 ]
+#: Higher timeframes every row carries, as multiples of the stream's own timeframe.
+CONTEXT_MULTIPLES = (3, 12)
+#: The higher timeframes' features (``rsi_14@x12``), in the order models see them.
+HIGHER_COLUMNS = [f"{name}@x{m}" for m in CONTEXT_MULTIPLES for name in FEATURE_COLUMNS]
+#: Inputs of multi-timeframe kinds: the stream's own features, then each higher timeframe's.
+MULTI_TIMEFRAME_COLUMNS = [*FEATURE_COLUMNS, *HIGHER_COLUMNS]
 #: Stored beside the features for serving (price and age of the forecast), not model inputs.
 CONTEXT_COLUMNS = ["close", "candle_ts"]
 #: The Feast entity column: the market (``binance:BTC/USDT``), see ``Stream.market_key``.
@@ -52,6 +64,14 @@ def compute_features(candles: pd.DataFrame, timeframe: str, market: str) -> pd.D
     Windows never span a gap: each run of consecutive candles is computed on its own, so
     the first candles after a gap (until the longest window fills again) get no row.
     """
+    rows = _features(candles, timeframe, market)
+    for multiple in CONTEXT_MULTIPLES:
+        rows = _with_higher(rows, candles, timeframe, multiple, market)
+    return rows
+
+
+def _features(candles: pd.DataFrame, timeframe: str, market: str) -> pd.DataFrame:
+    """The stream's own features, each run of consecutive candles computed alone."""
     ts = candles["ts"].to_numpy()
     runs = np.concatenate([[0], np.cumsum(np.diff(ts) != timeframe_ms(timeframe))])
     parts = [_run_features(candles[runs == run], timeframe, market) for run in np.unique(runs)]
@@ -59,6 +79,36 @@ def compute_features(candles: pd.DataFrame, timeframe: str, market: str) -> pd.D
     if not parts:
         return _run_features(candles.iloc[:0], timeframe, market)
     return pd.concat(parts, ignore_index=True)
+
+
+def _with_higher(
+    rows: pd.DataFrame, candles: pd.DataFrame, timeframe: str, multiple: int, market: str
+) -> pd.DataFrame:
+    """``rows`` with the features of the ``multiple`` x higher timeframe, as of each close."""
+    from candlecast.data.resample import resample
+    from candlecast.data.schema import CANDLE_COLUMNS
+
+    higher_ms = timeframe_ms(timeframe) * multiple
+    higher_tf = f"{higher_ms // 60_000}m"
+    names = {name: f"{name}@x{multiple}" for name in FEATURE_COLUMNS}
+    higher = pd.DataFrame(columns=["event_timestamp", *names.values()])
+    if len(candles):
+        bars = resample(candles[CANDLE_COLUMNS], timeframe, higher_tf)
+        if len(bars):
+            found = _features(bars, higher_tf, market)
+            higher = found[["event_timestamp", *FEATURE_COLUMNS]].rename(columns=names)
+    if rows.empty:
+        return rows.assign(**{column: np.float32(np.nan) for column in names.values()})
+    # as of each row's close: the newest higher candle closed by then, within one period
+    merged = pd.merge_asof(
+        rows.sort_values("event_timestamp"),
+        higher.astype({"event_timestamp": rows["event_timestamp"].dtype}),
+        on="event_timestamp",
+        direction="backward",
+        tolerance=pd.Timedelta(milliseconds=higher_ms - 1),
+    )
+    merged[list(names.values())] = merged[list(names.values())].astype(np.float32)
+    return merged.reset_index(drop=True)
 
 
 def _run_features(candles: pd.DataFrame, timeframe: str, market: str) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.store import PartitionedTable
 from candlecast.errors import MissingDataError
-from candlecast.features.engineering import ENTITY, FEATURE_COLUMNS, compute_features
+from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, compute_features
 from candlecast.names import Stream, feature_service_name, view_name
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 from candlecast.timeframes import timeframe_delta, timeframe_ms, to_ms
@@ -75,7 +75,7 @@ def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> 
             description=f"Candle features at {timeframe}, one row per closed candle.",
             tags=tags,
         )
-        schema = [Field(name=c, dtype=Float32) for c in FEATURE_COLUMNS]
+        schema = [Field(name=c, dtype=Float32) for c in MULTI_TIMEFRAME_COLUMNS]
         schema += [Field(name="close", dtype=Float64)]
         view = FeatureView(
             name=view_name(timeframe),

@@ -15,11 +15,17 @@ import numpy as np
 import pandas as pd
 
 from candlecast.errors import NotEnoughHistoryError
-from candlecast.modeling.kinds.base import window_inputs
+from candlecast.features.engineering import FEATURE_COLUMNS, MULTI_TIMEFRAME_COLUMNS
+from candlecast.modeling.kinds.base import ModelKind, window_inputs
 
 #: Rows kept before the holdout in the logged artifact: the longest window a later champion
 #: may need to score the first holdout row.
 CONTEXT_ROWS = 256
+
+
+def kind_features(kind: type[ModelKind]) -> list[str]:
+    """The feature columns a kind reads: its own timeframe's, or all three timeframes'."""
+    return MULTI_TIMEFRAME_COLUMNS if kind.multi_timeframe else FEATURE_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,11 @@ class TrainingSet:
     def usable(self) -> np.ndarray:
         return np.concatenate([self.train, self.holdout])
 
-    def inputs(self, window: int, positions: np.ndarray) -> np.ndarray:
-        """A ``window``-row kind's inputs at ``positions``."""
-        x, _ = window_inputs(self.frame, self.features, window, self.step_ms)
+    def inputs(
+        self, window: int, positions: np.ndarray, features: tuple[str, ...] | None = None
+    ) -> np.ndarray:
+        """A ``window``-row kind's inputs (``features``, default the set's) at ``positions``."""
+        x, _ = window_inputs(self.frame, features or self.features, window, self.step_ms)
         return x[positions]
 
     def target(self, positions: np.ndarray) -> np.ndarray:

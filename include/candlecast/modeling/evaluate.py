@@ -35,6 +35,7 @@ from candlecast.evaluation import metrics, significance
 from candlecast.evaluation.backtest import Backtest, backtest_long_flat
 from candlecast.evaluation.walkforward import Fold, predict_out_of_sample, walk_forward
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features, next_return
+from candlecast.modeling.datasets import kind_features
 from candlecast.modeling.evaluation_results import (
     EvaluationReport,
     EvaluationSettings,
@@ -201,18 +202,22 @@ def _maker(name: str, raw: Mapping[str, Any] | None) -> Callable[[], ModelKind]:
         parsed = kind.parse_params(dict(raw) if raw else None)
     except ValidationError as exc:
         raise ConfigError(f"parameters of {name}: {exc}") from exc
-    return functools.partial(kind, FEATURE_COLUMNS, parsed)
+    return functools.partial(kind, kind_features(kind), parsed)
 
 
 def _aligned_inputs(
     frame: pd.DataFrame, makers: Mapping[str, Callable[[], ModelKind]], step_ms: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Each kind's inputs on the rows every kind can read, and those rows' positions."""
-    windows = {name: make().window for name, make in makers.items()}
-    built = {w: window_inputs(frame, FEATURE_COLUMNS, w, step_ms) for w in set(windows.values())}
-    usable = np.logical_and.reduce([mask for _, mask in built.values()])
+    specs = {name: make().spec for name, make in makers.items()}
+    keys = {name: (spec.window, spec.features) for name, spec in specs.items()}
+    built = {key: window_inputs(frame, key[1], key[0], step_ms) for key in set(keys.values())}
+    # rows every kind can read: a full window, and (multi-timeframe) every higher feature
+    usable = np.logical_and.reduce(
+        [mask & np.isfinite(x).all(axis=1) for x, mask in built.values()]
+    )
     positions = np.flatnonzero(usable)
-    return {name: built[w][0][positions] for name, w in windows.items()}, positions
+    return {name: built[key][0][positions] for name, key in keys.items()}, positions
 
 
 def _forecast(

@@ -26,9 +26,14 @@ from candlecast.data.ingestion import stored_completeness, validated_table
 from candlecast.errors import NotEnoughHistoryError
 from candlecast.evaluation.metrics import score
 from candlecast.features import featurestore
-from candlecast.features.engineering import ENTITY, FEATURE_COLUMNS, next_return
+from candlecast.features.engineering import (
+    ENTITY,
+    FEATURE_COLUMNS,
+    MULTI_TIMEFRAME_COLUMNS,
+    next_return,
+)
 from candlecast.modeling import registry
-from candlecast.modeling.datasets import TrainingSet
+from candlecast.modeling.datasets import TrainingSet, kind_features
 from candlecast.modeling.kinds import get_kind, kind_names, kind_params
 from candlecast.modeling.kinds.base import ModelKind, input_names
 from candlecast.names import feature_service_name
@@ -157,7 +162,7 @@ def fit_and_log(
     registry.configure(settings)
     lineage = lineage or {}
     models = [
-        get_kind(name)(FEATURE_COLUMNS, kind_params(pair.training, name))
+        get_kind(name)(kind_features(get_kind(name)), kind_params(pair.training, name))
         for name in pair.training.kinds
         if get_kind(name).trainable
     ]
@@ -165,9 +170,11 @@ def fit_and_log(
         raise NotEnoughHistoryError(
             f"{pair.stream.label}: training.kinds {pair.training.kinds} has no trainable kind"
         )
+    # every kind is scored on the same rows: those with every column any kind reads
+    columns = max((m.spec.features for m in models), key=len)
     data = TrainingSet.build(
-        frame,
-        FEATURE_COLUMNS,
+        frame.dropna(subset=list(columns)),
+        columns,
         pair.training.holdout_fraction,
         max(model.window for model in models),
         timeframe_ms(pair.timeframe),
@@ -204,8 +211,8 @@ def _baseline_metrics(data: TrainingSet) -> dict[str, float]:
         if not kind.baseline:
             continue
         model = kind(FEATURE_COLUMNS)
-        model.fit(data.inputs(1, data.train), data.target(data.train))
-        predicted = model.predict(data.inputs(1, data.holdout))
+        model.fit(data.inputs(1, data.train, model.spec.features), data.target(data.train))
+        predicted = model.predict(data.inputs(1, data.holdout, model.spec.features))
         metrics |= _prefixed(score(data.target(data.holdout), predicted), name)
     return metrics
 
@@ -244,21 +251,22 @@ def _fit_kind(
         nested=True,
         tags={**tags, "kind": name, "run.role": "kind", "data.last_event": last_event},
     ) as run:
-        holdout_x = data.inputs(model.window, data.holdout)
-        model.fit(data.inputs(model.window, data.train), data.target(data.train))
+        features = model.spec.features
+        holdout_x = data.inputs(model.window, data.holdout, features)
+        model.fit(data.inputs(model.window, data.train, features), data.target(data.train))
         predicted = model.predict(holdout_x)
         scores = score(data.target(data.holdout), predicted)
         metrics = _prefixed(scores, "holdout") | baselines
-        example = pd.DataFrame(holdout_x, columns=input_names(FEATURE_COLUMNS, model.window))
+        example = pd.DataFrame(holdout_x, columns=input_names(features, model.window))
         model.log_model(example, name="holdout_fit")
-        model.fit(data.inputs(model.window, data.usable), data.target(data.usable))
+        model.fit(data.inputs(model.window, data.usable, features), data.target(data.usable))
         model_uri = model.log_model(example, name="model")
         mlflow.log_params(
             {
                 **{f"{name}.{k}": v for k, v in model.params.model_dump().items()},
                 "kind": name,
                 "window": model.window,
-                "features": ",".join(FEATURE_COLUMNS),
+                "features": ",".join(features),
                 "served_fit": "whole window (train + holdout)",
             }
         )
@@ -271,7 +279,8 @@ def _fit_kind(
 
 def _log_holdout(data: TrainingSet, predicted: np.ndarray) -> None:
     """The holdout (with the rows before it) and the holdout fit's forecasts on it."""
-    columns = [ENTITY, "event_timestamp", "candle_ts", *FEATURE_COLUMNS, "target"]
+    inputs = [c for c in MULTI_TIMEFRAME_COLUMNS if c in data.frame]
+    columns = [ENTITY, "event_timestamp", "candle_ts", *inputs, "target"]
     artifact = data.holdout_artifact(columns)
     artifact["predicted"] = np.nan
     artifact.loc[artifact["holdout"], "predicted"] = predicted

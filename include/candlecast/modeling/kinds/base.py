@@ -102,6 +102,8 @@ class ModelKind(ABC):
     trainable: ClassVar[bool] = True
     #: Scored on every training run beside the challengers (persistence, drift).
     baseline: ClassVar[bool] = False
+    #: Reads the higher timeframes' features too (``MULTI_TIMEFRAME_COLUMNS``).
+    multi_timeframe: ClassVar[bool] = False
     #: Said in every answer the service gives from a champion of this kind.
     serving_note: ClassVar[str | None] = None
 

@@ -53,6 +53,7 @@ class CNNTransformerParams(TorchParams):
 @register
 class CNNTransformer(TorchWindowKind):
     name = "cnn_transformer"
+    multi_timeframe = True
     Params = CNNTransformerParams
 
     def build_net(self) -> WindowNet:
