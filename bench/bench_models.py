@@ -51,12 +51,14 @@ def onnx_session(model):
 
 
 def bench_kind(name: str, frame: pd.DataFrame, repeat: int) -> tuple:
-    from candlecast.features.engineering import FEATURE_COLUMNS
+    from candlecast.modeling.datasets import kind_features
     from candlecast.modeling.kinds import get_kind
     from candlecast.modeling.kinds.base import window_inputs
 
-    model = get_kind(name)(FEATURE_COLUMNS)
-    x, usable = window_inputs(frame, FEATURE_COLUMNS, model.window, 3_600_000)
+    kind = get_kind(name)
+    model = kind(kind_features(kind))
+    x, usable = window_inputs(frame, model.spec.features, model.window, 3_600_000)
+    usable &= np.isfinite(x).all(axis=1)
     x, y = x[usable], frame["target"].to_numpy()[usable]
     started = time.perf_counter()
     model.fit(x, y)
