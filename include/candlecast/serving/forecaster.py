@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from candlecast.config import PairConfig, PairsConfig, load_pairs
-from candlecast.errors import NotReadyError
+from candlecast.errors import ConfigError, NotReadyError
 from candlecast.features import featurestore
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving.deploy import bentoml_store
@@ -34,11 +34,36 @@ class Forecaster:
 
     def __init__(self, settings: Settings | None = None, pairs: PairsConfig | None = None) -> None:
         self.settings = settings or get_settings()
-        self.pairs = pairs or load_pairs(self.settings.pairs)
+        self._fixed = pairs
+        self._config: tuple[tuple[int, int] | None, PairsConfig] = (None, pairs or self._load())
         bentoml_store(self.settings)
         self._store = featurestore.feature_store(self.settings)
         self._sessions: dict[str, tuple[Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+
+    def _load(self) -> PairsConfig:
+        return load_pairs(self.settings.pairs)
+
+    @property
+    def pairs(self) -> PairsConfig:
+        """The pair config, re-read when its file changes, so a stream added to the config is
+        answered without a restart. A file that no longer validates keeps the last good one
+        (logged), so a typo cannot take the service down."""
+        if self._fixed is not None:
+            return self._fixed
+        try:
+            stat = self.settings.pairs.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return self._config[1]
+        if version != self._config[0]:
+            try:
+                self._config = (version, self._load())
+                log.info("pair config %s (re)loaded", self.settings.pairs)
+            except ConfigError as exc:
+                log.error("keeping the last valid pair config: %s", exc)
+                self._config = (version, self._config[1])
+        return self._config[1]
 
     def resolve(
         self, symbol: str, exchange: str | None = None, timeframe: str | None = None
