@@ -34,7 +34,7 @@ def service(pipeline_run, home):
         embedded.bentoml_env(settings),
     )
     try:
-        embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc)
+        embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600, proc=proc)
         with bentoml.SyncHTTPClient(f"http://127.0.0.1:{port}", timeout=60) as client:
             yield client, f"http://127.0.0.1:{port}"
     finally:

@@ -111,7 +111,7 @@ def service(world):
         embedded.bentoml_env(settings),
     )
     try:
-        embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=120, proc=proc)
+        embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600, proc=proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

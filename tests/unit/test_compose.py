@@ -168,7 +168,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 60):
+def wait_for(ready: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while not ready():
         assert proc.poll() is None, f"{what} exited with {proc.returncode}"
@@ -388,7 +388,7 @@ def test_feast_writes_to_the_redis_database_compose_gives_it(services, tmp_path)
         stdout=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: listening(port), server, "redis-server", timeout=10)
+        wait_for(lambda: listening(port), server, "redis-server", timeout=120)
         local = connection_string.replace(address, f"127.0.0.1:{port}", 1)
         store = FeatureStore(config=repo_config(local))
         rows = pd.DataFrame({"pair": ["BTC_USD"], "close": [1.0], "ts": [datetime.now(UTC)]})

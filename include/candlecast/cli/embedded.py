@@ -70,7 +70,7 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
     )
 
 
-def wait_http(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = 600.0, proc: subprocess.Popen | None = None) -> None:
     """Wait until ``url`` answers 2xx (or raise naming the URL)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

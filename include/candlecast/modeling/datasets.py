@@ -9,7 +9,7 @@ challenger's holdout, the ONNX parity check) exactly as in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,10 @@ class TrainingSet:
     step_ms: int
     train: np.ndarray
     holdout: np.ndarray
+    #: Window inputs already built, by (window, features): a kind reads them several times.
+    _built: dict[tuple[int, tuple[str, ...]], np.ndarray] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -71,8 +75,10 @@ class TrainingSet:
         self, window: int, positions: np.ndarray, features: tuple[str, ...] | None = None
     ) -> np.ndarray:
         """A ``window``-row kind's inputs (``features``, default the set's) at ``positions``."""
-        x, _ = window_inputs(self.frame, features or self.features, window, self.step_ms)
-        return x[positions]
+        key = (window, tuple(features or self.features))
+        if key not in self._built:
+            self._built[key] = window_inputs(self.frame, key[1], window, self.step_ms)[0]
+        return self._built[key][positions]
 
     def target(self, positions: np.ndarray) -> np.ndarray:
         return self.frame["target"].to_numpy(dtype=np.float64)[positions]
@@ -96,31 +102,18 @@ class Scored:
     x: np.ndarray
     target: np.ndarray
     times: pd.Series
-    complete: bool  # every holdout row could be scored
 
 
 def holdout_inputs(
     artifact: pd.DataFrame, features: list[str], window: int, step_ms: int
 ) -> Scored:
-    """A logged holdout (:meth:`TrainingSet.holdout_artifact`) as a kind's inputs.
-
-    Artifacts of runs before windows existed have no ``holdout`` column: every row is held out.
-    """
+    """A logged holdout (:meth:`TrainingSet.holdout_artifact`) as a kind's inputs: the
+    held-out rows that have the kind's window behind them."""
     ordered = artifact.sort_values("event_timestamp").reset_index(drop=True)
-    flagged = (
-        ordered["holdout"].to_numpy(dtype=bool)
-        if "holdout" in ordered
-        else np.ones(len(ordered), dtype=bool)
-    )
-    if "candle_ts" not in ordered:  # older artifacts: close time minus one candle
-        epoch = pd.Timestamp(0, tz="UTC")
-        closed = (ordered["event_timestamp"] - epoch) // pd.Timedelta(milliseconds=1)
-        ordered["candle_ts"] = closed - step_ms
     x, usable = window_inputs(ordered, features, window, step_ms)
-    rows = flagged & usable
+    rows = ordered["holdout"].to_numpy(dtype=bool) & usable
     return Scored(
         x[rows],
         ordered["target"].to_numpy(dtype=np.float64)[rows],
         ordered["event_timestamp"][rows].reset_index(drop=True),
-        bool(rows.sum() == flagged.sum()),
     )

@@ -154,8 +154,8 @@ def interval_half_width(
     out-of-sample residuals: the holdout fit's forecasts logged with the holdout when the
     champion is the run's own kind (the served model was refitted on the holdout, so its own
     residuals there are in-sample), else the champion's (a baseline that learns nothing)."""
-    if holdout_fit and "predicted" in holdout:
-        rows = holdout[holdout["holdout"]] if "holdout" in holdout else holdout
+    if holdout_fit:
+        rows = holdout[holdout["holdout"]]
         residuals = (rows["target"] - rows["predicted"]).to_numpy()
     try:
         return conformal_half_width(residuals, INTERVAL_COVERAGE)

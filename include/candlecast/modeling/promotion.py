@@ -22,7 +22,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from candlecast.config import PairConfig
-from candlecast.evaluation.significance import windowed_loss_test
+from candlecast.evaluation import metrics
+from candlecast.evaluation.significance import Loss, windowed_loss_test
 from candlecast.modeling import registry
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
@@ -34,7 +35,7 @@ from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
 
-_LOSS = {"rmse": "squared", "mae": "absolute"}
+_LOSS: dict[str, Loss] = {"rmse": "squared", "mae": "absolute"}
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,15 @@ def compare(
     """The forecaster's errors against an opponent's on the same rows, per gate metric."""
     found = []
     for metric in policy.metrics:
-        test = windowed_loss_test(errors, opponent, loss=_LOSS[metric], windows=windows)  # type: ignore[arg-type]
+        test = windowed_loss_test(errors, opponent, loss=_LOSS[metric], windows=windows)
         score, other = (_metric(metric, e) for e in (errors, opponent))
         found.append(Comparison(metric, score, other, test.p_value, len(errors)))
     return tuple(found)
 
 
 def _metric(metric: str, errors: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(errors**2)) if metric == "rmse" else np.mean(np.abs(errors)))
+    scorer = metrics.rmse if metric == "rmse" else metrics.mae
+    return scorer(np.zeros_like(errors), errors)
 
 
 def promote(
@@ -79,7 +81,8 @@ def promote(
     policy = Policy(gate.alpha, gate.min_margin, tuple(gate.metrics))
     run = client.get_run(run_id)
     champion = registry.champion(client, stream)
-    evidence, scores = _evidence(client, pair, run, champion, policy)
+    holdout = registry.load_holdout(run_id)
+    evidence, scores = _evidence(client, pair, run, holdout, champion, policy)
     kind = run.data.tags.get("kind", "")
     challenger = _register(client, stream, model_uri, run_id, kind)
     client.set_registered_model_alias(
@@ -89,7 +92,7 @@ def promote(
     if verdict.outcome is Outcome.PROMOTED:
         winner = challenger
     elif verdict.register_baseline:
-        winner = _register_baseline(client, stream, run_id)
+        winner = _register_baseline(client, stream, run_id, holdout)
     else:
         winner = champion
     if champion is None or str(winner.version) != str(champion.version):
@@ -112,11 +115,16 @@ def promote(
 
 
 def _evidence(
-    client: MlflowClient, pair: PairConfig, run: Any, champion: Any | None, policy: Policy
+    client: MlflowClient,
+    pair: PairConfig,
+    run: Any,
+    holdout: pd.DataFrame,
+    champion: Any | None,
+    policy: Policy,
 ) -> tuple[Evidence, dict[str, dict[str, float]]]:
     """The gate's evidence, and the plain scores of each competitor (for the record)."""
     windows = pair.training.gate.windows
-    rows = _scored_rows(registry.load_holdout(run.info.run_id))
+    rows = _scored_rows(holdout)
     errors = rows["predicted"].to_numpy() - rows["target"].to_numpy()
     persistence = -rows["target"].to_numpy()
     scores = {"challenger": _scores(errors), "persistence": _scores(persistence)}
@@ -125,9 +133,11 @@ def _evidence(
         return Evidence(vs_persistence), scores
     if champion.tags.get("kind") == BASELINE:
         return Evidence(vs_persistence, Champion.BASELINE), scores
-    champion_end = _last_event(client, champion.run_id)
-    newer = champion_end is not None and champion_end > _last_event(client, run.info.run_id)
-    fresh = _champion_errors(client, pair, champion, run.info.run_id, champion_end)
+    champion_run = client.get_run(champion.run_id)
+    champion_end = _last_event(champion_run)
+    challenger_end = _last_event(run)
+    newer = bool(champion_end and challenger_end and champion_end > challenger_end)
+    fresh = _champion_errors(pair, champion, champion_run, holdout, champion_end)
     if newer or fresh is None or len(fresh) < 2 * windows:
         return Evidence(
             vs_persistence, Champion.TRAINED, champion_trained_on_newer_data=newer
@@ -154,24 +164,26 @@ def _scores(errors: np.ndarray) -> dict[str, float]:
 
 
 def _scored_rows(holdout: pd.DataFrame) -> pd.DataFrame:
-    rows = holdout[holdout["holdout"]] if "holdout" in holdout else holdout
-    if "predicted" not in rows:
-        raise MlflowException("the run's holdout has no predictions (trained by an older version)")
+    rows = holdout[holdout["holdout"]]
     return rows[["event_timestamp", "target", "predicted"]].reset_index(drop=True)
 
 
-def _last_event(client: MlflowClient, run_id: str) -> pd.Timestamp | None:
-    value = client.get_run(run_id).data.tags.get("data.last_event")
+def _last_event(run: Any) -> pd.Timestamp | None:
+    """The close time of the last row a run's served model was fitted on."""
+    value = run.data.tags.get("data.last_event")
     return pd.Timestamp(value) if value else None
 
 
 def _champion_errors(
-    client: MlflowClient, pair: PairConfig, version: Any, run_id: str, after: pd.Timestamp | None
+    pair: PairConfig,
+    version: Any,
+    champion_run: Any,
+    holdout: pd.DataFrame,
+    after: pd.Timestamp | None,
 ) -> pd.DataFrame | None:
     """The champion's errors on the challenger's holdout rows after its own training data
     (None when it cannot be scored there: other features, or no such rows)."""
-    features = registry.run_features(client, version.run_id)
-    holdout = registry.load_holdout(run_id)
+    features = str(champion_run.data.params["features"]).split(",")
     if after is None or not set(features) <= set(holdout.columns):
         return None
     model = get_kind(version.tags.get("kind", "")).load(
@@ -201,9 +213,10 @@ def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind:
     return client.get_model_version(name, version.version)
 
 
-def _register_baseline(client: MlflowClient, stream: Stream, run_id: str) -> Any:
+def _register_baseline(
+    client: MlflowClient, stream: Stream, run_id: str, holdout: pd.DataFrame
+) -> Any:
     """Log the baseline kind on the challenger's run (same input schema) and register it."""
-    holdout = registry.load_holdout(run_id)
     columns = registry.run_features(client, run_id)
     example = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
     with mlflow.start_run(run_id=run_id):

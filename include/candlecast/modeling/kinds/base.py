@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -131,6 +131,22 @@ class ModelKind(ABC):
     @abstractmethod
     def log_model(self, input_example: pd.DataFrame, name: str = "model") -> str:
         """Log the fitted model to the active MLflow run under ``name``; returns its URI."""
+
+    @classmethod
+    def from_logged(cls, metadata: dict[str, Any], features: list[str], model_uri: str) -> Self:
+        """An unfitted instance with the parameters a logged model recorded, after checking
+        the record is of this kind on these features.
+
+        Raises:
+            ValueError: the logged model is another kind, or was fitted on other features.
+        """
+        logged = metadata.get("features")
+        if metadata.get("kind") != cls.name or logged != list(features):
+            raise ValueError(
+                f"{model_uri} is a {metadata.get('kind')!r} model on features {logged}, "
+                f"not {cls.name!r} on {list(features)}"
+            )
+        return cls(features, cls.parse_params(metadata.get("kind_params")))
 
     @classmethod
     @abstractmethod

@@ -137,13 +137,7 @@ class LightGBMDirection(ModelKind):
             local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
             metadata = Model.load(local).metadata or {}
             model = mlflow.lightgbm.load_model(local)
-        logged = metadata.get("features")
-        if metadata.get("kind") != cls.name or logged != list(features):
-            raise ValueError(
-                f"{model_uri} is a {metadata.get('kind')!r} model on features {logged}, "
-                f"not {cls.name!r} on {list(features)}"
-            )
-        loaded = cls(features, cls.parse_params(metadata.get("kind_params")))
+        loaded = cls.from_logged(metadata, features, model_uri)
         loaded.model = model
         loaded.scale = float(metadata["scale"])
         return loaded

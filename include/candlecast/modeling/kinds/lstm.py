@@ -101,13 +101,7 @@ class TorchWindowKind(ModelKind):
         from candlecast.modeling.kinds import torch_nets
 
         state, metadata = torch_nets.load_net(model_uri)
-        logged = metadata.get("features")
-        if metadata.get("kind") != cls.name or logged != list(features):
-            raise ValueError(
-                f"{model_uri} is a {metadata.get('kind')!r} model on features {logged}, "
-                f"not {cls.name!r} on {list(features)}"
-            )
-        loaded = cls(features, cls.parse_params(metadata.get("kind_params")))
+        loaded = cls.from_logged(metadata, features, model_uri)
         net = loaded.build_net()
         net.load_state_dict(state)
         loaded.net = net.eval()
