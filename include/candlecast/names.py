@@ -14,6 +14,9 @@ from pathlib import Path
 
 from candlecast.timeframes import timeframe_ms
 
+#: Airflow pool of the training tasks: fitting a model uses the machine's cores.
+TRAINING_POOL = "candlecast_training"
+
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,15}/[A-Z0-9]{2,15}$")
 EXCHANGE_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,31}$")
 
@@ -67,16 +70,38 @@ class Stream:
     # -- orchestration -------------------------------------------------------------------------
 
     @property
-    def dag_id(self) -> str:
-        return f"pipeline_{self.key}"
+    def candles_dag_id(self) -> str:
+        """The DAG that ingests, validates, computes and materializes the stream's candles."""
+        return f"candles_{self.key}"
+
+    @property
+    def train_dag_id(self) -> str:
+        """The DAG that trains, gates, exports and deploys the stream's models."""
+        return f"train_{self.key}"
+
+    @property
+    def dag_ids(self) -> tuple[str, str]:
+        return (self.candles_dag_id, self.train_dag_id)
 
     @property
     def features_asset_uri(self) -> str:
+        """Asset event: new validated features of the stream were materialized."""
         return f"candlecast://features/{self.exchange}/{self.slug}/{self.timeframe}"
 
     @property
+    def retrain_asset_uri(self) -> str:
+        """Asset event: monitoring asks for the stream to be retrained (drift, decay)."""
+        return f"candlecast://retrain/{self.key}"
+
+    @property
     def model_asset_uri(self) -> str:
+        """Asset event: a new champion of the stream was deployed."""
         return f"candlecast://models/{self.key}/champion"
+
+    @property
+    def exchange_pool(self) -> str:
+        """Airflow pool bounding concurrent calls to the stream's exchange."""
+        return exchange_pool(self.exchange)
 
     @property
     def tags(self) -> list[str]:
@@ -150,3 +175,8 @@ def view_name(timeframe: str) -> str:
 def feature_service_name(timeframe: str, version: int = 1) -> str:
     """The Feast feature service models of a timeframe read (versioned)."""
     return f"forecast_{timeframe}_v{version}"
+
+
+def exchange_pool(exchange: str) -> str:
+    """Airflow pool of one exchange's fetch tasks (``exchange_binance``)."""
+    return f"exchange_{exchange}"

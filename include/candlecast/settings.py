@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     redis_url: str = "localhost:6379"
     service_host: str = "127.0.0.1"
     service_port: int = 3000
+    airflow_host: str = Field(
+        default="127.0.0.1", description="Where the embedded Airflow API server listens."
+    )
+    airflow_port: int = Field(default=8080, description="Port of the embedded Airflow UI/API.")
+    mlflow_ui_url: str = Field(
+        default="http://127.0.0.1:5000", description="MLflow UI, for links from Airflow."
+    )
+    service_url: str | None = Field(
+        default=None,
+        description="Prediction service base URL for links; default http://host:port above.",
+    )
+    grafana_url: str = Field(
+        default="http://127.0.0.1:3001", description="Grafana, for links to pair dashboards."
+    )
     primary_metric: Literal["rmse", "mae"] = "rmse"
     parity_tolerance: float = Field(
         default=1e-5, description="Max abs difference allowed between ONNX and native outputs."
@@ -49,6 +63,14 @@ class Settings(BaseSettings):
     @cached_property
     def paths(self) -> Paths:
         return Paths(self.home.expanduser().resolve())
+
+    @property
+    def service_base_url(self) -> str:
+        return self.service_url or f"http://{self.service_host}:{self.service_port}"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.airflow_host}:{self.airflow_port}"
 
     @property
     def tracking_uri(self) -> str:
