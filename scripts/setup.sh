@@ -36,3 +36,24 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c 'import candlecast, torch; assert "+cpu" in torch.__version__, torch.__version__'
+
+# Debian tools the tests and benchmarks use: a real Prometheus, headless Chromium for UI
+# screenshots, wrk for load. Installed only when missing (CI machines start without them).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo -n"
+  if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+      $SUDO apt-get update -q >/dev/null
+      $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    }
+  else
+    echo "warning: cannot install ${missing[*]} (not root, no sudo); tests that need them skip" >&2
+  fi
+fi
