@@ -8,6 +8,7 @@ built here; a name assembled by hand elsewhere is a bug waiting for a rename.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,18 @@ class Stream:
             "exchange": self.exchange,
             "timeframe": self.timeframe,
         }
+
+    # -- monitoring ----------------------------------------------------------------------------
+
+    @property
+    def dashboard_uid(self) -> str:
+        """Grafana dashboard uid of the stream (``cc-binance_btc_usdt_1h``). Grafana allows 40
+        characters: a longer key keeps its start and gains a hash, so uids stay unique."""
+        uid = f"cc-{self.key}"
+        if len(uid) <= 40:
+            return uid
+        digest = hashlib.sha256(self.key.encode()).hexdigest()[:8]
+        return f"{uid[:31]}-{digest}"
 
     # -- storage -------------------------------------------------------------------------------
 
