@@ -8,6 +8,7 @@ Heavy libraries are imported inside the stages, so importing this module is chea
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, is_dataclass
@@ -193,8 +194,11 @@ def publish(pair: PairConfig, out: Path) -> dict[str, str]:
     if not (folder / "model.onnx").exists():
         raise FileNotFoundError(f"{pair.stream.label}: champion v{champion.version} not exported")
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("model.onnx", "metadata.json"):
-        shutil.copy2(folder / name, out / name)
+    shutil.copy2(folder / "model.onnx", out / "model.onnx")
+    # The published copy names its model relative to itself: an absolute path differs per
+    # clone, so `dvc status` would never be clean.
+    metadata = json.loads((folder / "metadata.json").read_text()) | {"path": "model.onnx"}
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return {"version": str(champion.version), "out": str(out)}
 
 
