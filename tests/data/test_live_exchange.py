@@ -272,9 +272,12 @@ def test_failed_ingest_keeps_exact_pages_and_the_rerun_completes(tmp_path, serve
     pd.testing.assert_frame_equal(stored(), expected(candles, first, THIRD), check_exact=True)
 
     server.clear_faults()
+    asked_before = len(klines_starts(server))
     result = ingestion.ingest(pair, at[1], at[2], source=source, settings=settings)
 
-    assert result.rows == 2000
+    # The re-run resumes after the stored page: only the third page is asked for.
+    assert result.rows == 1000 and result.resumed_ms == THIRD
+    assert klines_starts(server)[asked_before:] == [THIRD]
     pd.testing.assert_frame_equal(stored(), expected(candles, first, END), check_exact=True)
 
 

@@ -12,7 +12,8 @@ spaces the requests) and adds what a scheduled ingest needs on top of ``fetch_oh
   empty candle list) and a connection dropped mid-body;
 * a page with fewer candles than the exchange holds (it neither is full nor reaches the
   newest candle) is asked for again, ``RetryPolicy.short_page_retries`` times, before it is
-  accepted as what the exchange has;
+  accepted as what the exchange has; an empty page where closed candles should exist is
+  never accepted: it is asked for again until the tries run out;
 * the candle that is still open at the exchange clock is never returned.
 
 When the tries run out, :class:`ExchangeUnavailableError` names exchange, symbol, timeframe,
@@ -157,9 +158,10 @@ def _checked(rows: object, exchange_id: str) -> list[list[float]]:
 def _complete(
     page: list[list[float]], since: int | None, limit: int | None, step: int, now: int
 ) -> bool:
-    """Whether a page holds all it should: it is full, or it reaches the newest candle."""
+    """Whether a page holds all it should: it is full, or it reaches the newest candle (an
+    empty one: no candle after ``since`` has closed a candle before now)."""
     if not page:
-        return since is None or since + step > now
+        return since is None or since + 2 * step > now
     full = limit is None or len(page) >= limit
     return full or page[-1][0] + 2 * step > now
 
@@ -215,6 +217,10 @@ class CcxtSource:
         self.clock = clock or self.exchange.milliseconds
         self._sleep = sleep
 
+    def present_ms(self, symbol: str, timeframe: str) -> int:
+        """The exchange's now (every candle closed by then should be served)."""
+        return int(self.clock())
+
     def fetch_ohlcv(
         self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
     ) -> list[list[float]]:
@@ -254,7 +260,8 @@ class CcxtSource:
                 f"{self.id} returned {len(rows)} {symbol} {timeframe} candles "
                 f"{_since(since)} (asked {limit}) although newer closed candles should exist"
             )
-            if not accept_short:
+            # An empty page accepted would end the range as if it were done.
+            if not accept_short or not rows:
                 raise ShortPageError(message)
             log.warning("%s; accepting it as what the exchange has", message)
         return [row for row in rows if row[0] + step <= now]

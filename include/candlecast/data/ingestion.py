@@ -3,28 +3,36 @@
 ``raw`` keeps candles exactly as the source gave them; ``validated`` only batches that passed
 the expectation suite. Features are computed from ``validated`` alone, so nothing a failed
 batch holds can reach the feature store.
+
+Every write goes through :mod:`candlecast.data.integrity`: a batch that would change
+validated candles is quarantined unless ``overwrite`` is asked for, and a candle that closes
+after now (``now_ms``, default the real clock) is never stored.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
-from candlecast.data.checks import CheckOptions
+from candlecast.data import integrity
+from candlecast.data.checks import REPAIRS, CheckOptions
 from candlecast.data.gaps import Completeness, Gap, completeness, find_gaps
 from candlecast.data.schema import CANDLE_COLUMNS
 from candlecast.data.sources import CandleSource, fetch_range, iter_pages, source_for
-from candlecast.data.store import PartitionedTable
+from candlecast.data.store import PartitionedTable, locked
 from candlecast.data.validation import ValidationReport, quarantine_batch, validate_candles
 from candlecast.errors import CandleValidationError, EmptyBatchError
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
-from candlecast.timeframes import timeframe_ms, to_ms
+from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +42,16 @@ MAX_GAP_REFETCH = 20
 
 @dataclass(frozen=True)
 class IngestResult:
+    """What an ingestion stored: ``rows`` fetched into ``files``, for the range
+    ``[start_ms, end_ms)``; fetching began at ``resumed_ms`` (after the candles of the range
+    stored already, e.g. by a run that crashed); ``refetched`` gap ranges now filled."""
+
     rows: int
     files: list[str]
     start_ms: int
     end_ms: int
     refetched: list[tuple[int, int]] = field(default_factory=list)
+    resumed_ms: int | None = None
 
 
 def _table(store: str, stream: Stream, settings: Settings | None) -> PartitionedTable:
@@ -70,17 +83,32 @@ def ingest(
     settings: Settings | None = None,
     on_progress: Callable[[int], None] | None = None,
     with_history: bool = False,
+    *,
+    overwrite: bool = False,
+    now_ms: int | None = None,
 ) -> IngestResult:
     """Fetch candles into the raw store, page by page, for ``[start, end)``.
 
     Incremental: when the newest stored candle is older than ``start`` the fetch begins right
-    after it, so a missed run is caught up; a failure keeps every page stored before it, and
-    the next run resumes from there. Known gaps before ``start`` are asked for again.
-    ``on_progress`` gets the open time of the newest candle stored so far. With
-    ``with_history``, an empty store first gets the history that features and the training
-    window need before ``start`` (:func:`history_needed_ms`).
+    after it, so a missed run is caught up; within the range it begins after the candles
+    stored already without a gap, so a run that crashed (or was killed) resumes where it
+    stopped. A failure keeps every page stored before it. Known gaps before ``start`` are
+    asked for again. ``on_progress`` gets the open time of the newest candle stored so far.
+    With ``with_history``, an empty store first gets the history that features and the
+    training window need before ``start`` (:func:`history_needed_ms`).
+
+    A page that differs from validated candles raises :class:`~candlecast.data.integrity.
+    OverlapConflictError` (kept in the quarantine) unless ``overwrite``: then the validated
+    candles it replaces are set aside in the quarantine (for undo) and removed, so the new
+    ones reach ``validated`` only by passing :func:`validate`.
+
+    Raises:
+        OverlapConflictError, FutureCandleError: see above; what was stored before stays.
+        ExchangeUnavailableError: the source failed, or stopped giving candles before the
+            range reaches the present (the message names where).
     """
     source = source or source_for(pair)
+    settings = settings or get_settings()
     table = raw_table(pair.stream, settings)
     step = timeframe_ms(pair.timeframe)
     first, last = to_ms(start), to_ms(end)
@@ -91,17 +119,90 @@ def ingest(
         first = (first - history_needed_ms(pair)) // step * step
     elif newest is not None and _lower_bound(pair, end) <= newest + step < first:
         first = newest + step
+    resumed = _resume_point(table, first, last, step)
+    write = _PageWriter(pair, settings, overwrite, now_ms)
     rows, files = 0, set[str]()
-    for page in iter_pages(source, pair.symbol, pair.timeframe, first, last):
-        # Exact repeats (overlapping pages) are dropped; the store holds one row a key.
-        page = page.drop_duplicates("ts", keep="last")
-        files.update(str(f) for f in table.upsert(page))
+    for page in iter_pages(source, pair.symbol, pair.timeframe, resumed, last):
+        files.update(write(page))
         rows += len(page)
         if on_progress:
             on_progress(int(page["ts"].iloc[-1]))
-    refetched = _refetch_gaps(pair, source, table, _lower_bound(pair, end), first)
+    refetched = _refetch_gaps(pair, source, table, _lower_bound(pair, end), first, write)
     log.info("ingested %d %s candles into %d partitions", rows, pair.symbol, len(files))
-    return IngestResult(rows, sorted(files), first, last, refetched)
+    return IngestResult(rows, sorted(files), first, last, refetched, resumed)
+
+
+def _resume_point(table: PartitionedTable, first: int, last: int, step: int) -> int:
+    """The open time after the candles of ``[first, last)`` stored without a gap from
+    ``first`` on: where a fetch of the range has to begin."""
+    grid = -(-first // step) * step
+    keys = np.unique(table.keys(first, last))
+    keys = keys[(keys >= grid) & (keys < last)]
+    expected = grid + np.arange(len(keys), dtype=np.int64) * step
+    contiguous = int(np.argmin(keys == expected)) if (keys != expected).any() else len(keys)
+    return grid + contiguous * step
+
+
+class _PageWriter:
+    """Stores fetched pages into ``raw``, each checked against ``validated`` first."""
+
+    def __init__(
+        self, pair: PairConfig, settings: Settings, overwrite: bool, now_ms: int | None
+    ) -> None:
+        self.pair, self.settings, self.overwrite, self.now_ms = pair, settings, overwrite, now_ms
+        self.raw = raw_table(pair.stream, settings)
+        self.validated = validated_table(pair.stream, settings)
+
+    def __call__(self, page: pd.DataFrame) -> list[str]:
+        # Exact repeats (overlapping pages) are dropped; the store holds one row a key.
+        page = page.drop_duplicates("ts", keep="last")
+        batch_id = f"ingest-{ms_to_datetime(int(page['ts'].iloc[0])):%Y%m%dT%H%M}"
+        folder = _quarantine_dir(self.pair, batch_id, self.settings)
+        _reject_future(self.pair, page, folder, self.now_ms)
+        with locked(self.raw, self.validated):
+            overlap = integrity.admit(
+                page,
+                self.validated,
+                overwrite=self.overwrite,
+                folder=folder,
+                label=self.pair.stream.label,
+                undo=_import_command(self.pair),
+                compared=_repaired(page),
+            )
+            if overlap.conflicts:  # overwrite: the new rows must pass validation first
+                self.validated.delete(overlap.changed["ts"])
+            return [str(f) for f in self.raw.upsert(page[~page["ts"].isin(overlap.same)])]
+
+
+def _repaired(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as validation would store it (the repair rules applied), for comparing."""
+    for rule in REPAIRS.values():
+        frame, _ = rule(frame)
+    return frame
+
+
+def _quarantine_dir(pair: PairConfig, batch_id: str, settings: Settings) -> Path:
+    return pair.stream.candle_dir(settings.paths.quarantine) / batch_id
+
+
+def _import_command(pair: PairConfig) -> str:
+    """The command that imports a file into this stream (for undo notes)."""
+    return (
+        f"candlecast import-candles --pair {pair.symbol} --exchange {pair.exchange} "
+        f"--timeframe {pair.timeframe}"
+    )
+
+
+def _reject_future(pair: PairConfig, batch: pd.DataFrame, folder: Path, now: int | None) -> None:
+    """Raise :class:`FutureCandleError` (the batch kept in ``folder``) when a candle of
+    ``batch`` closes after ``now`` (default: the real clock)."""
+    now = int(time.time() * 1000) if now is None else now
+    ts = pd.to_numeric(batch["ts"], errors="coerce").dropna() if "ts" in batch else []
+    ahead = integrity.future_candles(ts, pair.timeframe, now)
+    if len(ahead):
+        message = integrity.future_message(pair.stream.label, ahead, pair.timeframe, now)
+        integrity.keep(folder, message, batch=batch)
+        raise integrity.FutureCandleError(f"{message}; batch kept in {folder}")
 
 
 def _lower_bound(pair: PairConfig, end: datetime) -> int:
@@ -124,7 +225,12 @@ def stored_completeness(
 
 
 def _refetch_gaps(
-    pair: PairConfig, source: CandleSource, table: PartitionedTable, since: int, before: int
+    pair: PairConfig,
+    source: CandleSource,
+    table: PartitionedTable,
+    since: int,
+    before: int,
+    write: Callable[[pd.DataFrame], list[str]],
 ) -> list[tuple[int, int]]:
     """Ask the source again for candles missing before ``before``; returns the ranges
     (open times, end exclusive) it now had candles for."""
@@ -132,19 +238,26 @@ def _refetch_gaps(
     for gap in find_gaps(table.keys(since, before), pair.timeframe)[:MAX_GAP_REFETCH]:
         frame = fetch_range(source, pair.symbol, pair.timeframe, gap.start_ms, gap.end_ms)
         if len(frame):
-            table.upsert(frame.drop_duplicates("ts", keep="last"))
+            write(frame)
             filled.append((gap.start_ms, gap.end_ms))
     return filled
 
 
 def validate(
-    pair: PairConfig, start: datetime, end: datetime, settings: Settings | None = None
+    pair: PairConfig,
+    start: datetime,
+    end: datetime,
+    settings: Settings | None = None,
+    *,
+    overwrite: bool = False,
+    now_ms: int | None = None,
 ) -> ValidationReport:
     """Validate the raw candles of ``[start, end)``; promote them to the validated store.
 
     Raises:
         EmptyBatchError: the raw store has no candles for the interval.
         CandleValidationError: an expectation failed; the batch is quarantined.
+        OverlapConflictError, FutureCandleError: see :func:`validate_frame`.
     """
     settings = settings or get_settings()
     batch = raw_table(pair.stream, settings).read(to_ms(start), to_ms(end))
@@ -155,7 +268,9 @@ def validate(
         )
     options = check_options(pair, as_of=end)
     batch_id = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
-    report = validate_frame(pair, batch, batch_id, settings, options)
+    report = validate_frame(
+        pair, batch, batch_id, settings, options, overwrite=overwrite, now_ms=now_ms
+    )
     report.completeness = completeness(batch["ts"], pair.timeframe, to_ms(start), to_ms(end))
     return report
 
@@ -182,17 +297,64 @@ def derive_timeframes(
 
 
 def import_history(
-    pair: PairConfig, batch: pd.DataFrame, batch_id: str, settings: Settings | None = None
+    pair: PairConfig,
+    batch: pd.DataFrame,
+    batch_id: str,
+    settings: Settings | None = None,
+    *,
+    overwrite: bool = False,
+    now_ms: int | None = None,
 ) -> ValidationReport:
     """Store a user's candle history the way ingestion stores a fetched batch: validated as
     read (a failing file is quarantined whole), then upserted into the raw and validated
-    stores."""
+    stores. Rows identical to stored ones are left as they are.
+
+    Raises:
+        FutureCandleError: a candle closes after ``now_ms`` (default now); nothing stored.
+        CandleValidationError: an expectation failed; the batch is quarantined.
+        OverlapConflictError: the batch differs from validated candles and ``overwrite`` is
+            False; nothing stored. With ``overwrite`` the replaced candles are kept in the
+            quarantine folder (``replaced.parquet``), and the report says how to undo.
+    """
     settings = settings or get_settings()
-    report = validate_frame(pair, batch, batch_id, settings, check_options(pair))
-    raw_table(pair.stream, settings).upsert(report.batch)
-    ts = report.batch["ts"] if report.batch is not None else batch["ts"]
-    report.completeness = completeness(ts, pair.timeframe)
+    report = validate_frame(
+        pair, batch, batch_id, settings, check_options(pair), overwrite=overwrite, now_ms=now_ms
+    )
+    repaired = report.batch if report.batch is not None else batch
+    raw = raw_table(pair.stream, settings)
+    with raw.lock():
+        fresh = repaired[~repaired["ts"].isin(_unchanged_keys(raw, repaired))]
+        _keep_replaced_raw(pair, raw, fresh, batch_id, settings)
+        raw.upsert(fresh)
+    report.completeness = completeness(repaired["ts"], pair.timeframe)
     return report
+
+
+def _unchanged_keys(table: PartitionedTable, batch: pd.DataFrame) -> np.ndarray:
+    if batch.empty:
+        return np.empty(0, np.int64)
+    stored = table.read(int(batch["ts"].min()), int(batch["ts"].max()) + 1)
+    return integrity.compare(batch, stored).same
+
+
+def _keep_replaced_raw(
+    pair: PairConfig,
+    raw: PartitionedTable,
+    fresh: pd.DataFrame,
+    batch_id: str,
+    settings: Settings,
+) -> None:
+    """Raw candles an import replaces (ones that never passed validation) are kept too."""
+    if fresh.empty:
+        return
+    stored = raw.read(int(fresh["ts"].min()), int(fresh["ts"].max()) + 1)
+    overlap = integrity.compare(fresh, stored)
+    if overlap.conflicts:
+        folder = _quarantine_dir(pair, batch_id, settings)
+        note = f"{pair.stream.label}: replaced {overlap.conflicts} raw (never validated) candles"
+        folder.mkdir(parents=True, exist_ok=True)
+        overlap.replaced.to_parquet(folder / "replaced_raw.parquet", index=False)
+        log.warning("%s; kept in %s", note, folder / "replaced_raw.parquet")
 
 
 def check_options(pair: PairConfig, as_of: datetime | None = None) -> CheckOptions:
@@ -211,15 +373,39 @@ def validate_frame(
     batch_id: str,
     settings: Settings | None = None,
     options: CheckOptions | None = None,
+    *,
+    overwrite: bool = False,
+    now_ms: int | None = None,
 ) -> ValidationReport:
-    """Validate a candle batch; on success upsert it into the validated store."""
+    """Validate a candle batch; on success upsert it into the validated store.
+
+    Raises:
+        FutureCandleError: a candle closes after ``now_ms`` (default now); batch quarantined.
+        CandleValidationError: an expectation failed; the batch is quarantined.
+        OverlapConflictError: the batch differs from validated candles and ``overwrite`` is
+            False; batch and differences quarantined, nothing stored.
+    """
     settings = settings or get_settings()
+    folder = _quarantine_dir(pair, batch_id, settings)
+    _reject_future(pair, batch, folder, now_ms)
     docs = pair.stream.candle_dir(settings.paths.data_docs)
     report = validate_candles(batch, pair.timeframe, options, docs_dir=docs)
-    if not report.success:
-        folder = pair.stream.candle_dir(settings.paths.quarantine) / batch_id
+    if not report.success or report.batch is None:
         quarantine_batch(batch, report, folder)
         raise CandleValidationError(report)
-    validated_table(pair.stream, settings).upsert(report.batch)
+    validated = validated_table(pair.stream, settings)
+    with validated.lock():
+        overlap = integrity.admit(
+            report.batch,
+            validated,
+            overwrite=overwrite,
+            folder=folder,
+            label=pair.stream.label,
+            undo=_import_command(pair),
+        )
+        validated.upsert(report.batch[~report.batch["ts"].isin(overlap.same)])
+    report.unchanged, report.replaced = len(overlap.same), overlap.conflicts
+    if overlap.conflicts:
+        report.undo = integrity.undo_note(folder, _import_command(pair))
     log.info("%s", report.summary())
     return report

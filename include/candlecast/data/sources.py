@@ -3,6 +3,12 @@
 The live ccxt exchanges and the :class:`ReplayExchange` (a recorded history file) are used the
 same way: :func:`fetch_range` pages through ``fetch_ohlcv(symbol, timeframe, since, limit)``
 until the requested interval is covered.
+
+An empty page means "no newer candles" only where the range has reached the source's present
+(``present_ms``: the exchange clock, or the end of a recording): there the range is done.
+Anywhere earlier it means candles the source should have are missing, and paging stops with
+:class:`~candlecast.errors.ExchangeUnavailableError` naming the timestamp, rather than
+pretending the range is complete.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS
-from candlecast.errors import SourceError
-from candlecast.timeframes import timeframe_ms
+from candlecast.errors import ExchangeUnavailableError, SourceError
+from candlecast.timeframes import ms_to_iso, timeframe_ms
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,15 @@ class ReplayExchange:
             raise SourceError(f"{pair.stream.label} has no replay_file")
         return cls({(pair.symbol, pair.timeframe): read_history(pair.replay_file)})
 
+    def present_ms(self, symbol: str, timeframe: str) -> int | None:
+        """The replay's now: its clock, else the close of the recording's last candle."""
+        if self.now_ms is not None:
+            return self.now_ms
+        frame = self._candles.get((symbol, timeframe))
+        if frame is None or frame.empty:
+            return None
+        return int(frame["ts"].iloc[-1]) + timeframe_ms(timeframe)
+
     def fetch_ohlcv(
         self, symbol: str, timeframe: str = "1m", since: int | None = None, limit: int | None = None
     ) -> list[list[float]]:
@@ -88,19 +103,43 @@ def iter_pages(
     """Candles opening in ``[start_ms, end_ms)``, one frame per page the source returns.
 
     Pages continue from the candle after the last one received, so a short page costs one
-    more request, never a candle; an empty page ends the range.
+    more request, never a candle. A page of candles beyond the range ends it; an empty page
+    ends it only where it reaches the source's present (:func:`reached_present`).
+
+    Raises:
+        ExchangeUnavailableError: an empty page before the present; names where paging stopped.
     """
     step = timeframe_ms(timeframe)
     since = start_ms
     while since < end_ms:
-        page = source.fetch_ohlcv(symbol, timeframe, since=since, limit=None)
-        page = [row for row in page if since <= row[0] < end_ms]
+        served = source.fetch_ohlcv(symbol, timeframe, since=since, limit=None)
+        page = [row for row in served if since <= row[0] < end_ms]
         if not page:
+            if not served and not reached_present(source, symbol, timeframe, since):
+                raise ExchangeUnavailableError(_stopped(source, symbol, timeframe, since, end_ms))
             if since < end_ms - step:
                 log.info("%s has no %s %s candles from %d on", source.id, symbol, timeframe, since)
             return
         yield _frame(page)
         since = int(page[-1][0]) + step
+
+
+def reached_present(source: CandleSource, symbol: str, timeframe: str, since: int) -> bool:
+    """Whether no closed candle can be expected from ``since`` on: the candle opening then
+    closes less than one candle before the source's present (an exchange may publish its
+    newest closed candle a moment late). A source without ``present_ms`` is taken at its
+    word."""
+    present = getattr(source, "present_ms", None)
+    now = present(symbol, timeframe) if callable(present) else None
+    return now is None or since + 2 * timeframe_ms(timeframe) > now
+
+
+def _stopped(source: CandleSource, symbol: str, timeframe: str, since: int, end: int) -> str:
+    return (
+        f"{source.id}: no {symbol} {timeframe} candles since {ms_to_iso(since)} (since={since}) "
+        f"although the range runs to {ms_to_iso(end)} and newer candles have closed; fetching "
+        f"stopped at {ms_to_iso(since)} (the candles before it are kept)"
+    )
 
 
 def fetch_range(

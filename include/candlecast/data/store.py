@@ -2,6 +2,11 @@
 
 Used for the raw candle store (as fetched), the validated store (what passed validation)
 and the Feast offline feature source. Writing the same rows twice gives byte-identical files.
+
+Safe against concurrent writers, across threads and processes: every read-modify-write
+holds the table's file lock (``<root>/.lock``), so two writers upserting different rows of one
+partition both keep theirs. Readers take no lock (a partition is replaced atomically, so they
+see it before or after a write, never half of one).
 """
 
 from __future__ import annotations
@@ -9,16 +14,42 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from candlecast.errors import StoreError
 
 _DAY_MS = 86_400_000
+#: One lock object per lock file and process: the lock is reentrant per object and thread,
+#: while two objects on one file (two ``flock`` descriptors) would block each other.
+_LOCKS: dict[Path, FileLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> FileLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(path)
+        if lock is None:
+            lock = _LOCKS[path] = FileLock(path)
+        return lock
+
+
+@contextmanager
+def locked(*tables: PartitionedTable) -> Iterator[None]:
+    """Hold the write locks of several tables, taken in path order (no lock-order deadlock
+    between writers locking the same tables)."""
+    with ExitStack() as stack:
+        for table in sorted(set(tables), key=lambda t: str(t.root)):
+            stack.enter_context(table.lock())
+        yield
 
 
 class PartitionedTable:
@@ -28,22 +59,63 @@ class PartitionedTable:
         self.root = root
         self.key = key
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PartitionedTable) and (self.root, self.key) == (
+            other.root,
+            other.key,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.key))
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the table's write lock (reentrant): for a read-compare-write spanning calls."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.root.resolve() / ".lock"):
+            yield
+
     def upsert(self, frame: pd.DataFrame) -> list[Path]:
-        """Insert or replace rows by key; returns the partition files written."""
+        """Insert or replace rows by key; returns the partition files holding the rows (one
+        the rows would leave unchanged is not rewritten)."""
         if frame.empty:
             return []
         if frame[self.key].duplicated().any():
             raise StoreError(f"{self.root}: batch has duplicate {self.key} values")
         days = frame[self.key] // _DAY_MS
         written = []
-        for day, part in frame.groupby(days, sort=True):
-            path = self._path(int(day))
-            if path.exists():
-                old = pq.read_table(path).to_pandas()
-                part = pd.concat([old[~old[self.key].isin(part[self.key])], part])
-            self._write(path, part.sort_values(self.key).reset_index(drop=True))
-            written.append(path)
+        with self.lock():
+            for day, part in frame.groupby(days, sort=True):
+                path = self._path(int(day))
+                old = pq.read_table(path).to_pandas() if path.exists() else None
+                if old is not None:
+                    part = pd.concat([old[~old[self.key].isin(part[self.key])], part])
+                part = part.sort_values(self.key).reset_index(drop=True)
+                if old is None or not part.equals(old):
+                    self._write(path, part)
+                written.append(path)
         return written
+
+    def delete(self, keys: np.ndarray | pd.Series | list[int]) -> list[Path]:
+        """Remove the rows with these keys; returns the partition files changed (a partition
+        left without rows is removed)."""
+        wanted = pd.Series(np.asarray(keys, dtype=np.int64))
+        changed = []
+        with self.lock():
+            for day, some in wanted.groupby(wanted // _DAY_MS, sort=True):
+                path = self._path(int(day))
+                if not path.exists():
+                    continue
+                old = pq.read_table(path).to_pandas()
+                kept = old[~old[self.key].isin(some)].reset_index(drop=True)
+                if len(kept) == len(old):
+                    continue
+                if kept.empty:
+                    path.unlink()
+                else:
+                    self._write(path, kept)
+                changed.append(path)
+        return changed
 
     def read(self, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:
         """Rows with ``start_ms <= key < end_ms`` (either bound may be open), sorted by key."""

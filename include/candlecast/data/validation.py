@@ -45,12 +45,20 @@ class ValidationReport:
     docs: Path | None = None
     quarantine: Path | None = None
     completeness: Completeness | None = None
+    #: Rows that were stored already, with the same values (nothing rewritten).
+    unchanged: int = 0
+    #: With overwrite: how many stored candles were replaced, and how to undo it.
+    replaced: int = 0
+    undo: str | None = None
 
     def summary(self) -> str:
         repaired = "".join(f"; repaired {n} rows ({rule})" for rule, n in self.repairs.items())
         missing = f"; {self.completeness.describe()}" if self.completeness else ""
         if self.success:
-            return f"{self.suite}: {self.rows} candles passed{repaired}{missing}"
+            stored = f"; {self.unchanged} already stored (unchanged)" if self.unchanged else ""
+            if self.replaced:
+                stored += f"; replaced {self.replaced} stored candles ({self.undo})"
+            return f"{self.suite}: {self.rows} candles passed{repaired}{stored}{missing}"
         lines = [
             f"{self.suite}: {len(self.failures)} expectation(s) failed on {self.rows} candles"
             + repaired
