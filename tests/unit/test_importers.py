@@ -600,7 +600,7 @@ BAD_INPUTS = {
     "csv that is not text": (
         _write("eth.csv", b"date,open\n\xff\xfe\x00"),
         "csv",
-        r"not a text file \(byte 10 is not UTF-8\)",
+        r"not UTF-8 text: byte 0xff at offset 10 \(line 2\)",
     ),
 }
 

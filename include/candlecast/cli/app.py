@@ -219,16 +219,23 @@ def import_candles(
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
     fmt: Annotated[str | None, typer.Option("--format", help="default: detected")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace stored candles that differ (kept for undo)")
+    ] = False,
 ) -> None:
     """Import candle history (Binance dumps, CryptoDataDownload, freqtrade, CSV/parquet), for
-    a configured stream or, with --exchange and --timeframe, one not configured yet."""
+    a configured stream or, with --exchange and --timeframe, one not configured yet. A file
+    that differs from stored validated candles is refused (quarantined, differences listed)
+    unless --overwrite."""
     from candlecast.data import ingestion
     from candlecast.data.importers import read_history
 
     config, configured = _stream(pair, exchange, timeframe)
     with _clean_errors():
-        batch = read_history(file, fmt)
-        report = ingestion.import_history(config, batch, f"import-{file.stem}")
+        batch = read_history(file, fmt, symbol=config.symbol)
+        report = ingestion.import_history(
+            config, batch, f"import-{file.stem}", overwrite=overwrite
+        )
     console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
     _hint(config, configured)
 

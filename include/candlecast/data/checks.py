@@ -23,9 +23,17 @@ GRID = "ts_grid_offset"  # ts modulo the timeframe: 0 on the grid
 STEP = "close_step"  # |close / previous close - 1|
 SPIKE = "volume_spike"  # volume / median volume of the previous candles
 VWAP_EXCESS = "quote_vwap_excess"  # how far quote_volume / volume lies outside [low, high]
-DERIVED = [GRID, STEP, SPIKE, VWAP_EXCESS]
+COARSE = "coarse_spacing"  # candles per step inside a run of equal multi-candle steps, else 0
+ZERO_VOLUME = "zero_volume"  # 1 where volume is 0 (in batches of >= _ZERO_MIN_ROWS candles)
+DERIVED = [GRID, STEP, SPIKE, ZERO_VOLUME, COARSE, VWAP_EXCESS]
 _PRICES = ["open", "high", "low", "close"]
 _SPIKE_WINDOW = 48
+#: Equal steps of several candles in a row that mean another timeframe, not gaps: illiquid
+#: real markets (the bundled 1m UNITTEST_BTC) show runs of 3 at most.
+_COARSE_RUN = 6
+#: Batches shorter than this are not judged on their share of zero-volume candles (one quiet
+#: candle of an illiquid market is real).
+_ZERO_MIN_ROWS = 12
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,9 @@ class CheckOptions:
     max_staleness_candles: int | None = None
     as_of_ms: int | None = None
     vwap_tolerance: float = 1e-3
+    #: Largest share of zero-volume candles: beyond it the volumes are not data (a broken
+    #: export, or a dead market nothing can be learnt from).
+    max_zero_volume: float = 0.5
 
 
 def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -52,6 +63,10 @@ def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
         volume = _num(out, "volume")
         median = volume.shift(1).rolling(_SPIKE_WINDOW, min_periods=12).median()
         out[SPIKE] = volume / median.where(median > 0)
+        judged = len(out) >= _ZERO_MIN_ROWS
+        out[ZERO_VOLUME] = ((volume == 0) & judged).astype("float64")
+    if "ts" in columns:
+        out[COARSE] = coarse_spacing(_num(out, "ts"), timeframe_ms(timeframe))
     if {"quote_volume", "volume", "low", "high", "close"} <= columns:
         base, low, high = _num(out, "volume"), _num(out, "low"), _num(out, "high")
         vwap = _num(out, "quote_volume") / base.where(base > 0)
@@ -60,6 +75,19 @@ def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     # One consolidated block: GE copies the frame per metric, and a frame of column-by-column
     # blocks is re-merged on every copy (most of the time on large batches).
     return out.copy()
+
+
+def coarse_spacing(ts: pd.Series, step: int) -> pd.Series:
+    """For each candle inside a run of at least ``_COARSE_RUN`` equal steps of several
+    candles (candles of a higher timeframe, e.g. 4h rows in a 1h file), the step in candles;
+    0 elsewhere. A gap is one odd step, so gaps are never flagged."""
+    ratio = ts.diff() / step
+    coarse = (ratio > 1) & (ratio == ratio.round())
+    # runs of equal coarse ratios: a new run starts wherever the ratio changes
+    run_id = (ratio != ratio.shift()).cumsum()
+    length = coarse.groupby(run_id).transform("sum")
+    flagged = coarse & (length >= _COARSE_RUN)
+    return ratio.where(flagged, 0.0).fillna(0.0)
 
 
 def _num(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -78,7 +106,8 @@ def build_suite(timeframe: str, columns: list[str], options: CheckOptions) -> An
 
     exp = gx.expectations
     suite = gx.ExpectationSuite(name=f"candles_{timeframe}")
-    derived = [GRID, STEP, SPIKE] + ([VWAP_EXCESS] if "quote_volume" in columns else [])
+    derived = [GRID, STEP, SPIKE, ZERO_VOLUME, COARSE]
+    derived += [VWAP_EXCESS] if "quote_volume" in columns else []
     add = suite.add_expectation
     add(exp.ExpectTableColumnsToMatchOrderedList(column_list=[*columns, *derived]))
     add(exp.ExpectColumnValuesToBeOfType(column="ts", type_="int64"))
@@ -100,6 +129,8 @@ def build_suite(timeframe: str, columns: list[str], options: CheckOptions) -> An
     add(exp.ExpectColumnValuesToBeInSet(column=GRID, value_set=[0]))
     add(exp.ExpectColumnValuesToBeBetween(column=STEP, max_value=options.max_close_step))
     add(exp.ExpectColumnValuesToBeBetween(column=SPIKE, max_value=options.max_volume_spike))
+    add(exp.ExpectColumnValuesToBeInSet(column=COARSE, value_set=[0]))
+    add(exp.ExpectColumnMeanToBeBetween(column=ZERO_VOLUME, max_value=options.max_zero_volume))
     if "quote_volume" in columns:
         add(exp.ExpectColumnValuesToBeBetween(column="quote_volume", min_value=0))
         add(exp.ExpectColumnValuesToBeBetween(column=VWAP_EXCESS, max_value=options.vwap_tolerance))

@@ -21,7 +21,13 @@ fixed layout:
 * ``csv`` and ``parquet``: open/high/low/close/volume, a time column (:data:`TIME_COLUMNS`)
   and optionally ``quote_volume``.
 
-Files may be gzip- or single-member zip-compressed.
+Files may be gzip- or single-member zip-compressed. Text is UTF-8 (a byte-order mark is
+skipped) or UTF-16 with a byte-order mark; anything else is refused naming the first byte
+that is not UTF-8, never decoded by guess.
+
+Given the stream's ``symbol``, a file that states another one is refused: a
+CryptoDataDownload ``symbol`` column, or a name in freqtrade's (``ETH_BTC-5m.feather``) or
+Binance's dump convention (``BTCUSDT-1h-2022-01.zip``).
 
 The reader is pure: it writes nothing, and keeps values as published (no row is dropped or
 fixed; duplicates, gaps, bad prices and swapped volume columns are the validation layer's to
@@ -31,6 +37,7 @@ find). Rows are sorted by ``ts`` (stable). Anything it cannot read raises
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -77,7 +84,9 @@ _DATE_LAYOUTS = (
 _JSON_KEYS = {*TIME_COLUMNS, *_VALUES}
 
 
-def read_history(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
+def read_history(
+    path: Path | str, fmt: str | None = None, symbol: str | None = None
+) -> pd.DataFrame:
     """Read a candle history file; ``fmt`` None detects the format from name and content.
 
     Returns a frame of :data:`CANDLE_COLUMNS` (``ts`` int64 unix ms, the rest float64), plus
@@ -86,7 +95,7 @@ def read_history(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
 
     Raises:
         HistoryFormatError: unknown format, missing columns, unparseable times or values,
-            empty, corrupt or truncated file.
+            empty, corrupt or truncated file, text not UTF-8, a file of another ``symbol``.
         FileNotFoundError: there is no such file.
     """
     path = Path(path)
@@ -98,6 +107,8 @@ def read_history(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
     if reader is None:
         raise HistoryFormatError(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     frame = reader(path, payload)
+    if symbol is not None:
+        _check_symbol(path, symbol, frame.attrs.get("symbols") or _named_symbols(path))
     if frame.empty:
         raise HistoryFormatError(path, "empty file: no candles in it")
     columns = [*CANDLE_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]
@@ -130,12 +141,14 @@ def _binary_format(path: Path, payload: bytes) -> str | None:
 
 def _text_format(path: Path, payload: bytes) -> str:
     """The format of a CSV file, from its first line (a banner or a header)."""
-    try:
-        first = payload.decode("utf-8-sig").lstrip().split("\n", 1)[0].strip()
-    except UnicodeDecodeError:
+    utf16 = payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if not utf16 and b"\x00" in payload[:4096]:
         raise HistoryFormatError(
-            path, "unknown format: binary content that is neither parquet nor feather"
-        ) from None
+            path,
+            "unknown format: binary content that is neither parquet nor feather "
+            "(nor UTF-8 or UTF-16 text with a byte-order mark)",
+        )
+    first = _text(path, payload).lstrip().split("\n", 1)[0].strip()
     fields = [_key(field) for field in first.split(",")]
     if _is_banner(first) or _is_cdd_header(fields):
         return "cryptodatadownload"
@@ -183,10 +196,28 @@ def _payload(path: Path) -> bytes:
 
 
 def _text(path: Path, payload: bytes) -> str:
+    """The file's text: UTF-8 (BOM skipped) or UTF-16 with its BOM; nothing is guessed."""
+    if payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return payload.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise HistoryFormatError(path, f"corrupt UTF-16 text at byte {exc.start}") from exc
     try:
-        return payload.decode("utf-8-sig")
+        text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise HistoryFormatError(path, f"not a text file (byte {exc.start} is not UTF-8)") from exc
+        raise HistoryFormatError(path, _not_utf8(payload, exc.start)) from exc
+    if "\x00" in text:
+        problem = "NUL characters in the text: UTF-16 without a byte-order mark, or binary"
+        raise HistoryFormatError(path, f"not UTF-8 text ({problem}); save it as UTF-8")
+    return text
+
+
+def _not_utf8(payload: bytes, at: int) -> str:
+    line = payload.count(b"\n", 0, at) + 1
+    return (
+        f"not UTF-8 text: byte 0x{payload[at]:02x} at offset {at} (line {line}) is not UTF-8 "
+        "(latin-1 or another legacy encoding?); save the file as UTF-8"
+    )
 
 
 def _rows(path: Path, text: str, skip: int = 0, width: int | None = None) -> list[list[str]]:
@@ -343,7 +374,10 @@ def _read_cryptodatadownload(path: Path, payload: bytes) -> pd.DataFrame:
         raise _missing(path, missing, raw)
     dates = _key(time) == _CDD_DATE
     ts = (_date_millis if dates else _millis)(path, time, raw[time])
-    return _assemble(path, raw, ts, [*prices, base], quote)
+    frame = _assemble(path, raw, ts, [*prices, base], quote)
+    if "symbol" in columns:
+        frame.attrs["symbols"] = sorted({str(c).strip() for c in raw[columns["symbol"]]} - {""})
+    return frame
 
 
 def _column_keys(path: Path, header: list[str]) -> dict[str, str]:
@@ -561,6 +595,31 @@ def _time_column(path: Path, raw: pd.DataFrame) -> str:
             return name
     missing = ["time column (one of " + "/".join(TIME_COLUMNS) + ")"]
     raise _missing(path, missing + [name for name in _VALUES if name not in raw.columns], raw)
+
+
+#: File names that state the market: freqtrade's ``ETH_BTC-5m.feather`` (futures:
+#: ``ETH_USDT_USDT-1h-futures.feather``) and Binance's dumps ``BTCUSDT-1h-2022-01.zip``.
+_FREQTRADE_NAME = re.compile(r"^([A-Z0-9]+)_([A-Z0-9]+)(?:_[A-Z0-9]+)?-\d+[smhdwM]\b")
+_BINANCE_NAME = re.compile(r"^([A-Z0-9]+)-\d+[smhdwM]-\d{4}-\d{2}(?:-\d{2})?\.")
+
+
+def _named_symbols(path: Path) -> list[str]:
+    """The market a file's name states by one of the known conventions, else none."""
+    if match := _FREQTRADE_NAME.match(path.name):
+        return [f"{match[1]}/{match[2]}"]
+    if match := _BINANCE_NAME.match(path.name):
+        return [match[1]]
+    return []
+
+
+def _check_symbol(path: Path, symbol: str, stated: list[str]) -> None:
+    """Refuse a file that states another market than ``symbol`` (compared without
+    separators or case: ``BTC/USD`` = ``BTCUSD`` = ``btc-usd``)."""
+    wanted = _SYMBOL_SEPARATORS.sub("", symbol).upper()
+    other = [s for s in stated if _SYMBOL_SEPARATORS.sub("", s).upper() != wanted]
+    if other:
+        problem = f"the file is for {', '.join(other)}, not {symbol}: refusing to import it"
+        raise HistoryFormatError(path, problem)
 
 
 _READERS: dict[str, Callable[[Path, bytes], pd.DataFrame]] = {

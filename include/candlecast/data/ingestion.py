@@ -405,7 +405,7 @@ def validate_frame(
         )
         validated.upsert(report.batch[~report.batch["ts"].isin(overlap.same)])
     report.unchanged, report.replaced = len(overlap.same), overlap.conflicts
-    if overlap.conflicts:
-        report.undo = integrity.undo_note(folder, _import_command(pair))
+    if overlap.kept_in is not None:
+        report.undo = integrity.undo_note(overlap.kept_in, _import_command(pair))
     log.info("%s", report.summary())
     return report

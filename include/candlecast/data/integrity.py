@@ -17,7 +17,7 @@ the write, so a concurrent writer cannot slip a change in between.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,7 @@ class Overlap:
         changed: batch rows whose stored row differs.
         replaced: the stored rows of ``changed``'s timestamps.
         differences: one row per differing value: ``ts``, ``column``, ``stored``, ``new``.
+        kept_in: the quarantine folder holding the replaced rows (after an overwrite).
     """
 
     fresh: pd.DataFrame
@@ -67,6 +68,7 @@ class Overlap:
     changed: pd.DataFrame
     replaced: pd.DataFrame
     differences: pd.DataFrame
+    kept_in: Path | None = None
 
     @property
     def conflicts(self) -> int:
@@ -190,7 +192,17 @@ def admit(
         keep(folder, message, batch=batch, differences=overlap.differences)
         log.warning("%s", message)
         raise OverlapConflictError(message, overlap, folder)
+    folder = _unused(folder)
     note = f"{label}: overwrote {overlap.conflicts} validated candle(s); " + undo_note(folder, undo)
     keep(folder, note, replaced=overlap.replaced, differences=overlap.differences)
     log.warning("%s", note)
-    return overlap
+    return replace(overlap, kept_in=folder)
+
+
+def _unused(folder: Path) -> Path:
+    """``folder``, or ``folder-2``, ``-3``... where an earlier overwrite kept its rows."""
+    candidate, n = folder, 1
+    while (candidate / "replaced.parquet").exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
