@@ -1,5 +1,5 @@
 # One image for every candlecast process: Airflow (all components), the MLflow server and the
-# BentoML prediction service. Build: docker compose build (see deploy/README.md).
+# BentoML prediction service. Build: docker compose build (README: Production).
 FROM python:3.11-slim-bookworm
 
 # libgomp1: LightGBM's OpenMP runtime, absent from the slim image (TA-Lib's wheel bundles its
@@ -37,8 +37,10 @@ RUN pip install --no-cache-dir --no-deps -e .
 
 # The state directories exist in the image, owned by the runtime user, so that named volumes
 # mounted on them start out writable by it (Docker copies ownership into an empty volume).
+# /opt/airflow/auth: the Airflow login file; /mlflow/auth: MLflow's user store.
 RUN useradd --create-home --uid 50000 candlecast \
-    && mkdir -p /var/lib/candlecast /opt/airflow/logs /mlflow/artifacts \
+    && mkdir -p /var/lib/candlecast /opt/airflow/logs /opt/airflow/auth /mlflow/artifacts \
+        /mlflow/auth \
     && chown -R candlecast:candlecast /var/lib/candlecast /opt/airflow /mlflow
 USER candlecast
 

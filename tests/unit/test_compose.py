@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from shlex import quote as shlex_quote
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +28,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from candlecast.serving.auth import KeySettings, load_keys
 from candlecast.settings import Settings
+from tests import compose_spec
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -55,18 +58,25 @@ CANDLECAST_ENV = {
     "CANDLECAST_REDIS_URL": "redis:6379,db=1",
     "CANDLECAST_PAIRS": "/opt/candlecast/config/pairs.yaml",
 }
-#: Host port per service, as deploy/README.md documents them.
+#: Host port per service: the UIs people use, and nothing else (the README lists them).
 PUBLISHED = {
     "airflow-apiserver": 8080,
     "mlflow": 5000,
     "predictor": 3000,
-    "prometheus": 9090,
     "grafana": 3001,
 }
-#: Environment the compose file requires (``${VAR:?}``); dummy values for `docker compose config`.
-REQUIRED_ENV = {"AIRFLOW_JWT_SECRET": "test-jwt-secret", "GRAFANA_ADMIN_PASSWORD": "test-password"}
+ENV_EXAMPLE = REPO / ".env.example"
+#: Variables of .env.example that are not secrets (and may have defaults in the compose file).
+NOT_SECRET = {"CANDLECAST_BIND", "CANDLECAST_IMAGE"}
+#: Every secret the compose file requires, each with a distinct dummy value (for
+#: `docker compose config`, and to find where a value ends up after interpolation).
+REQUIRED_ENV = {
+    name: f"dummy-{name.lower().replace('_', '-')}-0123456789"
+    for name in compose_spec.read_env_file(ENV_EXAMPLE)
+    if name not in NOT_SECRET
+}
 DASHBOARD_FILE = REPO / "deploy" / "grafana" / "dashboards" / "service-health.json"
-SECRET_KEY = re.compile(r"PASSWORD|SECRET|TOKEN|FERNET|_KEY$")
+SECRET_KEY = re.compile(r"PASSWORD(?!S_FILE)|SECRET|TOKEN|FERNET|_KEYS?$")
 CREDENTIAL_URL = re.compile(r"://[^:/@\s]+:([^@\s]*)@")
 #: A minimal ``@bentoml.service``, served for real to see what BentoML exposes on /metrics.
 PROBE_SERVICE = """
@@ -115,6 +125,13 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
 
 def is_bind(source: str) -> bool:
     return source.startswith((".", "/", "~"))
+
+
+def mounted_script(service: dict[str, Any]) -> Path:
+    """The repository file a service runs as ``sh <script>`` (bind-mounted into it)."""
+    args = command(service)
+    assert args[0] == "sh" and len(args) == 2, args
+    return REPO / mounts(service)[args[1]]
 
 
 def strings(node: Any) -> list[str]:
@@ -218,6 +235,17 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def resolved(compose) -> dict[str, Any]:
+    """The compose file as Compose runs it: interpolated with a complete set of secrets."""
+    return compose_spec.interpolate_tree(compose, REQUIRED_ENV)
+
+
+@pytest.fixture(scope="module")
+def resolved_services(resolved) -> dict[str, dict[str, Any]]:
+    return resolved["services"]
+
+
+@pytest.fixture(scope="module")
 def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD_FILE.read_text())
 
@@ -291,8 +319,9 @@ def test_airflow_runs_celery_executor_on_redis_db0(airflow):
 def test_airflow_components_share_one_configuration(airflow):
     """Scheduler, DAG processor, workers and API server must agree on DAGs, database, broker
     and the JWT secret, or tasks fail to start or to authenticate."""
+    prefixes = ("AIRFLOW__", "CANDLECAST_", "MLFLOW_")
     configs = {
-        name: {k: v for k, v in env(svc).items() if k.startswith(("AIRFLOW", "CANDLECAST"))}
+        name: {k: v for k, v in env(svc).items() if k.startswith(prefixes)}
         for name, svc in airflow.items()
     }
     reference = configs["airflow-scheduler"]
@@ -328,13 +357,17 @@ def test_airflow_variables_name_real_options(airflow, tmp_path):
 
 
 def test_candlecast_services_share_candlecast_settings(candlecast_services, monkeypatch):
+    fields = {
+        f"CANDLECAST_{field.upper()}"
+        for model in (Settings, KeySettings)
+        for field in model.model_fields
+    }
     for name, service in candlecast_services.items():
         variables = {k: v for k, v in env(service).items() if k.startswith("CANDLECAST_")}
-        assert variables == CANDLECAST_ENV, name
+        assert {k: variables.get(k) for k in CANDLECAST_ENV} == CANDLECAST_ENV, name
+        # Each variable is a real setting (a typo would be ignored: extra="ignore").
+        assert set(variables) <= fields, f"{name}: {set(variables) - fields}"
 
-    # Each variable is a real setting (a typo would be ignored: extra="ignore") and parses.
-    fields = {f"CANDLECAST_{field.upper()}" for field in Settings.model_fields}
-    assert set(CANDLECAST_ENV) <= fields, set(CANDLECAST_ENV) - fields
     for variable, value in CANDLECAST_ENV.items():
         monkeypatch.setenv(variable, value)
     settings = Settings()
@@ -449,13 +482,8 @@ def test_depends_on_names_services_and_airflow_waits_for_migration(services, air
         if name != "airflow-init":
             condition = service["depends_on"]["airflow-init"]["condition"]
             assert condition == "service_completed_successfully", name
-    assert command(services["airflow-init"]) == ["airflow", "db", "migrate"]
-
-
-def test_published_ports(services):
-    for name, host_port in PUBLISHED.items():
-        published = {str(port).split(":")[0] for port in services[name].get("ports", [])}
-        assert str(host_port) in published, f"{name} not published on {host_port}"
+    script = mounted_script(services["airflow-init"])
+    assert re.search(r"^airflow db migrate$", script.read_text(), re.M)
 
 
 # -- files the stack needs ---------------------------------------------------------------------
@@ -511,11 +539,13 @@ def test_container_paths_point_into_the_image(candlecast_services):
 # -- MLflow, predictor, Prometheus, Grafana ----------------------------------------------------
 
 
-def test_mlflow_server_uses_its_own_database_and_serves_artifacts(services):
+def test_mlflow_server_uses_its_own_database_and_serves_artifacts(services, resolved_services):
     service = services["mlflow"]
     args = command(service)
     assert args[:2] == ["mlflow", "server"]
-    backend = urlsplit(option(args, "--backend-store-uri"))
+    # From the environment: the URI holds the database password.
+    assert "--backend-store-uri" not in args
+    backend = urlsplit(env(resolved_services["mlflow"])["MLFLOW_BACKEND_STORE_URI"])
     assert (backend.scheme, backend.hostname, backend.path) == ("postgresql", "postgres", "/mlflow")
     sql = (REPO / "deploy" / "postgres" / "init-mlflow.sql").read_text()
     assert re.search(r"CREATE DATABASE mlflow\b", sql, re.I)
@@ -532,13 +562,15 @@ def test_mlflow_server_uses_its_own_database_and_serves_artifacts(services):
     assert any(fnmatch.fnmatch(host, pattern) for pattern in allowed), host
 
 
-def test_predictor_serves_on_3000_with_readiness_check(services):
+def test_predictor_serves_on_3000_with_liveness_check(services):
+    """Healthy means serving: /livez. /readyz stays false until the pipeline deployed a model,
+    and services waiting on the predictor would wait for that."""
     service = services["predictor"]
     args = command(service)
     assert args[:2] == ["candlecast", "serve"]
     assert option(args, "--port") == "3000" and option(args, "--host") == "0.0.0.0"
-    assert "3000:3000" in [str(port) for port in service["ports"]]
-    assert "http://localhost:3000/readyz" in " ".join(service["healthcheck"]["test"])
+    assert [port.rsplit(":", 2)[1:] for port in service["ports"]] == [["3000", "3000"]]
+    assert "http://localhost:3000/livez" in " ".join(service["healthcheck"]["test"])
 
 
 def test_prometheus_scrapes_the_predictor(services):
@@ -551,6 +583,31 @@ def test_prometheus_scrapes_the_predictor(services):
     targets = [t for static in predictor["static_configs"] for t in static["targets"]]
     assert targets == ["predictor:3000"]
     assert "prometheus" in jobs
+    # /metrics wants an API key: Prometheus reads its own from the compose secret's file.
+    credentials = predictor["authorization"]["credentials_file"]
+    (secret,) = services["prometheus"]["secrets"]
+    assert credentials == f"/run/secrets/{secret}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_prometheus_config_passes_promtool(tmp_path):
+    """The installed Prometheus' own checker accepts the config (the secret's file is stood in
+    for by a local one: promtool checks that it exists)."""
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    key = tmp_path / "key"
+    key.write_text("k")
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(key)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        ["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_grafana_provisioning_is_wired(services):
@@ -603,7 +660,129 @@ def test_dashboard_queries_name_metrics_bentoml_exposes(dashboard, bentoml_metri
             assert labels <= allowed, f"{panel['title']}: unknown labels {labels - allowed}"
 
 
+# -- the Compose specification: interpolation and schema ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("${A}", {"A": "x"}, "x"),
+        ("$A/b", {"A": "x"}, "x/b"),
+        ("${A}", {}, ""),
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A-d}", {"A": ""}, ""),
+        ("${A-d}", {}, "d"),
+        ("${A:-${B:-n}}", {}, "n"),
+        ("${A:-${B}}", {"B": "b"}, "b"),
+        ("${A:?need A}", {"A": "x"}, "x"),
+        ("${A?need A}", {"A": ""}, ""),
+        ("$$A ${A}", {"A": "x"}, "$A x"),
+        ("$${HOSTNAME}", {"HOSTNAME": "h"}, "${HOSTNAME}"),
+        ("cost: 5$ or $", {}, "cost: 5$ or $"),
+        ("a:${A}:${B:-2}", {"A": "1"}, "a:1:2"),
+    ],
+)
+def test_interpolation_follows_the_compose_spec(text, env, expected):
+    assert compose_spec.interpolate(text, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [("${A:?need A}", {}), ("${A:?need A}", {"A": ""}), ("${A?need A}", {}), ("x${A", {})],
+)
+def test_interpolation_fails_for_missing_required_variables(text, env):
+    with pytest.raises(compose_spec.InterpolationError):
+        compose_spec.interpolate(text, env)
+
+
+def test_env_file_is_read_as_compose_reads_it(tmp_path):
+    path = tmp_path / ".env"
+    path.write_text(
+        "# comment\n\nA=1\nB=x # comment\nC='$A literal'\nD=\"quoted $A\\tx\"\nE=${A}2\nF\nG=\n"
+    )
+    assert compose_spec.read_env_file(path) == {
+        "A": "1",
+        "B": "x",
+        "C": "$A literal",
+        "D": "quoted 1\tx",
+        "E": "12",
+        "G": "",
+    }
+
+
+def test_vendored_schema_names_its_source_and_licence():
+    folder = compose_spec.SCHEMA_FILE.parent
+    note = (folder / "README.md").read_text()
+    assert re.search(r"compose-spec/compose-spec/blob/[0-9a-f]{40}/schema/compose-spec.json", note)
+    assert "Apache License" in (folder / "LICENSE").read_text()
+    assert compose_spec.schema()["title"] == "Compose Specification"
+
+
+def test_compose_file_is_valid_after_interpolating_env_example(compose):
+    example = compose_spec.read_env_file(ENV_EXAMPLE)
+    compose_spec.validate(compose_spec.interpolate_tree(compose, example))
+
+
+def test_schema_validation_can_fail(resolved):
+    """The schema really constrains the file: a misspelt key and a wrong type are rejected."""
+    import jsonschema
+
+    broken = json.loads(json.dumps(resolved))
+    broken["services"]["predictor"]["helthcheck"] = broken["services"]["predictor"].pop(
+        "healthcheck"
+    )
+    with pytest.raises(jsonschema.ValidationError, match="helthcheck"):
+        compose_spec.validate(broken)
+    broken = json.loads(json.dumps(resolved))
+    broken["services"]["redis"]["depends_on"] = {"postgres": {"condition": "sometime"}}
+    with pytest.raises(jsonschema.ValidationError):
+        compose_spec.validate(broken)
+
+
 # -- secrets -----------------------------------------------------------------------------------
+
+
+def test_every_variable_the_file_uses_is_in_env_example(compose):
+    texts = [text.replace("$$", "") for text in strings(compose)]
+    used = {name for text in texts for name in re.findall(r"\$\{([_A-Za-z]\w*)", text)}
+    used |= {s["environment"] for s in compose.get("secrets", {}).values() if "environment" in s}
+    assert used == set(compose_spec.read_env_file(ENV_EXAMPLE)), used
+
+
+def test_without_an_env_file_compose_refuses_every_secret(compose):
+    """Each secret alone missing (unset, or set but empty) stops interpolation, naming it."""
+    assert set(compose_spec.missing_variables(compose)) == set(REQUIRED_ENV)
+    for name in REQUIRED_ENV:
+        for env in (
+            {k: v for k, v in REQUIRED_ENV.items() if k != name},
+            REQUIRED_ENV | {name: ""},
+        ):
+            with pytest.raises(compose_spec.InterpolationError, match=name):
+                compose_spec.interpolate_tree(compose, env)
+    with pytest.raises(compose_spec.InterpolationError):
+        compose_spec.interpolate_tree(compose, {})
+
+
+def test_no_secret_has_a_default(compose):
+    defaults = compose_spec.defaults(compose)
+    assert set(defaults) <= NOT_SECRET, set(defaults) - NOT_SECRET
+    assert defaults["CANDLECAST_BIND"] == ["127.0.0.1"] * len(PUBLISHED)
+
+
+def test_postgres_password_and_fernet_key_are_required(services, airflow):
+    assert env(services["postgres"])["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    for name, service in airflow.items():
+        assert env(service)["AIRFLOW__CORE__FERNET_KEY"].startswith("${AIRFLOW_FERNET_KEY:?"), name
+
+
+def test_secrets_reach_processes_only_through_their_environment(resolved_services):
+    """A secret's value appears in no command, health check, port, image or label (those are
+    visible in `ps` and `docker inspect`), only in `environment`."""
+    for name, service in resolved_services.items():
+        visible = json.dumps({k: v for k, v in service.items() if k != "environment"})
+        for variable, value in REQUIRED_ENV.items():
+            assert value not in visible, f"{name}: {variable} outside its environment"
 
 
 def test_no_literal_secrets(compose, services):
@@ -614,21 +793,304 @@ def test_no_literal_secrets(compose, services):
     for text in strings(compose):
         for password in CREDENTIAL_URL.findall(text):
             assert password.startswith("${"), f"literal password in {text}"
-    # No default for the real secrets: compose refuses to start without them.
-    assert env(services["airflow-scheduler"])["AIRFLOW__API_AUTH__JWT_SECRET"].startswith(
-        "${AIRFLOW_JWT_SECRET:?"
-    )
-    assert env(services["grafana"])["GF_SECURITY_ADMIN_PASSWORD"].startswith(
-        "${GRAFANA_ADMIN_PASSWORD:?"
-    )
 
 
-def test_readme_documents_the_urls():
-    readme = (REPO / "deploy" / "README.md").read_text()
+def test_env_example_one_liner_makes_a_working_env(tmp_path, compose):
+    """The generator .env.example documents replaces every placeholder with a fresh random value
+    that Compose accepts, and gives Airflow a valid Fernet key."""
+    from cryptography.fernet import Fernet
+
+    text = ENV_EXAMPLE.read_text()
+    (line,) = [ln for ln in text.splitlines() if "python3 -c" in ln]
+    one_liner = line.lstrip("# ").strip()
+    (tmp_path / ".env.example").write_text(text)
+    done = subprocess.run(
+        ["bash", "-c", one_liner.replace("python3", shlex_quote(sys.executable), 1)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    values = compose_spec.read_env_file(tmp_path / ".env")
+    secrets = {k: v for k, v in values.items() if k not in NOT_SECRET}
+    assert set(secrets) == set(REQUIRED_ENV)
+    assert "CHANGE_ME" not in (tmp_path / ".env").read_text()
+    assert len(set(secrets.values())) == len(secrets), "two secrets got the same value"
+    Fernet(secrets["AIRFLOW_FERNET_KEY"].encode())
+    for name, value in secrets.items():
+        assert re.fullmatch(r"[A-Za-z0-9_=-]{32,}", value), name
+    compose_spec.validate(compose_spec.interpolate_tree(compose, values))
+
+
+def test_env_is_git_ignored_and_its_template_is_not():
+    def ignored(path: str) -> bool:
+        done = subprocess.run(
+            ["git", "check-ignore", "-q", "--no-index", path], cwd=REPO, check=False
+        )
+        return done.returncode == 0
+
+    assert ignored(".env")
+    assert not ignored(".env.example")
+
+
+# -- who can reach what ------------------------------------------------------------------------
+
+
+def test_only_the_user_interfaces_are_published_on_candlecast_bind(services, resolved_services):
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == set(PUBLISHED), published
+    for name, port in PUBLISHED.items():
+        (raw,) = services[name]["ports"]
+        assert raw.startswith("${CANDLECAST_BIND:-127.0.0.1}:"), name
+        (resolved,) = resolved_services[name]["ports"]
+        assert resolved.split(":")[:2] == ["127.0.0.1", str(port)], name
+    for name in ("postgres", "redis", "prometheus"):
+        assert "ports" not in services[name] and "network_mode" not in services[name], name
+    bound = compose_spec.interpolate_tree(services, REQUIRED_ENV | {"CANDLECAST_BIND": "10.0.0.5"})
+    assert bound["grafana"]["ports"] == ["10.0.0.5:3001:3000"]
+
+
+def test_workers_scale(services):
+    """`docker compose up --scale airflow-worker=N`: nothing fixes a worker's name or host port,
+    and nothing refers to one worker by name."""
+    worker = services["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker and "hostname" not in worker
+    assert not any("container_name" in service for service in services.values())
+    for name, service in services.items():
+        assert "airflow-worker" not in (service.get("depends_on") or {}), name
+
+
+def test_every_long_running_service_has_a_health_check(services):
+    for name, service in services.items():
+        if service.get("restart") == "no":  # one-shot: airflow-init
+            continue
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in {"CMD", "CMD-SHELL"}, f"{name} has no health check"
+
+
+def test_depends_on_waits_for_health_or_completion(services):
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for target, spec in depends.items():
+            condition = spec.get("condition")
+            if condition == "service_completed_successfully":
+                assert services[target].get("restart") == "no", f"{name} -> {target}"
+            else:
+                assert condition == "service_healthy", f"{name} -> {target}: {condition}"
+                assert "healthcheck" in services[target], f"{name} -> {target}"
+
+
+def test_airflow_requires_a_login_and_not_everyone_is_admin(airflow):
+    variables = env(airflow["airflow-apiserver"])
+    assert variables["AIRFLOW__CORE__AUTH_MANAGER"].endswith(
+        "simple_auth_manager.SimpleAuthManager"
+    )
+    assert variables["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    users = dict(
+        u.split(":") for u in variables["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")
+    )
+    assert users["admin"] == "admin" and set(users.values()) - {"admin"}, users
+    # airflow-init writes the password file the API server reads, on a volume they share.
+    passwords = PurePosixPath(variables["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    init = airflow["airflow-init"]
+    for service in (init, airflow["airflow-apiserver"]):
+        assert mounts(service).get(str(passwords.parent)) == "airflow-auth"
+    for user in users:
+        assert env(init)[f"AIRFLOW_{user.upper()}_PASSWORD"].startswith("${"), user
+
+
+@pytest.mark.slow
+def test_airflow_init_writes_the_declared_logins(airflow, tmp_path):
+    """deploy/airflow/init.sh run for real (airflow db migrate on a throwaway SQLite
+    database): the password file holds the passwords .env declares, and Airflow's simple auth
+    manager reads exactly those."""
+    init = airflow["airflow-init"]
+    script = mounted_script(init)
+    passwords = {"admin": "admin-pass-123456", "viewer": "viewer-pass-123456"}
+    variables = {
+        k: v for k, v in env(init).items() if k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER")
+    }
+    password_file = tmp_path / "auth" / "passwords.json"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    run_env = (
+        clean
+        | variables
+        | {
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "AIRFLOW_HOME": str(tmp_path / "home"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+            "AIRFLOW_ADMIN_PASSWORD": passwords["admin"],
+            "AIRFLOW_VIEWER_PASSWORD": passwords["viewer"],
+        }
+    )
+    done = subprocess.run(
+        ["sh", str(script)], env=run_env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads(password_file.read_text()) == passwords
+    assert password_file.stat().st_mode & 0o077 == 0
+    read = subprocess.run(
+        [
+            str(BIN / "python"),
+            "-c",
+            "import json; from airflow.api_fastapi.auth.managers.simple.simple_auth_manager "
+            "import SimpleAuthManager as M; print(json.dumps(M.get_passwords()))",
+        ],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert json.loads(read.stdout.strip().splitlines()[-1]) == passwords
+
+    missing = run_env | {"AIRFLOW_VIEWER_PASSWORD": ""}
+    failed = subprocess.run(
+        ["sh", str(script)], env=missing, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert failed.returncode != 0 and "AIRFLOW_VIEWER_PASSWORD" in failed.stderr
+
+
+def test_mlflow_requires_a_login(services, candlecast_services, monkeypatch):
+    mlflow = services["mlflow"]
+    args = command(mlflow)
+    assert option(args, "--app-name") == "basic-auth"
+    variables = env(mlflow)
+    ini = mounts(mlflow)[variables["MLFLOW_AUTH_CONFIG_PATH"]]
+    assert variables["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    assert variables["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${")
+    # The installed MLflow reads the mounted file: its admin is the user the pipeline logs in
+    # as, and its user store is on a volume (it survives a restart).
+    from mlflow.server.auth.config import read_auth_config
+
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(REPO / ini))
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    config = read_auth_config()
+    assert config.admin_password is None, "a password in the repository"
+    for name, service in candlecast_services.items():
+        assert env(service)["MLFLOW_TRACKING_USERNAME"] == config.admin_username, name
+        assert env(service)["MLFLOW_TRACKING_PASSWORD"] == variables["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    store = PurePosixPath(config.database_uri.removeprefix("sqlite:///"))
+    assert config.database_uri.startswith("sqlite:////")
+    assert mounts(mlflow).get(str(store.parent)) == "mlflow-auth"
+
+
+@pytest.mark.slow
+def test_mlflow_server_with_the_compose_auth_settings_refuses_anonymous_requests(
+    resolved_services, tmp_path
+):
+    """`mlflow server --app-name basic-auth` started for real with the compose file's auth
+    config and environment (only the stores moved to local files): /health is open, the API
+    answers 401 without a login, 401 with a wrong one, and 200 for the pipeline's login."""
+    import base64
+    import urllib.error
+
+    mlflow = resolved_services["mlflow"]
+    variables = env(mlflow)
+    ini = REPO / mounts(mlflow)[variables["MLFLOW_AUTH_CONFIG_PATH"]]
+    local_ini = tmp_path / "basic_auth.ini"
+    local_ini.write_text(
+        re.sub(
+            r"^database_uri = .*$",
+            f"database_uri = sqlite:///{tmp_path / 'auth.db'}",
+            ini.read_text(),
+            flags=re.M,
+        )
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server_env = os.environ | {
+        "MLFLOW_AUTH_CONFIG_PATH": str(local_ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": variables["MLFLOW_AUTH_ADMIN_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": variables["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    args = command(mlflow)
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    args[args.index("--artifacts-destination") + 1] = str(tmp_path / "artifacts")
+    args[0] = str(BIN / "mlflow")
+
+    def status(user: str | None, password: str = "") -> int:
+        request = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1")
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    pipeline = resolved_services["predictor"]["environment"]
+    log_path = tmp_path / "mlflow.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            args, cwd=tmp_path, env=server_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            wait_for(lambda: answers(f"{base}/health"), server, f"mlflow server ({log_path})")
+            assert status(None) == 401
+            assert status(pipeline["MLFLOW_TRACKING_USERNAME"], "wrong-password") == 401
+            login = (pipeline["MLFLOW_TRACKING_USERNAME"], pipeline["MLFLOW_TRACKING_PASSWORD"])
+            assert status(*login) == 200
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+def test_grafana_requires_a_login(services):
+    variables = env(services["grafana"])
+    assert variables["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert variables["GF_SECURITY_SECRET_KEY"].startswith("${GRAFANA_SECRET_KEY:?")
+    assert variables["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert variables["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_prediction_service_requires_api_keys(resolved_services, airflow, monkeypatch):
+    """The service's own key loader, given the predictor's environment, accepts the users',
+    the pipeline's and Prometheus' keys, and the pipeline sends one of them."""
+    predictor = resolved_services["predictor"]["environment"]
+    monkeypatch.delenv("CANDLECAST_API_KEYS_FILE", raising=False)
+    monkeypatch.setenv("CANDLECAST_API_KEYS", predictor["CANDLECAST_API_KEYS"])
+    keys = set(load_keys())
+    expected = {
+        REQUIRED_ENV[name].encode()
+        for name in ("CANDLECAST_API_KEYS", "CANDLECAST_PIPELINE_API_KEY", "PROMETHEUS_API_KEY")
+    }
+    assert keys == expected
+    worker = resolved_services["airflow-worker"]["environment"]
+    monkeypatch.setenv("CANDLECAST_API_KEYS", worker["CANDLECAST_API_KEYS"])
+    assert set(load_keys()) <= keys and load_keys()
+    assert worker["CANDLECAST_SERVICE_URL"] == "http://predictor:3000"
+    assert env(airflow["airflow-worker"])["CANDLECAST_API_KEYS"].startswith("${")
+
+
+def test_readme_production_section_says_how_to_log_in():
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"^## Production\n(.*?)(?=^## )", readme, re.M | re.S)
+    assert match, "README.md has no Production section"
+    section = match.group(1)
     for port in PUBLISHED.values():
-        assert f"localhost:{port}" in readme, port
-    for variable in REQUIRED_ENV:
-        assert variable in readme
+        assert f"127.0.0.1:{port}" in section, port
+    for needle in (
+        "cp .env.example .env",
+        "--scale airflow-worker=",
+        "pg_dump",
+        "pg_restore",
+        "AIRFLOW_ADMIN_PASSWORD",
+        "MLFLOW_ADMIN_PASSWORD",
+        "GRAFANA_ADMIN_PASSWORD",
+        "CANDLECAST_API_KEYS",
+    ):
+        assert needle in section, needle
 
 
 # -- docker compose itself (only where the plugin is installed) --------------------------------
