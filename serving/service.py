@@ -1,56 +1,75 @@
-"""candlecast prediction service (BentoML).
+"""candlecast prediction service (BentoML), a thin shell over :mod:`candlecast.serving`.
 
-POST /predict {"pair": "BTC/USD"} -> next-candle forecast from the stream's deployed ONNX
-champion on its latest online features. The symbol alone is enough when one configured stream
-has it; otherwise add "exchange" and "timeframe" (a 400 names the candidates, a 404 the
-configured streams). GET /health -> what is deployed per stream. BentoML's own /livez and
-/readyz are there too.
+``POST /predict``, ``POST /predict_batch``, ``GET /pairs``, ``POST /refresh``, ``GET /health``
+and ``/readyz`` come from :func:`candlecast.serving.api.create_app` (mounted here, so BentoML
+publishes them in its OpenAPI document at ``/docs.json``); ``/livez``, ``/healthz`` and
+``/metrics`` are BentoML's own. Answers come from memory: every stream's deployed ONNX champion
+and latest features are loaded at start-up, reloaded when the pipeline announces news
+(``POST /refresh``) and checked periodically (``CANDLECAST_SERVICE_REFRESH_SECONDS``).
 
-The deployed models live in the BentoML model store under CANDLECAST_HOME (one model per
-stream, ``<stream key>_forecaster``); they are looked up per request rather than declared at
-class level, so a new champion is served as soon as the pipeline deploys it, without restart.
+BentoML's per-request access log is off (one structured JSON line per request comes from
+:mod:`candlecast.serving.guard` instead) and tracing skips the API paths: both cost more than
+a forecast (bench/bench_serving.py measured each setting).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import sys
 
 import bentoml
-from fastapi import FastAPI
-from pydantic import Field
 
-from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStreamError
+from candlecast.serving import metrics
+from candlecast.serving.api import create_app, readiness
+from candlecast.serving.auth import load_keys
 from candlecast.serving.forecaster import Forecaster
+from candlecast.serving.guard import Guard, access_log
+from candlecast.serving.options import ServiceOptions
+from candlecast.serving.refresher import Refresher
 
-ops = FastAPI(title="candlecast operations")
+# Read at import: BentoML needs the worker count when the class is declared.
+OPTIONS = ServiceOptions()
+_current: list[Forecaster] = []
 
 
-@bentoml.service(name="candlecast", traffic={"timeout": 30}, workers=1)
-@bentoml.asgi_app(ops, path="/")
+def _forecaster() -> Forecaster:
+    return _current[0]
+
+
+api = create_app(_forecaster)
+
+
+@bentoml.service(
+    name="candlecast",
+    workers=OPTIONS.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},
+    tracing={"excluded_urls": "predict,predict_batch,pairs,refresh,health"},
+)
+@bentoml.asgi_app(api, path="/")
 class Candlecast:
     def __init__(self) -> None:
+        metrics.setup()
+        if OPTIONS.access_log and not access_log.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            access_log.addHandler(handler)
+            access_log.setLevel(logging.INFO)
+            access_log.propagate = False
         self.forecaster = Forecaster()
+        _current[:] = [self.forecaster]
+        self.forecaster.refresh_all()
+        self.refresher = Refresher(self.forecaster, OPTIONS.refresh_seconds)
+        self.refresher.start()
 
-    @bentoml.api
-    def predict(
-        self,
-        pair: str = Field(
-            description="Symbol (BTC/USD) or stream key", min_length=3, max_length=60
-        ),
-        exchange: str | None = Field(default=None, description="e.g. binance", max_length=32),
-        timeframe: str | None = Field(default=None, description="e.g. 1h", max_length=8),
-    ) -> dict[str, Any]:
-        """Forecast the next candle's log return and close price for a stream."""
-        try:
-            return self.forecaster.predict(pair, exchange, timeframe)
-        except UnknownStreamError as exc:
-            raise bentoml.exceptions.NotFound(str(exc)) from None
-        except AmbiguousStreamError as exc:
-            raise bentoml.exceptions.InvalidArgument(str(exc)) from None
-        except NotReadyError as exc:
-            raise bentoml.exceptions.ServiceUnavailable(str(exc)) from None
+    def __metrics__(self, content: str) -> str:
+        return content + metrics.feature_age_text(self.forecaster.served())
 
-    @ops.get("/health")
-    def health(self) -> dict[str, Any]:
-        """Deployed model per stream."""
-        return self.forecaster.status()
+
+Candlecast.add_asgi_middleware(  # type: ignore[attr-defined]
+    Guard,
+    keys=load_keys(),
+    max_body_bytes=OPTIONS.max_body_bytes,
+    access_log_enabled=OPTIONS.access_log,
+    readiness=lambda: readiness(_forecaster()),
+)

@@ -52,3 +52,23 @@ def _latest(bentoml: Any, name: str) -> Any | None:
         return bentoml.models.get(f"{name}:latest")
     except bentoml.exceptions.NotFound:
         return None
+
+
+def deployed_tag(pair: PairConfig, settings: Settings | None = None) -> str | None:
+    """The tag of the stream's model the service serves now (None before any deploy)."""
+    bentoml_store(settings)
+    import bentoml
+
+    current = _latest(bentoml, pair.stream.bento_model)
+    return str(current.tag) if current is not None else None
+
+
+def undeploy(pair: PairConfig, tag: str, settings: Settings | None = None) -> None:
+    """Remove a deployment that failed its checks, so the previous one is served again."""
+    bentoml_store(settings)
+    import bentoml
+
+    if not tag.startswith(f"{pair.stream.bento_model}:"):
+        raise ValueError(f"{tag} is not a deployment of {pair.stream.label}")
+    bentoml.models.delete(tag)
+    log.warning("%s: undeployed %s", pair.stream.label, tag)

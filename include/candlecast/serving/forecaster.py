@@ -1,7 +1,15 @@
-"""Online forecasts: the deployed ONNX champion applied to the latest online features.
+"""Online forecasts, answered from memory.
 
-Used by the BentoML service and by the deploy step's smoke test. The deployed model is looked
-up in the BentoML model store on every call, so a new deployment is served without restart.
+A stream's forecast depends only on its deployed champion and its latest closed candle's
+features, which change once per candle and once per deployment. So the :class:`Forecaster`
+keeps, per stream, one immutable :class:`Snapshot` (the ONNX session, its metadata, the feature
+row or window, and the forecast computed from them) and answers from it. A snapshot is
+rebuilt by :meth:`Forecaster.refresh`: when the pipeline announces news (``POST /refresh``,
+:mod:`.notify`), on the first request for a stream, and by the service's periodic check. The
+new snapshot replaces the old one in one assignment, so a request is answered by exactly one
+version; a model that fails to load or to forecast on the current features is never switched
+to (the previous one keeps serving and the failure is logged and counted).
+
 A request names a stream by symbol alone when that is unambiguous, else with its exchange and
 timeframe too (:meth:`candlecast.config.PairsConfig.resolve`).
 """
@@ -10,8 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +32,8 @@ from candlecast.config import PairConfig, PairsConfig, load_pairs
 from candlecast.errors import ConfigError, NotReadyError
 from candlecast.features import featurestore
 from candlecast.modeling.kinds.base import window_inputs
+from candlecast.serving import metrics
+from candlecast.serving.announcements import Announcements
 from candlecast.serving.deploy import bentoml_store
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
@@ -29,8 +41,57 @@ from candlecast.timeframes import ms_to_iso, timeframe_ms
 log = logging.getLogger(__name__)
 
 
+class ModelLoadError(RuntimeError):
+    """A deployed model that cannot be loaded or fails its smoke forecast (not switched to)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An ONNX session with what serving needs from its metadata."""
+
+    tag: str
+    session: Any
+    input_name: str
+    meta: dict[str, Any]
+    deployed_at: str | None
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.meta["features"])
+
+    @property
+    def window(self) -> int:
+        return int(self.meta.get("window", 1))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Forecast log returns for input rows (float32, shape (n, window * features))."""
+        out = self.session.run(None, {self.input_name: x})[0]
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one stream's answers come from, replaced as a whole."""
+
+    pair: PairConfig
+    model: LoadedModel
+    candle_ts: int
+    close: float
+    predicted: float
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def features_at_ms(self) -> int:
+        """Close time of the candle the features describe."""
+        return self.candle_ts + timeframe_ms(self.pair.timeframe)
+
+    def stale(self, now_ms: int) -> bool:
+        step = timeframe_ms(self.pair.timeframe)
+        return now_ms - self.features_at_ms > self.pair.serving.max_feature_age_candles * step
+
+
 class Forecaster:
-    """Answers forecasts for the configured streams."""
+    """Answers forecasts for the configured streams from in-memory snapshots."""
 
     def __init__(self, settings: Settings | None = None, pairs: PairsConfig | None = None) -> None:
         self.settings = settings or get_settings()
@@ -38,8 +99,16 @@ class Forecaster:
         self._config: tuple[tuple[int, int] | None, PairsConfig] = (None, pairs or self._load())
         bentoml_store(self.settings)
         self._store = featurestore.feature_store(self.settings)
-        self._sessions: dict[str, tuple[Any, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._errors: dict[str, str] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._resolved: dict[tuple[str, str | None, str | None], PairConfig] = {}
+        self._resolved_for: PairsConfig | None = None
+        self.announcements = Announcements(self.settings.paths.home)
+        self._seen: dict[str, int] = {}
+
+    # -- config ------------------------------------------------------------------------------
 
     def _load(self) -> PairsConfig:
         return load_pairs(self.settings.pairs)
@@ -69,16 +138,169 @@ class Forecaster:
         self, symbol: str, exchange: str | None = None, timeframe: str | None = None
     ) -> PairConfig:
         """The configured stream a request names (raises UnknownStreamError or
-        AmbiguousStreamError)."""
-        return self.pairs.resolve(symbol, exchange, timeframe)
+        AmbiguousStreamError); successful look-ups are remembered until the config changes."""
+        config = self.pairs
+        if config is not self._resolved_for:
+            self._resolved, self._resolved_for = {}, config
+        key = (symbol, exchange, timeframe)
+        found = self._resolved.get(key)
+        if found is None:
+            found = config.resolve(symbol, exchange, timeframe)
+            if len(self._resolved) < 10_000:
+                self._resolved[key] = found
+        return found
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def needs_refresh(self, pair: PairConfig) -> bool:
+        """Whether the stream has no snapshot yet, or news was announced since it was loaded
+        (cheap: one ``stat`` while nothing changed)."""
+        key = pair.key
+        current = self._snapshots.get(key)
+        if current is None or current.pair is not pair:
+            return True
+        return self.announcements.counts().get(key, 0) != self._seen.get(key, 0)
+
+    def snapshot(self, pair: PairConfig) -> Snapshot:
+        """The stream's current snapshot, refreshed first when :meth:`needs_refresh`."""
+        if self.needs_refresh(pair):
+            return self.refresh(pair)
+        return self._snapshots[pair.key]
 
     def predict(
-        self, symbol: str, exchange: str | None = None, timeframe: str | None = None
+        self,
+        symbol: str,
+        exchange: str | None = None,
+        timeframe: str | None = None,
+        horizon: int = 1,
     ) -> dict[str, Any]:
         """The next-candle forecast for a stream (``BTC/USD``, or with exchange/timeframe)."""
-        pair = self.resolve(symbol, exchange, timeframe)
-        session, meta, tag = self._model(pair)
-        columns = [*meta["features"], "close", "candle_ts"]
+        if horizon != 1:
+            raise ValueError("the served models forecast the next candle only (horizon 1)")
+        return answer(self.snapshot(self.resolve(symbol, exchange, timeframe)))
+
+    def predict_rows(
+        self, pair: PairConfig, features: list[str], rows: list[list[float]]
+    ) -> tuple[Snapshot, np.ndarray]:
+        """Forecasts of the stream's served model for a user's feature rows (columns named by
+        ``features``, the model's feature list in any order; oldest row first).
+
+        Raises:
+            ValueError: the columns or rows do not fit the model's input schema.
+        """
+        snap = self.snapshot(pair)
+        model = snap.model
+        expected = model.features
+        if sorted(features) != sorted(expected) or len(set(features)) != len(features):
+            missing = sorted(set(expected) - set(features))
+            extra = sorted(set(features) - set(expected))
+            raise ValueError(
+                f"{pair.stream.label}: the model reads {len(expected)} features "
+                f"(missing: {', '.join(missing) or 'none'}; unknown: {', '.join(extra) or 'none'})"
+            )
+        x = np.asarray(rows, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(features):
+            raise ValueError(f"every row must hold {len(features)} values, one per feature")
+        if not np.isfinite(x).all():
+            raise ValueError("feature values must be finite numbers")
+        if features != expected:
+            x = x[:, [features.index(name) for name in expected]]
+        window = model.window
+        if len(x) < window:
+            raise ValueError(f"the model reads windows of {window} rows; {len(x)} given")
+        if window > 1:
+            x = np.lib.stride_tricks.sliding_window_view(x, (window, x.shape[1]))
+            x = np.ascontiguousarray(x.reshape(len(x), -1))
+        return snap, model.run(x)
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def refresh(self, pair: PairConfig, force: bool = True) -> Snapshot:
+        """Rebuild the stream's snapshot from the stores: the newest deployed model (loaded
+        and smoke-tested only when it changed) and the newest online features. Without
+        ``force``, only when :meth:`needs_refresh` still holds once the stream's lock is held
+        (requests that waited for one refresh do not each repeat it).
+
+        Raises:
+            NotReadyError: nothing deployed, or no usable features.
+        """
+        key = pair.key
+        with self._lock(key):
+            target = self.announcements.counts().get(key, 0)
+            current = self._snapshots.get(key)
+            fresh = current is not None and current.pair is pair
+            if not force and fresh and self._seen.get(key, 0) == target:
+                return current  # type: ignore[return-value]
+            try:
+                model = self._newest_model(pair, current)
+                snap = self._build(pair, model)
+            except NotReadyError as exc:
+                self._errors[key] = str(exc)
+                metrics.REFRESHES.labels(stream=key, outcome="not_ready").inc()
+                raise
+            except Exception as exc:
+                # A store that fails (online store down): keep serving what is loaded.
+                self._errors[key] = f"{type(exc).__name__}: {exc}"
+                metrics.REFRESHES.labels(stream=key, outcome="error").inc()
+                if current is None:
+                    raise NotReadyError(f"{pair.stream.label}: {exc}") from exc
+                log.exception("%s: refresh failed; still serving the loaded snapshot", key)
+                return current
+            self._snapshots[key] = snap  # the atomic switch
+            self._seen[key] = target
+            self._errors.pop(key, None)
+        metrics.REFRESHES.labels(stream=key, outcome="ok").inc()
+        metrics.observe_snapshot(snap)
+        return snap
+
+    def refresh_all(self) -> dict[str, str | None]:
+        """Refresh every configured stream (the periodic check); returns errors per stream."""
+        outcome: dict[str, str | None] = {}
+        for pair in self.pairs.pairs:
+            try:
+                self.refresh(pair)
+                outcome[pair.key] = None
+            except NotReadyError as exc:
+                outcome[pair.key] = str(exc)
+        return outcome
+
+    def _newest_model(self, pair: PairConfig, current: Snapshot | None) -> LoadedModel:
+        import bentoml
+
+        try:
+            stored = bentoml.models.get(f"{pair.stream.bento_model}:latest")
+        except bentoml.exceptions.NotFound:
+            raise NotReadyError(f"{pair.stream.label}: no model deployed yet") from None
+        tag = str(stored.tag)
+        if current is not None and current.model.tag == tag:
+            return current.model
+        try:
+            loaded = load_model(stored)
+            self._smoke(pair, loaded)
+        except Exception as exc:
+            metrics.REFRESHES.labels(stream=pair.key, outcome="model_rejected").inc()
+            if current is None:
+                raise NotReadyError(f"{pair.stream.label}: model {tag} unusable: {exc}") from exc
+            log.error(
+                "%s: model %s rejected, serving %s: %s", pair.key, tag, current.model.tag, exc
+            )
+            self._errors[pair.key] = f"model {tag} rejected: {exc}"
+            return current.model
+        log.info("loaded %s (%s v%s)", tag, loaded.meta["kind"], loaded.meta["version"])
+        return loaded
+
+    def _smoke(self, pair: PairConfig, model: LoadedModel) -> None:
+        """A new model must forecast a finite number on the stream's current features."""
+        snap = self._build(pair, model)
+        if not math.isfinite(snap.predicted):
+            raise ModelLoadError(f"smoke forecast is {snap.predicted}")
+
+    def _build(self, pair: PairConfig, model: LoadedModel) -> Snapshot:
+        columns = [*model.features, "close", "candle_ts"]
         values = featurestore.online_features(self._store, pair.stream, columns)
         missing = [c for c in columns if values.get(c) is None]
         if missing:
@@ -86,13 +308,13 @@ class Forecaster:
                 f"{pair.stream.label}: no online features ({', '.join(missing[:3])} missing); "
                 "materialize the stream first"
             )
-        window = int(meta.get("window", 1))
-        if window == 1:
-            row = np.array([[values[c] for c in meta["features"]]], dtype=np.float32)
+        candle_ts = int(values["candle_ts"])
+        if model.window == 1:
+            x = np.array([[values[c] for c in model.features]], dtype=np.float32)
         else:
-            row = self._window_row(pair, meta["features"], window, int(values["candle_ts"]))
-        predicted = float(session.run(None, {session.get_inputs()[0].name: row})[0].reshape(-1)[0])
-        return _answer(pair, meta, tag, values, predicted)
+            x = self._window_row(pair, model.features, model.window, candle_ts)
+        predicted = float(model.run(x)[0])
+        return Snapshot(pair, model, candle_ts, float(values["close"]), predicted)
 
     def _window_row(
         self, pair: PairConfig, features: list[str], window: int, candle_ts: int
@@ -111,81 +333,107 @@ class Forecaster:
             f"store has {len(rows)} up to {ms_to_iso(candle_ts)}"
         )
 
+    # -- state -------------------------------------------------------------------------------
+
+    def served(self) -> dict[str, Snapshot]:
+        """The snapshots being served, by stream key."""
+        return dict(self._snapshots)
+
+    def error(self, key: str) -> str | None:
+        return self._errors.get(key)
+
+    def online_store_ok(self) -> str | None:
+        """None when the online store answers a read, else why not."""
+        config = self.pairs.pairs
+        if not config:
+            return "no stream configured"
+        try:
+            featurestore.online_features(self._store, config[0].stream, ["candle_ts"])
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
     def status(self) -> dict[str, Any]:
         """What is deployed for each stream (for the health endpoint)."""
         deployed: dict[str, Any] = {}
         for pair in self.pairs.pairs:
             try:
-                _, meta, tag = self._model(pair)
-                deployed[pair.key] = {
-                    "pair": pair.symbol,
-                    "exchange": pair.exchange,
-                    "timeframe": pair.timeframe,
-                    "model_version": meta["version"],
-                    "kind": meta["kind"],
-                    "bento_model": tag,
-                }
+                snap = self.snapshot(pair)
             except NotReadyError as exc:
                 deployed[pair.key] = {"error": str(exc)}
+                continue
+            deployed[pair.key] = {
+                "pair": pair.symbol,
+                "exchange": pair.exchange,
+                "timeframe": pair.timeframe,
+                "model_version": snap.model.meta["version"],
+                "kind": snap.model.meta["kind"],
+                "bento_model": snap.model.tag,
+            }
         return {"status": "ok", "streams": deployed}
 
-    def _model(self, pair: PairConfig) -> tuple[Any, dict[str, Any], str]:
-        import bentoml
 
-        try:
-            model = bentoml.models.get(f"{pair.stream.bento_model}:latest")
-        except bentoml.exceptions.NotFound:
-            raise NotReadyError(f"{pair.stream.label}: no model deployed yet") from None
-        tag = str(model.tag)
-        with self._lock:
-            if tag not in self._sessions:
-                import onnxruntime as ort
+def load_model(stored: Any) -> LoadedModel:
+    """An ONNX session (one intra-op and one inter-op thread: a forecast is one small row,
+    where thread hand-offs cost more than they save) for a BentoML model of the store."""
+    import onnxruntime as ort
 
-                meta = json.loads(Path(model.path_of("metadata.json")).read_text())
-                session = ort.InferenceSession(
-                    model.path_of("model.onnx"), providers=["CPUExecutionProvider"]
-                )
-                self._sessions[tag] = (session, meta)
-                log.info("loaded %s (%s v%s)", tag, meta["kind"], meta["version"])
-            session, meta = self._sessions[tag]
-        return session, meta, tag
+    meta = json.loads(Path(stored.path_of("metadata.json")).read_text())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(
+        stored.path_of("model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    created = getattr(stored.info, "creation_time", None)
+    return LoadedModel(
+        tag=str(stored.tag),
+        session=session,
+        input_name=session.get_inputs()[0].name,
+        meta=meta,
+        deployed_at=created.isoformat() if created else None,
+    )
 
 
-def _answer(
-    pair: PairConfig, meta: dict[str, Any], tag: str, values: dict[str, Any], predicted: float
-) -> dict[str, Any]:
-    candle_ts = int(values["candle_ts"])
+def model_info(model: LoadedModel) -> dict[str, str]:
+    meta = model.meta
+    return {
+        "name": meta["model_name"],
+        "version": str(meta["version"]),
+        "kind": meta["kind"],
+        "bento_model": model.tag,
+    }
+
+
+def answer(snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
+    """The JSON answer of a snapshot (:class:`~candlecast.serving.schemas.Forecast`)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    pair, meta, predicted, close = snap.pair, snap.model.meta, snap.predicted, snap.close
     step = timeframe_ms(pair.timeframe)
-    features_at = candle_ts + step
-    age_ms = int(time.time() * 1000) - features_at
-    answer: dict[str, Any] = {
+    body: dict[str, Any] = {
         "pair": pair.symbol,
         "exchange": pair.exchange,
         "timeframe": pair.timeframe,
         "stream": pair.key,
+        "horizon": 1,
         "predicted_return": predicted,
-        "predicted_price": float(values["close"]) * float(np.exp(predicted)),
-        "last_close": float(values["close"]),
-        "feature_timestamp": ms_to_iso(features_at),
-        "forecast_for": ms_to_iso(candle_ts + 2 * step),
-        "stale": age_ms > pair.serving.max_feature_age_candles * step,
-        "model": {
-            "name": meta["model_name"],
-            "version": meta["version"],
-            "kind": meta["kind"],
-            "bento_model": tag,
-        },
-        "served_at": datetime.now(UTC).isoformat(),
+        "predicted_price": close * math.exp(predicted),
+        "last_close": close,
+        "feature_timestamp": ms_to_iso(snap.features_at_ms),
+        "forecast_for": ms_to_iso(snap.features_at_ms + step),
+        "stale": snap.stale(now_ms),
+        "model": model_info(snap.model),
+        "served_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
     }
     half_width = meta.get("interval_half_width")
     if half_width is not None:
         low, high = predicted - half_width, predicted + half_width
-        close = float(values["close"])
-        answer["interval"] = {
+        body["interval"] = {
             "coverage": meta.get("interval_coverage"),
             "return": [low, high],
-            "price": [close * float(np.exp(low)), close * float(np.exp(high))],
+            "price": [close * math.exp(low), close * math.exp(high)],
         }
     if meta.get("note"):
-        answer["note"] = meta["note"]
-    return answer
+        body["note"] = meta["note"]
+    return body

@@ -1,0 +1,21 @@
+"""Settings of the prediction service process (``CANDLECAST_SERVICE_*``), read lazily."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceOptions(BaseSettings):
+    """How the service runs; each default was measured (bench/bench_serving.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="CANDLECAST_SERVICE_", frozen=True, extra="ignore")
+
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes")
+    refresh_seconds: float = Field(
+        default=60.0, gt=0, description="Periodic check of every stream (safety net)"
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
+    )
+    access_log: bool = Field(default=True, description="One JSON line per request")

@@ -1,0 +1,234 @@
+"""Request and response bodies of the prediction API (published in its OpenAPI document).
+
+Answers are built as plain dicts on the hot path and serialized with orjson; these models are
+their contract: the tests validate real answers against them and schemathesis checks every
+response against the published document.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Largest number of pairs or feature rows one batch request may carry.
+MAX_BATCH_PAIRS = 100
+MAX_BATCH_ROWS = 50_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamRef(_Strict):
+    """A stream: the symbol alone when one configured stream has it, else with exchange and
+    timeframe; a stream key (``binance_eth_btc_5m``) is always exact."""
+
+    pair: str = Field(description="Symbol (BTC/USD) or stream key", min_length=3, max_length=60)
+    exchange: str | None = Field(default=None, description="e.g. binance", max_length=32)
+    timeframe: str | None = Field(default=None, description="e.g. 1h", max_length=8)
+
+
+class PredictRequest(StreamRef):
+    horizon: int = Field(
+        default=1,
+        ge=1,
+        le=1,
+        description="Candles ahead; the served models forecast the next candle only (1).",
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"pair": "BTC/USD"},
+                {"pair": "ETH/BTC", "exchange": "binance", "timeframe": "5m", "horizon": 1},
+            ]
+        },
+    )
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="Registered model (MLflow) of the stream")
+    version: str = Field(description="Registered model version that produced the forecast")
+    kind: str = Field(description="Model kind (lightgbm, persistence, ...)")
+    bento_model: str = Field(description="BentoML model tag served")
+
+
+class Interval(BaseModel):
+    coverage: float | None = Field(description="Nominal coverage (split conformal)")
+    return_: list[float] = Field(alias="return", description="[low, high] log return")
+    price: list[float] = Field(description="[low, high] price")
+
+
+class Forecast(BaseModel):
+    """The next-candle forecast of one stream."""
+
+    pair: str
+    exchange: str
+    timeframe: str
+    stream: str = Field(description="Stream key")
+    horizon: int = Field(description="Candles ahead")
+    predicted_return: float = Field(description="Forecast log return of the next candle")
+    predicted_price: float
+    last_close: float
+    feature_timestamp: str = Field(description="Close time of the candle the features describe")
+    forecast_for: str = Field(description="Close time of the forecast candle")
+    stale: bool = Field(description="Features older than the pair's serving tolerance")
+    model: ModelInfo
+    served_at: str
+    interval: Interval | None = None
+    note: str | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pair": "ETH/BTC",
+                    "exchange": "binance",
+                    "timeframe": "5m",
+                    "stream": "binance_eth_btc_5m",
+                    "horizon": 1,
+                    "predicted_return": 0.00012,
+                    "predicted_price": 0.10101,
+                    "last_close": 0.101,
+                    "feature_timestamp": "2018-01-30T00:00:00+00:00",
+                    "forecast_for": "2018-01-30T00:05:00+00:00",
+                    "stale": False,
+                    "model": {
+                        "name": "binance_eth_btc_5m_forecaster",
+                        "version": "3",
+                        "kind": "lightgbm",
+                        "bento_model": "binance_eth_btc_5m_forecaster:abc123",
+                    },
+                    "served_at": "2018-01-30T00:00:01+00:00",
+                    "interval": {
+                        "coverage": 0.9,
+                        "return": [-0.003, 0.003],
+                        "price": [0.1007, 0.1013],
+                    },
+                }
+            ]
+        }
+    )
+
+
+class BatchRequest(_Strict):
+    """Either ``pairs`` (one forecast each, from the served features), or ``pair`` with
+    ``features`` and ``rows`` (a user's own feature rows, run through that pair's model)."""
+
+    pairs: list[StreamRef] | None = Field(default=None, min_length=1, max_length=MAX_BATCH_PAIRS)
+    pair: str | None = Field(default=None, min_length=3, max_length=60)
+    exchange: str | None = Field(default=None, max_length=32)
+    timeframe: str | None = Field(default=None, max_length=8)
+    features: list[str] | None = Field(
+        default=None,
+        max_length=512,
+        description="Column names of rows; must be exactly the model's feature list "
+        "(GET /pairs lists it), in any order",
+    )
+    rows: list[list[float]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BATCH_ROWS,
+        description="Feature rows, oldest first; a model reading a window of n rows "
+        "forecasts from the n-th row on",
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {"pairs": [{"pair": "BTC/USD"}, {"pair": "binance_eth_btc_5m"}]},
+                {
+                    "pair": "BTC/USD",
+                    "features": ["ret_1", "rsi_14"],
+                    "rows": [[0.001, 55.0], [-0.002, 48.5]],
+                },
+            ]
+        },
+    )
+
+
+class BatchItemError(BaseModel):
+    request: StreamRef
+    status: int = Field(description="The status /predict would answer")
+    error: str
+
+
+class BatchForecasts(BaseModel):
+    """Answers per requested pair (in request order), forecasts or errors."""
+
+    forecasts: list[Forecast]
+    errors: list[BatchItemError]
+
+
+class RowForecasts(BaseModel):
+    """Forecasts for a user's feature rows."""
+
+    stream: str
+    model: ModelInfo
+    window: int
+    predicted_return: list[float] = Field(description="One per row from the window-th on")
+
+
+class PairInfo(BaseModel):
+    pair: str
+    exchange: str
+    timeframe: str
+    stream: str
+    served: bool = Field(description="A model and features are loaded")
+    model: ModelInfo | None = None
+    alias: str | None = Field(default=None, description="Registry alias of the served version")
+    trained_at: str | None = None
+    deployed_at: str | None = None
+    holdout_metrics: dict[str, float] = Field(default_factory=dict)
+    features: list[str] = Field(default_factory=list)
+    window: int | None = None
+    feature_timestamp: str | None = None
+    stale: bool | None = None
+    error: str | None = Field(default=None, description="Why the stream is not served")
+
+
+class Pairs(BaseModel):
+    pairs: list[PairInfo]
+
+
+class RefreshRequest(_Strict):
+    stream: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=60,
+        description="Stream key or symbol that has news; none: every configured stream",
+    )
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"stream": "replay_btc_usd_1h"}]},
+    )
+
+
+class StreamState(BaseModel):
+    stream: str
+    model_version: str | None = None
+    feature_timestamp: str | None = None
+    error: str | None = None
+
+
+class Refreshed(BaseModel):
+    refreshed: list[StreamState]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    online_store: Literal["ok", "unavailable"]
+    streams: list[StreamState]
+    reason: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="What went wrong, for people")
+    detail: list[str] | None = Field(
+        default=None, description="One line per invalid field (422), or the candidates (400)"
+    )
