@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,39 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
     folder = Path(exported.path).parent
     labels = {"stream": pair.key, "kind": exported.kind, "version": exported.version}
     metadata = {k: v for k, v in asdict(exported).items() if v is not None}
+    served = json.loads((folder / "metadata.json").read_text()) | _training_facts(
+        exported, settings
+    )
     with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
-        for file in ("model.onnx", "metadata.json"):
-            shutil.copy2(folder / file, model.path_of(file))
+        shutil.copy2(folder / "model.onnx", model.path_of("model.onnx"))
+        Path(model.path_of("metadata.json")).write_text(json.dumps(served, indent=2))
     log.info("deployed %s v%s as %s", exported.model_name, exported.version, model.tag)
     return str(model.tag)
+
+
+def _training_facts(exported: ExportedModel, settings: Settings) -> dict[str, Any]:
+    """What ``GET /pairs`` shows beside the model: when it was trained, its holdout metrics
+    and its alias, from its MLflow run (best effort: a model without a run deploys too)."""
+    facts: dict[str, Any] = {"alias": "champion"}
+    if not exported.run_id:
+        return facts
+    try:
+        from mlflow import MlflowClient
+
+        from candlecast.modeling import registry
+
+        registry.configure(settings)
+        run = MlflowClient().get_run(exported.run_id)
+    except Exception as exc:  # the registry is down: deploy anyway, without the facts
+        log.warning("no training facts for %s: %s", exported.model_name, exc)
+        return facts
+    end = run.info.end_time or run.info.start_time
+    if end:
+        facts["trained_at"] = datetime.fromtimestamp(end / 1000, UTC).isoformat()
+    facts["holdout_metrics"] = {
+        k: float(v) for k, v in run.data.metrics.items() if k.startswith("holdout_")
+    }
+    return facts
 
 
 def _latest(bentoml: Any, name: str) -> Any | None:
