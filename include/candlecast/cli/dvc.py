@@ -83,7 +83,7 @@ def dvc_streams(
     text = render(root, today)
     if not check:
         out.write_text(text)
-        console.print(f"wrote {out} ({text.count(chr(10)) - 2} lines) from {get_settings().pairs}")
+        console.print(f"wrote {out} from {get_settings().pairs}")
         return
     if not out.exists() or out.read_text() != text:
         console.print(
