@@ -107,8 +107,9 @@ def read_history(
     if reader is None:
         raise HistoryFormatError(path, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     frame = reader(path, payload)
+    stated = frame.attrs.pop("symbols", None) or _named_symbols(path)
     if symbol is not None:
-        _check_symbol(path, symbol, frame.attrs.get("symbols") or _named_symbols(path))
+        _check_symbol(path, symbol, stated)
     if frame.empty:
         raise HistoryFormatError(path, "empty file: no candles in it")
     columns = [*CANDLE_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]

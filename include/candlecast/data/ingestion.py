@@ -351,7 +351,7 @@ def _keep_replaced_raw(
     overlap = integrity.compare(fresh, stored)
     if overlap.conflicts:
         folder = _quarantine_dir(pair, batch_id, settings)
-        note = f"{pair.stream.label}: replaced {overlap.conflicts} raw (never validated) candles"
+        note = f"{pair.stream.label}: replaced {overlap.conflicts} raw candles"
         folder.mkdir(parents=True, exist_ok=True)
         overlap.replaced.to_parquet(folder / "replaced_raw.parquet", index=False)
         log.warning("%s; kept in %s", note, folder / "replaced_raw.parquet")

@@ -171,6 +171,8 @@ class PartitionedTable:
     @staticmethod
     def _write(path: Path, frame: pd.DataFrame) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        frame = frame.copy(deep=False)
+        frame.attrs = {}  # only the rows decide the bytes (pandas writes attrs into the file)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
