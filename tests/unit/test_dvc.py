@@ -110,6 +110,11 @@ def test_streams_of_one_symbol_get_distinct_stages_and_outputs(tmp_path):
     assert ranges["kraken_btc_usdt_1h"]["start"] == "2024-01-12T04:00:00"
 
     assert run(["scripts/candlecast", "dvc-streams", "--check"], folder, env=env).returncode == 0
+    # An open end stays pinned where the file was written (a check on a later day passes).
+    written = (folder / "dvc.streams.yaml").read_text()
+    pinned = ranges["binance_btc_usdt_4h"]["end"]
+    (folder / "dvc.streams.yaml").write_text(written.replace(pinned, "2024-03-01T00:00:00"))
+    assert run(["scripts/candlecast", "dvc-streams", "--check"], folder, env=env).returncode == 0
     (folder / "config" / "pairs.yaml").write_text(yaml.safe_dump({"pairs": streams[:2]}))
     stale = run(["scripts/candlecast", "dvc-streams", "--check"], folder, env=env)
     assert stale.returncode == 1 and "dvc-streams" in stale.stdout, stale.stdout

@@ -36,10 +36,16 @@ def _relative(path: Path, root: Path) -> str:
     return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
 
 
-def _range(pair: PairConfig, today: datetime) -> tuple[datetime, datetime]:
+def _range(pair: PairConfig, today: datetime, pinned: str | None) -> tuple[datetime, datetime]:
     """The stretch a DVC run ingests: the stream's configured range; an open end is pinned
-    to the day the file was written, an open start to the history training needs."""
-    end = pair.end or today.replace(hour=0, minute=0, second=0, microsecond=0)
+    (to the day the file was written, kept by later checks), an open start is the history
+    training needs before the end."""
+    if pair.end is not None:
+        end = pair.end
+    elif pinned is not None:
+        end = datetime.fromisoformat(pinned).replace(tzinfo=UTC)
+    else:
+        end = today.replace(hour=0, minute=0, second=0, microsecond=0)
     start = pair.start or end - timedelta(milliseconds=history_needed_ms(pair))
     return start, end
 
@@ -49,10 +55,13 @@ def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def stream_vars(pair: PairConfig, root: Path, today: datetime) -> dict[str, Any]:
-    """What ``dvc.yaml`` needs for one stream, paths relative to ``root``."""
+def stream_vars(
+    pair: PairConfig, root: Path, today: datetime, pinned: str | None = None
+) -> dict[str, Any]:
+    """What ``dvc.yaml`` needs for one stream, paths relative to ``root``; ``pinned`` is the
+    end an earlier run wrote for a stream whose config has none."""
     stream = pair.stream
-    start, end = _range(pair, today)
+    start, end = _range(pair, today, pinned)
     # A live stream's candles depend on the range pinned in this file, a replayed one's on
     # its file too (DVC needs one path per entry: a list cannot be interpolated into deps).
     source = pair.replay_file or root / DEFAULT_OUT.name
@@ -66,10 +75,23 @@ def stream_vars(pair: PairConfig, root: Path, today: datetime) -> dict[str, Any]
     }
 
 
-def render(root: Path, today: datetime) -> str:
+def render(root: Path, today: datetime, pinned: dict[str, str] | None = None) -> str:
     """The text of ``dvc.streams.yaml`` for the current pair config."""
-    streams = {p.key: stream_vars(p, root, today) for p in _config().pairs}
+    pinned = pinned or {}
+    streams = {p.key: stream_vars(p, root, today, pinned.get(p.key)) for p in _config().pairs}
     return HEADER + yaml.safe_dump({"streams": streams}, sort_keys=True)
+
+
+def _pinned_ends(written: str) -> dict[str, str]:
+    """Stream key -> the end a written file holds (anything unreadable counts as none)."""
+    try:
+        streams = (yaml.safe_load(written) or {}).get("streams") or {}
+    except (yaml.YAMLError, AttributeError):
+        return {}
+    if not isinstance(streams, dict):
+        return {}
+    ends = {key: entry.get("end") for key, entry in streams.items() if isinstance(entry, dict)}
+    return {key: end for key, end in ends.items() if isinstance(end, str)}
 
 
 @app.command("dvc-streams")
@@ -80,12 +102,13 @@ def dvc_streams(
     """Write (or --check) the per-stream variables of dvc.yaml from the pair config."""
     root = out.parent
     today = datetime.now(UTC)
-    text = render(root, today)
     if not check:
+        text = render(root, today)
         out.write_text(text)
         console.print(f"wrote {out} from {get_settings().pairs}")
         return
-    if not out.exists() or out.read_text() != text:
+    written = out.read_text() if out.exists() else ""
+    if written != render(root, today, _pinned_ends(written)):
         console.print(
             f"[red]{out} does not match {get_settings().pairs}: run "
             "`scripts/candlecast dvc-streams` and commit the result[/red]"
