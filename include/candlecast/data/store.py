@@ -42,6 +42,14 @@ def _file_lock(path: Path) -> FileLock:
         return lock
 
 
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A partition read through one open file: a writer may replace the path meanwhile (by
+    rename), and reading it by name twice could mix the old file's footer with the new one's
+    pages."""
+    with path.open("rb") as handle:
+        return pq.read_table(handle, columns=columns)
+
+
 @contextmanager
 def locked(*tables: PartitionedTable) -> Iterator[None]:
     """Hold the write locks of several tables, taken in path order (no lock-order deadlock
@@ -87,7 +95,7 @@ class PartitionedTable:
         with self.lock():
             for day, part in frame.groupby(days, sort=True):
                 path = self._path(int(day))
-                old = pq.read_table(path).to_pandas() if path.exists() else None
+                old = _read(path).to_pandas() if path.exists() else None
                 if old is not None:
                     part = pd.concat([old[~old[self.key].isin(part[self.key])], part])
                 part = part.sort_values(self.key).reset_index(drop=True)
@@ -106,7 +114,7 @@ class PartitionedTable:
                 path = self._path(int(day))
                 if not path.exists():
                     continue
-                old = pq.read_table(path).to_pandas()
+                old = _read(path).to_pandas()
                 kept = old[~old[self.key].isin(some)].reset_index(drop=True)
                 if len(kept) == len(old):
                     continue
@@ -122,7 +130,7 @@ class PartitionedTable:
         files = self.files(start_ms, end_ms)
         if not files:
             return pd.DataFrame()
-        frame = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+        frame = pd.concat([_read(f).to_pandas() for f in files], ignore_index=True)
         if start_ms is not None:
             frame = frame[frame[self.key] >= start_ms]
         if end_ms is not None:
@@ -153,16 +161,14 @@ class PartitionedTable:
         files = self.files(start_ms, end_ms)
         if not files:
             return np.empty(0, dtype=np.int64)
-        return np.concatenate(
-            [pq.read_table(f, columns=[self.key])[self.key].to_numpy() for f in files]
-        )
+        return np.concatenate([_read(f, [self.key])[self.key].to_numpy() for f in files])
 
     def last_key(self) -> int | None:
         """The newest key stored, or None when the table is empty."""
         files = self.files()
         if not files:
             return None
-        return int(pq.read_table(files[-1], columns=[self.key])[self.key].to_numpy().max())
+        return int(_read(files[-1], [self.key])[self.key].to_numpy().max())
 
     def _path(self, day: int) -> Path:
         date = pd.Timestamp(day * _DAY_MS, unit="ms").strftime("%Y-%m-%d")
