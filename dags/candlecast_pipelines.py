@@ -1,5 +1,5 @@
-"""One pipeline DAG per stream in the pair config (CANDLECAST_PAIRS, default
-config/pairs.yaml).
+"""Per stream in the pair config (CANDLECAST_PAIRS, default config/pairs.yaml): a candles DAG
+(`candles_<stream key>`) and a train DAG (`train_<stream key>`).
 
 Thin wiring only: the config is read and each stream handed to the factory; a task run builds
 only its own DAG (get_parsing_context). Nothing heavy is imported here.
@@ -8,10 +8,9 @@ only its own DAG (get_parsing_context). Nothing heavy is imported here.
 from airflow.sdk import get_parsing_context
 
 from candlecast.config import load_pairs
-from candlecast.orchestration.dags import build_pipeline_dag
+from candlecast.orchestration.dags import build_dags
 
 _current = get_parsing_context().dag_id
 
 for _pair in sorted(load_pairs().pairs, key=lambda p: p.key):
-    if _current is None or _current == _pair.stream.dag_id:
-        globals()[_pair.stream.dag_id] = build_pipeline_dag(_pair)
+    globals().update(build_dags(_pair, only=_current))

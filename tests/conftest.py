@@ -64,7 +64,8 @@ def dagbag(airflow_db):
 
 @pytest.fixture(scope="session")
 def pipeline_run(dagbag):
-    """History backfilled, then one real ``dag.test()`` run of the default pair's DAG."""
+    """History backfilled, then one real ``dag.test()`` run of the default pair's candles DAG
+    and one of its train DAG; returns (pair, candles run, train run)."""
     from datetime import UTC, datetime, timedelta
 
     from candlecast.orchestration import stages as pipeline
@@ -73,5 +74,6 @@ def pipeline_run(dagbag):
     end = datetime.fromisoformat(DAG_RUN_END).replace(tzinfo=UTC)
     days = pair.training.train_days + 10
     pipeline.backfill(pair, end - timedelta(days=days), end - timedelta(days=1))
-    dag = dagbag.get_dag(pair.stream.dag_id)
-    return pair, dag.test(logical_date=end)
+    candles = dagbag.get_dag(pair.stream.candles_dag_id).test(logical_date=end)
+    train = dagbag.get_dag(pair.stream.train_dag_id).test(logical_date=end)
+    return pair, candles, train

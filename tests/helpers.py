@@ -12,10 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 BTC_FILE = REPO / "data" / "bundled" / "BTC_USD-Hourly.csv"
 
 
-#: The pipeline DAG's tasks, in dependency order.
-PIPELINE_TASKS = [
-    "ingest", "validate", "features", "materialize", "train", "promote", "export_onnx", "deploy",
-]  # fmt: skip
+#: The candles DAG's tasks, in dependency order.
+CANDLES_TASKS = ["ingest", "validate", "features", "materialize"]
+#: The train DAG's tasks, in dependency order (``fit`` is mapped over the model kinds).
+TRAIN_TASKS = ["training_set", "kinds", "fit", "evaluate", "promote", "export_onnx", "deploy"]
 
 
 def settings_in(home: Path, **overrides) -> Settings:

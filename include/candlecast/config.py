@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from candlecast.errors import AmbiguousStreamError, ConfigError, UnknownStreamError
 from candlecast.names import Stream
 from candlecast.settings import get_settings
-from candlecast.timeframes import timeframe_ms
+from candlecast.timeframes import timeframe_cron, timeframe_ms
 
 #: Pair keys that are the stream's identity or source rather than inherited settings.
 IDENTITY_KEYS = ("symbol", "exchange", "timeframe")
@@ -113,6 +113,16 @@ class TrainingSection(_Frozen):
         description="Model kinds trained as challengers (names of model-kind plug-ins).",
     )
     gate: GateSection = GateSection()
+    schedule: str | None = Field(
+        default="@daily",
+        description="Cadence of the train DAG (cron or preset); null: only on asset events "
+        "and manual triggers.",
+    )
+    on_new_features: bool = Field(
+        default=True,
+        description="Also train when the candles DAG materializes new features (set false "
+        "for streams whose candles DAG runs often, to train by the cadence only).",
+    )
     params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per kind, parameters overriding the kind's defaults "
@@ -165,7 +175,11 @@ class PairConfig(_Frozen):
         default=None, description="Start of the first data interval (none: from now on)."
     )
     end: datetime | None = Field(default=None, description="End of the last data interval.")
-    schedule: str = "@daily"
+    schedule: str | None = Field(
+        default=None,
+        description="Cron or preset of the candles DAG; each run owns [start, end) of its "
+        "interval. Default: one run per candle of the timeframe.",
+    )
     data: DataSection = DataSection()
     features: FeaturesSection = FeaturesSection()
     training: TrainingSection = TrainingSection()
@@ -201,6 +215,10 @@ class PairConfig(_Frozen):
                 )
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError(f"{stream.label}: end must be after start")
+        if self.schedule is None and timeframe_cron(self.timeframe) is None:
+            raise ValueError(
+                f"{stream.label}: no cron fires at every {self.timeframe} candle; set schedule"
+            )
         return self
 
     @property
@@ -210,6 +228,13 @@ class PairConfig(_Frozen):
     @property
     def key(self) -> str:
         return self.stream.key
+
+    @property
+    def candles_schedule(self) -> str:
+        """The candles DAG's cron: ``schedule``, or one run per candle of the timeframe."""
+        if self.schedule:
+            return self.schedule
+        return timeframe_cron(self.timeframe) or "@daily"  # None is refused by validation
 
     @property
     def slug(self) -> str:

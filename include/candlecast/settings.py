@@ -91,6 +91,7 @@ class Paths:
         self.mlflow = home / "mlflow"
         self.mlflow_artifacts = self.mlflow / "artifacts"
         self.models = home / "models"
+        self.training_sets = home / "training_sets"
         self.bentoml = home / "bentoml"
         self.airflow = home / "airflow"
         self.logs = home / "logs"

@@ -38,3 +38,20 @@ def ms_to_datetime(ms: int) -> datetime:
 def ms_to_iso(ms: int) -> str:
     """Unix milliseconds as an ISO-8601 UTC string (``2022-03-01T00:00:00+00:00``)."""
     return ms_to_datetime(ms).isoformat()
+
+
+def timeframe_cron(timeframe: str) -> str | None:
+    """The cron expression firing at every candle close of the timeframe, where one exists
+    (candles aligned to the epoch: ``5m`` -> ``*/5 * * * *``, ``4h`` -> ``0 */4 * * *``,
+    ``1d`` -> ``0 0 * * *``, ``1w`` -> Mondays as exchanges do); None otherwise (``7m``)."""
+    amount, unit = int(timeframe[:-1]), timeframe[-1:]
+    timeframe_ms(timeframe)  # validates
+    if unit == "m" and 60 % amount == 0:
+        return "* * * * *" if amount == 1 else f"*/{amount} * * * *"
+    if unit == "h" and 24 % amount == 0:
+        return "0 * * * *" if amount == 1 else f"0 */{amount} * * *"
+    if timeframe == "1d":
+        return "0 0 * * *"
+    if timeframe == "1w":
+        return "0 0 * * 1"
+    return None

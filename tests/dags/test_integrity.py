@@ -1,14 +1,18 @@
-"""DAG integrity: the DAG folder imports cleanly, one DAG per pair, conventions hold."""
+"""DAG integrity: the DAG folder imports cleanly, two DAGs per stream, conventions hold, and
+each DAG's tasks, edges, pools, assets and params are what the factory promises."""
 
+import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
 
 from candlecast.config import load_pairs
-from tests.helpers import PIPELINE_TASKS
+from candlecast.names import TRAINING_POOL
+from tests.helpers import CANDLES_TASKS, TRAIN_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = (
@@ -31,18 +35,91 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
 
 
-def test_one_dag_per_configured_pair(dagbag):
-    expected = {p.stream.dag_id for p in load_pairs().pairs}
+def test_two_dags_per_configured_stream(dagbag):
+    pairs = load_pairs().pairs
+    assert len(pairs) == 3
+    expected = {dag_id for p in pairs for dag_id in p.stream.dag_ids}
     assert set(dagbag.dag_ids) == expected
 
 
-def test_tags_retries_and_tasks(dagbag):
+def test_conventions(dagbag):
     for dag in dagbag.dags.values():
         assert "candlecast" in dag.tags and any(t.startswith("pair:") for t in dag.tags)
         assert not dag.catchup and dag.max_active_runs == 1
-        assert [t.task_id for t in dag.topological_sort()] == PIPELINE_TASKS
+        assert dag.doc_md and dag.owner == "candlecast"
         for task in dag.tasks:
             assert task.retries >= 1, task.task_id
+            assert task.execution_timeout is not None, task.task_id
+
+
+def _edges(dag) -> set[tuple[str, str]]:
+    return {(t.task_id, down) for t in dag.tasks for down in t.downstream_task_ids}
+
+
+def test_candles_dag_tasks_edges_pool_and_asset(dagbag):
+    for pair in load_pairs().pairs:
+        dag = dagbag.get_dag(pair.stream.candles_dag_id)
+        assert [t.task_id for t in dag.topological_sort()] == CANDLES_TASKS
+        assert _edges(dag) == {
+            ("ingest", "validate"),
+            ("ingest", "features"),
+            ("validate", "features"),
+            ("features", "materialize"),
+        }
+        assert dag.get_task("ingest").pool == pair.stream.exchange_pool
+        assert dag.get_task("ingest").retries > dag.get_task("validate").retries
+        # warm-up reads the previous interval's candles: intervals are computed in order
+        assert dag.get_task("features").depends_on_past
+        outlets = [a.uri for a in dag.get_task("materialize").outlets]
+        assert outlets == [pair.stream.features_asset_uri]
+        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+
+
+def test_train_dag_tasks_edges_pools_assets_and_params(dagbag):
+    for pair in load_pairs().pairs:
+        stream = pair.stream
+        dag = dagbag.get_dag(stream.train_dag_id)
+        assert [t.task_id for t in dag.topological_sort()] == TRAIN_TASKS
+        assert _edges(dag) == {
+            ("training_set", "kinds"),
+            ("training_set", "fit"),
+            ("kinds", "fit"),
+            ("training_set", "evaluate"),
+            ("fit", "evaluate"),
+            ("evaluate", "promote"),
+            ("promote", "export_onnx"),
+            ("promote", "deploy"),
+            ("export_onnx", "deploy"),
+        }
+        assert dag.get_task("fit").pool == TRAINING_POOL
+        assert dag.get_task("training_set").pool == TRAINING_POOL
+        assert [a.uri for a in dag.get_task("deploy").outlets] == [stream.model_asset_uri]
+        # by cadence, and by the features and retrain assets
+        assert isinstance(dag.timetable, AssetOrTimeSchedule)
+        assert isinstance(dag.timetable.timetable, CronDataIntervalTimetable)
+        scheduled_on = {asset.uri for asset in dag.timetable.asset_condition.objects}
+        assert scheduled_on == {stream.features_asset_uri, stream.retrain_asset_uri}
+        assert set(dag.params) == {"kinds", "train_days", "end", "dry_run"}
+
+
+def test_train_params_are_validated_by_airflow(dagbag):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = dagbag.get_dag(load_pairs().pairs[0].stream.train_dag_id)
+    good = copy.deepcopy(dag.params)
+    good.update({"kinds": ["lightgbm"], "train_days": 30, "dry_run": True})
+    good.validate()
+    for bad in (
+        {"kinds": ["lightgmb"]},
+        {"kinds": []},
+        {"train_days": -1},
+        {"dry_run": "yes"},
+        {"end": 12},
+    ):
+        params = copy.deepcopy(dag.params)
+        with pytest.raises(ParamValidationError):
+            params.update(bad)
+            params.validate()
 
 
 def dag_ids_for(config_text: str, tmp_path) -> subprocess.CompletedProcess:
@@ -73,10 +150,17 @@ def test_factory_builds_a_dag_for_every_stream_in_any_config(tmp_path, airflow_d
     out = dag_ids_for(text, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ERRORS []" in out.stdout
-    assert (
-        "IDS ['pipeline_binance_btc_usdt_1h', 'pipeline_binance_btc_usdt_4h', "
-        "'pipeline_binance_eth_btc_5m', 'pipeline_kraken_btc_usdt_1h']" in out.stdout
+    ids = sorted(
+        f"{what}_{key}"
+        for what in ("candles", "train")
+        for key in (
+            "binance_btc_usdt_1h",
+            "binance_btc_usdt_4h",
+            "binance_eth_btc_5m",
+            "kraken_btc_usdt_1h",
+        )
     )
+    assert f"IDS {ids}" in out.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""A real dag.test() run of the default pair's pipeline DAG, end to end."""
+"""Real dag.test() runs of the default pair's candles DAG and then its train DAG."""
 
 import pytest
 from mlflow import MlflowClient
@@ -8,24 +8,45 @@ from candlecast.modeling import registry as tracking
 from candlecast.modeling.onnx_export import ExportedModel
 from candlecast.serving.forecaster import Forecaster
 from candlecast.timeframes import to_ms
-from tests.helpers import PIPELINE_TASKS
+from tests.helpers import CANDLES_TASKS, TRAIN_TASKS
 
 pytestmark = pytest.mark.slow
 
 
-def test_run_succeeds_for_its_data_interval(pipeline_run):
-    _, run = pipeline_run
-    assert run.state == "success"
-    assert (run.data_interval_start.isoformat(), run.data_interval_end.isoformat()) == (
+def test_runs_succeed_for_their_data_interval(pipeline_run):
+    pair, candles, train = pipeline_run
+    assert candles.state == "success" and train.state == "success"
+    assert (candles.data_interval_start.isoformat(), candles.data_interval_end.isoformat()) == (
         "2022-02-28T00:00:00+00:00",
         "2022-03-01T00:00:00+00:00",
     )
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == dict.fromkeys(PIPELINE_TASKS, "success")
+    states = {ti.task_id: ti.state for ti in candles.get_task_instances()}
+    assert states == dict.fromkeys(CANDLES_TASKS, "success")
+    fitted = [ti for ti in train.get_task_instances() if ti.task_id == "fit"]
+    assert sorted(ti.map_index for ti in fitted) == list(range(len(pair.training.kinds)))
+    assert {ti.task_id for ti in train.get_task_instances()} == set(TRAIN_TASKS)
+    assert {ti.state for ti in train.get_task_instances()} == {"success"}
+
+
+def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):
+    pair, _, _ = pipeline_run
+    tracking.configure()
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(pair.stream.experiment)
+    parents = client.search_runs(
+        [experiment.experiment_id], "tags.`run.role` = 'training'", max_results=5
+    )
+    assert len(parents) == 1
+    children = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'",
+    )
+    assert sorted(run.data.tags["kind"] for run in children) == sorted(pair.training.kinds)
+    assert parents[0].data.tags["challenger.kind"] in pair.training.kinds
 
 
 def test_run_registers_a_champion_with_its_decision(pipeline_run):
-    pair, _ = pipeline_run
+    pair, _, _ = pipeline_run
     tracking.configure()
     client = MlflowClient()
     champion = client.get_model_version_by_alias(pair.stream.registered_model, "champion")
@@ -38,7 +59,7 @@ def test_run_registers_a_champion_with_its_decision(pipeline_run):
 
 
 def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):
-    pair, run = pipeline_run
+    pair, run, _ = pipeline_run
     champion = MlflowClient().get_model_version_by_alias(pair.stream.registered_model, "champion")
     folder = home / "models" / pair.key / f"v{champion.version}"
     exported = ExportedModel.load(folder)
@@ -60,7 +81,7 @@ def test_rerunning_export_and_deploy_changes_nothing(pipeline_run, home):
     from candlecast.orchestration import stages as pipeline
     from candlecast.serving import deploy
 
-    pair, _ = pipeline_run
+    pair, _, _ = pipeline_run
     before = sorted(str(m.tag) for m in bentoml.models.list())
     exported = pipeline.export(pair)
     assert deploy.deploy(pair, exported) == deploy.deploy(pair, exported)
@@ -76,7 +97,7 @@ def test_a_served_window_equals_the_training_window_for_the_same_candle(pipeline
     from candlecast.settings import get_settings
     from candlecast.timeframes import timeframe_ms
 
-    pair, run = pipeline_run
+    pair, run, _ = pipeline_run
     step, window = timeframe_ms(pair.timeframe), 24
     frame = training.training_frame(pair, run.data_interval_end, get_settings())
     x, usable = window_inputs(frame, FEATURE_COLUMNS, window, step)

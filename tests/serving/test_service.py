@@ -44,7 +44,7 @@ def service(pipeline_run, home):
 
 def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_run, home):
     client, _ = service
-    pair, run = pipeline_run
+    pair, run, _ = pipeline_run
     answer = client.predict(pair="BTC/USD")
     version = answer["model"]["version"]
     exported = ExportedModel.load(home / "models" / pair.key / f"v{version}")
@@ -71,7 +71,7 @@ def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_r
 
 def test_health_reports_the_deployed_model(service, pipeline_run):
     _, base = service
-    pair, _ = pipeline_run
+    pair, _, _ = pipeline_run
     out = subprocess.run(["curl", "-sf", f"{base}/health"], capture_output=True, text=True)
     health = json.loads(out.stdout)
     assert health["status"] == "ok"

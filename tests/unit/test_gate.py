@@ -50,6 +50,13 @@ CASES = [
         False,
         "trained on newer data",
     ),
+    # ... nor a persistence champion registered from newer data
+    (
+        Evidence(WIN, Champion.BASELINE, champion_trained_on_newer_data=True),
+        Outcome.KEPT,
+        False,
+        "trained on newer data",
+    ),
 ]
 
 

@@ -8,7 +8,10 @@ from candlecast.names import Stream
 def test_names_derive_from_the_three_parts():
     stream = Stream("binance", "BTC/USDT", "1h")
     assert stream.key == "binance_btc_usdt_1h"
-    assert stream.dag_id == "pipeline_binance_btc_usdt_1h"
+    assert stream.candles_dag_id == "candles_binance_btc_usdt_1h"
+    assert stream.train_dag_id == "train_binance_btc_usdt_1h"
+    assert stream.retrain_asset_uri == "candlecast://retrain/binance_btc_usdt_1h"
+    assert stream.exchange_pool == "exchange_binance"
     assert stream.experiment == "candlecast-binance_btc_usdt_1h"
     assert stream.registered_model == stream.bento_model == "binance_btc_usdt_1h_forecaster"
     assert stream.market_key == "binance:BTC/USDT"

@@ -93,7 +93,7 @@ def _shown(comparisons: tuple[Comparison, ...] | None) -> str:
 def decide(evidence: Evidence, policy: Policy) -> Verdict:
     """Who is champion after this challenger (see the module docstring for the rules)."""
     trained = evidence.champion is Champion.TRAINED
-    if trained and evidence.champion_trained_on_newer_data:
+    if evidence.champion is not Champion.NONE and evidence.champion_trained_on_newer_data:
         return Verdict(
             Outcome.KEPT,
             "champion kept: it was trained on newer data than this challenger's interval "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
-from candlecast.errors import ParityError
+from candlecast.errors import ParityError, UnknownVersionError
 from candlecast.evaluation.metrics import conformal_half_width
 from candlecast.modeling import registry
 from candlecast.modeling.datasets import holdout_inputs
@@ -71,17 +71,44 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
 
     settings = settings or get_settings()
     registry.configure(settings)
+    champion = registry.require_champion(MlflowClient(), pair.stream)
+    return export_version(pair, str(champion.version), settings)
+
+
+def export_version(
+    pair: PairConfig, version_id: str, settings: Settings | None = None
+) -> ExportedModel:
+    """Convert one registered version of the stream's model to ONNX, check parity on its
+    holdout and write it to ``models/<stream>/v<version>/`` (kept when already there).
+
+    Raises:
+        UnknownVersionError: the stream's model has no such version.
+        ParityError: ONNX and native forecasts differ beyond the tolerance.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    registry.configure(settings)
     client = MlflowClient()
     stream = pair.stream
-    version = registry.require_champion(client, stream)
+    try:
+        version = client.get_model_version(stream.registered_model, version_id)
+    except MlflowException:
+        raise UnknownVersionError(
+            f"{stream.registered_model} has no version {version_id!r}"
+        ) from None
+    run_id = version.run_id
+    if run_id is None:
+        raise UnknownVersionError(f"{version.name} v{version.version} has no training run")
     folder = stream.model_dir(settings.paths.models, version.version)
     if (folder / "metadata.json").exists() and (folder / "model.onnx").exists():
         log.info("%s v%s already exported to %s", stream.registered_model, version.version, folder)
         return ExportedModel.load(folder)
     kind = get_kind(version.tags.get("kind", ""))
-    features = registry.run_features(client, version.run_id)
+    features = registry.run_features(client, run_id)
     model = kind.load(f"models:/{version.name}/{version.version}", features)
-    holdout = registry.load_holdout(version.run_id)
+    holdout = registry.load_holdout(run_id)
     scored = holdout_inputs(holdout, features, model.window, timeframe_ms(pair.timeframe))
     x = scored.x
     graph = model.to_onnx()
@@ -89,7 +116,7 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
     _describe(graph, info | {"kind": kind.name, "window": str(model.window)}, features)
     payload = graph.SerializeToString()
     native = model.predict(x)
-    same_kind = client.get_run(version.run_id).data.tags.get("kind") == kind.name
+    same_kind = client.get_run(run_id).data.tags.get("kind") == kind.name
     half_width = interval_half_width(holdout, scored.target - native, same_kind)
     diff, relative = parity(run_onnx(payload, x), native)
     if not (diff <= settings.parity_tolerance and relative <= RELATIVE_TOLERANCE):
@@ -108,7 +135,7 @@ def export_champion(pair: PairConfig, settings: Settings | None = None) -> Expor
         model_name=stream.registered_model,
         version=str(version.version),
         kind=kind.name,
-        run_id=version.run_id,
+        run_id=run_id,
         features=list(features),
         parity_max_abs_diff=diff,
         parity_max_rel_diff=relative,

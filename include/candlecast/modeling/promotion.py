@@ -50,6 +50,10 @@ class Decision:
     metric: str
     scores: dict[str, float | None]  # on the primary metric
     evidence: dict[str, Any]
+    #: The winner is not the current champion (it becomes champion once deployed).
+    changes_champion: bool = False
+    #: Decided and recorded only: nothing was registered and no alias moved.
+    dry_run: bool = False
 
 
 def compare(
@@ -70,9 +74,24 @@ def _metric(metric: str, errors: np.ndarray) -> float:
 
 
 def promote(
-    pair: PairConfig, run_id: str, model_uri: str, settings: Settings | None = None
+    pair: PairConfig,
+    run_id: str,
+    model_uri: str,
+    settings: Settings | None = None,
+    *,
+    commit: bool = True,
+    dry_run: bool = False,
 ) -> Decision:
-    """Register the run's model (``model_uri``) as challenger and decide who is champion."""
+    """Register the run's model (``model_uri``) as challenger and decide who is champion.
+
+    Args:
+        commit: move the ``champion`` alias to the winner now. The pipeline passes False and
+            calls :func:`commit` only after the winner is exported, parity-checked and
+            deployed, so a failure on the way leaves the previous champion champion and served.
+        dry_run: decide and record the decision, but register and move nothing.
+
+    Re-running the same run registers nothing new: its registered version is reused.
+    """
     settings = settings or get_settings()
     registry.configure(settings)
     client = MlflowClient()
@@ -84,34 +103,58 @@ def promote(
     holdout = registry.load_holdout(run_id)
     evidence, scores = _evidence(client, pair, run, holdout, champion, policy)
     kind = run.data.tags.get("kind", "")
-    challenger = _register(client, stream, model_uri, run_id, kind)
-    client.set_registered_model_alias(
-        stream.registered_model, registry.CHALLENGER, challenger.version
-    )
     verdict = decide(evidence, policy)
-    if verdict.outcome is Outcome.PROMOTED:
-        winner = challenger
-    elif verdict.register_baseline:
-        winner = _register_baseline(client, stream, run_id, holdout)
+    if dry_run:
+        challenger_version = winner_version = ""
+        winner_kind = kind if verdict.outcome is Outcome.PROMOTED else ""
     else:
-        winner = champion
-    if champion is None or str(winner.version) != str(champion.version):
-        registry.move_champion(client, stream, str(winner.version), verdict.reason, "gate")
+        challenger = _register(client, stream, model_uri, run_id, kind)
+        client.set_registered_model_alias(
+            stream.registered_model, registry.CHALLENGER, challenger.version
+        )
+        if verdict.outcome is Outcome.PROMOTED:
+            winner = challenger
+        elif verdict.register_baseline:
+            winner = _register_baseline(client, stream, run_id, holdout)
+        else:
+            winner = champion
+        challenger_version, winner_version = str(challenger.version), str(winner.version)
+        winner_kind = winner.tags.get("kind", "")
     decision = Decision(
         stream.registered_model,
-        str(winner.version),
-        winner.tags.get("kind", ""),
-        str(challenger.version),
+        winner_version,
+        winner_kind,
+        challenger_version,
         kind,
         verdict.outcome.value,
         verdict.reason,
         settings.primary_metric,
         {who: scores.get(who, {}).get(settings.primary_metric) for who in scores},
         _as_dict(evidence),
+        changes_champion=bool(winner_version)
+        and (champion is None or winner_version != str(champion.version)),
+        dry_run=dry_run,
     )
+    if commit and not dry_run:
+        commit_decision(pair, decision, settings)
     _log_decision(client, run, decision)
-    log.info("%s: %s", stream.registered_model, verdict.reason)
+    log.info("%s: %s%s", stream.registered_model, "[dry run] " * dry_run, verdict.reason)
     return decision
+
+
+def commit_decision(
+    pair: PairConfig, decision: Decision, settings: Settings | None = None
+) -> tuple[str | None, str]:
+    """Make the decision's winner the champion (a no-op when it already is)."""
+    settings = settings or get_settings()
+    registry.configure(settings)
+    client = MlflowClient()
+    current = registry.champion(client, pair.stream)
+    if current is not None and str(current.version) == decision.champion_version:
+        return str(current.version), decision.champion_version
+    return registry.move_champion(
+        client, pair.stream, decision.champion_version, decision.reason, "gate"
+    )
 
 
 def _evidence(
@@ -131,12 +174,14 @@ def _evidence(
     vs_persistence = compare(errors, persistence, policy, windows)
     if champion is None:
         return Evidence(vs_persistence), scores
-    if champion.tags.get("kind") == BASELINE:
-        return Evidence(vs_persistence, Champion.BASELINE), scores
     champion_run = client.get_run(champion.run_id)
     champion_end = _last_event(champion_run)
     challenger_end = _last_event(run)
+    # a backfill's older interval never replaces a champion fitted on newer data
     newer = bool(champion_end and challenger_end and champion_end > challenger_end)
+    if champion.tags.get("kind") == BASELINE:
+        kind = Champion.BASELINE
+        return Evidence(vs_persistence, kind, champion_trained_on_newer_data=newer), scores
     fresh = _champion_errors(pair, champion, champion_run, holdout, champion_end)
     if newer or fresh is None or len(fresh) < 2 * windows:
         return Evidence(
@@ -209,6 +254,10 @@ def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind:
             description=f"Next-candle log-return forecaster of {stream.label}; "
             "alias champion is served.",
         )
+    # a re-run of the same interval on the same data reuses its run, and so its version
+    existing = _registered(client, stream, run_id, kind)
+    if existing is not None:
+        return existing
     version = mlflow.register_model(uri, name, tags={"kind": kind, "run_id": run_id})
     return client.get_model_version(name, version.version)
 
@@ -217,11 +266,24 @@ def _register_baseline(
     client: MlflowClient, stream: Stream, run_id: str, holdout: pd.DataFrame
 ) -> Any:
     """Log the baseline kind on the challenger's run (same input schema) and register it."""
+    existing = _registered(client, stream, run_id, BASELINE)
+    if existing is not None:
+        return existing
     columns = registry.run_features(client, run_id)
     example = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
     with mlflow.start_run(run_id=run_id):
         uri = get_kind(BASELINE)(columns).log_model(example, name="persistence")
     return _register(client, stream, uri, run_id, BASELINE)
+
+
+def _registered(client: MlflowClient, stream: Stream, run_id: str, kind: str) -> Any | None:
+    """The version already registered from this run for this kind, if any."""
+    name = stream.registered_model
+    for found in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        version = client.get_model_version(name, found.version)
+        if version.tags.get("kind") == kind:
+            return version
+    return None
 
 
 def _as_dict(evidence: Evidence) -> dict[str, Any]:
@@ -236,6 +298,7 @@ def _log_decision(client: MlflowClient, run: Any, decision: Decision) -> None:
         client.set_tag(run_id, "promotion.outcome", decision.outcome)
         client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
         client.set_tag(run_id, "promotion.champion_version", decision.champion_version)
+        client.set_tag(run_id, "promotion.dry_run", str(decision.dry_run).lower())
     champion = decision.scores.get("champion")
     if champion is not None:
         client.log_metric(run.info.run_id, f"champion_holdout_{decision.metric}", champion)

@@ -3,11 +3,18 @@
 Every configured model kind is fitted on the same chronological split and logged to the
 stream's MLflow experiment as its own run, with the persistence baseline's scores beside its
 own; the best run (by the primary metric on the holdout) is the challenger.
+
+Three steps, so that an orchestrator can run each kind as its own task: :func:`prepare` builds
+the training set (saved as parquet under the data directory) and opens the parent run;
+:func:`fit_one` fits one kind as a child run; :func:`select` names the challenger. Each step is
+idempotent: the same interval on the same data, kinds and settings reuses the runs already
+logged instead of growing the experiment and the registry.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import subprocess
@@ -15,6 +22,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -36,7 +44,7 @@ from candlecast.modeling import registry
 from candlecast.modeling.datasets import TrainingSet, kind_features
 from candlecast.modeling.kinds import get_kind, kind_names, kind_params
 from candlecast.modeling.kinds.base import ModelKind, input_names
-from candlecast.names import feature_service_name
+from candlecast.names import Stream, feature_service_name
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 from candlecast.timeframes import timeframe_ms, to_ms
 
@@ -125,22 +133,140 @@ def dvc_version(path: Path) -> dict[str, str]:
     return {}
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A training set saved for the kinds to read, and the parent run that records it."""
+
+    parent_run_id: str
+    path: str  # parquet of the training frame
+    end: str  # ISO end of the training window
+    kinds: list[str]  # trainable kinds to fit, in config order
+    rows: int
+    baselines: dict[str, float]
+    lineage: dict[str, str]
+    reused: bool = False
+
+
 def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> TrainResult:
     """Fit every configured kind on the window ending at ``end``, score each and persistence
     on the chronological holdout, and log everything to MLflow."""
     settings = settings or get_settings()
-    frame = training_frame(pair, end, settings)
+    prepared = prepare(pair, end, settings)
+    runs = [fit_one(pair, prepared, kind, settings) for kind in prepared.kinds]
+    return select(prepared, runs, settings)
+
+
+def data_lineage(pair: PairConfig, end: datetime, settings: Settings) -> dict[str, str]:
+    """Tags naming the exact validated data of the window ending at ``end``."""
     start, _ = training_window(pair, end)
     table = validated_table(pair.stream, settings)
     completeness = stored_completeness(pair.stream, start, end, settings)
-    lineage = {
+    return {
         "data.validated_store": str(table.root),
         "data.version": table.fingerprint(to_ms(start), to_ms(end)),
         "data.partitions": str(len(table.files(to_ms(start), to_ms(end)))),
         "data.missing_share": f"{completeness.missing_share:.6f}",
         **dvc_version(table.root),
     }
-    return fit_and_log(pair, frame, end, settings, lineage)
+
+
+def prepare(
+    pair: PairConfig,
+    end: datetime,
+    settings: Settings | None = None,
+    frame: pd.DataFrame | None = None,
+    lineage: dict[str, str] | None = None,
+) -> Prepared:
+    """Build the training set of the window ending at ``end`` (or take ``frame``), save it,
+    and log the parent run with the split, the baselines' scores and the dataset.
+
+    Reuses the parent run of an earlier identical training (same end, data version, kinds
+    and settings) instead of logging a new one.
+
+    Raises:
+        NotEnoughHistoryError: too little data, or no trainable kind configured.
+    """
+    settings = settings or get_settings()
+    registry.configure(settings)
+    kinds = trainable_kinds(pair)
+    if frame is None:
+        frame = training_frame(pair, end, settings)
+        lineage = data_lineage(pair, end, settings)
+    lineage = lineage or {"data.version": _frame_version(frame)}
+    signature = _signature(pair, kinds, end, lineage)
+    stream = pair.stream
+    path = settings.paths.training_sets / stream.key / f"{signature}.parquet"
+    reused = _finished_parent(stream, signature, settings)
+    if reused is not None and path.exists():
+        log.info("%s: reusing training run %s", stream.label, reused.info.run_id)
+        return Prepared(
+            reused.info.run_id,
+            str(path),
+            end.isoformat(),
+            kinds,
+            int(reused.data.params.get("train_rows", 0))
+            + int(reused.data.params.get("holdout_rows", 0)),
+            {k: v for k, v in reused.data.metrics.items()},
+            lineage,
+            reused=True,
+        )
+    data = _training_set(pair, frame, kinds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    data.frame.to_parquet(tmp)
+    tmp.replace(path)
+    baselines = _baseline_metrics(data)
+    tags = _run_tags(pair, end, lineage) | {"training.signature": signature}
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(stream, settings),
+        run_name=f"train-{end:%Y%m%dT%H%M}",
+        tags={**tags, "run.role": "training", "training.kinds": ",".join(kinds)},
+    ) as parent:
+        mlflow.log_params(_split_params(pair, data))
+        mlflow.log_metrics(baselines)
+        _log_dataset(data)
+    return Prepared(
+        parent.info.run_id, str(path), end.isoformat(), kinds, len(data.frame), baselines, lineage
+    )
+
+
+def fit_one(
+    pair: PairConfig, prepared: Prepared, kind: str, settings: Settings | None = None
+) -> KindRun:
+    """Fit one kind on the prepared training set as a child run of the training run (or
+    return the finished child an earlier attempt logged)."""
+    settings = settings or get_settings()
+    registry.configure(settings)
+    if kind not in prepared.kinds:
+        raise NotEnoughHistoryError(f"{kind!r} is not one of this training's kinds")
+    done = _finished_child(pair.stream, prepared.parent_run_id, kind, settings)
+    if done is not None:
+        log.info("%s: reusing %s run %s", pair.stream.label, kind, done.info.run_id)
+        return KindRun(kind, done.info.run_id, done.data.tags["model_uri"], done.data.metrics)
+    frame = pd.read_parquet(prepared.path)
+    data = _training_set(pair, frame, prepared.kinds)
+    model = _model(pair, kind)
+    end = datetime.fromisoformat(prepared.end)
+    tags = _run_tags(pair, end, prepared.lineage) | {"mlflow.parentRunId": prepared.parent_run_id}
+    experiment = registry.experiment_id(pair.stream, settings)
+    return _fit_kind(model, data, end, prepared.baselines, tags, experiment)
+
+
+def select(
+    prepared: Prepared, runs: list[KindRun], settings: Settings | None = None
+) -> TrainResult:
+    """The challenger: the kind with the lowest holdout score on the primary metric (also
+    recorded on the training run)."""
+    settings = settings or get_settings()
+    registry.configure(settings)
+    metric = settings.primary_metric
+    if not runs:
+        raise NotEnoughHistoryError("no kind was fitted: nothing to select a challenger from")
+    best = min(runs, key=lambda run: run.metrics[f"holdout_{metric}"])
+    client = mlflow.MlflowClient()
+    client.set_tag(prepared.parent_run_id, "challenger.kind", best.kind)
+    client.set_tag(prepared.parent_run_id, "challenger.run_id", best.run_id)
+    return TrainResult(runs, metric, best, prepared.lineage, prepared.parent_run_id)
 
 
 def fit_and_log(
@@ -159,48 +285,91 @@ def fit_and_log(
     registered and served. Baselines (persistence, drift) are scored on the same rows.
     """
     settings = settings or get_settings()
-    registry.configure(settings)
-    lineage = lineage or {}
-    models = [
-        get_kind(name)(kind_features(get_kind(name)), kind_params(pair.training, name))
-        for name in pair.training.kinds
-        if get_kind(name).trainable
-    ]
-    if not models:
+    prepared = prepare(pair, end, settings, frame=frame, lineage=lineage)
+    runs = [fit_one(pair, prepared, kind, settings) for kind in prepared.kinds]
+    return select(prepared, runs, settings)
+
+
+def trainable_kinds(pair: PairConfig) -> list[str]:
+    """The pair's configured kinds that learn (baselines are scored, not trained).
+
+    Raises:
+        NotEnoughHistoryError: none of them is trainable.
+    """
+    kinds = [name for name in pair.training.kinds if get_kind(name).trainable]
+    if not kinds:
         raise NotEnoughHistoryError(
             f"{pair.stream.label}: training.kinds {pair.training.kinds} has no trainable kind"
         )
-    # every kind is scored on the same rows: those with every column any kind reads
+    return kinds
+
+
+def _model(pair: PairConfig, name: str) -> ModelKind:
+    kind = get_kind(name)
+    return kind(kind_features(kind), kind_params(pair.training, name))
+
+
+def _training_set(pair: PairConfig, frame: pd.DataFrame, kinds: list[str]) -> TrainingSet:
+    """Every kind is scored on the same rows: those with every column any kind reads."""
+    models = [_model(pair, name) for name in kinds]
     columns = max((m.spec.features for m in models), key=len)
-    data = TrainingSet.build(
+    return TrainingSet.build(
         frame.dropna(subset=list(columns)),
         columns,
         pair.training.holdout_fraction,
         max(model.window for model in models),
         timeframe_ms(pair.timeframe),
     )
-    baselines = _baseline_metrics(data)
-    stream = pair.stream
-    tags = {
-        **stream.run_tags,
+
+
+def _run_tags(pair: PairConfig, end: datetime, lineage: dict[str, str]) -> dict[str, str]:
+    return {
+        **pair.stream.run_tags,
         "interval_end": end.isoformat(),
         "feature_service": feature_service_name(pair.timeframe),
         **lineage,
         **_git_tags(),
     }
-    with mlflow.start_run(
-        experiment_id=registry.experiment_id(stream, settings),
-        run_name=f"train-{end:%Y%m%dT%H%M}",
-        tags={**tags, "run.role": "training"},
-    ) as parent:
-        mlflow.log_params(_split_params(pair, data))
-        mlflow.log_metrics(baselines)
-        _log_dataset(data)
-        experiment = parent.info.experiment_id
-        runs = [_fit_kind(model, data, end, baselines, tags, experiment) for model in models]
-    metric = settings.primary_metric
-    best = min(runs, key=lambda run: run.metrics[f"holdout_{metric}"])
-    return TrainResult(runs, metric, best, lineage, parent.info.run_id)
+
+
+def _signature(pair: PairConfig, kinds: list[str], end: datetime, lineage: dict[str, str]) -> str:
+    """What makes two trainings the same: window end, data version, kinds, their settings
+    and the code version."""
+    training = pair.training.model_dump(mode="json")
+    payload = {
+        "end": end.isoformat(),
+        "data": lineage.get("data.version", ""),
+        "kinds": kinds,
+        "training": {k: training[k] for k in training if k != "kinds"},
+        "code": _git_tags().get("git.commit", ""),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
+    return f"{end:%Y%m%dT%H%M}-{digest.hexdigest()[:16]}"
+
+
+def _frame_version(frame: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    return hashlib.md5(hashed, usedforsecurity=False).hexdigest()
+
+
+def _finished_parent(stream: Stream, signature: str, settings: Settings) -> Any | None:
+    runs = mlflow.MlflowClient().search_runs(
+        [registry.experiment_id(stream, settings)],
+        filter_string=f"tags.`training.signature` = '{signature}' and "
+        "attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _finished_child(stream: Stream, parent: str, kind: str, settings: Settings) -> Any | None:
+    runs = mlflow.MlflowClient().search_runs(
+        [registry.experiment_id(stream, settings)],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.kind = '{kind}' and "
+        "attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0] if runs and "model_uri" in runs[0].data.tags else None
 
 
 def _baseline_metrics(data: TrainingSet) -> dict[str, float]:
@@ -248,7 +417,6 @@ def _fit_kind(
     with mlflow.start_run(
         experiment_id=experiment_id,  # else the default experiment, whose artifacts go to ./mlruns
         run_name=f"{name}-{end:%Y%m%dT%H%M}",
-        nested=True,
         tags={**tags, "kind": name, "run.role": "kind", "data.last_event": last_event},
     ) as run:
         features = model.spec.features
@@ -273,6 +441,7 @@ def _fit_kind(
         mlflow.log_metrics(metrics)
         _log_holdout(data, predicted)
         _log_importance(model)
+        mlflow.set_tag("model_uri", model_uri)  # marks the run complete, for reuse
     log.info("trained %s: %s", name, json.dumps(metrics))
     return KindRun(name, run.info.run_id, model_uri, metrics)
 

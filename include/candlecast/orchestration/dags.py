@@ -1,8 +1,10 @@
-"""The Airflow DAG factory: one pipeline DAG per configured stream.
+"""The Airflow DAG factory: per configured stream, a candles DAG and a train DAG.
 
 The only module of the package that imports Airflow. Tasks are a few lines each: they call
-:mod:`candlecast.orchestration.stages` for the run's data interval and pass on small dicts
-(row counts, MLflow run ids, model versions, paths), never data.
+:mod:`candlecast.orchestration.stages` and pass on small dicts (row counts, MLflow run ids,
+model versions, paths), never data. The DAGs talk through assets, not sensors: the candles
+DAG emits ``features`` events (their extra says which interval was materialized); the train
+DAG is scheduled on its cadence, on those events and on monitoring's ``retrain`` requests.
 """
 
 from __future__ import annotations
@@ -11,43 +13,90 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    Param,
+    get_current_context,
+    task,
+)
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from candlecast.config import PairConfig
 from candlecast.errors import PermanentError
-from candlecast.modeling.kinds import check_training
-from candlecast.names import Stream
+from candlecast.modeling.kinds import check_training, kind_names
+from candlecast.names import TRAINING_POOL, Stream
 from candlecast.orchestration import stages
 from candlecast.timeframes import ms_to_datetime
 
-DEFAULT_ARGS = {
-    "owner": "candlecast",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-}
 R = TypeVar("R")
 
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "candlecast",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+    "execution_timeout": timedelta(hours=1),
+}
+#: Exchange calls fail in ways a retry fixes (rate limits, timeouts): more, slower retries.
+FETCH_ARGS: dict[str, Any] = {"retries": 4, "retry_delay": timedelta(minutes=2)}
+#: Fitting one kind on a few months of candles; a hung fit is failed, not waited on forever.
+FIT_TIMEOUT = timedelta(hours=2)
 
-def dag_id(pair: PairConfig) -> str:
-    return pair.stream.dag_id
+CANDLES_DOC = """\
+### Candles of {label}
+
+Each run owns the candles of its data interval `[data_interval_start, data_interval_end)`:
+
+1. **ingest**: fetch them from {exchange} with ccxt (on an empty store, also the history the
+   features and the training window need) into the raw store; pool `{pool}` bounds the calls.
+2. **validate**: Great Expectations suite on the batch; a bad batch is quarantined with its
+   report (`quarantine/`), and nothing bad reaches the features.
+3. **features**: technical indicators (and the higher timeframes') from validated candles only;
+   waits for the previous interval's features (`depends_on_past`) so warm-up is never cut.
+4. **materialize**: into the Feast online store; emits the asset `{asset}`, which schedules
+   [`{train}`](/dags/{train}).
+
+Backfills (`airflow backfill create --dag-id {dag} --from-date ... --to-date ...`) fetch and
+materialize exactly each run's interval, in order. Outputs live under `CANDLECAST_HOME`.
+"""
+
+TRAIN_DOC = """\
+### Models of {label}
+
+Scheduled `{cadence}`, and by the assets {assets}.
+
+1. **training_set**: point-in-time features from Feast over the training window, saved, and
+   the parent MLflow run in experiment `{experiment}` (re-running the same interval on the
+   same data reuses it).
+2. **fit** (one mapped task per model kind, pool `{pool}`): a child run per kind.
+3. **evaluate**: the best kind on the chronological holdout becomes the challenger.
+4. **promote**: the gate against the champion and persistence, recorded on the run. A run for
+   an older interval (a backfill) evaluates and records but never replaces a champion
+   trained on newer data.
+5. **export_onnx**: the winner to ONNX, with its parity check.
+6. **deploy**: to the BentoML service, smoke-tested; only then does the registered model
+   `{model}` move its `champion` alias (a failure anywhere leaves the previous champion
+   champion and served). Emits `{model_asset}`.
+
+Trigger with params to train other kinds, another window, or as a dry run (train and evaluate,
+never promote).
+"""
 
 
 def features_asset(stream: Stream) -> Asset:
-    return Asset(stream.features_asset_uri, group="features")
+    return Asset(name=f"features_{stream.key}", uri=stream.features_asset_uri, group="features")
+
+
+def retrain_asset(stream: Stream) -> Asset:
+    return Asset(name=f"retrain_{stream.key}", uri=stream.retrain_asset_uri, group="retrain")
 
 
 def model_asset(stream: Stream) -> Asset:
-    return Asset(stream.model_asset_uri, group="models")
-
-
-def _interval() -> tuple[datetime, datetime]:
-    context = get_current_context()
-    start, end = context["data_interval_start"], context["data_interval_end"]
-    if start is None or end is None or end <= start:
-        raise AirflowFailException(f"run has an empty data interval ({start} to {end})")
-    return start, end
+    return Asset(name=f"champion_{stream.key}", uri=stream.model_asset_uri, group="models")
 
 
 def _run(stage: Callable[..., R], *args: Any) -> dict[str, Any]:
@@ -59,31 +108,48 @@ def _run(stage: Callable[..., R], *args: Any) -> dict[str, Any]:
         raise AirflowFailException(f"{stage.__name__}: {type(exc).__name__}: {exc}") from exc
 
 
-def build_pipeline_dag(pair: PairConfig) -> DAG:
-    """ingest -> validate -> features -> materialize -> train -> promote -> export_onnx -> deploy,
-    each on the run's data interval.
+def _interval() -> tuple[datetime, datetime]:
+    context = get_current_context()
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None or end <= start:
+        raise AirflowFailException(f"run has an empty data interval ({start} to {end})")
+    return start, end
 
-    Raises:
-        ConfigError: the pair's training section names an unknown kind or bad parameters
-            (so a typo is a DAG import error naming the key).
-    """
+
+def build_dags(pair: PairConfig, only: str | None = None) -> dict[str, DAG]:
+    """The stream's DAGs by id (just ``only`` when a task run parses its own DAG)."""
+    builders = {
+        pair.stream.candles_dag_id: build_candles_dag,
+        pair.stream.train_dag_id: build_train_dag,
+    }
+    return {dag_id: build(pair) for dag_id, build in builders.items() if only in (None, dag_id)}
+
+
+def build_candles_dag(pair: PairConfig) -> DAG:
+    """ingest -> validate -> features -> materialize, each on the run's data interval."""
     stream = pair.stream
-    check_training(pair.training, stream.label)
+    doc = CANDLES_DOC.format(
+        label=stream.label,
+        exchange=stream.exchange,
+        pool=stream.exchange_pool,
+        asset=stream.features_asset_uri,
+        train=stream.train_dag_id,
+        dag=stream.candles_dag_id,
+    )
     with DAG(
-        dag_id=stream.dag_id,
-        description=f"{stream.label}: candles to a served forecast",
-        # Interval timetable: each run owns [data_interval_start, data_interval_end) of candles.
-        schedule=CronDataIntervalTimetable(pair.schedule, timezone="UTC"),
+        dag_id=stream.candles_dag_id,
+        description=f"{stream.label}: candles to validated, materialized features",
+        schedule=CronDataIntervalTimetable(pair.candles_schedule, timezone="UTC"),
         start_date=pair.start,
         end_date=pair.end,
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
-        tags=["candlecast", *stream.tags],
-        doc_md=__doc__,
+        tags=["candlecast", "candles", *stream.tags],
+        doc_md=doc,
     ) as dag:
 
-        @task
+        @task(pool=stream.exchange_pool, **FETCH_ARGS)
         def ingest() -> dict[str, Any]:
             return _run(stages.ingest, pair, *_interval())
 
@@ -97,40 +163,182 @@ def build_pipeline_dag(pair: PairConfig) -> DAG:
             first = _fetched_from(batch)
             return _run(stages.validate, pair, first, _interval()[1], batch["refetched"])
 
-        @task
+        @task(depends_on_past=True)
         def features(batch: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
             return _run(stages.features, pair, _fetched_from(batch), _interval()[1])
 
         @task(outlets=[features_asset(stream)])
         def materialize(written: dict[str, Any]) -> dict[str, Any]:
-            return _run(stages.materialize, pair, *_interval())
+            start, end = _interval()
+            result = _run(stages.materialize, pair, start, end)
+            event = get_current_context()["outlet_events"][features_asset(stream)]
+            event.extra = {"stream": stream.key, "start": start.isoformat(), "end": end.isoformat()}
+            return result
+
+        batch: Any = ingest()
+        report: Any = validate(batch)
+        written: Any = features(batch, report)
+        materialize(written)
+    return dag
+
+
+def _train_schedule(pair: PairConfig) -> Any:
+    stream = pair.stream
+    assets: Any = retrain_asset(stream)
+    if pair.training.on_new_features:
+        assets = features_asset(stream) | assets
+    if pair.training.schedule is None:
+        return assets
+    cadence = CronDataIntervalTimetable(pair.training.schedule, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=cadence, assets=assets)
+
+
+def _params(pair: PairConfig) -> dict[str, Param]:
+    return {
+        "kinds": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "enum": kind_names()},
+            minItems=1,
+            uniqueItems=True,
+            title="Model kinds",
+            description=f"Kinds to train (default: the config's {pair.training.kinds}).",
+        ),
+        "train_days": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            maximum=3650,
+            title="Training window (days)",
+            description=f"Default: the config's {pair.training.train_days:g}.",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="End of the training window",
+            description="Default: the run's interval end, the triggering features' end, "
+            "or the newest stored candle.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Train and evaluate, record the gate's decision, never promote.",
+        ),
+    }
+
+
+def _training_end(pair: PairConfig, context: Any) -> datetime:
+    """Where the training window ends for this run, first of: the ``end`` param, the newest
+    interval end of the triggering features events, the run's data interval end (a scheduled
+    or backfilled run), the close of the newest stored candle (a retrain request)."""
+    if context["params"].get("end"):
+        return stages.parse_time(context["params"]["end"])
+    ends = [
+        stages.parse_time(event.extra["end"])
+        for events in (context.get("triggering_asset_events") or {}).values()
+        for event in events
+        if (event.extra or {}).get("end")
+    ]
+    if ends:
+        return max(ends)
+    run = context["dag_run"]
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if run.run_type != "manual" and start is not None and end is not None and end > start:
+        return end
+    return stages.newest_candle_close(pair)
+
+
+def build_train_dag(pair: PairConfig) -> DAG:
+    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy.
+
+    Raises:
+        ConfigError: the pair's training section names an unknown kind or bad parameters
+            (so a typo is a DAG import error naming the key).
+    """
+    stream = pair.stream
+    check_training(pair.training, stream.label)
+    assets = [stream.retrain_asset_uri]
+    if pair.training.on_new_features:
+        assets.insert(0, stream.features_asset_uri)
+    doc = TRAIN_DOC.format(
+        label=stream.label,
+        cadence=pair.training.schedule or "never by time",
+        assets=", ".join(f"`{a}`" for a in assets),
+        experiment=stream.experiment,
+        pool=TRAINING_POOL,
+        model=stream.registered_model,
+        model_asset=stream.model_asset_uri,
+    )
+    with DAG(
+        dag_id=stream.train_dag_id,
+        description=f"{stream.label}: train, gate, export and deploy the forecaster",
+        schedule=_train_schedule(pair),
+        start_date=pair.start,
+        end_date=pair.end,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["candlecast", "train", *stream.tags],
+        params=_params(pair),
+        doc_md=doc,
+    ) as dag:
+
+        def _pair() -> PairConfig:
+            params = get_current_context()["params"]
+            return stages.with_training(pair, params.get("kinds"), params.get("train_days"))
+
+        @task(pool=TRAINING_POOL)
+        def training_set() -> dict[str, Any]:
+            end = _training_end(pair, get_current_context())
+            return _run(stages.prepare_training, _pair(), end)
 
         @task
-        def train(online: dict[str, Any]) -> dict[str, Any]:
-            return _run(stages.train, pair, _interval()[1])
+        def kinds(prepared: dict[str, Any]) -> list[str]:
+            return list(prepared["kinds"])
+
+        @task(pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT)
+        def fit(prepared: dict[str, Any], kind: str) -> dict[str, Any]:
+            from candlecast.modeling.training import Prepared
+
+            return _run(stages.fit_kind, _pair(), Prepared(**prepared), kind)
+
+        @task
+        def evaluate(prepared: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+            from candlecast.modeling.training import KindRun, Prepared
+
+            fitted = [KindRun(**run) for run in runs]
+            return _run(stages.select_challenger, _pair(), Prepared(**prepared), fitted)
 
         @task
         def promote(trained: dict[str, Any]) -> dict[str, Any]:
             challenger = trained["challenger"]
-            return _run(stages.promote, pair, challenger["run_id"], challenger["model_uri"])
+            dry_run = bool(get_current_context()["params"].get("dry_run"))
+            return _run(
+                stages.promote, _pair(), challenger["run_id"], challenger["model_uri"], dry_run
+            )
 
         @task
         def export_onnx(decision: dict[str, Any]) -> dict[str, Any]:
-            return _run(stages.export, pair)
+            from candlecast.modeling.promotion import Decision
+
+            if decision["dry_run"]:
+                raise AirflowSkipException("dry run: nothing is exported or deployed")
+            return _run(stages.export, _pair(), Decision(**decision))
 
         @task(outlets=[model_asset(stream)])
-        def deploy(exported: dict[str, Any]) -> dict[str, Any]:
+        def deploy(exported: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
             from candlecast.modeling.onnx_export import ExportedModel
+            from candlecast.modeling.promotion import Decision
 
-            return _run(stages.deploy, pair, ExportedModel(**exported))
+            return _run(stages.deploy, _pair(), ExportedModel(**exported), Decision(**decision))
 
         # Task calls return XComArgs at parse time; they resolve to the dicts at run time.
-        batch: Any = ingest()
-        report: Any = validate(batch)
-        written: Any = features(batch, report)
-        online: Any = materialize(written)
-        trained: Any = train(online)
+        prepared: Any = training_set()
+        runs: Any = fit.partial(prepared=prepared).expand(kind=kinds(prepared))
+        trained: Any = evaluate(prepared, runs)
         decision: Any = promote(trained)
         exported: Any = export_onnx(decision)
-        deploy(exported)
+        deploy(exported, decision)
     return dag

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from candlecast.features.featurestore import Materialized
     from candlecast.modeling.onnx_export import ExportedModel
     from candlecast.modeling.promotion import Decision
-    from candlecast.modeling.training import TrainResult
+    from candlecast.modeling.training import KindRun, Prepared, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -127,35 +127,101 @@ def materialize(pair: PairConfig, start: datetime, end: datetime) -> Materialize
     from candlecast.features import featurestore
 
     featurestore.ensure_applied(configured_timeframes())
-    return featurestore.materialize(pair, start, end)
+    written = featurestore.materialize(pair, start, end)
+    _announce(pair)
+    return written
+
+
+def with_training(
+    pair: PairConfig, kinds: list[str] | None = None, train_days: float | None = None
+) -> PairConfig:
+    """The pair with a manual run's training overrides (kinds, window) applied."""
+    update: dict[str, Any] = {}
+    if kinds:
+        update["kinds"] = list(kinds)
+    if train_days:
+        update["train_days"] = train_days
+    if not update:
+        return pair
+    training = pair.training.model_validate({**pair.training.model_dump(), **update})
+    return pair.model_copy(update={"training": training})
+
+
+def prepare_training(pair: PairConfig, end: datetime) -> Prepared:
+    """The training set of the window ending at ``end``, saved, and its parent run."""
+    from candlecast.modeling import training
+
+    return training.prepare(pair, end)
+
+
+def fit_kind(pair: PairConfig, prepared: Prepared, kind: str) -> KindRun:
+    """One model kind fitted on the prepared training set (its own MLflow run)."""
+    from candlecast.modeling import training
+
+    return training.fit_one(pair, prepared, kind)
+
+
+def select_challenger(pair: PairConfig, prepared: Prepared, runs: list[KindRun]) -> TrainResult:
+    from candlecast.modeling import training
+
+    return training.select(prepared, runs)
 
 
 def train(pair: PairConfig, end: datetime) -> TrainResult:
-    from candlecast.modeling import training
+    """Every configured kind, in one process (``candlecast run``)."""
+    prepared = prepare_training(pair, end)
+    runs = [fit_kind(pair, prepared, kind) for kind in prepared.kinds]
+    return select_challenger(pair, prepared, runs)
 
-    return training.train(pair, end)
 
-
-def promote(pair: PairConfig, run_id: str, model_uri: str) -> Decision:
+def promote(pair: PairConfig, run_id: str, model_uri: str, dry_run: bool = False) -> Decision:
+    """Decide who is champion. Nothing is served or aliased yet: :func:`deploy` commits the
+    decision once the winner is exported, parity-checked and deployed."""
     from candlecast.modeling import promotion
 
-    return promotion.promote(pair, run_id, model_uri)
+    return promotion.promote(pair, run_id, model_uri, commit=False, dry_run=dry_run)
 
 
-def export(pair: PairConfig) -> ExportedModel:
+def export(pair: PairConfig, decision: Decision | None = None) -> ExportedModel:
+    """Export the decision's winner (or, with no decision, the current champion) to ONNX with
+    its parity check."""
     from candlecast.modeling import onnx_export
 
-    return onnx_export.export_champion(pair)
+    if decision is None:
+        return onnx_export.export_champion(pair)
+    return onnx_export.export_version(pair, decision.champion_version)
 
 
-def deploy(pair: PairConfig, exported: ExportedModel) -> Deployed:
-    """Deploy the exported model and smoke-test it on the latest online features."""
+def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None = None) -> Deployed:
+    """Deploy the exported model, smoke-test it on the latest online features, and only then
+    make it champion: the commit point of a promotion. On any failure the deployment is
+    undone, so the previous champion stays champion and stays served."""
+    from candlecast.modeling import promotion
     from candlecast.serving import deploy as bento_deploy
     from candlecast.serving.forecaster import Forecaster
 
+    before = bento_deploy.deployed_tag(pair)
     tag = bento_deploy.deploy(pair, exported)
-    forecast = Forecaster().predict(pair.symbol, pair.exchange, pair.timeframe)
+    try:
+        forecast = Forecaster().predict(pair.symbol, pair.exchange, pair.timeframe)
+        if decision is not None:
+            promotion.commit_decision(pair, decision)
+    except BaseException:
+        if tag != before:
+            bento_deploy.undeploy(pair, tag)
+        raise
+    _announce(pair)
     return Deployed(tag, forecast)
+
+
+def _announce(pair: PairConfig) -> None:
+    """Tell a running prediction service about new features or a new champion (never fails
+    the caller: the service also checks periodically)."""
+    try:
+        from candlecast.serving import notify
+    except ImportError:  # the service has no notification endpoint
+        return
+    notify.announce(pair.stream)
 
 
 def backfill(pair: PairConfig, start: datetime, end: datetime) -> Backfilled:
@@ -176,8 +242,10 @@ def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:
     online = materialize(pair, start, end)
     trained = train(pair, end)
     decision = promote(pair, trained.challenger.run_id, trained.challenger.model_uri)
-    exported = export(pair)
-    return PipelineRun(filled, online, trained, decision, exported, deploy(pair, exported))
+    exported = export(pair, decision)
+    return PipelineRun(
+        filled, online, trained, decision, exported, deploy(pair, exported, decision)
+    )
 
 
 def publish(pair: PairConfig, out: Path) -> dict[str, str]:
@@ -200,6 +268,28 @@ def publish(pair: PairConfig, out: Path) -> dict[str, str]:
     metadata = json.loads((folder / "metadata.json").read_text()) | {"path": "model.onnx"}
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return {"version": str(champion.version), "out": str(out)}
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time (``Z`` or an offset; a naive time is UTC)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def newest_candle_close(pair: PairConfig) -> datetime:
+    """When the newest validated candle of the stream closed.
+
+    Raises:
+        MissingDataError: nothing validated yet.
+    """
+    from candlecast.data.ingestion import validated_table
+    from candlecast.errors import MissingDataError
+    from candlecast.timeframes import timeframe_ms
+
+    last = validated_table(pair.stream).last_key()
+    if last is None:
+        raise MissingDataError(f"{pair.stream.label}: no validated candles to train on yet")
+    return ms_to_datetime(last + timeframe_ms(pair.timeframe))
 
 
 def last_complete_day(pair: PairConfig) -> tuple[datetime, datetime]:
