@@ -139,6 +139,7 @@ def test_the_run_a_task_returned_is_found_in_its_xcom():
     assert links.run_id_of(to_xcom(unparented)) == OTHER_RUN_ID  # its challenger
     assert links.run_id_of(to_xcom(chosen)) == OTHER_RUN_ID
     assert links.run_id_of(json.dumps(to_xcom(trained))) == RUN_ID  # stored as JSON text
+    assert links.run_id_of(json.dumps(json.dumps(to_xcom(chosen)))) == OTHER_RUN_ID
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,9 @@ def run_id_of(value: Any) -> str | None:
     Looks at ``parent_run_id`` and ``run_id``, then the same keys under ``challenger``
     (a training result's chosen run); only strings shaped like MLflow run ids count.
     """
-    if isinstance(value, str):
+    for _ in range(2):  # XCom keeps JSON; a value may come back as its text, even twice
+        if not isinstance(value, str):
+            break
         try:
             value = json.loads(value)
         except ValueError:
