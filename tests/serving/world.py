@@ -1,0 +1,165 @@
+"""A served world for the service tests and the serving benchmark: real candles (freqtrade's
+Binance ETH/BTC 5m), a real pipeline run through the CLI, and helpers that change the stores
+the way the pipeline does (newer features materialized, a new model deployed, a new pair).
+
+Each helper runs in its own process with the world's environment (``run_in``), so the test
+session's own data directory and BentoML store are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FREQTRADE = REPO / "data" / "bundled" / "freqtrade"
+CANDLECAST = Path(sys.executable).parent / "candlecast"
+ETH = "{symbol: ETH/BTC, exchange: binance, timeframe: 5m, replay_file: %s, start: 2018-01-25}"
+LTC = "{symbol: LTC/BTC, exchange: binance, timeframe: 5m, replay_file: %s, start: 2018-01-25}"
+DAY = ["--start", "2018-01-28", "--end", "2018-01-29"]
+DEFAULTS = "defaults: {training: {train_days: 6, kinds: [lightgbm]}}\n"
+
+
+def write_config(path: Path, with_ltc: bool = False) -> None:
+    lines = [f"  - {ETH % (FREQTRADE / 'ETH_BTC-5m.feather')}\n"]
+    if with_ltc:
+        lines.append(f"  - {LTC % (FREQTRADE / 'LTC_BTC-5m.feather')}\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(DEFAULTS + "pairs:\n" + "".join(lines))
+    tmp.replace(path)
+
+
+def environment(root: Path) -> dict[str, str]:
+    home = root / "home"
+    return {
+        **os.environ,
+        "CANDLECAST_HOME": str(home),
+        "CANDLECAST_PAIRS": str(root / "pairs.yaml"),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+
+
+def build(root: Path) -> dict[str, str]:
+    """The ETH/BTC 5m pipeline run for 2018-01-28 (features online up to 23:55), served by
+    whichever kind won the gate. Returns the world's environment."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_config(root / "pairs.yaml")
+    env = environment(root)
+    out = subprocess.run(
+        [str(CANDLECAST), "run", "--pair", "ETH/BTC", *DAY],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return env
+
+
+def run_in(env: dict[str, str], call: str) -> str:
+    """Run ``call`` (Python, using this module as ``w``) in a process with ``env``; returns its
+    last stdout line."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"import tests.serving.world as w; print({call})"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+# -- run inside the world's environment (run_in) ---------------------------------------------
+
+
+def materialize(symbol: str, start: str, end: str) -> str:
+    """Ingest, validate, compute and materialize ``[start, end)``; returns the online row's
+    candle (ms)."""
+    from candlecast.orchestration import stages
+
+    pair = stages.pair_config(symbol)
+    first = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    last = datetime.fromisoformat(end).replace(tzinfo=UTC)
+    stages.backfill(pair, first, last)
+    return str(stages.materialize(pair, first, last).online_candle_ts)
+
+
+def deploy_lightgbm(symbol: str, version: str, n_estimators: int = 50, broken: bool = False) -> str:
+    """Fit a real LightGBM on the stream's offline features, export it to ONNX and deploy it as
+    ``version`` (``broken``: deploy bytes that are no ONNX model). Returns the BentoML tag."""
+    import hashlib
+
+    import numpy as np
+
+    from candlecast.features import featurestore
+    from candlecast.modeling.kinds import get_kind
+    from candlecast.modeling.kinds.base import model_inputs
+    from candlecast.modeling.onnx_export import ExportedModel
+    from candlecast.orchestration import stages
+    from candlecast.serving import deploy
+    from candlecast.settings import get_settings
+
+    pair = stages.pair_config(symbol)
+    frame = featurestore.offline_table(pair.stream).read(0, 4_102_444_800_000)  # up to 2100
+    kind = get_kind("lightgbm")
+    features = json.loads(_served_meta(pair))["features"]
+    x = model_inputs(frame, features)[:-1]
+    close = frame["close"].to_numpy(dtype=np.float64)
+    y = np.log(close[1:] / close[:-1])
+    params = kind.parse_params({"n_estimators": n_estimators, "learning_rate": 0.05})
+    model = kind(features, params)
+    model.fit(x, y)
+    payload = b"not an onnx model" if broken else model.to_onnx().SerializeToString()
+    folder = pair.stream.model_dir(get_settings().paths.models, version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(payload)
+    exported = ExportedModel(
+        stream=pair.key,
+        pair=pair.symbol,
+        exchange=pair.exchange,
+        timeframe=pair.timeframe,
+        model_name=pair.stream.registered_model,
+        version=version,
+        kind="lightgbm",
+        run_id="",
+        features=features,
+        parity_max_abs_diff=0.0,
+        parity_max_rel_diff=0.0,
+        parity_rows=0,
+        onnx_sha256=hashlib.sha256(payload).hexdigest(),
+        path=str(folder / "model.onnx"),
+    )
+    from dataclasses import asdict
+
+    (folder / "metadata.json").write_text(json.dumps(asdict(exported)))
+    return deploy.deploy(pair, exported)
+
+
+def _served_meta(pair) -> str:  # type: ignore[no-untyped-def]
+    import bentoml
+
+    from candlecast.serving.deploy import bentoml_store
+
+    bentoml_store()
+    stored = bentoml.models.get(f"{pair.stream.bento_model}:latest")
+    return Path(stored.path_of("metadata.json")).read_text()
+
+
+def online_row(symbol: str, features_json: str) -> str:
+    """The online values of ``features`` plus close and candle_ts, as JSON."""
+    from candlecast.features import featurestore
+    from candlecast.orchestration import stages
+
+    pair = stages.pair_config(symbol)
+    columns = [*json.loads(features_json), "close", "candle_ts"]
+    values = featurestore.online_features(featurestore.feature_store(), pair.stream, columns)
+    return json.dumps(values)
