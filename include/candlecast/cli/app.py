@@ -287,12 +287,9 @@ def serve(
 @app.command()
 def demo(
     wait: Annotated[bool, typer.Option(help="Keep the UIs and service up until Ctrl-C")] = True,
-    days: Annotated[
-        int | None, typer.Option(help="History to backfill (default: train_days+7)")
-    ] = None,
-    runs: Annotated[int, typer.Option(help="Daily DAG runs, ending at the data's end")] = 2,
+    runs: Annotated[int, typer.Option(help="Days of candles runs, ending at the data's end")] = 2,
 ) -> None:
-    """Backfill history, run each stream's Airflow DAG over its last days, serve forecasts."""
+    """Run every stream's DAGs over its last days under the embedded Airflow, serve forecasts."""
     from candlecast.cli.demo import run_demo
 
-    run_demo(console, wait=wait, days=days, runs=runs)
+    run_demo(console, wait=wait, runs=runs)

@@ -1,72 +1,145 @@
 """The demo (the README's main command): every configured stream from bundled candles to a
-forecast served over HTTP, through its Airflow DAG."""
+forecast served over HTTP, through the real Airflow scheduler.
+
+It starts the embedded Airflow, unpauses each stream's DAGs and creates, through Airflow's
+REST API, a backfill of each candles DAG over the last days of the stream's data (on a fresh
+store the first run also fetches the history training needs). Each candles run emits its
+features asset, which triggers the stream's train DAG: the demo does not backfill the train
+DAGs, because a train run trains on the newest features it was triggered by, so the runs the
+assets start are the ones an operator would get. When the scheduler has finished them, the
+prediction service and the MLflow UI start and a forecast per stream is fetched over HTTP.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-from datetime import timedelta
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 from rich.console import Console
 
 from candlecast.cli import embedded
+from candlecast.cli.airflow_api import AirflowApiError, AirflowClient, DagRun
+from candlecast.cli.airflow_local import (
+    EmbeddedAirflow,
+    Interrupted,
+    ignoring_signals,
+    running,
+    stop_on_signals,
+)
 from candlecast.config import PairConfig, load_pairs
 from candlecast.orchestration import stages
 from candlecast.settings import Settings, get_settings
 
+#: Deadline for the scheduler to finish the demo's runs (2 cores, cold imports): generous.
+RUNS_TIMEOUT_S = 4 * 3600.0
 
-def run_demo(console: Console, *, wait: bool, days: int | None, runs: int) -> None:
-    """Backfill each stream's history, run its DAG for the last ``runs`` days of its data
-    (``airflow dags test``), then serve and print a forecast for every stream."""
+
+def run_demo(console: Console, *, wait: bool, runs: int) -> None:
+    """Backfill the last ``runs`` days of each stream's candles DAG through the embedded
+    Airflow, wait for those runs and the train runs they trigger, then serve and print a
+    forecast for every stream (and keep the UIs up until Ctrl-C when ``wait``)."""
+    if runs < 1:
+        raise ValueError(f"--runs must be at least 1 (got {runs})")
     settings = get_settings()
     config = load_pairs(settings.pairs)
     console.rule(f"candlecast demo - {len(config.pairs)} streams, state in {settings.paths.home}")
-    embedded.airflow("db", "migrate", settings=settings)
-    embedded.airflow("dags", "reserialize", settings=settings)
-    for pair in config.pairs:
-        label = f"[bold]{pair.stream.label}[/bold]"
-        _, last = stages.last_complete_day(pair)
-        first = last - timedelta(days=runs)
-        history = timedelta(days=days or pair.training.train_days + 7)
-        console.print(f"{label}: backfilling {first - history:%Y-%m-%d} .. {first:%Y-%m-%d}")
-        stages.backfill(pair, first - history, first)
-        for day in range(runs - 1, -1, -1):
-            run_end = last - timedelta(days=day)
-            dag = pair.stream.dag_id
-            console.print(f"{label}: airflow dags test {dag} {run_end:%Y-%m-%d}")
-            log = embedded.airflow("dags", "test", dag, run_end.isoformat())
-            console.print(f"  {embedded.latest_decision(pair)} (log: {log})")
-    _serve_and_show(console, settings, config.pairs, wait)
+    local = EmbeddedAirflow.from_settings(settings)
+    began = time.monotonic()
+    with stop_on_signals():
+        try:
+            console.print(f"Starting Airflow on {local.url} (logs in {settings.paths.logs})")
+            with running(local, config):
+                client = local.client()
+                _run_pipelines(console, client, config.pairs, runs)
+                console.print(f"Pipelines done in {time.monotonic() - began:.0f} s")
+                _serve_and_show(console, settings, config.pairs, local, wait)
+        except Interrupted as stop:
+            console.print(f"{stop}: stopped every process the demo started")
+
+
+def _run_pipelines(
+    console: Console, client: AirflowClient, pairs: list[PairConfig], runs: int
+) -> None:
+    client.wait_for_dags(dag_id for pair in pairs for dag_id in pair.stream.dag_ids)
+    for pair in pairs:
+        for dag_id in reversed(pair.stream.dag_ids):  # train first: it must see every event
+            client.unpause(dag_id)
+    backfills = []
+    for pair in pairs:
+        _, end = stages.last_complete_day(pair)
+        start = end - timedelta(days=runs)
+        console.print(
+            f"[bold]{pair.stream.label}[/bold]: backfill {pair.stream.candles_dag_id} "
+            f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"
+        )
+        backfills.append(_backfill(client, pair.stream.candles_dag_id, start, end))
+    for backfill in backfills:
+        client.wait_for_backfill(backfill, RUNS_TIMEOUT_S, on_run=_printer(console))
+    for pair in pairs:
+        client.wait_until_idle(pair.stream.train_dag_id, RUNS_TIMEOUT_S, on_run=_printer(console))
+        console.print(f"  {pair.stream.label}: {embedded.latest_decision(pair)}")
+
+
+def _backfill(client: AirflowClient, dag_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """A new backfill, or the one still running from an interrupted demo (Airflow allows one
+    per DAG); runs that failed before are run again, finished ones are kept."""
+    try:
+        return client.create_backfill(dag_id, start, end, reprocess="failed")
+    except AirflowApiError as exc:
+        if exc.status != 409:
+            raise
+        active = client.active_backfill(dag_id)
+        if active is None:
+            raise
+        return active
+
+
+def _printer(console: Console) -> Callable[[DagRun], None]:
+    def show(run: DagRun) -> None:
+        colour = "green" if run.state == "success" else "red"
+        console.print(f"  {run.dag_id} {run.run_id}: [{colour}]{run.state}[/{colour}]")
+
+    return show
 
 
 def _serve_and_show(
-    console: Console, settings: Settings, pairs: list[PairConfig], wait: bool
+    console: Console,
+    settings: Settings,
+    pairs: list[PairConfig],
+    local: EmbeddedAirflow,
+    wait: bool,
 ) -> None:
     procs = embedded.start_services(settings)
     try:
-        base = f"http://{settings.service_host}:{settings.service_port}"
+        base = settings.service_base_url
         for pair in pairs:
             body = {"pair": pair.symbol, "exchange": pair.exchange, "timeframe": pair.timeframe}
-            console.print(f"POST {base}/predict {json.dumps(body)}")
+            console.print(f"POST /predict {json.dumps(body)}")
             console.print_json(json.dumps(embedded.post_json(f"{base}/predict", body)))
-        console.print(f"Prediction service: {base}  (POST /predict, GET /health)")
-        for name, url, health, proc in [
-            ("MLflow UI", "http://127.0.0.1:5000", "/health", procs[1]),
-            ("Airflow UI", "http://127.0.0.1:8080", "/api/v2/monitor/health", procs[2]),
-        ]:
-            try:
-                embedded.wait_http(url + health, timeout=180, proc=proc)
-                console.print(f"{name + ':':<20}{url}")
-            except (RuntimeError, TimeoutError) as exc:
-                console.print(
-                    f"[yellow]{name} did not come up ({exc}); see {settings.paths.logs}[/]"
-                )
-        if wait:
-            console.print("Press Ctrl-C to stop.")
-            stop = {signal.SIGINT, signal.SIGTERM}
-            signal.pthread_sigmask(signal.SIG_BLOCK, stop)
-            signal.sigwait(stop)
+        if not wait:
+            return  # everything stops now: no URL of a stopped service is printed
+        mlflow_up = _up(console, "MLflow UI", settings.mlflow_ui_url + "/health", procs[1])
+        console.print(f"{'Prediction service:':<20}{base}  (POST /predict, GET /health)")
+        if mlflow_up:
+            console.print(f"{'MLflow UI:':<20}{settings.mlflow_ui_url}")
+        console.print(f"{'Airflow UI:':<20}{local.url}  - {local.login_hint()}")
+        console.print("Press Ctrl-C to stop.")
+        while True:  # until a signal (Interrupted) or a component exits
+            local.check_alive()
+            time.sleep(2)
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
+        with ignoring_signals():
+            embedded.stop(procs)
+
+
+def _up(console: Console, name: str, url: str, proc: subprocess.Popen) -> bool:
+    try:
+        embedded.wait_http(url, timeout=300, proc=proc)
+        return True
+    except (RuntimeError, TimeoutError) as exc:
+        console.print(f"[yellow]{name} did not come up ({exc}); see {get_settings().paths.logs}[/]")
+        return False

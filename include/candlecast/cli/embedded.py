@@ -1,15 +1,25 @@
 """The embedded (laptop) mode: Airflow, MLflow UI and the BentoML service as local processes,
-all keeping their state under the data directory."""
+all keeping their state under the data directory.
+
+Every process is started in its own process group (session), so :func:`stop` can end it with
+all of its children (LocalExecutor workers, task processes, uvicorn workers), and a Ctrl-C in
+the terminal reaches only the candlecast command, which then stops them in order.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
+import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +28,121 @@ from candlecast.settings import REPO_ROOT, Settings, get_settings
 
 BIN = Path(sys.executable).parent
 
+#: Simple auth manager users of the embedded Airflow (``name:role``); passwords are generated.
+AIRFLOW_USERS = ("admin:admin",)
+#: LocalExecutor processes: one task per core; a task is a whole Python process that imports
+#: Feast, MLflow or LightGBM, so more than the cores only adds switching.
+AIRFLOW_MIN_PARALLELISM = 2
 
-def airflow_env(settings: Settings | None = None) -> dict[str, str]:
-    """Environment for Airflow commands in embedded mode (SQLite, DAGs from this repo)."""
+
+def airflow_home(settings: Settings) -> Path:
+    return settings.paths.airflow
+
+
+def passwords_file(settings: Settings) -> Path:
+    """The simple auth manager's generated passwords (JSON ``{user: password}``, mode 0600)."""
+    return airflow_home(settings) / "simple_auth_manager_passwords.json.generated"
+
+
+def _secret_file(path: Path, make: Any) -> str:
+    """Read a secret kept in ``path``, creating it (owner-only) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+def ensure_secrets(settings: Settings) -> dict[str, str]:
+    """The JWT and API secrets every Airflow component must share, and the users' passwords
+    file; generated once and kept under the Airflow home (owner-only files)."""
+    home = airflow_home(settings)
+    users = [user.split(":")[0] for user in AIRFLOW_USERS]
+    _secret_file(
+        passwords_file(settings),
+        lambda: json.dumps({user: secrets.token_urlsafe(16) for user in users}) + "\n",
+    )
+    return {
+        "jwt": _secret_file(home / "jwt_secret", lambda: secrets.token_urlsafe(48)),
+        "api": _secret_file(home / "api_secret_key", lambda: secrets.token_urlsafe(48)),
+    }
+
+
+def airflow_password(settings: Settings, user: str = "admin") -> str:
+    """The generated password of an embedded Airflow user.
+
+    Raises:
+        KeyError: no password for ``user`` in the passwords file.
+    """
+    passwords = json.loads(passwords_file(settings).read_text())
+    if user not in passwords:
+        raise KeyError(f"no password for Airflow user {user!r} in {passwords_file(settings)}")
+    return str(passwords[user])
+
+
+def airflow_base_url(host: str, port: int) -> str:
+    """Where clients reach an API server listening on ``host``: a wildcard address is reached
+    through the loopback."""
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{reach}:{port}"
+
+
+def airflow_env(
+    settings: Settings | None = None, host: str | None = None, port: int | None = None
+) -> dict[str, str]:
+    """Environment for Airflow commands in embedded mode: SQLite and logs under the data
+    directory, LocalExecutor sized to the machine, DAGs and plugins from this repo, the simple
+    auth manager with generated passwords (never all-admins), and the API server's address
+    (``host``/``port``, default the settings') for the UI and for task runners' execution API.
+    """
     settings = settings or get_settings()
-    home = settings.paths.airflow
+    home = airflow_home(settings)
+    host = host or settings.airflow_host
+    port = port or settings.airflow_port
+    base_url = airflow_base_url(host, port)
+    secret = ensure_secrets(settings)
     env = dict(os.environ)
-    env.setdefault("AIRFLOW_HOME", str(home))
+    env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", None)
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
-    env.setdefault("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(home / "logs"))
-    env["CANDLECAST_HOME"] = str(settings.paths.home)
-    env["CANDLECAST_PAIRS"] = str(settings.pairs)
+    parallelism = max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(AIRFLOW_USERS),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret["jwt"],
+            "AIRFLOW__API__SECRET_KEY": secret["api"],
+            "AIRFLOW__API__HOST": host,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": base_url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+            # a loaded 2-core machine parses and imports slowly: deadlines, not races
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
+            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "CANDLECAST_HOME": str(settings.paths.home),
+            "CANDLECAST_PAIRS": str(settings.pairs),
+        }
+    )
     return env
 
 
-def airflow(*args: str, settings: Settings | None = None) -> Path:
+def airflow(
+    *args: str, settings: Settings | None = None, env: dict[str, str] | None = None
+) -> Path:
     """Run an ``airflow`` CLI command in embedded mode, its output going to a log file under
     the data directory; returns the log. Raises with the log's tail if the command fails."""
     settings = settings or get_settings()
@@ -46,7 +153,7 @@ def airflow(*args: str, settings: Settings | None = None) -> Path:
     with log.open("wb") as handle:
         done = subprocess.run(
             [str(BIN / "airflow"), *args],
-            env=airflow_env(settings),
+            env=env or airflow_env(settings),
             stdout=handle,
             stderr=subprocess.STDOUT,
             check=False,
@@ -58,16 +165,70 @@ def airflow(*args: str, settings: Settings | None = None) -> Path:
 
 
 def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a background process with its output in ``log``."""
+    """Start a background process in its own process group, its output appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    handle = log.open("ab")
-    return subprocess.Popen(
-        args,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env=env or dict(os.environ),
-        start_new_session=True,
-    )
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env or dict(os.environ),
+            start_new_session=True,
+        )
+
+
+def _tree(procs: Iterable[subprocess.Popen]) -> list[Any]:
+    """The processes and all their descendants that are still alive (psutil processes)."""
+    import psutil
+
+    found: dict[int, Any] = {}
+    for proc in procs:
+        try:
+            root = psutil.Process(proc.pid)
+            for member in [root, *root.children(recursive=True)]:
+                found[member.pid] = member
+        except psutil.NoSuchProcess:
+            continue
+    return list(found.values())
+
+
+def _signal(procs: list[Any], sig: int) -> None:
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+
+
+def stop(procs: list[subprocess.Popen], timeout: float = 120.0) -> list[int]:
+    """Stop processes started by :func:`start` with everything they started.
+
+    First SIGTERM to each process alone, so it shuts its own children down in order (the
+    LocalExecutor hands its workers a poison pill; a worker killed first can leave the queue
+    locked and the scheduler waiting forever); after ``timeout`` s, SIGTERM to every process
+    left in their trees and groups, then SIGKILL after another ``timeout / 4`` s.
+
+    Returns:
+        The pids that did not end on the first SIGTERM.
+    """
+    import psutil
+
+    members = _tree(procs)
+    _signal([m for m in members if m.pid in {p.pid for p in procs}], signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    stubborn = [member.pid for member in alive]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [m for m in _tree(procs) if m.is_running()] + [m for m in alive if m.is_running()]
+        for proc in procs:  # the groups hold children that left the trees (re-parented)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        _signal(alive, sig)
+        _, alive = psutil.wait_procs(alive, timeout=timeout / 4)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+    return stubborn
 
 
 def wait_http(url: str, timeout: float = 600.0, proc: subprocess.Popen | None = None) -> None:
@@ -77,7 +238,7 @@ def wait_http(url: str, timeout: float = 600.0, proc: subprocess.Popen | None = 
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process for {url} exited with code {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=10) as response:
                 if response.status < 300:
                     return
         except OSError:
@@ -125,37 +286,45 @@ def latest_decision(pair: PairConfig) -> str:
     return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else "no promotion yet"
 
 
+def mlflow_ui_command(settings: Settings) -> list[str]:
+    """The MLflow UI on the address of ``settings.mlflow_ui_url`` (default 127.0.0.1:5000)."""
+    url = urllib.parse.urlsplit(settings.mlflow_ui_url)
+    return [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--host",
+        url.hostname or "127.0.0.1",
+        "--port",
+        str(url.port or 5000),
+    ]
+
+
 def start_services(settings: Settings) -> list[subprocess.Popen]:
-    """The prediction service, MLflow UI and Airflow UI in the background (logs under home);
-    waits until the service is ready."""
+    """The prediction service and the MLflow UI in the background (logs under home); waits
+    until the service is ready. The Airflow UI is :mod:`candlecast.cli.airflow_local`'s."""
     logs = settings.paths.logs
     host, port = settings.service_host, settings.service_port
     service = start(bentoml_command(host, port), logs / "bentoml.log", bentoml_env(settings))
-    mlflow_ui = start(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            settings.tracking_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "5000",
-        ],
-        logs / "mlflow.log",
-    )
-    airflow_ui = start(
-        [str(BIN / "airflow"), "api-server", "--port", "8080"],
-        logs / "airflow-api-server.log",
-        airflow_env(settings),
-    )
-    wait_http(f"http://{host}:{port}/readyz", proc=service)
-    return [service, mlflow_ui, airflow_ui]
+    mlflow_ui = start(mlflow_ui_command(settings), logs / "mlflow.log")
+    procs = [service, mlflow_ui]
+    try:
+        wait_http(f"http://{host}:{port}/readyz", proc=service)
+    except BaseException:
+        stop(procs)
+        raise
+    return procs
 
 
 def post_json(url: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def get_json(url: str, timeout: float = 60) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())

@@ -1,0 +1,351 @@
+"""A small client of Airflow's REST API (v2), enough to drive the scheduler from the CLI, the
+demo and the tests: log in, unpause DAGs, create backfills, list and wait for DAG runs.
+
+No Airflow import: only HTTP (urllib), so it works against any Airflow 3 API server. Errors
+name what failed: the request and the server's answer, or the failed run and task with a link
+to the task's log and the log's last lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: DAG run states after which nothing more happens to a run.
+FINISHED = frozenset({"success", "failed"})
+#: Items per page (Airflow's default ``[api] maximum_page_limit``).
+PAGE = 100
+
+
+class AirflowApiError(RuntimeError):
+    """A request to the Airflow API failed (the message has the request and the answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DagRunFailedError(RuntimeError):
+    """A DAG run ended failed (the message names the run, its failed tasks and their logs)."""
+
+
+@dataclass(frozen=True)
+class DagRun:
+    dag_id: str
+    run_id: str
+    state: str
+    run_type: str
+    logical_date: str | None
+    data_interval_end: str | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DagRun:
+        return cls(
+            dag_id=body["dag_id"],
+            run_id=body["dag_run_id"],
+            state=body["state"],
+            run_type=body.get("run_type", ""),
+            logical_date=body.get("logical_date"),
+            data_interval_end=body.get("data_interval_end"),
+        )
+
+
+class AirflowClient:
+    """An authenticated session with one Airflow API server.
+
+    Args:
+        base_url: ``http://127.0.0.1:8080``.
+        username, password: a simple auth manager user (``candlecast airflow`` prints them).
+        timeout: seconds per HTTP request (a loaded machine answers slowly; generous).
+    """
+
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 120) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._credentials = {"username": username, "password": password}
+        self._token: str | None = None
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def login(self) -> str:
+        """A JWT from ``POST /auth/token``.
+
+        Raises:
+            AirflowApiError: wrong user or password (401), or the server did not answer.
+        """
+        body = self._call("POST", "/auth/token", self._credentials, auth=False)
+        self._token = str(body["access_token"])
+        return self._token
+
+    def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
+        """Call ``path`` (``/api/v2/...``) as the logged-in user; the decoded JSON answer."""
+        if self._token is None:
+            self.login()
+        try:
+            return self._call(method, path, body, query=query)
+        except AirflowApiError as exc:
+            if exc.status != 401:
+                raise
+            self.login()  # the token expired
+            return self._call(method, path, body, query=query)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        auth: bool = True,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query, doseq=True)
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if auth:
+            headers["Authorization"] = f"Bearer {self._token}"
+        data = None if body is None else json.dumps(body, default=str).encode()
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:2000]
+            raise AirflowApiError(
+                f"{method} {url} -> {exc.code} {exc.reason}: {detail}", exc.code
+            ) from None
+        except OSError as exc:
+            raise AirflowApiError(f"{method} {url} failed: {exc}") from None
+        return json.loads(text) if text else None
+
+    # -- DAGs ------------------------------------------------------------------------------------
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG's record, or None while the DAG processor has not parsed it."""
+        try:
+            return dict(self.request("GET", f"/api/v2/dags/{dag_id}"))
+        except AirflowApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/v2/importErrors", limit=PAGE)["import_errors"])
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 900) -> None:
+        """Wait until the DAG processor has parsed every DAG.
+
+        Raises:
+            AirflowApiError: a DAG file has an import error (its trace), or a DAG did not
+                appear within ``timeout`` s.
+        """
+        missing = list(dag_ids)
+        deadline = time.monotonic() + timeout
+        while missing:
+            missing = [dag_id for dag_id in missing if self.dag(dag_id) is None]
+            if not missing:
+                return
+            errors = self.import_errors()
+            if errors:
+                first = errors[0]
+                raise AirflowApiError(
+                    f"DAG file {first.get('filename')} does not import, so "
+                    f"{', '.join(missing)} cannot run:\n{first.get('stack_trace', '')[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise AirflowApiError(
+                    f"DAGs {', '.join(missing)} did not appear within {timeout:.0f} s: is the "
+                    "dag-processor running (see its log) and are they in the pair config?"
+                )
+            time.sleep(2)
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    # -- backfills and runs ----------------------------------------------------------------------
+
+    def create_backfill(
+        self,
+        dag_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        reprocess: str = "failed",
+        max_active_runs: int = 1,
+    ) -> dict[str, Any]:
+        """A backfill of the runs whose data interval starts in ``[start, end)``, one at a time
+        (``max_active_runs=1``: each interval's run sees the ones before it, and a backfill
+        stays within the machine). ``reprocess``: ``none``, ``failed`` or ``completed``.
+
+        Raises:
+            AirflowApiError: e.g. another backfill of the DAG is running (409), or no run of
+                the DAG's schedule falls in the range.
+        """
+        if end <= start:
+            raise ValueError(f"backfill of {dag_id}: end {end} is not after start {start}")
+        body = {
+            "dag_id": dag_id,
+            "from_date": start.isoformat(),
+            # Airflow's range is inclusive of both logical dates (interval starts)
+            "to_date": (end - timedelta(seconds=1)).isoformat(),
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": reprocess,
+            "run_backwards": False,
+        }
+        return dict(self.request("POST", "/api/v2/backfills", body))
+
+    def active_backfill(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG's backfill that has not completed yet (Airflow allows one), if any."""
+        body = self.request("GET", "/api/v2/backfills", dag_id=dag_id, limit=PAGE)
+        active = [b for b in body["backfills"] if b.get("completed_at") is None]
+        return dict(active[-1]) if active else None
+
+    def backfill(self, backfill_id: int) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v2/backfills/{backfill_id}"))
+
+    def dag_runs(self, dag_id: str) -> list[DagRun]:
+        """Every run of the DAG, oldest logical date first."""
+        runs: list[DagRun] = []
+        while True:  # pages of the server's maximum size
+            body = self.request(
+                "GET",
+                f"/api/v2/dags/{dag_id}/dagRuns",
+                limit=PAGE,
+                offset=len(runs),
+                order_by="run_after",
+            )
+            runs += [DagRun.parse(run) for run in body["dag_runs"]]
+            if not body["dag_runs"] or len(runs) >= body["total_entries"]:
+                return runs
+
+    def queued_asset_events(self, dag_id: str) -> int:
+        """How many asset events wait to trigger a run of the DAG."""
+        try:
+            body = self.request("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")
+        except AirflowApiError as exc:
+            if exc.status == 404:  # none queued
+                return 0
+            raise
+        return int(body.get("total_entries", len(body.get("queued_events", []))))
+
+    def task_instances(self, run: DagRun) -> list[dict[str, Any]]:
+        path = f"/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances"
+        return list(self.request("GET", path, limit=PAGE)["task_instances"])
+
+    def task_log_tail(self, run: DagRun, task: dict[str, Any], lines: int = 15) -> str:
+        """The last lines of a task instance's log (best effort: '' when unavailable)."""
+        path = (
+            f"/api/v2/dags/{run.dag_id}/dagRuns/{urllib.parse.quote(run.run_id)}/taskInstances/"
+            f"{task['task_id']}/logs/{max(1, int(task.get('try_number') or 1))}"
+        )
+        try:
+            body = self.request("GET", path, map_index=task.get("map_index", -1), full_content=True)
+        except AirflowApiError:
+            return ""
+        events = body.get("content", []) if isinstance(body, dict) else []
+        text = [e.get("event", str(e)) if isinstance(e, dict) else str(e) for e in events]
+        return "\n".join(str(line) for line in text[-lines:])
+
+    def failure(self, run: DagRun) -> DagRunFailedError:
+        """The error for a failed run: its failed tasks, each with its log's URL and tail."""
+        failed = [
+            t for t in self.task_instances(run) if t["state"] in ("failed", "upstream_failed")
+        ]
+        parts = [f"DAG run {run.dag_id} {run.run_id} failed"]
+        for task in failed:
+            index = task.get("map_index", -1)
+            name = task["task_id"] + (f"[{index}]" if index is not None and index >= 0 else "")
+            url = f"{self.base_url}/dags/{run.dag_id}/runs/{run.run_id}/tasks/{task['task_id']}"
+            parts.append(f"task {name}: {task['state']} (try {task.get('try_number')}); log: {url}")
+            if task["state"] == "failed":
+                tail = self.task_log_tail(run, task)
+                parts.extend(f"    {line}" for line in tail.splitlines())
+        return DagRunFailedError("\n".join(parts))
+
+    def wait_for_backfill(
+        self,
+        backfill: dict[str, Any],
+        timeout: float,
+        on_run: Callable[[DagRun], None] | None = None,
+    ) -> list[DagRun]:
+        """Wait until every run of a backfill has finished.
+
+        Raises:
+            DagRunFailedError: a run failed (named, with its failed tasks and their logs).
+            TimeoutError: not done within ``timeout`` s (the runs still open are named).
+        """
+        dag_id, backfill_id = backfill["dag_id"], backfill["id"]
+        deadline, seen = time.monotonic() + timeout, set[str]()
+        while True:
+            done = self.backfill(backfill_id).get("completed_at") is not None
+            runs = [r for r in self.dag_runs(dag_id) if _in_backfill(r, backfill)]
+            for run in runs:
+                if run.state in FINISHED and run.run_id not in seen:
+                    seen.add(run.run_id)
+                    if on_run:
+                        on_run(run)
+                    if run.state == "failed":
+                        raise self.failure(run)
+            if done and all(run.state in FINISHED for run in runs):
+                return runs
+            if time.monotonic() > deadline:
+                open_runs = [f"{r.run_id} ({r.state})" for r in runs if r.state not in FINISHED]
+                raise TimeoutError(
+                    f"backfill {backfill_id} of {dag_id} not done within {timeout:.0f} s; "
+                    f"open: {', '.join(open_runs) or 'none created yet'}"
+                )
+            time.sleep(3)
+
+    def wait_until_idle(
+        self,
+        dag_id: str,
+        timeout: float,
+        on_run: Callable[[DagRun], None] | None = None,
+        min_runs: int = 1,
+    ) -> list[DagRun]:
+        """Wait until a DAG has at least ``min_runs`` finished runs, none queued or running, and
+        no asset event waiting to trigger another (runs an upstream DAG's assets started).
+
+        Raises:
+            DagRunFailedError: a run failed.
+            TimeoutError: not idle within ``timeout`` s.
+        """
+        deadline, seen = time.monotonic() + timeout, set[str]()
+        while True:
+            runs = self.dag_runs(dag_id)
+            for run in runs:
+                if run.state in FINISHED and run.run_id not in seen:
+                    seen.add(run.run_id)
+                    if on_run:
+                        on_run(run)
+                    if run.state == "failed":
+                        raise self.failure(run)
+            finished = [r for r in runs if r.state in FINISHED]
+            idle = len(finished) == len(runs) and not self.queued_asset_events(dag_id)
+            if idle and len(finished) >= min_runs:
+                return runs
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{r.run_id} ({r.state})" for r in runs) or "no runs"
+                raise TimeoutError(f"{dag_id} not idle within {timeout:.0f} s: {states}")
+            time.sleep(3)
+
+
+def _in_backfill(run: DagRun, backfill: dict[str, Any]) -> bool:
+    """Whether a run belongs to the backfill's range (its logical date inside it)."""
+    if run.run_type != "backfill" or run.logical_date is None:
+        return False
+    moment = datetime.fromisoformat(run.logical_date)
+    first = datetime.fromisoformat(backfill["from_date"])
+    return first <= moment <= datetime.fromisoformat(backfill["to_date"])
