@@ -1,5 +1,7 @@
 """The candlecast CLI, run in-process through Typer's runner on real files."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -97,3 +99,65 @@ def test_ingest_from_a_live_exchange_by_name(tmp_path, btc_candles):
     assert code == 0, out
     assert "744 candles stored" in out and "passed" in out
     assert requests == ["/api/v3/exchangeInfo", "/api/v3/klines"]
+
+
+# -- candlecast airflow (the embedded Airflow): what is decided before any process starts ------
+
+
+def test_airflow_refuses_a_port_in_use_naming_it(env):
+    import socket
+
+    from candlecast.cli import airflow_local  # noqa: F401 - registers the command
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out = run(env, "airflow", "--port", str(port))
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out and "--port" in out
+
+
+def test_airflow_refuses_a_port_that_is_not_one(env):
+    from candlecast.cli import airflow_local  # noqa: F401 - registers the command
+
+    code, out = run(env, "airflow", "--port", "70000")
+    assert code == 1 and "port 70000 is not a TCP port" in out
+
+
+def test_airflow_pools_one_per_exchange_and_one_training_slot(env):
+    from candlecast.cli.airflow_local import pools
+    from candlecast.config import load_pairs
+
+    found = pools(load_pairs(Path(env["CANDLECAST_PAIRS"])))
+    assert {name: spec["slots"] for name, spec in found.items()} == {
+        "exchange_binance": 2,
+        "candlecast_training": 1,
+    }
+
+
+def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeypatch):
+    import json
+    import stat
+
+    from candlecast.cli import embedded
+    from candlecast.settings import Settings
+
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    settings = Settings(home=Path(env["CANDLECAST_HOME"]), pairs=Path(env["CANDLECAST_PAIRS"]))
+    first = embedded.airflow_env(settings, "127.0.0.1", 18123)
+    assert first["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    assert first["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18123"
+    assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18123/execution/"
+    assert (first["AIRFLOW__API__HOST"], first["AIRFLOW__API__PORT"]) == ("127.0.0.1", "18123")
+    assert first["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert first["AIRFLOW_HOME"] == str(settings.paths.airflow)
+    # every component gets the same secrets, kept owner-only under the data directory
+    again = embedded.airflow_env(settings, "0.0.0.0", 9000)  # reached via the loopback
+    assert again["AIRFLOW__API_AUTH__JWT_SECRET"] == first["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert again["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:9000"
+    passwords = embedded.passwords_file(settings)
+    assert passwords.name == "simple_auth_manager_passwords.json.generated"
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
+    assert len(json.loads(passwords.read_text())["admin"]) >= 16
+    assert embedded.airflow_password(settings) == json.loads(passwords.read_text())["admin"]
