@@ -197,3 +197,76 @@ def test_airflow_loads_the_plugin_from_the_repo(tmp_path):
     [view] = plugin["external_views"]
     assert view["destination"] == "dag" and "{DAG_ID}" in view["href"]
     assert view["href"].startswith(plugin["fastapi_apps"][0]["url_prefix"] + "/")
+
+
+@pytest.mark.slow
+def test_experiments_are_looked_up_over_http_in_a_real_mlflow_server(tmp_path):
+    from candlecast.cli import embedded
+
+    found_stream, missing_stream = STREAMS[0], STREAMS[1]
+    uri, ids = mlflow_store(tmp_path, found_stream)
+    port = closed_port()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", uri]
+    server = embedded.start(
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        tmp_path / "mlflow.log",
+    )
+    try:
+        tracking = f"http://127.0.0.1:{port}"
+        embedded.wait_http(f"{tracking}/health", timeout=600, proc=server)
+        settings = settings_in(tmp_path, mlflow_tracking_uri=tracking, **UI)
+        assert links.experiment_id(found_stream, settings) == ids[found_stream]
+        assert links.experiment_id(missing_stream, settings) is None  # a 404, not an error
+        found = links.links(found_stream, settings, run_id=RUN_ID)
+        assert (
+            found.run
+            == f"https://mlflow.example.org/#/experiments/{ids[found_stream]}/runs/{RUN_ID}"
+        )
+    finally:
+        embedded.stop([server])
+
+
+@pytest.mark.slow
+def test_the_run_link_reads_what_a_real_task_returned(airflow_db, tmp_path, monkeypatch):
+    """A task of a pair's train DAG really runs (``airflow dags test``) and returns a run id;
+    the link the API server would compute for it reads it from the metadata database."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.utils.session import create_session
+
+    from candlecast.orchestration import ui
+
+    stream = Stream("kraken", "SOL/EUR", "1h")  # not in the pair config: no DAG of its own
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "train.py").write_text(
+        "from datetime import datetime\n"
+        "from airflow.sdk import DAG, task\n"
+        f"with DAG({stream.train_dag_id!r}, schedule=None, start_date=datetime(2024, 1, 1)):\n"
+        "    @task\n"
+        "    def training_set():\n"
+        f"        return {{'parent_run_id': {RUN_ID!r}, 'rows': 2880}}\n"
+        "    training_set()\n"
+    )
+    env = dict(os.environ, AIRFLOW__CORE__DAGS_FOLDER=str(dags))
+    airflow = Path(sys.executable).parent / "airflow"
+    done = subprocess.run(
+        [str(airflow), "dags", "test", stream.train_dag_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == stream.train_dag_id).one()
+        key = TaskInstanceKey(stream.train_dag_id, "training_set", run.run_id, 1, -1)
+    monkeypatch.setenv("CANDLECAST_MLFLOW_UI_URL", UI["mlflow_ui_url"])
+    monkeypatch.setenv("CANDLECAST_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port()}")
+    assert links.run_id_of(ui.task_return_value(key)) == RUN_ID
+    [run_link] = [link for link in ui.operator_links() if link.name == ui.RUN_LINK]
+    assert run_link.get_link(None, ti_key=key) == f"https://mlflow.example.org/#/runs/{RUN_ID}"
+    # a task that returned nothing links the experiment instead
+    nothing = TaskInstanceKey(stream.train_dag_id, "training_set", "no-such-run", 1, -1)
+    assert "experimentSearchFilter" in run_link.get_link(None, ti_key=nothing)
