@@ -11,6 +11,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
@@ -47,10 +48,14 @@ def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured tracking store; returns the URI."""
     settings = settings or get_settings()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if settings.mlflow_tracking_uri is None:
-        settings.paths.mlflow.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
+    if settings.mlflow_tracking_uri is None:
+        settings.paths.mlflow.mkdir(parents=True, exist_ok=True)
+        # MLflow creates and migrates its SQLite store on first use; two processes doing that
+        # at once (two `candlecast run` on a fresh home) crash on each other's migrations.
+        with FileLock(settings.paths.mlflow / ".create.lock"):
+            MlflowClient(settings.tracking_uri).search_experiments(max_results=1)
     return settings.tracking_uri
 
 
