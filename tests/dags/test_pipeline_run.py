@@ -43,6 +43,7 @@ def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):
     )
     assert sorted(run.data.tags["kind"] for run in children) == sorted(pair.training.kinds)
     assert parents[0].data.tags["challenger.kind"] in pair.training.kinds
+    assert parents[0].data.tags["trigger.reason"] == "manual run"  # dag.test() runs are manual
 
 
 def test_run_registers_a_champion_with_its_decision(pipeline_run):

@@ -176,12 +176,14 @@ def prepare(
     settings: Settings | None = None,
     frame: pd.DataFrame | None = None,
     lineage: dict[str, str] | None = None,
+    reason: str = "",
 ) -> Prepared:
     """Build the training set of the window ending at ``end`` (or take ``frame``), save it,
     and log the parent run with the split, the baselines' scores and the dataset.
 
     Reuses the parent run of an earlier identical training (same end, data version, kinds
-    and settings) instead of logging a new one.
+    and settings) instead of logging a new one. ``reason`` (what asked for this training: a
+    schedule, new features, a drift-triggered retrain request) is tagged ``trigger.reason``.
 
     Raises:
         NotEnoughHistoryError: too little data, or no trainable kind configured.
@@ -217,6 +219,8 @@ def prepare(
     tmp.replace(path)
     baselines = _baseline_metrics(data)
     tags = _run_tags(pair, end, lineage) | {"training.signature": signature}
+    if reason:
+        tags["trigger.reason"] = reason[:5000]
     with mlflow.start_run(
         experiment_id=registry.experiment_id(stream, settings),
         run_name=f"train-{end:%Y%m%dT%H%M}",

@@ -250,6 +250,19 @@ def _training_end(pair: PairConfig, context: Any) -> datetime:
     return stages.newest_candle_close(pair)
 
 
+def _trigger_reason(context: Any) -> str:
+    """Why this train run happens: the reasons in its triggering asset events (a retrain
+    request says why), else how the run was created."""
+    reasons = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            extra = event.extra or {}
+            reasons.append(str(extra.get("reason") or f"new features up to {extra.get('end')}"))
+    if reasons:
+        return "; ".join(dict.fromkeys(reasons))
+    return f"{context['dag_run'].run_type} run"
+
+
 def build_train_dag(pair: PairConfig) -> DAG:
     """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy.
 
@@ -291,8 +304,9 @@ def build_train_dag(pair: PairConfig) -> DAG:
 
         @task(pool=TRAINING_POOL)
         def training_set() -> dict[str, Any]:
-            end = _training_end(pair, get_current_context())
-            return _run(stages.prepare_training, _pair(), end)
+            context = get_current_context()
+            end = _training_end(pair, context)
+            return _run(stages.prepare_training, _pair(), end, _trigger_reason(context))
 
         @task
         def kinds(prepared: dict[str, Any]) -> list[str]:

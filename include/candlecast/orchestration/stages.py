@@ -147,11 +147,12 @@ def with_training(
     return pair.model_copy(update={"training": training})
 
 
-def prepare_training(pair: PairConfig, end: datetime) -> Prepared:
-    """The training set of the window ending at ``end``, saved, and its parent run."""
+def prepare_training(pair: PairConfig, end: datetime, reason: str = "") -> Prepared:
+    """The training set of the window ending at ``end``, saved, and its parent run (tagged
+    with the ``reason`` the training was asked for)."""
     from candlecast.modeling import training
 
-    return training.prepare(pair, end)
+    return training.prepare(pair, end, reason=reason)
 
 
 def fit_kind(pair: PairConfig, prepared: Prepared, kind: str) -> KindRun:
@@ -217,10 +218,8 @@ def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None 
 def _announce(pair: PairConfig) -> None:
     """Tell a running prediction service about new features or a new champion (never fails
     the caller: the service also checks periodically)."""
-    try:
-        from candlecast.serving import notify
-    except ImportError:  # the service has no notification endpoint
-        return
+    from candlecast.serving import notify
+
     notify.announce(pair.stream)
 
 
