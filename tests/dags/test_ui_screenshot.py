@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -63,19 +64,21 @@ class Ui:
     task_id: str
     external: dict[str, str]  # the base URLs the links are built on
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
+    def token(self) -> str:
         login = urllib.request.Request(
             f"{self.url}/auth/token",
             data=json.dumps({"username": "admin", "password": self.password}).encode(),
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(login, timeout=120) as answer:
-            token = json.loads(answer.read())["access_token"]
+            return str(json.loads(answer.read())["access_token"])
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(
             f"{self.url}{path}",
             method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token()}"},
         )
         with urllib.request.urlopen(request, timeout=120) as answer:
             return json.loads(answer.read())
@@ -251,3 +254,23 @@ def test_task_instance_shows_the_pairs_links_and_its_run(ui, browser):
     assert found["Grafana dashboard"].endswith(f"/d/{stream.dashboard_uid}")
     assert found["Prediction service"].endswith("/docs")
     shot(browser, "airflow-task-links.png")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_go_redirects_to_one_link_for_logged_in_users_only(ui):
+    stream = ui.streams[0]
+    url = f"{ui.url}/candlecast/dags/{stream.train_dag_id}/go/dashboard"
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        opener.open(url, timeout=120)
+    assert anonymous.value.code == 401
+    request = urllib.request.Request(url, headers={"Cookie": f"_token={ui.token()}"})
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(request, timeout=120)
+    assert redirect.value.code == 307
+    grafana = ui.external["CANDLECAST_GRAFANA_URL"]
+    assert redirect.value.headers["Location"] == f"{grafana}/d/{stream.dashboard_uid}"
