@@ -3,10 +3,10 @@ generated password), shows the per-pair DAGs, the plugin's "Pair links" tab and 
 instance's extra links, and keeps screenshots as test artifacts (``$CANDLECAST_TEST_ARTIFACTS``,
 else ``tests/artifacts/``). Assertions are on the DOM; the PNGs are for people.
 
-A real API server with the repo's DAGs and plugin, in the embedded environment; the links read
-a real MLflow tracking store with the pair's experiment and a run. The task instance's
-return value is written through Airflow's REST API (as a finished task's XCom would be), so
-no pipeline has to run for the page to show a run link.
+The embedded Airflow as users start it (``candlecast airflow --port P``), with the repo's DAGs
+and plugin; the links read a real MLflow tracking store holding the pair's experiment and a run.
+The task instance's return value is written through Airflow's REST API (as a finished task's
+XCom would be), so no pipeline has to run for the page to show a run link.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -102,6 +103,19 @@ def first_task(ui: Ui, dag_id: str) -> str:
     return next(t["task_id"] for t in tasks if t["task_id"] not in downstream)
 
 
+def wait_for_dags(ui: Ui, airflow: subprocess.Popen, timeout: float = 900) -> None:
+    """Until the DAG processor has parsed every pair's DAGs into the metadata database."""
+    expected = {d for stream in ui.streams for d in stream.dag_ids}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert airflow.poll() is None, f"candlecast airflow exited ({airflow.returncode})"
+        listed = {d["dag_id"] for d in ui.api("GET", "/api/v2/dags?limit=100")["dags"]}
+        if expected <= listed:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"DAGs {sorted(expected - listed)} not parsed within {timeout:.0f} s")
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory) -> Iterator[Ui]:
     home = tmp_path_factory.mktemp("ui-home")
@@ -115,22 +129,15 @@ def ui(tmp_path_factory) -> Iterator[Ui]:
     streams = sorted(pair.stream for pair in load_pairs(settings.pairs).pairs)
     experiment_id, run_id = mlflow_run(settings, streams[0])
 
-    env = embedded.airflow_env(settings, "127.0.0.1", ports["airflow"]) | external
-    log = settings.paths.logs / "airflow-api-server.log"
-    for command in (["db", "migrate"], ["dags", "reserialize"]):
-        done = subprocess.run(
-            [str(embedded.BIN / "airflow"), *command], env=env, capture_output=True, check=False
-        )
-        assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    server = embedded.start(
-        [str(embedded.BIN / "airflow"), "api-server", "--port", str(ports["airflow"])], log, env
-    )
+    env = dict(os.environ, CANDLECAST_HOME=str(home), CANDLECAST_PAIRS=str(settings.pairs))
+    command = [str(embedded.BIN / "candlecast"), "airflow", "--port", str(ports["airflow"])]
+    airflow = embedded.start(command, home / "candlecast-airflow.log", env | external)
     try:
         url = embedded.airflow_base_url("127.0.0.1", ports["airflow"])
-        embedded.wait_http(f"{url}/api/v2/monitor/health", timeout=600, proc=server)
-        ui = Ui(
-            url, embedded.airflow_password(settings), streams, experiment_id, run_id, "", external
-        )
+        embedded.wait_http(f"{url}/api/v2/monitor/health", timeout=900, proc=airflow)
+        password = embedded.airflow_password(settings)
+        ui = Ui(url, password, streams, experiment_id, run_id, "", external)
+        wait_for_dags(ui, airflow)
         dag_id = streams[0].train_dag_id
         ui.task_id = first_task(ui, dag_id)
         # a run of the (paused) DAG, and what its first task returns once it has run
@@ -147,7 +154,7 @@ def ui(tmp_path_factory) -> Iterator[Ui]:
         )
         yield ui
     finally:
-        embedded.stop([server])
+        embedded.stop([airflow])  # SIGTERM: the command stops every process it started
 
 
 @pytest.fixture(scope="module")
