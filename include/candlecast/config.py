@@ -147,6 +147,21 @@ class MonitoringSection(_Frozen):
     retrain_cooldown_hours: float = Field(
         default=24, ge=0, description="At most one drift-triggered retrain per this period."
     )
+    feature_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        description="Normed Wasserstein distance from which a continuous feature has drifted "
+        "(see candlecast.monitoring.drift for the tests and why).",
+    )
+    max_rmse_ratio: float = Field(
+        default=1.05,
+        gt=0,
+        description="Realized RMSE / persistence's above which the champion has decayed.",
+    )
+    min_forecasts: int = Field(
+        default=100, ge=10, description="Realized forecasts needed before skill is judged."
+    )
+    schedule: str = Field(default="@daily", description="Cadence of the monitor DAG.")
 
 
 class ServingSection(_Frozen):

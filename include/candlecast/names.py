@@ -81,6 +81,11 @@ class Stream:
         return f"train_{self.key}"
 
     @property
+    def monitor_dag_id(self) -> str:
+        """The DAG that checks drift and realized skill and asks for retraining."""
+        return f"monitor_{self.key}"
+
+    @property
     def dag_ids(self) -> tuple[str, str]:
         return (self.candles_dag_id, self.train_dag_id)
 

@@ -38,7 +38,7 @@ def test_no_import_errors(dagbag):
 def test_two_dags_per_configured_stream(dagbag):
     pairs = load_pairs().pairs
     assert len(pairs) == 3
-    expected = {dag_id for p in pairs for dag_id in p.stream.dag_ids}
+    expected = {dag_id for p in pairs for dag_id in (*p.stream.dag_ids, p.stream.monitor_dag_id)}
     assert set(dagbag.dag_ids) == expected
 
 
@@ -152,7 +152,7 @@ def test_factory_builds_a_dag_for_every_stream_in_any_config(tmp_path, airflow_d
     assert "ERRORS []" in out.stdout
     ids = sorted(
         f"{what}_{key}"
-        for what in ("candles", "train")
+        for what in ("candles", "train", "monitor")
         for key in (
             "binance_btc_usdt_1h",
             "binance_btc_usdt_4h",

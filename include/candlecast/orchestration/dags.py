@@ -118,9 +118,12 @@ def _interval() -> tuple[datetime, datetime]:
 
 def build_dags(pair: PairConfig, only: str | None = None) -> dict[str, DAG]:
     """The stream's DAGs by id (just ``only`` when a task run parses its own DAG)."""
+    from candlecast.orchestration.monitor_dag import build_monitor_dag  # it imports this module
+
     builders = {
         pair.stream.candles_dag_id: build_candles_dag,
         pair.stream.train_dag_id: build_train_dag,
+        pair.stream.monitor_dag_id: build_monitor_dag,
     }
     return {dag_id: build(pair) for dag_id, build in builders.items() if only in (None, dag_id)}
 

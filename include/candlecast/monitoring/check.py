@@ -1,0 +1,383 @@
+"""One monitoring check of a pair, as of a time: drift, realized skill, the decision.
+
+Windows (``W`` = ``monitoring.window_candles``): the **current** window is the ``W`` candles
+before ``as_of``; the **reference** is the champion's own training window (from its training
+run's ``train_start`` to its ``interval_end``), on the champion's inputs (its run's
+``features``). With no champion (nothing trained yet) the reference is the ``W`` candles before
+the current window, on the default feature set. Feature rows are computed from validated
+candles by the one feature function, exactly as training and serving compute them.
+
+Prediction drift compares the champion's distinct served forecasts in the current window with
+its holdout forecasts (the training run's ``holdout`` artifact); realized skill joins the same
+forecasts with the returns that followed (:mod:`candlecast.monitoring.performance`). Every
+check is stored in the metrics table; its Evidently report is kept under
+``$CANDLECAST_HOME/monitoring/reports/`` and logged to the champion's MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import PairConfig
+from candlecast.data.ingestion import validated_table
+from candlecast.errors import MissingDataError
+from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
+from candlecast.monitoring import decisions
+from candlecast.monitoring.drift import DriftResult, FeatureDrift, data_drift, prediction_drift
+from candlecast.monitoring.notify import notify
+from candlecast.monitoring.performance import (
+    Realized,
+    distinct_forecasts,
+    join_realized,
+    realized_performance,
+    realized_returns,
+)
+from candlecast.monitoring.store import CheckRow, FeatureRow, MetricsStore
+from candlecast.serving.forecast_log import read_forecasts
+from candlecast.settings import Settings, get_settings
+from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What monitoring needs of a champion: its inputs, training window, holdout forecasts."""
+
+    version: str
+    run_id: str
+    kind: str
+    features: list[str]
+    train_start: datetime
+    train_end: datetime
+    holdout_predicted: np.ndarray | None  # None: a constant baseline forecasts nothing to drift
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Everything one check measured and decided."""
+
+    stream: str
+    as_of: datetime
+    champion_version: str | None
+    reference: tuple[datetime, datetime]
+    current: tuple[datetime, datetime]
+    drift: DriftResult
+    prediction: FeatureDrift | None
+    realized: Realized | None
+    forecasts_logged: int
+    feature_staleness_s: float | None
+    decision: decisions.RetrainDecision
+    check_id: int = 0
+    report_path: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "as_of": self.as_of.isoformat(),
+            "champion_version": self.champion_version,
+            "reference": [t.isoformat() for t in self.reference],
+            "current": [t.isoformat() for t in self.current],
+            **self.drift.to_dict(),
+            "prediction_drift": asdict(self.prediction) if self.prediction else None,
+            "realized": self.realized.to_dict() if self.realized else None,
+            "forecasts_logged": self.forecasts_logged,
+            "feature_staleness_s": self.feature_staleness_s,
+            "retrain": self.decision.retrain,
+            "rate_limited": self.decision.rate_limited,
+            "reason": self.decision.reason,
+            "check_id": self.check_id,
+            "report_path": self.report_path,
+        }
+
+
+def champion_of(pair: PairConfig, settings: Settings | None = None) -> Champion | None:
+    """The stream's champion as monitoring sees it, or None when it has none."""
+    from mlflow import MlflowClient
+
+    from candlecast.modeling import registry
+    from candlecast.modeling.kinds import get_kind
+
+    registry.configure(settings)
+    client = MlflowClient()
+    version = registry.champion(client, pair.stream)
+    if version is None:
+        return None
+    run = client.get_run(version.run_id)
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    kind = str(version.tags.get("kind", ""))
+    predicted = None
+    if kind and not get_kind(kind).baseline:
+        holdout = registry.load_holdout(version.run_id)
+        predicted = holdout.loc[holdout["holdout"], "predicted"].to_numpy(dtype=np.float64)
+    return Champion(
+        version=str(version.version),
+        run_id=version.run_id,
+        kind=kind,
+        features=registry.run_features(client, version.run_id),
+        train_start=_utc(parent.data.params["train_start"]),
+        train_end=_utc(run.data.tags["interval_end"]),
+        holdout_predicted=predicted,
+    )
+
+
+def feature_window(
+    pair: PairConfig,
+    start: datetime,
+    end: datetime,
+    settings: Settings | None = None,
+    candles: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Feature rows of the candles opening in ``[start, end)``, warmed up on the candles
+    before (from the validated store, or from ``candles``)."""
+    step = timeframe_ms(pair.timeframe)
+    first, last = to_ms(start), to_ms(end)
+    warm = first - pair.features.warmup_candles * step
+    if candles is None:
+        candles = validated_table(pair.stream, settings).read(warm, last)
+    else:
+        candles = candles[(candles["ts"] >= warm) & (candles["ts"] < last)]
+    if candles.empty:
+        return pd.DataFrame(columns=["candle_ts", *FEATURE_COLUMNS])
+    rows = compute_features(candles.reset_index(drop=True), pair.timeframe, pair.stream.market_key)
+    return rows[(rows["candle_ts"] >= first) & (rows["candle_ts"] < last)].reset_index(drop=True)
+
+
+def compare_windows(
+    pair: PairConfig,
+    reference: tuple[datetime, datetime],
+    current: tuple[datetime, datetime],
+    *,
+    columns: list[str] | None = None,
+    candles: pd.DataFrame | None = None,
+    settings: Settings | None = None,
+) -> tuple[DriftResult, pd.DataFrame, pd.DataFrame]:
+    """Data drift between the feature rows of two windows (candles opening in each
+    ``[start, end)``) of the stored history or of ``candles``, on ``columns`` (default: the
+    default feature set). Returns the result and both windows' rows."""
+    limits = decisions.Thresholds.of(pair.monitoring)
+    before = feature_window(pair, *reference, settings, candles)
+    after = feature_window(pair, *current, settings, candles)
+    for name, rows, span in (("reference", before, reference), ("current", after, current)):
+        if rows.empty:
+            raise MissingDataError(
+                f"{pair.stream.label}: no feature rows in the {name} window "
+                f"{span[0].isoformat()} .. {span[1].isoformat()}"
+            )
+    drift = data_drift(
+        before,
+        after,
+        columns or list(FEATURE_COLUMNS),
+        limits.feature_threshold,
+        limits.drift_share,
+    )
+    return drift, before, after
+
+
+def check_pair(
+    pair: PairConfig,
+    as_of: datetime | None = None,
+    *,
+    settings: Settings | None = None,
+    store: MetricsStore | None = None,
+    now: datetime | None = None,
+    keep_report: bool = True,
+) -> CheckResult:
+    """Check a pair as of ``as_of`` (default: its newest candle's close), store the figures
+    and decide whether a retrain is due (the request itself is :func:`request_retrain`).
+
+    Raises:
+        MissingDataError: no validated candles in the current window.
+    """
+    settings = settings or get_settings()
+    store = store or MetricsStore()
+    now = now or datetime.now(UTC)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    stream = pair.stream
+    step = timeframe_ms(pair.timeframe)
+    newest = validated_table(stream, settings).last_key()
+    if newest is None:
+        raise MissingDataError(f"{stream.label}: no validated candles to monitor")
+    # never past the newest candle: a window of candles not yet closed is no evidence
+    as_of = min(as_of or datetime.max.replace(tzinfo=UTC), ms_to_datetime(newest + step))
+    champion = champion_of(pair, settings)
+    window = timedelta(milliseconds=pair.monitoring.window_candles * step)
+    current_span = (as_of - window, as_of)
+    if champion is not None:
+        reference_span = (champion.train_start, champion.train_end)
+        columns = champion.features
+    else:
+        reference_span = (as_of - 2 * window, as_of - window)
+        columns = list(FEATURE_COLUMNS)
+    current = feature_window(pair, *current_span, settings)
+    if current.empty:
+        raise MissingDataError(
+            f"{stream.label}: no feature rows between {current_span[0]} and {as_of}; "
+            "ingest and validate that window first"
+        )
+    reference = feature_window(pair, *reference_span, settings)
+    timings["features_s"] = time.perf_counter() - started
+    limits = decisions.Thresholds.of(pair.monitoring)
+    drift = data_drift(reference, current, columns, limits.feature_threshold, limits.drift_share)
+    timings["drift_s"] = time.perf_counter() - started - timings["features_s"]
+    forecasts = read_forecasts(stream.key, to_ms(current_span[0]), to_ms(as_of), settings)
+    prediction, realized = _served(pair, champion, forecasts, current_span, settings, limits)
+    evidence = decisions.Evidence(
+        drift_share=drift.share if drift.features else None,
+        drifted_features=tuple(drift.drifted),
+        features=len(drift.features),
+        prediction_drifted=prediction.drifted if prediction else None,
+        rmse_ratio=realized.rmse_ratio if realized else None,
+        forecasts=realized.forecasts if realized else 0,
+    )
+    last_request = store.last_retrain_request(stream.key)
+    decision = decisions.decide(evidence, limits, last_request, now)
+    staleness = now.timestamp() - (newest + step) / 1000
+    result = CheckResult(
+        stream=stream.key,
+        as_of=as_of,
+        champion_version=champion.version if champion else None,
+        reference=reference_span,
+        current=current_span,
+        drift=drift,
+        prediction=prediction,
+        realized=realized,
+        forecasts_logged=len(forecasts),
+        feature_staleness_s=staleness,
+        decision=decision,
+        timings=timings,
+    )
+    report = None
+    if keep_report and drift.features:
+        report = _keep_report(result, reference, current, champion, settings, now)
+    check_id = store.write_check(_row(result, now, report), _feature_rows(drift))
+    timings["total_s"] = time.perf_counter() - started
+    log.info("%s: %s", stream.label, decision.reason)
+    return _replace(result, check_id=check_id, report_path=report)
+
+
+def request_retrain(
+    pair: PairConfig,
+    reason: str,
+    *,
+    store: MetricsStore | None = None,
+    now: datetime | None = None,
+    check_id: int | None = None,
+) -> None:
+    """Record a drift-triggered retrain request (the rate limit counts these) and notify the
+    webhook when one is configured. The Airflow event itself is emitted by the monitor DAG."""
+    store = store or MetricsStore()
+    store.record_retrain_request(pair.stream.key, now or datetime.now(UTC), reason, check_id)
+    notify(f"candlecast: retraining {pair.stream.label}: {reason}")
+
+
+def _served(
+    pair: PairConfig,
+    champion: Champion | None,
+    forecasts: pd.DataFrame,
+    span: tuple[datetime, datetime],
+    settings: Settings,
+    limits: decisions.Thresholds,
+) -> tuple[FeatureDrift | None, Realized | None]:
+    """Prediction drift and realized skill of the champion's logged forecasts."""
+    if champion is None or forecasts.empty:
+        return None, None
+    mine = forecasts[forecasts["model_version"] == champion.version]
+    if mine.empty:
+        return None, None
+    prediction = None
+    if champion.holdout_predicted is not None:
+        served = distinct_forecasts(mine)["predicted"].to_numpy(dtype=np.float64)
+        prediction = prediction_drift(champion.holdout_predicted, served, limits.feature_threshold)
+    step = timeframe_ms(pair.timeframe)
+    candles = validated_table(pair.stream, settings).read(to_ms(span[0]) - step, to_ms(span[1]))
+    realized = realized_performance(join_realized(mine, realized_returns(candles, pair.timeframe)))
+    return prediction, realized
+
+
+def _keep_report(
+    result: CheckResult,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    champion: Champion | None,
+    settings: Settings,
+    now: datetime,
+) -> str | None:
+    """The Evidently HTML report under the data directory, logged to the champion's run."""
+    from candlecast.monitoring.drift import report_html
+
+    folder = settings.paths.home / "monitoring" / "reports" / result.stream
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"drift-{result.as_of:%Y%m%dT%H%M}-{now:%Y%m%dT%H%M%S}.html"
+    path.write_text(report_html(reference, current, result.drift))
+    if champion is not None:
+        _log_report(champion.run_id, path)
+    return str(path)
+
+
+def _log_report(run_id: str, path: Path) -> None:
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient().log_artifact(run_id, str(path), artifact_path="monitoring")
+    except Exception:  # the figures are stored; a tracking server hiccup loses only the copy
+        log.exception("drift report not logged to MLflow run %s", run_id)
+
+
+def _row(result: CheckResult, now: datetime, report: str | None) -> CheckRow:
+    realized = result.realized
+    return CheckRow(
+        stream=result.stream,
+        checked_at=int(now.timestamp() * 1000),
+        as_of=to_ms(result.as_of),
+        champion_version=result.champion_version,
+        features=len(result.drift.features),
+        drifted_features=len(result.drift.drifted),
+        drift_share=result.drift.share if result.drift.features else None,
+        drift_detected=result.drift.detected,
+        prediction_drift_score=result.prediction.score if result.prediction else None,
+        prediction_drifted=result.prediction.drifted if result.prediction else None,
+        forecasts_logged=result.forecasts_logged,
+        forecasts_realized=realized.forecasts if realized else 0,
+        rmse_ratio=realized.rmse_ratio if realized else None,
+        mae_ratio=realized.mae_ratio if realized else None,
+        directional_accuracy=_finite(realized.directional_accuracy) if realized else None,
+        majority_rate=_finite(realized.majority_rate) if realized else None,
+        coverage=realized.coverage if realized else None,
+        feature_staleness_s=result.feature_staleness_s,
+        retrain=result.decision.retrain,
+        rate_limited=result.decision.rate_limited,
+        reason=result.decision.reason,
+        report_path=report,
+    )
+
+
+def _feature_rows(drift: DriftResult) -> list[FeatureRow]:
+    return [
+        FeatureRow(f.feature, f.method, f.score, f.threshold, f.drifted) for f in drift.features
+    ]
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _replace(result: CheckResult, **changes: Any) -> CheckResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)

@@ -1,0 +1,188 @@
+"""The metrics table: every check's figures, per-feature drift and retrain requests.
+
+SQLite under the data directory by default, PostgreSQL in production
+(``CANDLECAST_METRICS_URL``, e.g. ``postgresql+psycopg://user:pw@postgres/monitoring``), through
+SQLAlchemy Core so the same statements run on both. Grafana's Postgres datasource reads these
+tables; the Prometheus exporter serves their latest rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from candlecast.monitoring.settings import get_monitoring_settings
+
+METADATA = sa.MetaData()
+
+CHECKS = sa.Table(
+    "monitoring_checks",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(120), nullable=False, index=True),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),  # unix ms, wall clock
+    sa.Column("as_of", sa.BigInteger, nullable=False),  # unix ms, end of the current window
+    sa.Column("champion_version", sa.String(20)),
+    sa.Column("features", sa.Integer, nullable=False),
+    sa.Column("drifted_features", sa.Integer, nullable=False),
+    sa.Column("drift_share", sa.Float),
+    sa.Column("drift_detected", sa.Boolean, nullable=False),
+    sa.Column("prediction_drift_score", sa.Float),
+    sa.Column("prediction_drifted", sa.Boolean),
+    sa.Column("forecasts_logged", sa.Integer, nullable=False),
+    sa.Column("forecasts_realized", sa.Integer, nullable=False),
+    sa.Column("rmse_ratio", sa.Float),
+    sa.Column("mae_ratio", sa.Float),
+    sa.Column("directional_accuracy", sa.Float),
+    sa.Column("majority_rate", sa.Float),
+    sa.Column("coverage", sa.Float),
+    sa.Column("feature_staleness_s", sa.Float),
+    sa.Column("retrain", sa.Boolean, nullable=False),
+    sa.Column("rate_limited", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("report_path", sa.Text),
+)
+
+FEATURE_DRIFT = sa.Table(
+    "monitoring_feature_drift",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("feature", sa.String(120), nullable=False),
+    sa.Column("method", sa.String(40), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+)
+
+RETRAIN_REQUESTS = sa.Table(
+    "monitoring_retrain_requests",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(120), nullable=False, index=True),
+    sa.Column("requested_at", sa.BigInteger, nullable=False),  # unix ms
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("check_id", sa.Integer),
+)
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One check's figures, as stored (None: not measured)."""
+
+    stream: str
+    checked_at: int
+    as_of: int
+    champion_version: str | None
+    features: int
+    drifted_features: int
+    drift_share: float | None
+    drift_detected: bool
+    prediction_drift_score: float | None
+    prediction_drifted: bool | None
+    forecasts_logged: int
+    forecasts_realized: int
+    rmse_ratio: float | None
+    mae_ratio: float | None
+    directional_accuracy: float | None
+    majority_rate: float | None
+    coverage: float | None
+    feature_staleness_s: float | None
+    retrain: bool
+    rate_limited: bool
+    reason: str
+    report_path: str | None = None
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    feature: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class MetricsStore:
+    """Reads and writes the metrics tables at a SQLAlchemy URL (created on first use)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url or get_monitoring_settings().database_url()
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(self.url)
+        METADATA.create_all(self.engine)
+
+    def write_check(self, row: CheckRow, features: list[FeatureRow]) -> int:
+        """Store one check and its per-feature drift; returns the check's id."""
+        with self.engine.begin() as db:
+            inserted = db.execute(sa.insert(CHECKS).values(**asdict(row))).inserted_primary_key
+            check_id = int(inserted[0]) if inserted else 0
+            if features:
+                common = {"check_id": check_id, "stream": row.stream, "checked_at": row.checked_at}
+                db.execute(sa.insert(FEATURE_DRIFT), [common | asdict(f) for f in features])
+        return check_id
+
+    def checks(self, stream: str | None = None) -> list[CheckRow]:
+        """Every stored check (of ``stream``), oldest first."""
+        query = sa.select(CHECKS).order_by(CHECKS.c.checked_at, CHECKS.c.id)
+        if stream is not None:
+            query = query.where(CHECKS.c.stream == stream)
+        names = [f.name for f in fields(CheckRow)]
+        with self.engine.connect() as db:
+            return [CheckRow(**{n: row._mapping[n] for n in names}) for row in db.execute(query)]
+
+    def latest_checks(self) -> dict[str, tuple[int, CheckRow]]:
+        """The newest check per stream, with its id."""
+        newest = (
+            sa.select(CHECKS.c.stream, sa.func.max(CHECKS.c.id).label("id"))
+            .group_by(CHECKS.c.stream)
+            .subquery()
+        )
+        query = sa.select(CHECKS).join(newest, CHECKS.c.id == newest.c.id)
+        names = [f.name for f in fields(CheckRow)]
+        with self.engine.connect() as db:
+            return {
+                row.stream: (row.id, CheckRow(**{n: row._mapping[n] for n in names}))
+                for row in db.execute(query)
+            }
+
+    def feature_drift(self, check_id: int) -> list[FeatureRow]:
+        query = sa.select(FEATURE_DRIFT).where(FEATURE_DRIFT.c.check_id == check_id)
+        names = [f.name for f in fields(FeatureRow)]
+        with self.engine.connect() as db:
+            rows = db.execute(query.order_by(FEATURE_DRIFT.c.feature))
+            return [FeatureRow(**{n: row._mapping[n] for n in names}) for row in rows]
+
+    def last_retrain_request(self, stream: str) -> datetime | None:
+        """When the stream's newest drift-triggered retrain was requested."""
+        query = sa.select(sa.func.max(RETRAIN_REQUESTS.c.requested_at)).where(
+            RETRAIN_REQUESTS.c.stream == stream
+        )
+        with self.engine.connect() as db:
+            found = db.execute(query).scalar()
+        return None if found is None else datetime.fromtimestamp(found / 1000, UTC)
+
+    def record_retrain_request(
+        self, stream: str, at: datetime, reason: str, check_id: int | None = None
+    ) -> None:
+        values = {
+            "stream": stream,
+            "requested_at": int(at.timestamp() * 1000),
+            "reason": reason,
+            "check_id": check_id,
+        }
+        with self.engine.begin() as db:
+            db.execute(sa.insert(RETRAIN_REQUESTS).values(**values))
+
+    def retrain_requests(self, stream: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(RETRAIN_REQUESTS).order_by(RETRAIN_REQUESTS.c.requested_at)
+        if stream is not None:
+            query = query.where(RETRAIN_REQUESTS.c.stream == stream)
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]

@@ -1,0 +1,218 @@
+"""The forecast log: every served forecast, recorded without slowing ``/predict``.
+
+:func:`record` only appends the answer's few fields to an in-memory queue (a ``deque``
+append: no lock, no I/O, no parsing); a daemon thread per process flushes the queue every
+:data:`FLUSH_INTERVAL_S` into one SQLite table under the data directory
+(``$CANDLECAST_HOME/forecasts/forecast_log.db``, WAL mode, so service workers in several
+processes and a reading monitor share it). If the writer falls behind by
+:data:`MAX_PENDING` rows, new forecasts are dropped and counted rather than letting memory
+grow or the request wait. A rejected or failed flush is logged and retried on the next tick.
+
+Monitoring reads the log with :func:`read_forecasts` and joins it with realized returns
+(:mod:`candlecast.monitoring.performance`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from candlecast.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two flushes of a process's queue.
+FLUSH_INTERVAL_S = 1.0
+#: Queued rows beyond which new forecasts are dropped (and counted) instead of queued.
+MAX_PENDING = 100_000
+COLUMNS = [
+    "stream",
+    "model_version",
+    "feature_ts",
+    "target_ts",
+    "predicted",
+    "lower",
+    "upper",
+    "served_at",
+]
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forecasts (
+    stream TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    feature_ts INTEGER NOT NULL,
+    target_ts INTEGER NOT NULL,
+    predicted REAL NOT NULL,
+    lower REAL,
+    upper REAL,
+    served_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS forecasts_stream_time ON forecasts (stream, feature_ts);
+"""
+
+
+def log_path(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).paths.home / "forecasts" / "forecast_log.db"
+
+
+class ForecastLog:
+    """A buffered writer of served forecasts into the SQLite table at ``path``."""
+
+    def __init__(
+        self, path: Path, flush_interval: float = FLUSH_INTERVAL_S, max_pending: int = MAX_PENDING
+    ) -> None:
+        self.path = path
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.dropped = 0
+        self.written = 0
+        self._pending: deque[tuple[float, Any, Any, Any, Any, Any, Any]] = deque()
+        self._stop = threading.Event()
+        self._flushing = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="forecast-log", daemon=True)
+        self._thread.start()
+
+    def record(self, body: dict[str, Any]) -> None:
+        """Queue one ``/predict`` answer (:func:`candlecast.serving.forecaster.answer`)."""
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        interval = body.get("interval") or {}
+        self._pending.append(
+            (
+                time.time(),
+                body["stream"],
+                body["model"]["version"],
+                body["feature_timestamp"],
+                body["forecast_for"],
+                body["predicted_return"],
+                interval.get("return"),
+            )
+        )
+
+    def flush(self) -> int:
+        """Write every queued forecast now (one transaction); returns how many."""
+        with self._flushing:
+            rows = []
+            while self._pending:
+                rows.append(_row(self._pending.popleft()))
+            if not rows:
+                return 0
+            try:
+                with _connect(self.path) as db:
+                    db.executemany(f"INSERT INTO forecasts VALUES ({', '.join('?' * 8)})", rows)
+            except sqlite3.Error:
+                log.exception("forecast log: %d rows not written to %s", len(rows), self.path)
+                self._pending.extendleft(reversed([_queued(row) for row in rows]))
+                return 0
+            self.written += len(rows)
+            return len(rows)
+
+    def close(self) -> None:
+        """Stop the writer thread after a last flush."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self.flush()
+            except Exception:  # the writer must outlive any one bad row
+                log.exception("forecast log: flush failed")
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def _row(queued: tuple[float, Any, Any, Any, Any, Any, Any]) -> tuple[Any, ...]:
+    served, stream, version, feature_at, target_at, predicted, bounds = queued
+    lower, upper = (float(bounds[0]), float(bounds[1])) if bounds else (None, None)
+    return (
+        str(stream),
+        str(version),
+        _ms(feature_at),
+        _ms(target_at),
+        float(predicted),
+        lower,
+        upper,
+        int(served * 1000),
+    )
+
+
+def _queued(row: tuple[Any, ...]) -> tuple[float, Any, Any, Any, Any, Any, Any]:
+    """A row back in the queue's shape (after a failed write)."""
+    stream, version, feature_ts, target_ts, predicted, lower, upper, served = row
+    iso = pd.Timestamp(feature_ts, unit="ms", tz="UTC").isoformat()
+    target = pd.Timestamp(target_ts, unit="ms", tz="UTC").isoformat()
+    bounds = None if lower is None else [lower, upper]
+    return (served / 1000, stream, version, iso, target, predicted, bounds)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(_SCHEMA)
+    return db
+
+
+_process_log: tuple[int, ForecastLog] | None = None
+_process_lock = threading.Lock()
+
+
+def process_log(settings: Settings | None = None) -> ForecastLog:
+    """This process's writer (started on first use; a forked worker starts its own)."""
+    global _process_log
+    current = _process_log
+    if current is not None and current[0] == os.getpid():
+        return current[1]
+    with _process_lock:
+        if _process_log is None or _process_log[0] != os.getpid():
+            writer = ForecastLog(log_path(settings))
+            atexit.register(writer.close)
+            _process_log = (os.getpid(), writer)
+        return _process_log[1]
+
+
+def record(body: dict[str, Any]) -> None:
+    """Record a served forecast (the answer of ``/predict``); never blocks, never raises."""
+    try:
+        process_log().record(body)
+    except Exception:  # a malformed answer must not fail the request that served it
+        log.exception("forecast log: answer not recorded")
+
+
+def read_forecasts(
+    stream: str,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    settings: Settings | None = None,
+    path: Path | None = None,
+) -> pd.DataFrame:
+    """Logged forecasts of a stream (key) with ``start_ms <= feature_ts < end_ms``, oldest
+    first, in :data:`COLUMNS`; empty when nothing was logged."""
+    path = path or log_path(settings)
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
+    query = "SELECT * FROM forecasts WHERE stream = ? AND feature_ts >= ? AND feature_ts < ?"
+    params = (stream, start_ms if start_ms is not None else -(2**62), end_ms or 2**62)
+    with _connect(path) as db:
+        frame = pd.read_sql_query(query + " ORDER BY feature_ts, served_at", db, params=params)
+    return frame.astype({c: _dtype(c) for c in COLUMNS})
+
+
+def _dtype(column: str) -> str:
+    if column in ("stream", "model_version"):
+        return "object"
+    return "int64" if column.endswith("_ts") or column == "served_at" else "float64"
