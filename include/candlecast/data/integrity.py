@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: than the float the exchange gave, and a re-import must not count that as a change.
 RTOL = 1e-9
 #: Differing timestamps a message lists (the quarantine's report has them all).
-SHOWN = 5
+SHOWN = 3
 
 
 class OverlapConflictError(PermanentError):
@@ -79,7 +79,7 @@ class Overlap:
         parts = []
         for ts, rows in list(self.differences.groupby("ts", sort=True))[:limit]:
             values = ", ".join(
-                f"{r.column} stored {r.stored!r} new {r.new!r}" for r in rows.itertuples()
+                f"{r.column} stored {r.stored:.12g} new {r.new:.12g}" for r in rows.itertuples()
             )
             parts.append(f"{ms_to_iso(int(ts))} ({values})")
         more = " ..." if self.conflicts > limit else ""
