@@ -15,14 +15,16 @@ autocorrelated (a 24-candle return shares 23 candles with its neighbour), so tes
 independent rows see "significant" drift between any two windows of a few hundred rows. On the
 bundled BTC/USD hourly history, KS flags drift in over half of the features in 78% of adjacent
 500-candle windows, and the normed Wasserstein distance at Evidently's default of 0.1 in all
-of them; at 0.5 it is 8-11% of adjacent windows (the real regime changes of crypto), while a
-calm month against the March 2020 crash moves 10 of 15 features (distances 1.5 to 9).
+of them; at 0.5 drift is detected in 11% of adjacent windows of 250 or 500 candles and 6% at
+1,000 (crypto's real regime changes), while a calm month against the March 2020 crash moves
+10 of 15 features (distances 1.5 to 9).
 ``tests/monitoring/test_drift_real_data.py`` checks this on named periods.
 
 Window size (``monitoring.window_candles``, default 500: about three weeks of 1h candles): the
-distance needs a few hundred rows to be stable (at 250 rows adjacent calm windows alarm more
-often, at 1,000 an episode is diluted by the weeks before it); the reference is the champion's
-whole training window, which only makes its spread (the norm) more representative.
+distance needs a few hundred rows to be stable (below :data:`SMALL_WINDOW` the KS test takes
+over), and a longer window dilutes an episode with the weeks before it (at 1,000 hourly
+candles, six weeks, a two-week crash is a third of the window); the reference is the
+champion's whole training window, which makes its spread (the norm) more representative.
 
 The figures are computed with Evidently's own test implementations on plain arrays (fast: a
 10,000-row x 50-feature check takes about a second); the Evidently HTML report of the same tests

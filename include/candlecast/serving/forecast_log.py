@@ -110,7 +110,7 @@ class ForecastLog:
             try:
                 with _connect(self.path) as db:
                     db.executemany(f"INSERT INTO forecasts VALUES ({', '.join('?' * 8)})", rows)
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError):
                 log.exception("forecast log: %d rows not written to %s", len(rows), self.path)
                 self._pending.extendleft(reversed([_queued(row) for row in rows]))
                 return 0

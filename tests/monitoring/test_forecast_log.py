@@ -1,0 +1,149 @@
+"""The forecast log (serving/forecast_log.py) and realized skill from it on real candles."""
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from candlecast.evaluation.metrics import (
+    directional_accuracy,
+    interval_coverage,
+    mae,
+    persistence_ratios,
+    rmse,
+)
+from candlecast.modeling.evaluate import evaluation_frame
+from candlecast.monitoring.performance import join_realized, realized_performance, realized_returns
+from candlecast.serving.forecast_log import ForecastLog, read_forecasts
+from candlecast.timeframes import ms_to_iso
+
+STREAM = "replay_btc_usd_1h"
+HOUR = 3_600_000
+
+
+def answer(feature_ts: int, predicted: float, version: str = "3", half: float | None = 0.01):
+    """A /predict answer as candlecast.serving.forecaster.answer shapes it."""
+    body = {
+        "stream": STREAM,
+        "predicted_return": predicted,
+        "feature_timestamp": ms_to_iso(feature_ts),
+        "forecast_for": ms_to_iso(feature_ts + HOUR),
+        "model": {"name": f"{STREAM}_forecaster", "version": version},
+    }
+    if half is not None:
+        body["interval"] = {"return": [predicted - half, predicted + half]}
+    return body
+
+
+@pytest.fixture(scope="module")
+def window(btc_candles):
+    """January and February 2022 of the bundled candles: features and next-candle targets."""
+    start = int(datetime(2021, 12, 1, tzinfo=UTC).timestamp() * 1000)
+    candles = btc_candles[btc_candles["ts"] >= start].reset_index(drop=True)
+    rows = evaluation_frame(candles, "1h", "replay:BTC/USD")
+    rows = rows[rows["event_timestamp"] >= pd.Timestamp("2022-01-01", tz="UTC")]
+    return candles, rows.reset_index(drop=True)
+
+
+def test_logged_forecasts_joined_with_realized_returns_score_as_computed_directly(tmp_path, window):
+    candles, rows = window
+    # a real (if weak) forecaster: a little mean reversion of the last return
+    predicted = -0.05 * rows["ret_1"].to_numpy(dtype=np.float64)
+    feature_ts = rows["candle_ts"].to_numpy() + HOUR  # the close of the row's candle
+    log = ForecastLog(tmp_path / "log.db", flush_interval=3600)  # flushed by hand below
+    for ts, value in zip(feature_ts, predicted, strict=True):
+        log.record(answer(int(ts), float(value)))
+        log.record(answer(int(ts), float(value)))  # served twice: counted once
+    log.record(answer(int(feature_ts[0]), 0.5, version="2"))  # another version's forecast
+    log.close()
+    assert log.written == 2 * len(rows) + 1 and log.dropped == 0
+
+    logged = read_forecasts(STREAM, path=tmp_path / "log.db")
+    assert len(logged) == 2 * len(rows) + 1
+    mine = logged[logged["model_version"] == "3"]
+    joined = join_realized(mine, realized_returns(candles, "1h"))
+    found = realized_performance(joined)
+    assert found is not None and found.forecasts == len(rows)
+
+    target = rows["target"].to_numpy(dtype=np.float64)
+    ratios = persistence_ratios(target, predicted)
+    assert found.mae == pytest.approx(mae(target, predicted), rel=1e-12)
+    assert found.rmse == pytest.approx(rmse(target, predicted), rel=1e-12)
+    assert found.rmse_ratio == pytest.approx(ratios.rmse, rel=1e-12)
+    assert found.mae_ratio == pytest.approx(ratios.mae, rel=1e-12)
+    direction = directional_accuracy(target, predicted)
+    assert found.directional_accuracy == pytest.approx(direction.accuracy)
+    assert found.majority_rate == pytest.approx(direction.majority_rate)
+    coverage = interval_coverage(target, predicted - 0.01, predicted + 0.01)
+    assert found.coverage == pytest.approx(coverage.rate)
+    assert 0 < found.coverage < 1
+
+
+def test_a_forecast_whose_candle_has_not_closed_is_not_scored(tmp_path, window):
+    candles, _ = window
+    last_close = int(candles["ts"].iloc[-1]) + HOUR
+    log = ForecastLog(tmp_path / "log.db", flush_interval=3600)
+    log.record(answer(last_close - HOUR, 0.001))  # its target candle is the last one: closed
+    log.record(answer(last_close, 0.001))  # for the candle after the data: not yet realized
+    log.close()
+    joined = join_realized(
+        read_forecasts(STREAM, path=tmp_path / "log.db"), realized_returns(candles, "1h")
+    )
+    assert joined["feature_ts"].tolist() == [last_close - HOUR]
+
+
+def test_answers_without_interval_and_reading_a_missing_log(tmp_path):
+    assert read_forecasts(STREAM, path=tmp_path / "none.db").empty
+    log = ForecastLog(tmp_path / "log.db", flush_interval=3600)
+    log.record(answer(HOUR * 1000, 0.0, half=None))
+    log.close()
+    row = read_forecasts(STREAM, path=tmp_path / "log.db").iloc[0]
+    assert np.isnan(row["lower"]) and row["predicted"] == 0.0 and row["target_ts"] == HOUR * 1001
+
+
+def test_record_never_raises_or_writes_and_keeps_rows_a_failed_write_missed(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    log = ForecastLog(blocker / "log.db", flush_interval=3600)
+    log.record(answer(HOUR * 1000, 0.001))  # queued only: no I/O on the request path
+    assert log.flush() == 0  # the write failed (logged) ...
+    log.path = tmp_path / "log.db"
+    assert log.flush() == 1  # ... and the row was kept for the next one
+    log.close()
+    assert len(read_forecasts(STREAM, path=tmp_path / "log.db")) == 1
+
+
+def test_a_full_queue_drops_and_counts_instead_of_growing(tmp_path):
+    log = ForecastLog(tmp_path / "log.db", flush_interval=3600, max_pending=10)
+    for i in range(25):
+        log.record(answer(HOUR * (1000 + i), 0.001))
+    assert log.dropped == 15
+    log.close()
+    assert log.written == 10
+
+
+def test_the_background_thread_flushes(tmp_path):
+    log = ForecastLog(tmp_path / "log.db", flush_interval=0.05)
+    log.record(answer(HOUR * 1000, 0.001))
+    log._stop.set()  # let the thread finish its last tick; no sleeping on a clock
+    log._thread.join(timeout=120)
+    log.flush()
+    assert log.written == 1
+
+
+def test_several_processes_append_to_one_log(tmp_path):
+    path = tmp_path / "log.db"
+    script = (
+        "import sys; from candlecast.serving.forecast_log import ForecastLog;"
+        "from tests.monitoring.test_forecast_log import answer;"
+        "log = ForecastLog(__import__('pathlib').Path(sys.argv[1]), flush_interval=0.01);"
+        "[log.record(answer(3_600_000 * (1000 + i + 10_000 * int(sys.argv[2])), 0.001))"
+        " for i in range(500)];"
+        "log.close(); assert log.written == 500"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(n)]) for n in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    assert len(read_forecasts(STREAM, path=path)) == 1500

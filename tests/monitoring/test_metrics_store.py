@@ -1,0 +1,70 @@
+"""The metrics table: rows written and read back (SQLite, through SQLAlchemy)."""
+
+from datetime import UTC, datetime
+
+from candlecast.monitoring.store import CheckRow, FeatureRow, MetricsStore
+
+
+def row(stream: str, checked_at: int, share: float, **changes) -> CheckRow:
+    values = dict(
+        stream=stream,
+        checked_at=checked_at,
+        as_of=checked_at - 1000,
+        champion_version="4",
+        features=2,
+        drifted_features=1,
+        drift_share=share,
+        drift_detected=share >= 0.5,
+        prediction_drift_score=0.12,
+        prediction_drifted=False,
+        forecasts_logged=300,
+        forecasts_realized=240,
+        rmse_ratio=1.01,
+        mae_ratio=0.99,
+        directional_accuracy=0.52,
+        majority_rate=0.51,
+        coverage=0.88,
+        feature_staleness_s=3600.0,
+        retrain=False,
+        rate_limited=False,
+        reason="no drift or decay beyond the thresholds",
+        report_path="/tmp/r.html",
+    )
+    return CheckRow(**(values | changes))
+
+
+def test_checks_and_feature_drift_round_trip(tmp_path):
+    store = MetricsStore(f"sqlite:///{tmp_path / 'm' / 'metrics.db'}")
+    features = [
+        FeatureRow("ret_1", "wasserstein", 0.8, 0.5, True),
+        FeatureRow("hour_sin", "jensenshannon", 0.01, 0.1, False),
+    ]
+    first = store.write_check(row("a_btc_usd_1h", 1000, 0.5), features)
+    second = store.write_check(row("a_btc_usd_1h", 2000, 0.0, coverage=None), [])
+    other = store.write_check(row("b_eth_btc_5m", 1500, 1.0, rmse_ratio=None), features[:1])
+    assert len({first, second, other}) == 3
+
+    again = MetricsStore(store.url)  # a second process sees the same rows
+    assert again.checks("a_btc_usd_1h") == [
+        row("a_btc_usd_1h", 1000, 0.5),
+        row("a_btc_usd_1h", 2000, 0.0, coverage=None),
+    ]
+    latest = again.latest_checks()
+    assert {k: v[0] for k, v in latest.items()} == {"a_btc_usd_1h": second, "b_eth_btc_5m": other}
+    assert latest["b_eth_btc_5m"][1].rmse_ratio is None
+    assert again.feature_drift(first) == sorted(features, key=lambda f: f.feature)
+    assert again.feature_drift(second) == []
+
+
+def test_retrain_requests_and_the_last_one(tmp_path):
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    assert store.last_retrain_request("a_btc_usd_1h") is None
+    at = datetime(2022, 3, 1, 12, tzinfo=UTC)
+    store.record_retrain_request("a_btc_usd_1h", datetime(2022, 2, 1, tzinfo=UTC), "old", 1)
+    store.record_retrain_request("a_btc_usd_1h", at, "data drift: ...", 2)
+    store.record_retrain_request("b_eth_btc_5m", datetime(2023, 1, 1, tzinfo=UTC), "x")
+    assert store.last_retrain_request("a_btc_usd_1h") == at
+    assert [r["reason"] for r in store.retrain_requests("a_btc_usd_1h")] == [
+        "old",
+        "data drift: ...",
+    ]
