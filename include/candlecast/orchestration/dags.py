@@ -87,6 +87,15 @@ never promote).
 """
 
 
+LINKS_DOC = """
+**Links**: [MLflow experiment](/candlecast/dags/{dag}/go/experiment) ·
+[registered model](/candlecast/dags/{dag}/go/model) ·
+[prediction service](/candlecast/dags/{dag}/go/service) ·
+[Grafana dashboard](/candlecast/dags/{dag}/go/dashboard) (also in the *Pair links* tab and on
+each task instance's extra links).
+"""
+
+
 def features_asset(stream: Stream) -> Asset:
     return Asset(name=f"features_{stream.key}", uri=stream.features_asset_uri, group="features")
 
@@ -138,7 +147,7 @@ def build_candles_dag(pair: PairConfig) -> DAG:
         asset=stream.features_asset_uri,
         train=stream.train_dag_id,
         dag=stream.candles_dag_id,
-    )
+    ) + LINKS_DOC.format(dag=stream.candles_dag_id)
     with DAG(
         dag_id=stream.candles_dag_id,
         description=f"{stream.label}: candles to validated, materialized features",
@@ -286,7 +295,7 @@ def build_train_dag(pair: PairConfig) -> DAG:
         pool=TRAINING_POOL,
         model=stream.registered_model,
         model_asset=stream.model_asset_uri,
-    )
+    ) + LINKS_DOC.format(dag=stream.train_dag_id)
     with DAG(
         dag_id=stream.train_dag_id,
         description=f"{stream.label}: train, gate, export and deploy the forecaster",
