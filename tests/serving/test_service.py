@@ -83,8 +83,8 @@ def test_health_reports_the_deployed_model(service, pipeline_run):
     [
         ('{"pair": "DOGE/USD"}', 404, "no configured stream matches"),
         ('{"pair": "BTC/USD", "timeframe": "4h"}', 404, "configured: BTC/USD on replay at 1h"),
-        ('{"pear": "BTC/USD"}', 400, "pair"),
-        ('{"pair": 42}', 400, "string"),
+        ('{"pear": "BTC/USD"}', 422, "pair"),
+        ('{"pair": 42}', 422, "string"),
         ("{not json", 400, "JSON"),
     ],
 )

@@ -93,9 +93,12 @@ def materialize(symbol: str, start: str, end: str) -> str:
     return str(stages.materialize(pair, first, last).online_candle_ts)
 
 
-def deploy_lightgbm(symbol: str, version: str, n_estimators: int = 50, broken: bool = False) -> str:
+def deploy_lightgbm(
+    symbol: str, version: str, n_estimators: int = 50, broken: bool = False, like: str = ""
+) -> str:
     """Fit a real LightGBM on the stream's offline features, export it to ONNX and deploy it as
-    ``version`` (``broken``: deploy bytes that are no ONNX model). Returns the BentoML tag."""
+    ``version`` (``broken``: deploy bytes that are no ONNX model), reading the features of the
+    model served for ``like`` (default: the stream's own). Returns the BentoML tag."""
     import hashlib
 
     import numpy as np
@@ -111,7 +114,7 @@ def deploy_lightgbm(symbol: str, version: str, n_estimators: int = 50, broken: b
     pair = stages.pair_config(symbol)
     frame = featurestore.offline_table(pair.stream).read(0, 4_102_444_800_000)  # up to 2100
     kind = get_kind("lightgbm")
-    features = json.loads(_served_meta(pair))["features"]
+    features = json.loads(_served_meta(stages.pair_config(like or symbol)))["features"]
     x = model_inputs(frame, features)[:-1]
     close = frame["close"].to_numpy(dtype=np.float64)
     y = np.log(close[1:] / close[:-1])

@@ -30,15 +30,16 @@ from candlecast.serving import metrics
 from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info
 from candlecast.serving.schemas import (
     BatchForecasts,
-    BatchRequest,
     ErrorBody,
     Forecast,
     Pairs,
+    PairsBatch,
     PredictRequest,
     Readiness,
     Refreshed,
     RefreshRequest,
     RowForecasts,
+    RowsBatch,
     StreamRef,
 )
 
@@ -112,12 +113,10 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
         responses=errors(400, 401, 404, 413, 415, 422, 503),
         summary="Forecasts for many pairs, or for many feature rows of one pair",
     )
-    async def predict_batch(request: BatchRequest) -> Response:
+    async def predict_batch(request: PairsBatch | RowsBatch) -> Response:
         started = time.perf_counter()
         forecaster = get_forecaster()
-        if request.pairs is not None:
-            if request.rows is not None or request.pair is not None:
-                raise ApiError(422, "send either pairs, or pair with features and rows")
+        if isinstance(request, PairsBatch):
             body = await _many_pairs(forecaster, request.pairs)
         else:
             body = await _rows(forecaster, request)
@@ -223,9 +222,7 @@ async def _many_pairs(forecaster: Forecaster, refs: list[StreamRef]) -> dict[str
     return {"forecasts": forecasts, "errors": failed}
 
 
-async def _rows(forecaster: Forecaster, request: BatchRequest) -> dict[str, Any]:
-    if request.pair is None or request.rows is None or request.features is None:
-        raise ApiError(422, "send pairs, or pair with features and rows")
+async def _rows(forecaster: Forecaster, request: RowsBatch) -> dict[str, Any]:
     ref = StreamRef(pair=request.pair, exchange=request.exchange, timeframe=request.timeframe)
     pair = _resolve(forecaster, ref)
     await _snapshot(forecaster, pair)

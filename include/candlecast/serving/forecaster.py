@@ -101,6 +101,7 @@ class Forecaster:
         self._store = featurestore.feature_store(self.settings)
         self._snapshots: dict[str, Snapshot] = {}
         self._errors: dict[str, str] = {}
+        self._rejected: dict[str, tuple[str, str]] = {}  # stream key -> (tag, why)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._resolved: dict[tuple[str, str | None, str | None], PairConfig] = {}
@@ -275,9 +276,12 @@ class Forecaster:
             stored = bentoml.models.get(f"{pair.stream.bento_model}:latest")
         except bentoml.exceptions.NotFound:
             raise NotReadyError(f"{pair.stream.label}: no model deployed yet") from None
-        tag = str(stored.tag)
+        tag, key = str(stored.tag), pair.key
         if current is not None and current.model.tag == tag:
             return current.model
+        rejected = self._rejected.get(key)
+        if current is not None and rejected is not None and rejected[0] == tag:
+            return current.model  # tried already: wait for the next deployment
         try:
             loaded = load_model(stored)
             self._smoke(pair, loaded)
@@ -285,11 +289,10 @@ class Forecaster:
             metrics.REFRESHES.labels(stream=pair.key, outcome="model_rejected").inc()
             if current is None:
                 raise NotReadyError(f"{pair.stream.label}: model {tag} unusable: {exc}") from exc
-            log.error(
-                "%s: model %s rejected, serving %s: %s", pair.key, tag, current.model.tag, exc
-            )
-            self._errors[pair.key] = f"model {tag} rejected: {exc}"
+            log.error("%s: model %s rejected, serving %s: %s", key, tag, current.model.tag, exc)
+            self._rejected[key] = (tag, f"model {tag} rejected: {exc}")
             return current.model
+        self._rejected.pop(key, None)
         log.info("loaded %s (%s v%s)", tag, loaded.meta["kind"], loaded.meta["version"])
         return loaded
 
@@ -340,7 +343,9 @@ class Forecaster:
         return dict(self._snapshots)
 
     def error(self, key: str) -> str | None:
-        return self._errors.get(key)
+        """Why the stream is not served, or why its newest deployed model is not."""
+        rejected = self._rejected.get(key)
+        return self._errors.get(key) or (rejected[1] if rejected else None)
 
     def online_store_ok(self) -> str | None:
         """None when the online store answers a read, else why not."""

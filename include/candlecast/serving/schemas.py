@@ -112,22 +112,30 @@ class Forecast(BaseModel):
     )
 
 
-class BatchRequest(_Strict):
-    """Either ``pairs`` (one forecast each, from the served features), or ``pair`` with
-    ``features`` and ``rows`` (a user's own feature rows, run through that pair's model)."""
+class PairsBatch(_Strict):
+    """One forecast per pair, from the served features."""
 
-    pairs: list[StreamRef] | None = Field(default=None, min_length=1, max_length=MAX_BATCH_PAIRS)
-    pair: str | None = Field(default=None, min_length=3, max_length=60)
+    pairs: list[StreamRef] = Field(min_length=1, max_length=MAX_BATCH_PAIRS)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"pairs": [{"pair": "BTC/USD"}, {"pair": "ETH/BTC"}]}]},
+    )
+
+
+class RowsBatch(_Strict):
+    """A user's own feature rows, run through one pair's served model."""
+
+    pair: str = Field(min_length=3, max_length=60, description="Symbol or stream key")
     exchange: str | None = Field(default=None, max_length=32)
     timeframe: str | None = Field(default=None, max_length=8)
-    features: list[str] | None = Field(
-        default=None,
+    features: list[str] = Field(
+        min_length=1,
         max_length=512,
         description="Column names of rows; must be exactly the model's feature list "
         "(GET /pairs lists it), in any order",
     )
-    rows: list[list[float]] | None = Field(
-        default=None,
+    rows: list[list[float]] = Field(
         min_length=1,
         max_length=MAX_BATCH_ROWS,
         description="Feature rows, oldest first; a model reading a window of n rows "
@@ -138,12 +146,11 @@ class BatchRequest(_Strict):
         frozen=True,
         json_schema_extra={
             "examples": [
-                {"pairs": [{"pair": "BTC/USD"}, {"pair": "binance_eth_btc_5m"}]},
                 {
                     "pair": "BTC/USD",
                     "features": ["ret_1", "rsi_14"],
                     "rows": [[0.001, 55.0], [-0.002, 48.5]],
-                },
+                }
             ]
         },
     )
