@@ -272,7 +272,8 @@ def _trigger_reason(context: Any) -> str:
             reasons.append(str(extra.get("reason") or f"new features up to {extra.get('end')}"))
     if reasons:
         return "; ".join(dict.fromkeys(reasons))
-    return f"{context['dag_run'].run_type} run"
+    run_type = context["dag_run"].run_type
+    return f"{getattr(run_type, 'value', run_type)} run"
 
 
 def build_train_dag(pair: PairConfig) -> DAG:
