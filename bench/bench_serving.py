@@ -1,0 +1,150 @@
+"""Prediction service throughput and latency, side by side with a minimal server.
+
+Builds a served world (ETH/BTC 5m through the real pipeline, then a real LightGBM deployed so
+both servers run a non-trivial model), starts ``bentoml serve`` (candlecast) and the minimal
+FastAPI + onnxruntime server of ``bench/minimal_server.py`` (same model, Feast online read per
+request), and measures with wrk (/usr/bin/wrk): ``/predict`` requests/s and p50/p99 at each
+concurrency, and ``/predict_batch`` rows/s with 10,000-row bodies. Prints a Markdown table.
+
+    .venv/bin/python bench/bench_serving.py [--seconds 10] [--workers 1] [--no-access-log]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from candlecast.cli import embedded  # noqa: E402
+from tests.serving import world  # noqa: E402
+from tests.serving.test_service import free_port  # noqa: E402
+
+WRK = "/usr/bin/wrk"
+BATCH_ROWS = 10_000
+LUA = """
+local f = io.open("{body}", "rb"); local body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.body = body
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def wrk(url: str, body: Path, connections: int, seconds: int, root: Path) -> dict[str, float]:
+    script = root / f"{body.stem}.lua"
+    script.write_text(LUA.format(body=body))
+    threads = max(1, min(2, connections))
+    options = [f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    out = subprocess.run(
+        [WRK, *options, "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def start_servers(root: Path, env: dict[str, str], tag: str) -> tuple[list, str, str]:
+    ours, base = free_port(), free_port()
+    service = embedded.start(
+        embedded.bentoml_command("127.0.0.1", ours), root / "candlecast.log", env
+    )
+    name, version = tag.split(":")
+    folder = Path(env["BENTOML_HOME"]) / "models" / name / version
+    quiet = ["--log-level", "warning", "--no-access-log"]
+    minimal = embedded.start(
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "bench.minimal_server:app",
+            *quiet,
+            "--port",
+            str(base),
+        ],
+        root / "minimal.log",
+        {**env, "BENCH_MODEL_DIR": str(folder), "PYTHONPATH": str(REPO)},
+    )
+    embedded.wait_http(f"http://127.0.0.1:{ours}/readyz", timeout=600, proc=service)
+    embedded.wait_http(f"http://127.0.0.1:{base}/docs", timeout=600, proc=minimal)
+    return [service, minimal], f"http://127.0.0.1:{ours}", f"http://127.0.0.1:{base}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--concurrency", default="1,16,64")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    env = world.build(root)
+    tag = world.run_in(env, "w.deploy_lightgbm('ETH/BTC', '900', n_estimators=200)")
+    env["CANDLECAST_SERVICE_WORKERS"] = str(args.workers)
+    env["CANDLECAST_SERVICE_ACCESS_LOG"] = "false" if args.no_access_log else "true"
+    features = json.loads(
+        Path(
+            Path(env["BENTOML_HOME"]) / "models" / tag.replace(":", "/") / "metadata.json"
+        ).read_text()
+    )["features"]
+    one = root / "predict.json"
+    one.write_text(json.dumps({"pair": "ETH/BTC"}))
+    batch = root / "batch.json"
+    rows = [[0.001 * (i % 97) + j * 0.01 for j in range(len(features))] for i in range(BATCH_ROWS)]
+    batch.write_text(json.dumps({"pair": "ETH/BTC", "features": features, "rows": rows}))
+    procs, ours, base = start_servers(root, env, tag)
+    try:
+        table = []
+        for connections in [int(c) for c in args.concurrency.split(",")]:
+            for label, url in (("candlecast", ours), ("minimal", base)):
+                wrk(url + "/predict", one, connections, 2, root)  # warm-up
+                table.append(
+                    (
+                        label,
+                        f"/predict c={connections}",
+                        wrk(url + "/predict", one, connections, args.seconds, root),
+                    )
+                )
+        for label, url in (("candlecast", ours), ("minimal", base)):
+            table.append(
+                (
+                    label,
+                    f"/predict_batch {BATCH_ROWS} rows c=2",
+                    wrk(url + "/predict_batch", batch, 2, args.seconds, root),
+                )
+            )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
+    load = os.getloadavg()
+    print(
+        f"\nworkers={args.workers} access_log={not args.no_access_log} cores={os.cpu_count()} "
+        f"load average after run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+    )
+    print("| server | endpoint | req/s | rows/s | p50 ms | p99 ms | non-2xx |")
+    print("|---|---|---|---|---|---|---|")
+    for label, what, m in table:
+        rows_s = m["rps"] * BATCH_ROWS if "batch" in what else m["rps"]
+        figures = f"{m['rps']:,.0f} | {rows_s:,.0f} | {m['p50']:.2f} | {m['p99']:.2f}"
+        print(f"| {label} | {what} | {figures} | {m['errors']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
