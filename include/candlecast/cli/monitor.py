@@ -1,0 +1,168 @@
+"""``candlecast monitor``, ``drift``, ``exporter`` and ``grafana sync``: monitoring commands."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from candlecast.cli.app import (
+    ExchangeOpt,
+    PairOpt,
+    TimeframeOpt,
+    _clean_errors,
+    _pair,
+    _stream,
+    app,
+    console,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON on stdout")]
+grafana = typer.Typer(help="Grafana: datasources, dashboards and annotations as code.")
+app.add_typer(grafana, name="grafana")
+
+
+def parse_span(text: str) -> tuple[datetime, datetime]:
+    """``START:END`` (ISO dates or times, UTC unless an offset is given; END exclusive).
+
+    Raises:
+        typer.BadParameter: not two times, or END not after START.
+    """
+    from candlecast.orchestration.stages import parse_time
+
+    parts = re.split(r"(?:\.\.|:)(?=\d{4}-\d{2}-\d{2})", text.strip())
+    if len(parts) != 2:
+        raise typer.BadParameter(f"{text!r} is not START:END (e.g. 2020-03-01:2020-03-22)")
+    try:
+        start, end = parse_time(parts[0]), parse_time(parts[1])
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r}: {exc}") from None
+    if end <= start:
+        raise typer.BadParameter(f"{text!r}: END must be after START")
+    return start, end
+
+
+@app.command()
+def monitor(
+    pair: PairOpt,
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    as_of: Annotated[
+        datetime | None, typer.Option(help="Check as of this UTC time [default: newest candle]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the monitor DAG's check once: drift, prediction drift, realized skill, and whether
+    a retrain is due (the figures are stored; the request itself is the monitor DAG's)."""
+    from candlecast.monitoring.check import check_pair
+    from candlecast.orchestration.stages import parse_time
+
+    config = _pair(pair, exchange, timeframe)
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr), _clean_errors():
+        moment = parse_time(as_of.isoformat()) if as_of else None
+        result = check_pair(config, moment)
+    payload = result.to_dict()
+    if as_json:
+        stdout.write(json.dumps(payload, default=str) + "\n")
+        return
+    _drift_table(payload, f"drift: {config.stream.label} as of {payload['as_of']}")
+    realized = payload["realized"] or {}
+    console.print(
+        f"realized: {realized.get('forecasts', 0)} forecasts, RMSE ratio "
+        f"{realized.get('rmse_ratio')}, coverage {realized.get('coverage')}; "
+        f"prediction drift: {payload['prediction_drift']}"
+    )
+    verdict = "retrain due" if payload["retrain"] else "no retrain"
+    console.print(f"[bold]{verdict}[/bold]: {payload['reason']}")
+    if payload["report_path"]:
+        console.print(f"Evidently report: {payload['report_path']}")
+
+
+@app.command()
+def drift(
+    pair: PairOpt,
+    reference: Annotated[str, typer.Option(help="START:END of the reference window")],
+    current: Annotated[str, typer.Option(help="START:END of the current window")],
+    exchange: ExchangeOpt = None,
+    timeframe: TimeframeOpt = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="History file (any format import-candles reads) instead of stored candles",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Also write the Evidently HTML report")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Data drift between two windows of a stream's history (or of a file), on the champion's
+    inputs or, with no champion, the default feature set."""
+    from candlecast.data.importers import read_history
+    from candlecast.modeling.evaluate import infer_timeframe
+    from candlecast.monitoring.check import champion_of, compare_windows
+    from candlecast.monitoring.drift import report_html
+
+    spans = parse_span(reference), parse_span(current)
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr), _clean_errors():
+        candles = read_history(file) if file else None
+        if candles is not None and timeframe is None:
+            timeframe = infer_timeframe(candles["ts"])
+        config, configured = _stream(pair, exchange or ("file" if file else None), timeframe)
+        champion = champion_of(config) if configured else None
+        columns = champion.features if champion else None
+        found, before, after = compare_windows(config, *spans, columns=columns, candles=candles)
+        if report:
+            report.write_text(report_html(before, after, found))
+    payload: dict[str, Any] = {
+        **found.to_dict(),
+        "stream": config.stream.key,
+        "reference": [t.isoformat() for t in spans[0]],
+        "current": [t.isoformat() for t in spans[1]],
+        "champion_version": champion.version if champion else None,
+        "source": str(file) if file else "validated store",
+    }
+    if as_json:
+        stdout.write(json.dumps(payload) + "\n")
+        return
+    _drift_table(payload, f"drift: {config.stream.label}")
+
+
+@app.command()
+def exporter(
+    port: Annotated[int, typer.Option(help="Port of /metrics")] = 9108,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+) -> None:
+    """Serve the monitoring figures of the metrics table to Prometheus until interrupted."""
+    import threading
+
+    from candlecast.monitoring.exporter import serve
+
+    serve(port, host)
+    console.print(f"monitoring exporter on http://{host}:{port}/metrics")
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def _drift_table(payload: dict[str, Any], title: str) -> None:
+    table = Table("feature", "method", "score", "threshold", "drifted", title=title)
+    for name, row in payload["features"].items():
+        table.add_row(
+            name, row["method"], f"{row['score']:.4g}", f"{row['threshold']:g}", str(row["drifted"])
+        )
+    console.print(table)
+    console.print(
+        f"drift detected: {payload['drift_detected']} (share {payload['drift_share']:.2f}, "
+        f"threshold {payload['drift_share_threshold']:.2f})"
+    )
