@@ -166,3 +166,45 @@ def _drift_table(payload: dict[str, Any], title: str) -> None:
         f"drift detected: {payload['drift_detected']} (share {payload['drift_share']:.2f}, "
         f"threshold {payload['drift_share_threshold']:.2f})"
     )
+
+
+@grafana.command("sync")
+def grafana_sync(
+    url: Annotated[str, typer.Option(help="Grafana base URL, e.g. http://127.0.0.1:3001")],
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="GRAFANA_TOKEN", help="Service account token (or user:password)"),
+    ] = None,
+) -> None:
+    """Push datasources, dashboards and annotations to Grafana (a second sync changes nothing)."""
+    from candlecast.monitoring.grafana import sync
+
+    credential: Any = tuple(token.split(":", 1)) if token and ":" in token else token
+    with _clean_errors():
+        report = sync(url, credential)
+    for what, names in (("created", report.created), ("updated", report.updated)):
+        for name in names:
+            console.print(f"{what}: {name}")
+    console.print(f"{report.writes} writes, {len(report.unchanged)} unchanged")
+
+
+@grafana.command("dashboards")
+def grafana_dashboards(
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if the files differ from the generated ones")
+    ] = False,
+) -> None:
+    """Write deploy/grafana/dashboards/<uid>.json for every configured stream."""
+    from candlecast.cli.app import _config
+    from candlecast.monitoring.dashboards import stale_dashboards, write_dashboards
+
+    streams = _config().streams
+    if check:
+        stale = stale_dashboards(streams)
+        if stale:
+            console.print(f"[red]stale dashboards: {', '.join(stale)}[/red]; run without --check")
+            raise typer.Exit(1)
+        console.print("dashboards are up to date")
+        return
+    for path in write_dashboards(streams):
+        console.print(f"wrote {path}")

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from candlecast.monitoring.store import CheckRow, MetricsStore
+from candlecast.settings import Settings
 
 PREFIX = "candlecast_monitor"
 #: Gauges of a check row: metric suffix, column, help.
@@ -39,8 +40,9 @@ GAUGES = [
 class MonitoringCollector(Collector):
     """Collects the newest check of every stream from a :class:`MetricsStore`."""
 
-    def __init__(self, store: MetricsStore) -> None:
+    def __init__(self, store: MetricsStore, settings: Settings | None = None) -> None:
         self.store = store
+        self.store_settings = settings
 
     def collect(self) -> Iterator[Any]:
         latest = self.store.latest_checks()
@@ -48,6 +50,7 @@ class MonitoringCollector(Collector):
         yield self._champion(latest)
         yield self._features(latest)
         yield self._requests()
+        yield from self._forecasts()
 
     def _gauges(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         for suffix, column, text in GAUGES:
@@ -95,6 +98,49 @@ class MonitoringCollector(Collector):
         for stream, count in sorted(counts.items()):
             family.add_metric([stream], count)
         return family
+
+    def _forecasts(self) -> Iterator[GaugeMetricFamily]:
+        """The newest realized forecast of every stream in the forecast log: what it said (and
+        its interval) beside what the candle did, so a graph shows forecast vs realized."""
+        names = {
+            "predicted": ("realized_forecast_return", "Newest forecast whose candle has closed"),
+            "lower": ("realized_forecast_lower", "Its interval's lower bound (log return)"),
+            "upper": ("realized_forecast_upper", "Its interval's upper bound (log return)"),
+            "realized": ("realized_return", "The log return that candle realized"),
+        }
+        families = {
+            column: GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=["stream"])
+            for column, (name, text) in names.items()
+        }
+        for stream, row in newest_realized(self.store_settings).items():
+            for column, family in families.items():
+                if row.get(column) is not None and row[column] == row[column]:  # not NaN
+                    family.add_metric([stream], float(row[column]))
+        yield from families.values()
+
+
+def newest_realized(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """Per stream of the forecast log, its newest forecast whose target candle has closed,
+    joined with the realized return (read from the validated candles)."""
+    from candlecast.data.ingestion import validated_table
+    from candlecast.monitoring.performance import join_realized, realized_returns
+    from candlecast.names import Stream
+    from candlecast.serving.forecast_log import logged_streams, read_forecasts
+    from candlecast.timeframes import timeframe_ms
+
+    found: dict[str, dict[str, Any]] = {}
+    for key in logged_streams(settings):
+        stream = Stream.from_key(key)
+        step = timeframe_ms(stream.timeframe)
+        last = validated_table(stream, settings).last_key()
+        if last is None:
+            continue
+        recent = read_forecasts(key, last - 48 * step, last + step, settings)
+        candles = validated_table(stream, settings).read(last - 50 * step, last + step)
+        joined = join_realized(recent, realized_returns(candles, stream.timeframe))
+        if len(joined):
+            found[key] = joined.iloc[-1].to_dict()
+    return found
 
 
 def registry(store: MetricsStore | None = None) -> CollectorRegistry:

@@ -212,6 +212,15 @@ def read_forecasts(
     return frame.astype({c: _dtype(c) for c in COLUMNS})
 
 
+def logged_streams(settings: Settings | None = None, path: Path | None = None) -> list[str]:
+    """The stream keys that have logged forecasts."""
+    path = path or log_path(settings)
+    if not path.exists():
+        return []
+    with _connect(path) as db:
+        return [row[0] for row in db.execute("SELECT DISTINCT stream FROM forecasts ORDER BY 1")]
+
+
 def _dtype(column: str) -> str:
     if column in ("stream", "model_version"):
         return "object"
