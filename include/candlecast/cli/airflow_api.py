@@ -16,13 +16,15 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 #: DAG run states after which nothing more happens to a run.
 FINISHED = frozenset({"success", "failed"})
+#: Retries of a request the server failed (5xx) or did not answer.
+RETRIES = 4
 #: Items per page (Airflow's default ``[api] maximum_page_limit``).
 PAGE = 100
 
@@ -91,13 +93,21 @@ class AirflowClient:
         """Call ``path`` (``/api/v2/...``) as the logged-in user; the decoded JSON answer."""
         if self._token is None:
             self.login()
-        try:
-            return self._call(method, path, body, query=query)
-        except AirflowApiError as exc:
-            if exc.status != 401:
-                raise
-            self.login()  # the token expired
-            return self._call(method, path, body, query=query)
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._call(method, path, body, query=query)
+            except AirflowApiError as exc:
+                # 401: the token expired; 5xx or no answer: SQLite busy under load, a server
+                # restarting; a retry fixes those
+                retry = exc.status is None or exc.status >= 500 or exc.status == 401
+                if not retry or attempt == RETRIES:
+                    raise
+                if exc.status == 401:
+                    self.login()
+                else:
+                    log.warning("%s; retrying", exc)
+                    time.sleep(2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _call(
         self,
@@ -187,7 +197,9 @@ class AirflowClient:
     ) -> dict[str, Any]:
         """A backfill of the runs whose data interval starts in ``[start, end)``, one at a time
         (``max_active_runs=1``: each interval's run sees the ones before it, and a backfill
-        stays within the machine). ``reprocess``: ``none``, ``failed`` or ``completed``.
+        stays within the machine). ``reprocess``: ``failed`` (the default: runs that failed
+        before run again, finished ones are kept), ``completed`` or ``none`` (refused by
+        Airflow for DAGs with ``depends_on_past`` tasks, like the candles DAG).
 
         Raises:
             AirflowApiError: e.g. another backfill of the DAG is running (409), or no run of
@@ -204,7 +216,15 @@ class AirflowClient:
             "reprocess_behavior": reprocess,
             "run_backwards": False,
         }
-        return dict(self.request("POST", "/api/v2/backfills", body))
+        try:
+            return dict(self.request("POST", "/api/v2/backfills", body))
+        except AirflowApiError as exc:
+            # the same backfill already runs: created by a request that seemed to fail, or by
+            # an earlier session that was interrupted; wait on that one
+            active = self.active_backfill(dag_id) if exc.status == 409 else None
+            if active is None or (active["from_date"], active["to_date"]) != _range(body):
+                raise
+            return active
 
     def active_backfill(self, dag_id: str) -> dict[str, Any] | None:
         """The DAG's backfill that has not completed yet (Airflow allows one), if any."""
@@ -349,3 +369,11 @@ def _in_backfill(run: DagRun, backfill: dict[str, Any]) -> bool:
     moment = datetime.fromisoformat(run.logical_date)
     first = datetime.fromisoformat(backfill["from_date"])
     return first <= moment <= datetime.fromisoformat(backfill["to_date"])
+
+
+def _range(body: dict[str, Any]) -> tuple[str, str]:
+    """A backfill request's range as the API reports it (UTC, ``Z``)."""
+    return tuple(  # type: ignore[return-value]
+        datetime.fromisoformat(body[key]).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for key in ("from_date", "to_date")
+    )

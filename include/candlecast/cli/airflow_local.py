@@ -93,6 +93,8 @@ def check_port_free(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is not a TCP port (1-65535)")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as the server will: a port whose last connections linger in TIME_WAIT is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

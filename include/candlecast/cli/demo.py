@@ -16,13 +16,12 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from rich.console import Console
 
 from candlecast.cli import embedded
-from candlecast.cli.airflow_api import AirflowApiError, AirflowClient, DagRun
+from candlecast.cli.airflow_api import AirflowClient, DagRun
 from candlecast.cli.airflow_local import (
     EmbeddedAirflow,
     Interrupted,
@@ -76,26 +75,12 @@ def _run_pipelines(
             f"[bold]{pair.stream.label}[/bold]: backfill {pair.stream.candles_dag_id} "
             f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"
         )
-        backfills.append(_backfill(client, pair.stream.candles_dag_id, start, end))
+        backfills.append(client.create_backfill(pair.stream.candles_dag_id, start, end))
     for backfill in backfills:
         client.wait_for_backfill(backfill, RUNS_TIMEOUT_S, on_run=_printer(console))
     for pair in pairs:
         client.wait_until_idle(pair.stream.train_dag_id, RUNS_TIMEOUT_S, on_run=_printer(console))
         console.print(f"  {pair.stream.label}: {embedded.latest_decision(pair)}")
-
-
-def _backfill(client: AirflowClient, dag_id: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """A new backfill, or the one still running from an interrupted demo (Airflow allows one
-    per DAG); runs that failed before are run again, finished ones are kept."""
-    try:
-        return client.create_backfill(dag_id, start, end, reprocess="failed")
-    except AirflowApiError as exc:
-        if exc.status != 409:
-            raise
-        active = client.active_backfill(dag_id)
-        if active is None:
-            raise
-        return active
 
 
 def _printer(console: Console) -> Callable[[DagRun], None]:

@@ -111,7 +111,9 @@ def airflow_env(
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            # the processes share one SQLite file: writers wait for the lock (up to a
+            # minute on a loaded machine) instead of failing at Python's default 5 s
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__AUTH_MANAGER": (

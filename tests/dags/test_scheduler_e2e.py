@@ -1,0 +1,280 @@
+"""End to end under the real scheduler: ``candlecast airflow`` on a free non-default port of
+127.0.0.1, with its own data directory and a 2-stream config on bundled candles; backfills
+created through the REST API; candles runs that trigger train runs through their features
+asset (BTC/USD), and a train DAG backfilled directly (ETH/BTC); then the stores, the online
+features and the MLflow registry are checked, the login is required, nothing listens beyond
+the loopback, and SIGTERM leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+import pytest
+
+from candlecast.cli import embedded
+from candlecast.cli.airflow_api import AirflowClient
+from candlecast.config import load_pairs
+from candlecast.settings import Settings
+from candlecast.timeframes import to_ms
+from tests.helpers import CANDLES_TASKS, REPO, TRAIN_TASKS
+
+pytestmark = pytest.mark.slow
+
+CANDLECAST = Path(sys.executable).parent / "candlecast"
+#: Deadlines, not races: a loaded 2-core machine may be slow, never wrong.
+START_TIMEOUT_S = 900
+RUNS_TIMEOUT_S = 2400
+STOP_TIMEOUT_S = 300
+
+BTC_END = datetime(2022, 3, 1, tzinfo=UTC)
+ETH_END = datetime(2018, 1, 30, tzinfo=UTC)
+
+CONFIG = f"""
+defaults:
+  schedule: "@daily"
+  training:
+    kinds: [lightgbm]
+    min_train_rows: 200
+    schedule: null                 # trained when its candles DAG materializes features
+    params: {{lightgbm: {{n_estimators: 50}}}}
+pairs:
+  - symbol: BTC/USD
+    exchange: replay
+    replay_file: {REPO / "data/bundled/BTC_USD-Hourly.csv"}
+    timeframe: 1h
+    start: 2022-02-01T00:00:00Z
+    end: {BTC_END.isoformat()}
+    training: {{train_days: 10}}
+  - symbol: ETH/BTC
+    exchange: binance
+    replay_file: {REPO / "data/bundled/freqtrade/ETH_BTC-5m.feather"}
+    timeframe: 5m
+    schedule: "0 */8 * * *"        # three candles runs a day
+    start: 2018-01-20T00:00:00Z
+    end: {ETH_END.isoformat()}
+    training: {{train_days: 3, on_new_features: false, schedule: "@daily"}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def clean_env(home: Path, pairs: Path) -> dict[str, str]:
+    """This process's environment without the test session's Airflow and BentoML homes."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "BENTOML", "CANDLECAST"))
+    }
+    env["CANDLECAST_HOME"] = str(home)
+    env["CANDLECAST_PAIRS"] = str(pairs)
+    env["CANDLECAST_SERVICE_PORT"] = str(free_port())  # deploys announce to nobody
+    return env
+
+
+class Deployment:
+    def __init__(self, tmp: Path) -> None:
+        self.home = tmp / "home"
+        self.pairs_file = tmp / "pairs.yaml"
+        self.pairs_file.write_text(CONFIG)
+        self.settings = Settings(home=self.home, pairs=self.pairs_file)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output = tmp / "candlecast-airflow.out"
+        self.proc: subprocess.Popen | None = None
+        self.runs: dict[str, list] = {}
+        self.seconds: dict[str, float] = {}
+
+    def start(self) -> None:
+        with self.output.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(CANDLECAST), "airflow", "--port", str(self.port)],
+                env=clean_env(self.home, self.pairs_file),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "Press Ctrl-C" not in self.text():
+            assert self.proc.poll() is None, f"candlecast airflow exited:\n{self.text()}"
+            assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT_S} s:\n{self.text()}"
+            time.sleep(1)
+
+    def text(self) -> str:
+        return " ".join(self.output.read_text(errors="replace").split())
+
+    def client(self) -> AirflowClient:
+        return AirflowClient(self.url, "admin", embedded.airflow_password(self.settings))
+
+    def tree(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        root = psutil.Process(self.proc.pid)
+        return [root, *root.children(recursive=True)]
+
+    def diagnosis(self) -> str:
+        """The error lines of the Airflow components' logs (what a failure needs to be read)."""
+        lines = []
+        for log in sorted((self.home / "logs").glob("airflow-*.log")):
+            errors = [
+                line
+                for line in log.read_text(errors="replace").splitlines()
+                if "error" in line.lower() or "Traceback" in line
+            ]
+            lines += [f"{log.name}: {line[:400]}" for line in errors[-15:]]
+        return "\n".join(lines)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(15)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+
+
+def run_pipelines(deployment: Deployment) -> None:
+    """Backfills through the REST API, as an operator would; waits for every run."""
+    client = deployment.client()
+    pairs = {p.symbol: p for p in load_pairs(deployment.pairs_file).pairs}
+    btc, eth = pairs["BTC/USD"].stream, pairs["ETH/BTC"].stream
+    client.wait_for_dags([*btc.dag_ids, *eth.dag_ids])
+    for dag_id in (btc.train_dag_id, btc.candles_dag_id, eth.train_dag_id, eth.candles_dag_id):
+        client.unpause(dag_id)
+    began = time.monotonic()
+    btc_candles = client.create_backfill(btc.candles_dag_id, BTC_END - timedelta(days=2), BTC_END)
+    eth_candles = client.create_backfill(eth.candles_dag_id, ETH_END - timedelta(days=1), ETH_END)
+    assert (btc_candles["max_active_runs"], btc_candles["reprocess_behavior"]) == (1, "failed")
+    deployment.runs[btc.candles_dag_id] = client.wait_for_backfill(btc_candles, RUNS_TIMEOUT_S)
+    deployment.runs[eth.candles_dag_id] = client.wait_for_backfill(eth_candles, RUNS_TIMEOUT_S)
+    deployment.seconds["candles"] = time.monotonic() - began
+    # ETH/BTC trains on its cadence only: its last day's train run, backfilled directly
+    eth_train = client.create_backfill(eth.train_dag_id, ETH_END - timedelta(days=1), ETH_END)
+    deployment.runs[eth.train_dag_id] = client.wait_for_backfill(eth_train, RUNS_TIMEOUT_S)
+    deployment.runs[btc.train_dag_id] = client.wait_until_idle(btc.train_dag_id, RUNS_TIMEOUT_S)
+    deployment.seconds["all runs"] = time.monotonic() - began
+    for dag_id in deployment.runs:
+        deployment.runs[dag_id] = client.dag_runs(dag_id)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    deployment = Deployment(tmp_path_factory.mktemp("scheduler-e2e"))
+    began = time.monotonic()
+    try:
+        deployment.start()
+        deployment.seconds["start"] = time.monotonic() - began
+        try:
+            run_pipelines(deployment)
+        except Exception as exc:
+            pytest.fail(f"{exc}\n{deployment.diagnosis()}")
+        yield deployment
+    finally:
+        deployment.stop()
+        print(f"\nscheduler e2e: {deployment.seconds} (s); output: {deployment.output}")
+
+
+def test_every_backfilled_and_triggered_run_succeeded(deployment):
+    runs = deployment.runs
+    states = {dag_id: [(r.run_type, r.state) for r in found] for dag_id, found in runs.items()}
+    assert states["candles_replay_btc_usd_1h"] == [("backfill", "success")] * 2
+    assert states["candles_binance_eth_btc_5m"] == [("backfill", "success")] * 3
+    assert states["train_binance_eth_btc_5m"] == [("backfill", "success")]
+    # the features asset of each BTC/USD candles run triggered its train DAG
+    btc_train = states["train_replay_btc_usd_1h"]
+    assert 1 <= len(btc_train) <= 2 and set(btc_train) == {("asset_triggered", "success")}
+    client = deployment.client()
+    for dag_id, found in runs.items():
+        expected = CANDLES_TASKS if dag_id.startswith("candles_") else TRAIN_TASKS
+        for run in found:
+            tasks = {t["task_id"]: t["state"] for t in client.task_instances(run)}
+            assert tasks == dict.fromkeys(expected, "success"), (dag_id, run.run_id)
+
+
+def test_candles_and_online_features_cover_the_last_interval(deployment):
+    from candlecast.data.ingestion import validated_table
+    from candlecast.features import featurestore
+
+    store = featurestore.feature_store(deployment.settings)
+    for pair in load_pairs(deployment.pairs_file).pairs:
+        end = BTC_END if pair.symbol == "BTC/USD" else ETH_END
+        step = {"1h": 3_600_000, "5m": 300_000}[pair.timeframe]
+        day = validated_table(pair.stream, deployment.settings).read(
+            to_ms(end - timedelta(days=1)), to_ms(end)
+        )
+        assert len(day) >= 0.95 * 86_400_000 / step, pair.stream.label
+        assert day["ts"].max() == to_ms(end) - step
+        online = featurestore.online_features(store, pair.stream, ["candle_ts", "close"])
+        assert online["candle_ts"] == to_ms(end) - step, pair.stream.label
+        assert online["close"] == pytest.approx(float(day["close"].iloc[-1]))
+
+
+def test_each_stream_has_a_champion_and_a_decision_on_its_newest_data(deployment):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=deployment.settings.tracking_uri)
+    for pair in load_pairs(deployment.pairs_file).pairs:
+        champion = client.get_model_version_by_alias(pair.stream.registered_model, "champion")
+        assert client.get_run(champion.run_id).data.tags["stream"] == pair.stream.key
+        assert (deployment.home / "models" / pair.stream.key / f"v{champion.version}").is_dir()
+        # the gate decided on the run that trained up to the end of the backfilled data (it
+        # may keep an earlier champion when the new challenger shows no edge)
+        end = BTC_END if pair.symbol == "BTC/USD" else ETH_END
+        experiment = client.get_experiment_by_name(pair.stream.experiment)
+        decided = client.search_runs(
+            [experiment.experiment_id],
+            f"tags.interval_end = '{end.isoformat()}' and tags.`promotion.outcome` LIKE '%'",
+        )
+        assert decided, f"{pair.stream.label}: no gate decision for data up to {end}"
+
+
+def test_the_api_needs_a_login_and_listens_only_on_the_loopback(deployment):
+    for method, path in (("GET", "/api/v2/dags"), ("GET", "/auth/token")):
+        request = urllib.request.Request(deployment.url + path, method=method)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code in (401, 403), path
+    listening = {
+        (conn.laddr.ip, conn.laddr.port)
+        for proc in deployment.tree()
+        for conn in proc.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    }
+    assert ("127.0.0.1", deployment.port) in listening
+    assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+    assert deployment.port != 8080
+    assert "log in as admin" in deployment.text()
+
+
+def test_sigterm_stops_every_process_it_started(deployment):
+    tree = deployment.tree()
+    assert len(tree) >= 5  # candlecast, api-server, scheduler, dag-processor, triggerer
+    assert deployment.proc is not None
+    deployment.proc.send_signal(15)
+    assert deployment.proc.wait(STOP_TIMEOUT_S) == 0
+    deadline = time.monotonic() + 60
+    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree):
+        assert time.monotonic() < deadline, [p for p in tree if p.is_running()]
+        time.sleep(1)
+    home = str(deployment.home)
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("CANDLECAST_HOME") == home:
+                left.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    assert left == []
+    assert "stopped every Airflow process" in deployment.text()
