@@ -166,3 +166,16 @@ def online_row(symbol: str, features_json: str) -> str:
     columns = [*json.loads(features_json), "close", "candle_ts"]
     values = featurestore.online_features(featurestore.feature_store(), pair.stream, columns)
     return json.dumps(values)
+
+
+def _deployed_tag(symbol: str) -> str:
+    from candlecast.orchestration import stages
+    from candlecast.serving.deploy import deployed_tag
+
+    return str(deployed_tag(stages.pair_config(symbol)))
+
+
+def _deployed_version(symbol: str) -> str:
+    from candlecast.orchestration import stages
+
+    return str(json.loads(_served_meta(stages.pair_config(symbol)))["version"])
