@@ -1,0 +1,54 @@
+"""Dashboards as code: the files are what the module generates, and every panel references a
+provisioned datasource and metrics (or columns) that exist."""
+
+import json
+import re
+
+import yaml
+
+from candlecast.config import load_pairs
+from candlecast.monitoring import dashboards, grafana
+from candlecast.monitoring.exporter import MonitoringCollector
+from candlecast.monitoring.store import CHECKS, MetricsStore
+from tests.helpers import REPO
+
+PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
+
+
+def exported_names(tmp_path) -> set[str]:
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    names = set()
+    for family in MonitoringCollector(store).collect():
+        names.add(family.name + ("_total" if family.type == "counter" else ""))
+    return names
+
+
+def test_dashboard_files_are_generated_for_every_configured_stream():
+    streams = load_pairs().streams
+    assert dashboards.stale_dashboards(streams) == []
+    for stream in streams:
+        found = json.loads(dashboards.dashboard_file(stream).read_text())
+        assert found["uid"] == stream.dashboard_uid and len(found["uid"]) <= 40
+
+
+def test_every_panel_references_a_provisioned_datasource_and_existing_metrics(tmp_path):
+    sources = {s["uid"]: s["type"] for s in grafana.datasources(PROVISIONING / "datasources")}
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yml").read_text())
+    assert providers["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
+    metrics = exported_names(tmp_path)
+    columns = {c.name for c in CHECKS.columns}
+    for stream in load_pairs().streams:
+        board = json.loads(dashboards.dashboard_file(stream).read_text())
+        assert board["annotations"]["list"][0]["target"]["tags"] == ["candlecast", stream.key]
+        for panel in board["panels"]:
+            for target in [panel, *panel["targets"]]:
+                assert sources[target["datasource"]["uid"]] == target["datasource"]["type"]
+            for target in panel["targets"]:
+                if "expr" in target:
+                    used = set(re.findall(r"\bcandlecast_monitor_\w+", target["expr"]))
+                    assert used and used <= metrics, (panel["title"], used - metrics)
+                    assert f'stream="{stream.key}"' in target["expr"]
+                else:
+                    selected = re.search(r"SELECT (.*) FROM monitoring_checks", target["rawSql"])
+                    named = {p.strip().split(" AS ")[0] for p in selected[1].split(",")}
+                    assert named - {"to_timestamp(checked_at / 1000.0)"} <= columns
