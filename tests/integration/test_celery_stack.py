@@ -99,6 +99,7 @@ def outcome(tmp_path_factory):
             outcome.seconds["start"] = time.monotonic() - began
             run_pipeline(outcome)
             yield outcome
+        assert stack.leftovers() == [], "processes outlived the stack"
     finally:
         outcome.seconds["total"] = time.monotonic() - began
         print(f"\ncelery stack: {outcome.seconds} (s); logs were in {stack.logs}")
@@ -215,7 +216,8 @@ def test_champion_is_registered_in_mlflow_on_postgres(outcome):
     assert ("champion", int(champion.version)) in aliases
     runs = stack.services.query(
         stack.mlflow_database,
-        "SELECT count(*) FROM runs JOIN experiments USING (experiment_id) WHERE name = %s",
+        "SELECT count(*) FROM runs JOIN experiments USING (experiment_id)"
+        " WHERE experiments.name = %s",
         stream.experiment,
     )
     assert runs[0][0] >= 2  # the training run and its lightgbm child, at least

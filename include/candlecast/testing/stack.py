@@ -387,6 +387,19 @@ class CeleryStack:
         for db in (self.broker_db, self.online_db):
             self.services.flush_redis(db)
 
+    def leftovers(self) -> list[Any]:
+        """Processes still running with the stack's data directory (psutil processes)."""
+        import psutil
+
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("CANDLECAST_HOME") == str(self.home):
+                    found.append(proc)
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+        return found
+
     def report(self, lines: int = 30) -> str:
         """Where every log is, and its last lines."""
         parts = [f"stack logs in {self.logs} (task logs in {self.home / 'airflow' / 'logs'})"]
