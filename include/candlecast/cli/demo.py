@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+import typer
 from rich.console import Console
 
 from candlecast.cli import embedded
@@ -30,6 +31,7 @@ from candlecast.cli.airflow_local import (
     stop_on_signals,
 )
 from candlecast.config import PairConfig, load_pairs
+from candlecast.errors import ConfigError
 from candlecast.orchestration import stages
 from candlecast.settings import Settings, get_settings
 
@@ -42,9 +44,14 @@ def run_demo(console: Console, *, wait: bool, runs: int) -> None:
     Airflow, wait for those runs and the train runs they trigger, then serve and print a
     forecast for every stream (and keep the UIs up until Ctrl-C when ``wait``)."""
     if runs < 1:
-        raise ValueError(f"--runs must be at least 1 (got {runs})")
+        console.print(f"[red]--runs must be at least 1 (got {runs})[/red]")
+        raise typer.Exit(2)
     settings = get_settings()
-    config = load_pairs(settings.pairs)
+    try:
+        config = load_pairs(settings.pairs)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     console.rule(f"candlecast demo - {len(config.pairs)} streams, state in {settings.paths.home}")
     local = EmbeddedAirflow.from_settings(settings)
     began = time.monotonic()
@@ -58,6 +65,10 @@ def run_demo(console: Console, *, wait: bool, runs: int) -> None:
                 _serve_and_show(console, settings, config.pairs, local, wait)
         except Interrupted as stop:
             console.print(f"{stop}: stopped every process the demo started")
+        except (RuntimeError, TimeoutError, ValueError) as exc:
+            # a failed run (named, with its task's log), a component that exited, a deadline
+            console.print(f"[red]{exc}[/red]\nEvery process the demo started was stopped.")
+            raise typer.Exit(1) from None
 
 
 def _run_pipelines(
