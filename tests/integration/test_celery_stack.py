@@ -9,10 +9,14 @@ in MLflow's PostgreSQL database and the workers' own logs are checked.
 
 from __future__ import annotations
 
+import os
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -207,7 +211,11 @@ def test_champion_is_registered_in_mlflow_on_postgres(outcome):
 
     stack, stream = outcome.stack, outcome.pair.stream
     client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
-    champion = client.get_model_version_by_alias(stream.registered_model, "champion")
+    login = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": stack.password}
+    with mock.patch.dict(os.environ, login):
+        champion = client.get_model_version_by_alias(stream.registered_model, "champion")
+        status = client.get_run(champion.run_id).info.status
+    assert status == "FINISHED"
     aliases = stack.services.query(
         stack.mlflow_database,
         "SELECT alias, version FROM registered_model_aliases WHERE name = %s",
@@ -221,8 +229,15 @@ def test_champion_is_registered_in_mlflow_on_postgres(outcome):
         stream.experiment,
     )
     assert runs[0][0] >= 2  # the training run and its lightgbm child, at least
-    assert client.get_run(champion.run_id).info.status == "FINISHED"
     # artifacts went through the server into its artifact store; no local tracking store
     assert any((stack.home / "mlflow-artifacts").rglob("MLmodel"))
     assert not (stack.home / "mlflow").exists()
     assert (stack.home / "models" / stream.key / f"v{champion.version}" / "model.onnx").exists()
+
+
+def test_mlflow_needs_a_login(outcome):
+    stack, stream = outcome.stack, outcome.pair.stream
+    url = f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/get?name={stream.registered_model}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=60)
+    assert refused.value.code == 401

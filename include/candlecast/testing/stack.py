@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -209,6 +210,9 @@ class CeleryStack:
                 "BENTOML_DO_NOT_TRACK": "True",
                 "GX_ANALYTICS_ENABLED": "False",
                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                # MLflow runs its basic-auth app: the pipeline logs in as its admin
+                "MLFLOW_TRACKING_USERNAME": "admin",
+                "MLFLOW_TRACKING_PASSWORD": self.password,
             }
         )
         return env
@@ -288,19 +292,35 @@ class CeleryStack:
         passwords.parent.mkdir(parents=True, exist_ok=True)
         passwords.write_text(json.dumps({"admin": self.password}) + "\n")
         passwords.chmod(0o600)
-        self._start("mlflow", self._mlflow_command(), self.candlecast_env())
+        self._start("mlflow", self._mlflow_command(), self._mlflow_env())
         settings = Settings(home=self.home, pairs=self.pairs)
         embedded.airflow("db", "migrate", settings=settings, env=self.airflow_env())
 
+    def _mlflow_env(self) -> dict[str, str]:
+        """The production server's settings (``docker-compose.yml``): store URI from the
+        environment, the basic-auth app with ``deploy/mlflow/basic_auth.ini``, its user store
+        moved under the stack's directory."""
+        ini = (REPO_ROOT / "deploy" / "mlflow" / "basic_auth.ini").read_text()
+        users = f"database_uri = sqlite:///{self.root / 'mlflow-auth.db'}"
+        auth = self.root / "basic_auth.ini"
+        auth.write_text(re.sub(r"(?m)^database_uri\s*=.*$", lambda _: users, ini))
+        env = self.candlecast_env()
+        env.update(
+            {
+                "MLFLOW_BACKEND_STORE_URI": self.services.postgres_url(self.mlflow_database),
+                "MLFLOW_AUTH_CONFIG_PATH": str(auth),
+                "MLFLOW_AUTH_ADMIN_PASSWORD": self.password,
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32),
+            }
+        )
+        return env
+
     def _mlflow_command(self) -> list[str]:
-        store = self.services.postgres_url(self.mlflow_database)
         return [
             str(embedded.BIN / "mlflow"),
             "server",
-            "--backend-store-uri",
-            store,
-            "--registry-store-uri",
-            store,
+            "--app-name",
+            "basic-auth",
             "--artifacts-destination",
             (self.home / "mlflow-artifacts").as_uri(),
             "--host",
