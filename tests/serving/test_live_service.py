@@ -310,3 +310,25 @@ def test_the_published_openapi_document_holds_for_every_response(served):
         probe()
         checked.append(operation.label)
     assert {"POST /predict", "POST /predict_batch", "GET /pairs", "GET /readyz"} <= set(checked)
+
+
+def test_served_forecasts_are_recorded_in_the_forecast_log(served):
+    """What monitoring joins with realized returns: every /predict answer, written behind the
+    request by the service's background writer."""
+    import time
+
+    from candlecast.serving.forecast_log import read_forecasts
+
+    base, _, _, settings = served
+    status, answer = call(base, "/predict", {"pair": "ETH/BTC"})
+    assert status == 200
+    deadline = time.monotonic() + 300
+    while True:
+        logged = read_forecasts(ETH.key, settings=settings)
+        versions = set(logged["model_version"]) if len(logged) else set()
+        if answer["model"]["version"] in versions:
+            break
+        assert time.monotonic() < deadline, f"not logged: {logged.tail()}"
+        time.sleep(1)
+    row = logged[logged["model_version"] == answer["model"]["version"]].iloc[-1]
+    assert row["predicted"] == pytest.approx(answer["predicted_return"])

@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from candlecast.config import PairConfig
 from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStreamError
-from candlecast.serving import metrics
+from candlecast.serving import forecast_log, metrics
 from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info
 from candlecast.serving.schemas import (
     BatchForecasts,
@@ -103,7 +103,9 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
         forecaster = get_forecaster()
         snap = await _snapshot(forecaster, _resolve(forecaster, request))
         metrics.PREDICTIONS.labels(stream=snap.pair.key, endpoint="predict").inc()
-        response = json_response(answer(snap))
+        body = answer(snap)
+        forecast_log.record(body)  # queued; a background thread writes it
+        response = json_response(body)
         metrics.LATENCY.labels(endpoint="predict").observe(time.perf_counter() - started)
         return response
 
@@ -219,6 +221,7 @@ async def _many_pairs(forecaster: Forecaster, refs: list[StreamRef]) -> dict[str
             continue
         metrics.PREDICTIONS.labels(stream=snap.pair.key, endpoint="predict_batch").inc()
         forecasts.append(answer(snap, now_ms))
+        forecast_log.record(forecasts[-1])
     return {"forecasts": forecasts, "errors": failed}
 
 
