@@ -28,6 +28,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from candlecast.monitoring.settings import MonitoringSettings
 from candlecast.serving.auth import KeySettings, load_keys
 from candlecast.settings import Settings
 from tests import compose_spec
@@ -359,7 +360,7 @@ def test_airflow_variables_name_real_options(airflow, tmp_path):
 def test_candlecast_services_share_candlecast_settings(candlecast_services, monkeypatch):
     fields = {
         f"CANDLECAST_{field.upper()}"
-        for model in (Settings, KeySettings)
+        for model in (Settings, KeySettings, MonitoringSettings)
         for field in model.model_fields
     }
     for name, service in candlecast_services.items():
