@@ -1,6 +1,6 @@
 """The production configuration, for real, on one machine: Airflow with the CeleryExecutor on
 PostgreSQL (metadata, Celery results) and Redis (broker), two ``airflow celery worker``
-processes, the MLflow server on PostgreSQL, the Feast online store in Redis
+processes, the MLflow server (basic-auth app) on PostgreSQL, the Feast online store in Redis
 (:mod:`candlecast.testing.stack`). A backfill of one stream's candles DAG is created through
 the REST API; its features asset events trigger the train DAG; every task runs on a worker.
 Then the stores under the stack's data directory, the online features in Redis, the registry
