@@ -1124,3 +1124,23 @@ def test_docker_compose_config_validates():
         run, cwd=REPO, env=base, capture_output=True, text=True, timeout=60, check=False
     )
     assert missing.returncode != 0 and "AIRFLOW_JWT_SECRET" in missing.stderr
+
+
+def test_airflow_database_drivers_are_installed(resolved_services):
+    """Airflow 3 opens a sync and an async connection: both URLs must name a driver this
+    image installs (with psycopg2 alone in the sync URL, Airflow picks asyncpg for the async
+    one, which is not installed, and every airflow command fails at import)."""
+    import importlib.util
+
+    drivers = {"postgresql+psycopg2": "psycopg2", "postgresql+psycopg": "psycopg"}
+    for name, service in resolved_services.items():
+        if not name.startswith("airflow-"):
+            continue
+        variables = env(service)
+        for key in (
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+        ):
+            scheme = variables[key].split("://", 1)[0]
+            assert scheme in drivers, f"{name}: {key} uses {scheme}"
+            assert importlib.util.find_spec(drivers[scheme]), f"{drivers[scheme]} not installed"
