@@ -9,6 +9,7 @@ the loopback, and SIGTERM leaves no process behind.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import psutil
 import pytest
 
 from candlecast.cli import embedded
-from candlecast.cli.airflow_api import AirflowClient
+from candlecast.cli.airflow_api import AirflowClient, DagRunFailedError
 from candlecast.config import load_pairs
 from candlecast.settings import Settings
 from candlecast.timeframes import to_ms
@@ -238,6 +239,21 @@ def test_each_stream_has_a_champion_and_a_decision_on_its_newest_data(deployment
             f"tags.interval_end = '{end.isoformat()}' and tags.`promotion.outcome` LIKE '%'",
         )
         assert decided, f"{pair.stream.label}: no gate decision for data up to {end}"
+
+
+def test_a_failed_run_is_named_with_its_failed_task_and_log(deployment):
+    """A manual train run whose window ends where no candles are stored fails at once
+    (missing data cannot be retried away); the error says which run, task and log."""
+    client = deployment.client()
+    dag_id = load_pairs(deployment.pairs_file).get("BTC/USD").stream.train_dag_id
+    run = client.trigger(dag_id, {"end": "2019-01-01T00:00:00+00:00"})
+    with pytest.raises(DagRunFailedError) as failed:
+        client.wait_for_run(run, RUNS_TIMEOUT_S)
+    message = str(failed.value)
+    assert f"DAG run {dag_id} {run.run_id} failed" in message
+    assert "task training_set: failed" in message
+    assert f"log: {deployment.url}/dags/{dag_id}/runs/{run.run_id}/tasks/training_set" in message
+    assert re.search(r"\b\w+(Error|Exception): ", message), message  # from the task's log
 
 
 def test_the_api_needs_a_login_and_listens_only_on_the_loopback(deployment):

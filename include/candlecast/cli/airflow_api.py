@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 FINISHED = frozenset({"success", "failed"})
 #: Retries of a request the server failed (5xx) or did not answer.
 RETRIES = 4
+#: Log levels worth showing when a task failed.
+SEVERE = frozenset({"warning", "error", "critical"})
 #: Items per page (Airflow's default ``[api] maximum_page_limit``).
 PAGE = 100
 
@@ -235,6 +237,36 @@ class AirflowClient:
     def backfill(self, backfill_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/v2/backfills/{backfill_id}"))
 
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> DagRun:
+        """A manual run now, with ``conf`` checked against the DAG's params by Airflow.
+
+        Raises:
+            AirflowApiError: e.g. a param the DAG's schema refuses (400, the reason named).
+        """
+        body = {"logical_date": None, "conf": conf or {}}
+        return DagRun.parse(self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body))
+
+    def dag_run(self, dag_id: str, run_id: str) -> DagRun:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}"
+        return DagRun.parse(self.request("GET", path))
+
+    def wait_for_run(self, run: DagRun, timeout: float) -> DagRun:
+        """Wait until one run has finished.
+
+        Raises:
+            DagRunFailedError: it failed (its failed tasks and their logs named).
+            TimeoutError: not finished within ``timeout`` s.
+        """
+        deadline = time.monotonic() + timeout
+        while run.state not in FINISHED:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{run.dag_id} {run.run_id} not done within {timeout:.0f} s")
+            time.sleep(3)
+            run = self.dag_run(run.dag_id, run.run_id)
+        if run.state == "failed":
+            raise self.failure(run)
+        return run
+
     def dag_runs(self, dag_id: str) -> list[DagRun]:
         """Every run of the DAG, oldest logical date first."""
         runs: list[DagRun] = []
@@ -261,11 +293,12 @@ class AirflowClient:
         return int(body.get("total_entries", len(body.get("queued_events", []))))
 
     def task_instances(self, run: DagRun) -> list[dict[str, Any]]:
-        path = f"/api/v2/dags/{run.dag_id}/dagRuns/{run.run_id}/taskInstances"
+        path = f"/api/v2/dags/{run.dag_id}/dagRuns/{urllib.parse.quote(run.run_id)}/taskInstances"
         return list(self.request("GET", path, limit=PAGE)["task_instances"])
 
-    def task_log_tail(self, run: DagRun, task: dict[str, Any], lines: int = 15) -> str:
-        """The last lines of a task instance's log (best effort: '' when unavailable)."""
+    def task_log_tail(self, run: DagRun, task: dict[str, Any], lines: int = 8) -> str:
+        """What a task's log says went wrong: its warnings and errors (with the exception's
+        type and message), else its last lines; '' when the log cannot be read."""
         path = (
             f"/api/v2/dags/{run.dag_id}/dagRuns/{urllib.parse.quote(run.run_id)}/taskInstances/"
             f"{task['task_id']}/logs/{max(1, int(task.get('try_number') or 1))}"
@@ -274,9 +307,9 @@ class AirflowClient:
             body = self.request("GET", path, map_index=task.get("map_index", -1), full_content=True)
         except AirflowApiError:
             return ""
-        events = body.get("content", []) if isinstance(body, dict) else []
-        text = [e.get("event", str(e)) if isinstance(e, dict) else str(e) for e in events]
-        return "\n".join(str(line) for line in text[-lines:])
+        events = [e for e in (body or {}).get("content", []) if isinstance(e, dict)]
+        bad = [e for e in events if str(e.get("level", "")).lower() in SEVERE]
+        return "\n".join(_log_line(event) for event in (bad or events)[-lines:])
 
     def failure(self, run: DagRun) -> DagRunFailedError:
         """The error for a failed run: its failed tasks, each with its log's URL and tail."""
@@ -377,3 +410,10 @@ def _range(body: dict[str, Any]) -> tuple[str, str]:
         datetime.fromisoformat(body[key]).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for key in ("from_date", "to_date")
     )
+
+
+def _log_line(event: dict[str, Any]) -> str:
+    """One structured log event as text; an exception as ``Type: message``."""
+    details = [d for d in event.get("error_detail") or [] if isinstance(d, dict)]
+    errors = [f"{d.get('exc_type')}: {d.get('exc_value')}" for d in details[:1]]  # not causes
+    return "\n".join([str(event.get("event", "")), *errors])

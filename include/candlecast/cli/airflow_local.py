@@ -32,6 +32,8 @@ from candlecast.errors import ConfigError
 from candlecast.names import TRAINING_POOL, exchange_pool
 from candlecast.settings import Settings, get_settings
 
+#: Signals that stop what was started (SIGHUP: the terminal closed).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: The processes of an Airflow 3 deployment, in start order.
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 #: Components that would start a log server for remote workers.
@@ -54,15 +56,15 @@ class Interrupted(Exception):  # noqa: N818 - a request to stop, not an error
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Turn the first SIGINT/SIGTERM into :class:`Interrupted` (so ``finally`` blocks stop the
-    processes) and ignore further ones while that happens."""
+    """Turn the first SIGINT/SIGTERM/SIGHUP into :class:`Interrupted` (so ``finally`` blocks
+    stop the processes) and ignore further ones while that happens."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -137,7 +139,9 @@ class EmbeddedAirflow:
         embedded.airflow("db", "migrate", settings=self.settings, env=env)
         spec = self.settings.paths.airflow / "pools.json"
         spec.write_text(json.dumps(pools(config), indent=2, sort_keys=True) + "\n")
-        embedded.airflow("pools", "import", str(spec), settings=self.settings, env=env)
+        embedded.airflow(
+            "pools", "import", str(spec), settings=self.settings, env=env, log_name="pools-import"
+        )
 
     def start(self) -> None:
         env = self.env
@@ -215,7 +219,7 @@ class EmbeddedAirflow:
 @contextmanager
 def ignoring_signals() -> Iterator[None]:
     """Let nothing interrupt a shutdown half-way."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

@@ -143,13 +143,17 @@ def airflow_env(
 
 
 def airflow(
-    *args: str, settings: Settings | None = None, env: dict[str, str] | None = None
+    *args: str,
+    settings: Settings | None = None,
+    env: dict[str, str] | None = None,
+    log_name: str | None = None,
 ) -> Path:
     """Run an ``airflow`` CLI command in embedded mode, its output going to a log file under
-    the data directory; returns the log. Raises with the log's tail if the command fails."""
+    the data directory (``airflow-<log_name or the arguments>.log``); returns the log. Raises
+    with the log's tail if the command fails."""
     settings = settings or get_settings()
     settings.paths.airflow.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(args))[:120]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", log_name or "-".join(args))[:120]
     log = settings.paths.logs / f"airflow-{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as handle:
