@@ -129,7 +129,9 @@ def pairs() -> None:
         start = p.start.isoformat() if p.start else "(now)"
         end = p.end.isoformat() if p.end else "-"
         kinds = ",".join(p.training.kinds)
-        table.add_row(p.symbol, p.exchange, p.timeframe, p.stream.dag_id, kinds, start, end)
+        table.add_row(
+            p.symbol, p.exchange, p.timeframe, ", ".join(p.stream.dag_ids), kinds, start, end
+        )
     console.print(table)
 
 
@@ -233,9 +235,7 @@ def import_candles(
     config, configured = _stream(pair, exchange, timeframe)
     with _clean_errors():
         batch = read_history(file, fmt, symbol=config.symbol)
-        report = ingestion.import_history(
-            config, batch, f"import-{file.stem}", overwrite=overwrite
-        )
+        report = ingestion.import_history(config, batch, f"import-{file.stem}", overwrite=overwrite)
     console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
     _hint(config, configured)
 
