@@ -3,13 +3,18 @@ experiment, run and registered model, the prediction service and its Grafana das
 
 Thin: the links are built by ``candlecast.orchestration.links`` and shown through
 ``candlecast.orchestration.ui`` (extra links on task instances, a "Pair links" tab on DAGs).
+Loaded by the scheduler and Celery workers too, where it warms task start-up
+(``candlecast.orchestration.preload``).
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from candlecast.orchestration import ui
+from candlecast.orchestration import preload, ui
+
+# In the scheduler and Celery workers only: the libraries the tasks import, once before forking.
+preload.preload()
 
 
 class CandlecastPlugin(AirflowPlugin):

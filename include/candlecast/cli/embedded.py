@@ -107,6 +107,9 @@ def airflow_env(
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    # load the plugin at start-up, so the scheduler imports the tasks' libraries before it
+    # forks its workers (candlecast.orchestration.preload)
+    env.setdefault("AIRFLOW__CORE__LAZY_LOAD_PLUGINS", "False")
     parallelism = max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1)
     env.update(
         {

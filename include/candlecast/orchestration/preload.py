@@ -1,0 +1,73 @@
+"""Warm task start-up: import the stages' heavy libraries once in the process Airflow forks
+task processes from.
+
+On Linux, the LocalExecutor's workers are forked from the scheduler, a Celery worker forks its
+pool, and each task process is a bare fork of its supervisor: a module imported before the fork
+is already in every task. Without this, every task imports Feast (which pulls in torch),
+MLflow, Great Expectations, LightGBM and BentoML again, 3-15 s per task, which is most of what
+Airflow added to a day's runs (``bench/bench_airflow_overhead.py``).
+
+Only imports: no connection, thread pool or store is opened before the fork. Off with
+``CANDLECAST_PRELOAD=0``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: What the stages import when they run, heaviest first.
+MODULES = (
+    "feast",
+    "mlflow",
+    "mlflow.lightgbm",
+    "great_expectations",
+    "lightgbm",
+    "onnxruntime",
+    "bentoml",
+    "ccxt",
+    "talib",
+    "candlecast.data.ingestion",
+    "candlecast.data.validation",
+    "candlecast.features.featurestore",
+    "candlecast.modeling.training",
+    "candlecast.modeling.promotion",
+    "candlecast.modeling.onnx_export",
+    "candlecast.serving.deploy",
+    "candlecast.serving.forecaster",
+)
+
+
+def forks_tasks(argv: list[str]) -> bool:
+    """Whether this process is one Airflow forks tasks from: the scheduler (its LocalExecutor
+    workers) or a Celery worker."""
+    command = [Path(argv[0]).name, *argv[1:3]] if argv else []
+    return command[:2] == ["airflow", "scheduler"] or command[:3] == ["airflow", "celery", "worker"]
+
+
+def preload(argv: list[str] | None = None) -> list[str]:
+    """Import :data:`MODULES` (and every model kind) when this process forks tasks; returns
+    what was imported. A module that fails to import is skipped: the task will raise it."""
+    if os.environ.get("CANDLECAST_PRELOAD", "1") == "0" or not forks_tasks(argv or sys.argv):
+        return []
+    if all(name in sys.modules for name in MODULES):  # a forked task: inherited already
+        return []
+    started, done = time.perf_counter(), []
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except Exception as exc:  # a broken optional import must not stop the scheduler
+            log.warning("candlecast preload: %s not imported: %s", name, exc)
+    from candlecast.modeling.kinds import get_kind, kind_names
+
+    for kind in kind_names():
+        get_kind(kind)
+    log.info("candlecast preload: %d modules in %.1f s", len(done), time.perf_counter() - started)
+    return done
