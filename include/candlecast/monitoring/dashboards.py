@@ -1,4 +1,5 @@
-"""Grafana dashboards as code: one per stream (uid ``Stream.dashboard_uid``), from Prometheus.
+"""Grafana dashboards as code: one per stream (uid ``Stream.dashboard_uid``), from Prometheus,
+and the prediction service's health (uid :data:`SERVICE_UID`).
 
 Every panel queries the monitoring exporter's metrics (:mod:`candlecast.monitoring.exporter`)
 through the provisioned Prometheus datasource (uid :data:`PROMETHEUS`), except the table of
@@ -7,7 +8,8 @@ recent checks, which reads the metrics table through the Postgres datasource (ui
 ``candlecast`` and the stream key (pushed by ``candlecast grafana sync``), shown by the
 dashboard's tag query. ``candlecast grafana dashboards`` writes the files under
 ``deploy/grafana/dashboards/`` (one per configured stream) that provisioning loads, and
-``--check`` fails when they differ from what this module generates.
+``--check`` fails when they differ from what this module generates. The files follow Grafana's
+dashboard JSON schema (vendored under ``deploy/grafana/schema/``, checked by the tests).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "candlecast-postgres
 GRAFANA = {"type": "grafana", "uid": "-- Grafana --"}
 DASHBOARDS_DIR = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 SCHEMA_VERSION = 39
+SERVICE_UID = "candlecast-service-health"
+SERVICE_FILE = "service-health.json"
 
 
 def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
@@ -48,8 +52,13 @@ def _panel(
         "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
         "options": {
-            "legend": {"displayMode": "list", "placement": "bottom"},
-            "tooltip": {"mode": "multi"},
+            "legend": {
+                "calcs": [],
+                "displayMode": "list",
+                "placement": "bottom",
+                "showLegend": True,
+            },
+            "tooltip": {"mode": "multi", "sort": "none"},
         },
         "targets": [_target(e, legend, chr(65 + i)) for i, (e, legend) in enumerate(targets)],
         **extra,
@@ -136,7 +145,29 @@ def checks_table(stream: Stream, number: int) -> dict[str, Any]:
         "description": "Every check's figures and decision, newest first.",
         "datasource": POSTGRES,
         "gridPos": {"h": 10, "w": 24, "x": 0, "y": 100},
+        "options": {"frameIndex": 0, "showHeader": True},
+        "fieldConfig": {
+            "defaults": {"custom": {"align": "auto", "inspect": False}},
+            "overrides": [],
+        },
         "targets": [{"refId": "A", "datasource": POSTGRES, "format": "table", "rawSql": sql}],
+    }
+
+
+def _dashboard(uid: str, title: str, tags: list[str], refresh: str, span: str) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": tags,
+        "timezone": "utc",
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "editable": False,
+        "refresh": refresh,
+        "time": {"from": span, "to": "now"},
+        "templating": {"list": []},
+        "annotations": {"list": []},
+        "panels": [],
     }
 
 
@@ -147,16 +178,9 @@ def pair_dashboard(stream: Stream) -> dict[str, Any]:
         for n, (title, targets, unit, text) in enumerate(queries(stream), start=1)
     ]
     panels.append(checks_table(stream, len(panels) + 1))
-    return {
-        "uid": stream.dashboard_uid,
-        "title": f"candlecast {stream.label}",
-        "tags": ["candlecast", "monitoring", stream.key],
-        "timezone": "utc",
-        "schemaVersion": SCHEMA_VERSION,
-        "version": 1,
-        "editable": False,
-        "refresh": "1m",
-        "time": {"from": "now-7d", "to": "now"},
+    tags = ["candlecast", "monitoring", stream.key]
+    board = _dashboard(stream.dashboard_uid, f"candlecast {stream.label}", tags, "1m", "now-7d")
+    return board | {
         "annotations": {
             "list": [
                 {
@@ -177,6 +201,92 @@ def pair_dashboard(stream: Stream) -> dict[str, Any]:
     }
 
 
+def service_queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
+    """(title, [(PromQL, legend)], unit, description) of every service-health panel: BentoML's
+    request metrics and the service's own (:mod:`candlecast.serving.metrics`), job
+    ``predictor`` of ``deploy/prometheus/prometheus.yml``."""
+    job = 'job="predictor"'
+    requests = f"bentoml_service_request_total{{{job}}}"
+    return [
+        (
+            "Request rate",
+            [(f"sum by (endpoint) (rate({requests}[5m]))", "{{endpoint}}")],
+            "reqps",
+            "Requests per second by endpoint (health probes and /metrics excluded by BentoML).",
+        ),
+        (
+            "p95 latency",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (le, endpoint) (rate("
+                    f"bentoml_service_request_duration_seconds_bucket{{{job}}}[5m])))",
+                    "{{endpoint}}",
+                ),
+                (
+                    "histogram_quantile(0.95, sum by (le, endpoint) (rate("
+                    f"candlecast_prediction_latency_seconds_bucket{{{job}}}[5m])))",
+                    "{{endpoint}} (inside the service)",
+                ),
+            ],
+            "s",
+            "95th percentile request duration by endpoint, at the HTTP layer and inside the "
+            "service.",
+        ),
+        (
+            "Error rate",
+            [
+                (
+                    "sum by (endpoint) (rate(bentoml_service_request_total{"
+                    f'{job}, http_response_code=~"5.."}}[5m])) / sum by (endpoint) '
+                    f"(rate({requests}[5m]))",
+                    "{{endpoint}}",
+                )
+            ],
+            "percentunit",
+            "Share of requests answered with a 5xx status, by endpoint (404 for an unknown pair "
+            "is not an error; 503 for a stream with no model or features is).",
+        ),
+        (
+            "Requests in progress",
+            [(f"sum by (endpoint) (bentoml_service_request_in_progress{{{job}}})", "{{endpoint}}")],
+            "short",
+            "Requests being handled now, by endpoint.",
+        ),
+        (
+            "Forecasts per stream",
+            [(f"sum by (stream) (rate(candlecast_predictions_total{{{job}}}[5m]))", "{{stream}}")],
+            "reqps",
+            "Forecasts answered per second, by stream.",
+        ),
+        (
+            "Served model and features",
+            [
+                (f"candlecast_served_model_version{{{job}}}", "{{stream}} model version"),
+                (f"candlecast_feature_age_seconds{{{job}}}", "{{stream}} feature age (s)"),
+                (
+                    f"sum by (stream, outcome) (candlecast_cache_refreshes_total{{{job}}})",
+                    "{{stream}} refreshes {{outcome}}",
+                ),
+            ],
+            "none",
+            "Model version each stream serves, the age of its served features and its cache "
+            "refreshes by outcome (model_rejected: a new model that failed to load).",
+        ),
+    ]
+
+
+def service_dashboard() -> dict[str, Any]:
+    """The prediction service's health: request rate, latency, errors, what each stream serves."""
+    panels = [
+        _panel(n, title, text, targets, unit)
+        for n, (title, targets, unit, text) in enumerate(service_queries(), start=1)
+    ]
+    board = _dashboard(
+        SERVICE_UID, "candlecast service health", ["candlecast", "bentoml"], "30s", "now-6h"
+    )
+    return board | {"panels": panels}
+
+
 def dashboard_file(stream: Stream, folder: Path = DASHBOARDS_DIR) -> Path:
     return folder / f"{stream.dashboard_uid}.json"
 
@@ -185,22 +295,28 @@ def render(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
 
 
-def write_dashboards(streams: list[Stream], folder: Path = DASHBOARDS_DIR) -> list[Path]:
-    """Write each stream's dashboard file; returns the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+def generated(streams: list[Stream], folder: Path = DASHBOARDS_DIR) -> dict[str, tuple[Path, str]]:
+    """Every dashboard file this module makes: name (stream key, or ``service-health``) to
+    (path, rendered JSON)."""
+    files = {"service-health": (folder / SERVICE_FILE, render(service_dashboard()))}
     for stream in streams:
-        path = dashboard_file(stream, folder)
-        path.write_text(render(pair_dashboard(stream)))
-        written.append(path)
-    return written
+        files[stream.key] = (dashboard_file(stream, folder), render(pair_dashboard(stream)))
+    return files
+
+
+def write_dashboards(streams: list[Stream], folder: Path = DASHBOARDS_DIR) -> list[Path]:
+    """Write the service's and each stream's dashboard file; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, text in generated(streams, folder).values():
+        path.write_text(text)
+    return [path for path, _ in generated(streams, folder).values()]
 
 
 def stale_dashboards(streams: list[Stream], folder: Path = DASHBOARDS_DIR) -> list[str]:
-    """Streams whose dashboard file is missing or differs from the generated one."""
+    """Dashboards (stream keys, ``service-health``) whose file is missing or differs from the
+    generated one."""
     return [
-        stream.key
-        for stream in streams
-        if not dashboard_file(stream, folder).exists()
-        or dashboard_file(stream, folder).read_text() != render(pair_dashboard(stream))
+        name
+        for name, (path, text) in generated(streams, folder).items()
+        if not path.exists() or path.read_text() != text
     ]
