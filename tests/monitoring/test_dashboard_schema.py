@@ -26,7 +26,9 @@ def validator(kind: str, definition: str | None = None) -> Draft7Validator:
 
 def problems(board: dict[str, Any]) -> list[str]:
     """Every schema violation of a dashboard, as 'where: what'."""
-    found = [(("dashboard",), e) for e in validator("dashboard").iter_errors(board)]
+    found: list[tuple[tuple[str, ...], Any]] = [
+        (("dashboard",), e) for e in validator("dashboard").iter_errors(board)
+    ]
     for panel in board.get("panels", []):
         kind = panel.get("type")
         where = f"panel {panel.get('title')!r}"
