@@ -111,6 +111,7 @@ def test_train_params_are_validated_by_airflow(dagbag):
     good.validate()
     for bad in (
         {"kinds": ["lightgmb"]},
+        {"kinds": ["persistence"]},  # a baseline is scored, not trained
         {"kinds": []},
         {"train_days": -1},
         {"dry_run": "yes"},
