@@ -5,6 +5,7 @@ BENCH_MODEL_DIR = the BentoML model folder holding model.onnx and metadata.json)
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -50,3 +51,10 @@ def predict(request: PredictRequest) -> dict:
 def predict_batch(request: RowsRequest) -> dict:
     x = np.asarray(request.rows, dtype=np.float32)
     return {"predicted_return": SESSION.run(None, {INPUT: x})[0].reshape(-1).tolist()}
+
+
+# Same start-up as the service: one online read (Feast's lazy imports happen now), then the
+# long-lived objects are frozen out of the garbage collector's full collections.
+featurestore.online_features(STORE, PAIRS.pairs[0].stream, [*META["features"], "close"])
+gc.collect()
+gc.freeze()
