@@ -36,9 +36,15 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk(url: str, body: Path, connections: int, seconds: int, root: Path) -> dict[str, float]:
+def wrk(
+    url: str, body: Path, connections: int, seconds: int, root: Path, rate: float = 0
+) -> dict[str, float]:
+    """wrk's figures; ``rate`` > 0 paces the connections to about that many requests/s in all
+    (each waits ``connections / rate`` s between requests): latency at a given load, not at
+    saturation, where the client and the server share this machine's cores."""
     script = root / f"{body.stem}.lua"
-    script.write_text(LUA.format(body=body))
+    pacing = f"function delay() return {connections * 1000 / rate:.3f} end\n" if rate else ""
+    script.write_text(LUA.format(body=body) + pacing)
     threads = max(1, min(2, connections))
     options = [f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     out = subprocess.run(
@@ -92,6 +98,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-access-log", action="store_true")
     parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument(
+        "--rate", type=float, default=1000, help="also measure at this paced load (0: no)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     env = world.build(root)
@@ -121,6 +130,9 @@ def main() -> None:
                         wrk(url + "/predict", one, connections, args.seconds, root),
                     )
                 )
+                if args.rate:
+                    paced = wrk(url + "/predict", one, connections, args.seconds, root, args.rate)
+                    table.append((label, f"/predict c={connections} at {args.rate:g}/s", paced))
         for label, url in (("candlecast", ours), ("minimal", base)):
             table.append(
                 (
