@@ -66,7 +66,8 @@ def test_a_pair_is_one_line_and_inherits_the_defaults_section_by_section(tmp_pat
 def test_same_symbol_at_two_timeframes_and_on_two_exchanges_are_distinct_streams(tmp_path):
     config = load_pairs(write(tmp_path, MANY))
     btc = [p for p in config.pairs if p.symbol == "BTC/USDT"]
-    for derived in ("key", "candles_dag_id", "train_dag_id", "experiment", "registered_model", "bento_model"):
+    derived_names = ("key", "candles_dag_id", "train_dag_id", "experiment", "registered_model")
+    for derived in (*derived_names, "bento_model"):
         names = {getattr(p.stream, derived) for p in btc}
         assert len(names) == 3, derived
     assert len({p.stream.candle_dir(tmp_path) for p in btc}) == 3
