@@ -144,8 +144,11 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     from candlecast.settings import Settings
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    # what a dag.test() or a task run leaves behind: it would make the DAG processor build one
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "candles_replay_btc_usd_1h")
     settings = Settings(home=Path(env["CANDLECAST_HOME"]), pairs=Path(env["CANDLECAST_PAIRS"]))
     first = embedded.airflow_env(settings, "127.0.0.1", 18123)
+    assert not [k for k in first if k.startswith("_AIRFLOW_PARSING_CONTEXT")]
     assert first["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
     assert first["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:18123"
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18123/execution/"

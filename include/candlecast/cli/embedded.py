@@ -102,7 +102,9 @@ def airflow_env(
     port = port or settings.airflow_port
     base_url = airflow_base_url(host, port)
     secret = ensure_secrets(settings)
-    env = dict(os.environ)
+    # A task's parsing context (left in os.environ by a task or dag.test() that started this
+    # process) would make the new DAG processor build that one DAG only.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_AIRFLOW_PARSING_CONTEXT")}
     env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", None)
     env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))

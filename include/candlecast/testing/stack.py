@@ -126,7 +126,7 @@ class CeleryStack:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW", "BENTOML", "CANDLECAST", "MLFLOW"))
+            if not k.startswith(("AIRFLOW", "_AIRFLOW", "BENTOML", "CANDLECAST", "MLFLOW"))
         }
         env.update(
             {
