@@ -225,7 +225,8 @@ def test_candles_and_online_features_cover_the_last_interval(deployment):
 def test_each_stream_has_a_champion_and_a_decision_on_its_newest_data(deployment):
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=deployment.settings.tracking_uri)
+    uri = deployment.settings.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # not this process's registry
     for pair in load_pairs(deployment.pairs_file).pairs:
         champion = client.get_model_version_by_alias(pair.stream.registered_model, "champion")
         assert client.get_run(champion.run_id).data.tags["stream"] == pair.stream.key

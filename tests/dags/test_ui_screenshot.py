@@ -90,7 +90,7 @@ def mlflow_run(settings: Settings, stream: Stream) -> tuple[str, str]:
     from mlflow.tracking import MlflowClient
 
     settings.paths.mlflow.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
     artifact_location = (settings.paths.mlflow_artifacts / stream.key).as_uri()
     experiment = client.create_experiment(stream.experiment, artifact_location=artifact_location)
     return experiment, client.create_run(experiment).info.run_id

@@ -4,6 +4,7 @@ import json
 import math
 import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import bentoml
@@ -43,9 +44,15 @@ def service(pipeline_run, home):
 
 
 def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_run, home):
-    client, _ = service
+    _, base = service
     pair, run, _ = pipeline_run
-    answer = client.predict(pair="BTC/USD")
+    request = urllib.request.Request(
+        f"{base}/predict",
+        data=json.dumps({"pair": "BTC/USD"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
     version = answer["model"]["version"]
     exported = ExportedModel.load(home / "models" / pair.key / f"v{version}")
     store = featurestore.feature_store()

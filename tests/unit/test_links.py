@@ -45,7 +45,7 @@ def mlflow_store(home: Path, *streams: Stream) -> tuple[str, dict[Stream, str]]:
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     ids = {
         s: client.create_experiment(s.experiment, artifact_location=(home / s.key).as_uri())
         for s in streams
