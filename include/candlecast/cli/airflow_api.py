@@ -327,6 +327,22 @@ class AirflowClient:
                 parts.extend(f"    {line}" for line in tail.splitlines())
         return DagRunFailedError("\n".join(parts))
 
+    def _report_finished(
+        self, runs: list[DagRun], seen: set[str], on_run: Callable[[DagRun], None] | None
+    ) -> None:
+        """Hand each newly finished run to ``on_run`` once; raise naming the first failed one.
+
+        Raises:
+            DagRunFailedError: a run failed (its failed tasks and their logs named).
+        """
+        for run in runs:
+            if run.state in FINISHED and run.run_id not in seen:
+                seen.add(run.run_id)
+                if on_run:
+                    on_run(run)
+                if run.state == "failed":
+                    raise self.failure(run)
+
     def wait_for_backfill(
         self,
         backfill: dict[str, Any],
@@ -344,13 +360,7 @@ class AirflowClient:
         while True:
             done = self.backfill(backfill_id).get("completed_at") is not None
             runs = [r for r in self.dag_runs(dag_id) if _in_backfill(r, backfill)]
-            for run in runs:
-                if run.state in FINISHED and run.run_id not in seen:
-                    seen.add(run.run_id)
-                    if on_run:
-                        on_run(run)
-                    if run.state == "failed":
-                        raise self.failure(run)
+            self._report_finished(runs, seen, on_run)
             if done and all(run.state in FINISHED for run in runs):
                 return runs
             if time.monotonic() > deadline:
@@ -378,13 +388,7 @@ class AirflowClient:
         deadline, seen = time.monotonic() + timeout, set[str]()
         while True:
             runs = self.dag_runs(dag_id)
-            for run in runs:
-                if run.state in FINISHED and run.run_id not in seen:
-                    seen.add(run.run_id)
-                    if on_run:
-                        on_run(run)
-                    if run.state == "failed":
-                        raise self.failure(run)
+            self._report_finished(runs, seen, on_run)
             finished = [r for r in runs if r.state in FINISHED]
             idle = len(finished) == len(runs) and not self.queued_asset_events(dag_id)
             if idle and len(finished) >= min_runs:

@@ -137,6 +137,32 @@ def build_dags(pair: PairConfig, only: str | None = None) -> dict[str, DAG]:
     return {dag_id: build(pair) for dag_id, build in builders.items() if only in (None, dag_id)}
 
 
+def stream_dag(
+    pair: PairConfig,
+    dag_id: str,
+    what: str,
+    description: str,
+    schedule: Any,
+    doc: str,
+    **extra: Any,
+) -> DAG:
+    """A DAG of one stream with the conventions every candlecast DAG shares: its data from
+    ``start`` to ``end``, no catch-up, one run at a time, the default retries, tags."""
+    return DAG(
+        dag_id=dag_id,
+        description=f"{pair.stream.label}: {description}",
+        schedule=schedule,
+        start_date=pair.start,
+        end_date=pair.end,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["candlecast", what, *pair.stream.tags],
+        doc_md=doc,
+        **extra,
+    )
+
+
 def build_candles_dag(pair: PairConfig) -> DAG:
     """ingest -> validate -> features -> materialize, each on the run's data interval."""
     stream = pair.stream
@@ -148,17 +174,13 @@ def build_candles_dag(pair: PairConfig) -> DAG:
         train=stream.train_dag_id,
         dag=stream.candles_dag_id,
     ) + LINKS_DOC.format(dag=stream.candles_dag_id)
-    with DAG(
-        dag_id=stream.candles_dag_id,
-        description=f"{stream.label}: candles to validated, materialized features",
-        schedule=CronDataIntervalTimetable(pair.candles_schedule, timezone="UTC"),
-        start_date=pair.start,
-        end_date=pair.end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["candlecast", "candles", *stream.tags],
-        doc_md=doc,
+    with stream_dag(
+        pair,
+        stream.candles_dag_id,
+        "candles",
+        "candles to validated, materialized features",
+        CronDataIntervalTimetable(pair.candles_schedule, timezone="UTC"),
+        doc,
     ) as dag:
 
         @task(pool=stream.exchange_pool, **FETCH_ARGS)
@@ -306,18 +328,14 @@ def build_train_dag(pair: PairConfig) -> DAG:
         model=stream.registered_model,
         model_asset=stream.model_asset_uri,
     ) + LINKS_DOC.format(dag=stream.train_dag_id)
-    with DAG(
-        dag_id=stream.train_dag_id,
-        description=f"{stream.label}: train, gate, export and deploy the forecaster",
-        schedule=_train_schedule(pair),
-        start_date=pair.start,
-        end_date=pair.end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["candlecast", "train", *stream.tags],
+    with stream_dag(
+        pair,
+        stream.train_dag_id,
+        "train",
+        "train, gate, export and deploy the forecaster",
+        _train_schedule(pair),
+        doc,
         params=_params(pair),
-        doc_md=doc,
     ) as dag:
 
         def _pair() -> PairConfig:

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from candlecast.config import PairConfig
 from candlecast.errors import PermanentError
-from candlecast.orchestration.dags import DEFAULT_ARGS, retrain_asset
+from candlecast.orchestration.dags import retrain_asset, stream_dag
 
 MONITOR_DOC = """\
 ### Monitoring of {label}
@@ -68,17 +68,13 @@ def build_monitor_dag(pair: PairConfig) -> DAG:
         asset=stream.retrain_asset_uri,
         train=stream.train_dag_id,
     )
-    with DAG(
-        dag_id=stream.monitor_dag_id,
-        description=f"{stream.label}: drift and realized skill; retrain requests",
-        schedule=CronDataIntervalTimetable(monitoring.schedule, timezone="UTC"),
-        start_date=pair.start,
-        end_date=pair.end,
-        catchup=False,
-        max_active_runs=1,
-        default_args=DEFAULT_ARGS,
-        tags=["candlecast", "monitor", *stream.tags],
-        doc_md=doc,
+    with stream_dag(
+        pair,
+        stream.monitor_dag_id,
+        "monitor",
+        "drift and realized skill; retrain requests",
+        CronDataIntervalTimetable(monitoring.schedule, timezone="UTC"),
+        doc,
     ) as dag:
 
         @task
