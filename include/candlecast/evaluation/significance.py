@@ -39,7 +39,7 @@ class DieboldMariano:
     mean_difference: float
     count: int
     horizon: int
-    loss: Loss
+    loss: str
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,26 @@ def diebold_mariano(
             ``[1, n)``, or an unknown loss.
     """
     a, b = _errors(errors_a, errors_b)
-    count = len(a)
+    return _diebold_mariano(_loss(a, loss) - _loss(b, loss), horizon, loss)
+
+
+def diebold_mariano_losses(
+    losses_a: np.ndarray, losses_b: np.ndarray, *, horizon: int = 1, name: str = "qlike"
+) -> DieboldMariano:
+    """:func:`diebold_mariano` on per-row losses already computed (QLIKE of variance
+    forecasts, say), ``name`` recorded as the loss.
+
+    Raises:
+        ValueError: as :func:`diebold_mariano`.
+    """
+    a, b = _errors(losses_a, losses_b)
+    return _diebold_mariano(a - b, horizon, name)
+
+
+def _diebold_mariano(difference: np.ndarray, horizon: int, loss: str) -> DieboldMariano:
+    count = len(difference)
     if not 1 <= horizon < count:
         raise ValueError(f"horizon must be in [1, {count}), got {horizon}")
-    difference = _loss(a, loss) - _loss(b, loss)
     mean = float(difference.mean())
     spread = math.sqrt(max(_long_run_variance(difference, horizon - 1), 0.0) / count)
     hln = (count + 1 - 2 * horizon + horizon * (horizon - 1) / count) / count

@@ -133,7 +133,7 @@ def evaluate_kinds(
     settings = settings or EvaluationSettings()
     makers = {name: _maker(name, (params or {}).get(name)) for name in kind_list(None, kinds)}
     ordered = frame.sort_values("event_timestamp").reset_index(drop=True)
-    inputs, positions = _aligned_inputs(ordered, makers, timeframe_ms(timeframe))
+    inputs, positions = aligned_inputs(ordered, makers, timeframe_ms(timeframe))
     target = ordered["target"].to_numpy(dtype=np.float64)[positions]
     folds = walk_forward(
         len(positions), train=settings.train_rows, test=settings.test_rows, step=settings.step_rows
@@ -205,8 +205,8 @@ def _maker(name: str, raw: Mapping[str, Any] | None) -> Callable[[], ModelKind]:
     return functools.partial(kind, kind_features(kind), parsed)
 
 
-def _aligned_inputs(
-    frame: pd.DataFrame, makers: Mapping[str, Callable[[], ModelKind]], step_ms: int
+def aligned_inputs(
+    frame: pd.DataFrame, makers: Mapping[str, Callable[[], Any]], step_ms: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Each kind's inputs on the rows every kind can read, and those rows' positions."""
     specs = {name: make().spec for name, make in makers.items()}

@@ -21,36 +21,43 @@ if TYPE_CHECKING:
 
 K = TypeVar("K", bound="type[ModelKind]")
 
-_KINDS: dict[str, type[ModelKind]] = {}
+#: Kinds by (target, name): a name means one kind per target (``persistence`` forecasts a
+#: return of 0 for returns and the last realized variance for volatility).
+_KINDS: dict[tuple[str, str], type[ModelKind]] = {}
 #: The baseline every challenger must beat, and the champion when none does.
 BASELINE = "persistence"
 
 
 def register(cls: K) -> K:
-    """Class decorator: make a kind available by its ``name``."""
-    if cls.name in _KINDS and _KINDS[cls.name] is not cls:
-        raise ValueError(f"model kind {cls.name!r} is registered twice")
-    _KINDS[cls.name] = cls
+    """Class decorator: make a kind available by its ``name`` for each of its ``targets``."""
+    for target in cls.targets:
+        if _KINDS.get((target, cls.name), cls) is not cls:
+            raise ValueError(f"model kind {cls.name!r} is registered twice for {target!r}")
+        _KINDS[(target, cls.name)] = cls
     return cls
 
 
-def get_kind(name: str) -> type[ModelKind]:
-    """The kind registered as ``name``.
+def get_kind(name: str, target: str = "return") -> type[ModelKind]:
+    """The kind registered as ``name`` for ``target``.
 
     Raises:
-        UnknownModelKindError: no such kind (the message lists the known ones).
+        UnknownModelKindError: no such kind (the message lists the target's known ones).
     """
     _load_builtin()
     try:
-        return _KINDS[name]
+        return _KINDS[(target, name)]
     except KeyError:
-        known = ", ".join(sorted(_KINDS))
-        raise UnknownModelKindError(f"unknown model kind {name!r} (known: {known})") from None
+        known = ", ".join(kind_names(target))
+        where = "" if target == "return" else f" for target {target!r}"
+        raise UnknownModelKindError(
+            f"unknown model kind {name!r}{where} (known: {known})"
+        ) from None
 
 
-def kind_names() -> list[str]:
+def kind_names(target: str = "return") -> list[str]:
+    """Names of the kinds that can forecast ``target``."""
     _load_builtin()
-    return sorted(_KINDS)
+    return sorted(name for kind_target, name in _KINDS if kind_target == target)
 
 
 def kind_params(training: TrainingSection, name: str) -> KindParams:
@@ -84,4 +91,5 @@ def _load_builtin() -> None:
         lightgbm_direction,
         lightgbm_kind,
         lstm,
+        volatility_baselines,
     )

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from candlecast.targets import Target
+
 #: The ONNX input every exported kind takes: float32 ``[batch, window * n_features]``.
 ONNX_INPUT = "features"
 #: What onnxmltools converts to and the pinned onnxruntime reads (IR 8 covers opset 15).
@@ -98,6 +100,8 @@ class ModelKind(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[KindParams]] = KindParams
+    #: Names of the targets (:mod:`candlecast.targets`) this kind can forecast.
+    targets: ClassVar[tuple[str, ...]] = ("return",)
     #: Trained as a challenger (False for baselines that are only scored).
     trainable: ClassVar[bool] = True
     #: Scored on every training run beside the challengers (persistence, drift).
@@ -114,6 +118,16 @@ class ModelKind(ABC):
     @property
     def window(self) -> int:
         return 1
+
+    @classmethod
+    def for_target(
+        cls, target: Target, timeframe: str, params: KindParams | None = None
+    ) -> ModelKind:
+        """An unfitted model of this kind for ``target`` on a ``timeframe`` stream: it reads
+        its usual features plus the target's own (:meth:`Target.extra_features`)."""
+        from candlecast.modeling.datasets import kind_features
+
+        return cls([*kind_features(cls), *target.extra_features(timeframe)], params)
 
     @classmethod
     def parse_params(cls, raw: dict[str, Any] | None) -> KindParams:

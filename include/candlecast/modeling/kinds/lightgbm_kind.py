@@ -148,6 +148,7 @@ def gains(model: Any, features: tuple[str, ...]) -> dict[str, float]:
 class LightGBM(ModelKind):
     name = "lightgbm"
     Params = LightGBMParams
+    targets = ("return", "volatility")
 
     def __init__(self, features: list[str] | tuple[str, ...], params: KindParams | None = None):
         super().__init__(features, params)
