@@ -105,6 +105,11 @@ class NotEnoughHistoryError(PermanentError):
     """Too few usable rows to train on; the message names the shortfall."""
 
 
+class FitBudgetExceededError(PermanentError):
+    """An evaluation's fitting went past its time budget: it stops rather than measure
+    something else (fewer refits) on a slower machine."""
+
+
 # -- models ------------------------------------------------------------------------------------
 
 

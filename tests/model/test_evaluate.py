@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from candlecast.cli.main import app
-from candlecast.errors import ConfigError, NotEnoughHistoryError
+from candlecast.errors import ConfigError, FitBudgetExceededError, NotEnoughHistoryError
 from candlecast.modeling import kinds
 from candlecast.modeling.evaluate import (
     EvaluationSettings,
@@ -163,14 +163,15 @@ def test_a_kind_with_a_longer_window_narrows_every_kind_to_its_rows(frame, monke
     assert set(WindowMean.fitted_widths) == {3 * 15}
 
 
-def test_a_slow_kind_is_refitted_less_often_within_the_fit_budget(frame):
+def test_a_fit_budget_stops_the_evaluation_instead_of_skipping_refits(frame):
     tight = EvaluationSettings(
         train_rows=1440, test_rows=480, calibration_rows=360, fit_budget_s=1e-9
     )
-    report = evaluate_kinds(frame, ["lightgbm"], "1h", tight)
+    with pytest.raises(FitBudgetExceededError, match=r"lightgbm: .* fit budget"):
+        evaluate_kinds(frame, ["lightgbm"], "1h", tight)
+    report = evaluate_kinds(frame, ["lightgbm"], "1h", SETTINGS)  # no budget: every window
     lightgbm = report.kinds["lightgbm"]
-    assert lightgbm.refit_windows == (0,)  # behind pace from the first fit on
-    assert lightgbm.windows == len(report.folds) and lightgbm.predictions == len(report.target)
+    assert lightgbm.refit_windows == tuple(range(len(report.folds)))
 
 
 def test_bad_inputs_fail_clearly(frame, candles):

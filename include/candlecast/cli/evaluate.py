@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -58,10 +58,19 @@ def evaluate(
         float | None,
         typer.Option(
             min=0,
-            help="Seconds of fitting per kind before a slow kind skips refits (its latest "
-            "model forecasts on); 0 refits at every window [default: 200]",
+            help="Seconds of fitting per kind after which the evaluation stops with an error "
+            "(it never skips refits); 0: no budget [default: none]",
         ),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Forecast target: return or volatility; with it, the target's baselines and "
+            "scores, the embargo of its horizon, and (returns) adaptive intervals "
+            "[default: the next candle's return, today's report]"
+        ),
+    ] = None,
+    horizon: Annotated[int, typer.Option(min=1, help="Horizon in candles (with --target)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON on stdout")] = False,
     log_run: Annotated[
         bool,
@@ -98,7 +107,6 @@ def evaluate(
         check_training(config.training, config.stream.label)
         if candles is None:
             candles = validated_table(config.stream).read()
-        frame = evaluation.evaluation_frame(candles, config.timeframe, config.stream.market_key)
         settings = evaluation.EvaluationSettings().with_overrides(
             train_rows=train_rows,
             test_rows=test_rows,
@@ -106,6 +114,21 @@ def evaluate(
             fee_bps=fee_bps,
             fit_budget_s=fit_budget,
         )
+        if target is not None:
+            _evaluate_target(
+                config,
+                configured and log_run,
+                candles,
+                target,
+                horizon,
+                models,
+                settings,
+                file,
+                html,
+                stdout if as_json else None,
+            )
+            return
+        frame = evaluation.evaluation_frame(candles, config.timeframe, config.stream.market_key)
         result = evaluation.evaluate_kinds(
             frame,
             evaluation.kind_list(models, config.training.kinds),
@@ -135,3 +158,81 @@ def evaluate(
     for number, metric in enumerate(reports.SUMMARY_COLUMNS[1:], start=1):
         table.add_row(metric, *(row[number] for row in rows))
     console.print(table)
+
+
+def _evaluate_target(
+    config: Any,
+    log_run: bool,
+    candles: Any,
+    name: str,
+    horizon: int,
+    models: str | None,
+    settings: Any,
+    file: Path | None,
+    html: Path | None,
+    json_out: Any,
+) -> None:
+    """``evaluate --target``: one target at one horizon, its baselines beside the kinds."""
+    from candlecast.data.ingestion import validated_table
+    from candlecast.modeling import target_evaluation as evaluation
+    from candlecast.modeling import target_report as reports
+    from candlecast.modeling.kinds import kind_names
+    from candlecast.modeling.report import default_path
+    from candlecast.targets import get_target
+
+    target = get_target(name, horizon)
+    if models is None:
+        kinds = [k for k in config.training.kinds if k in kind_names(target.name)]
+    elif models.strip() == "all":
+        kinds = kind_names(target.name)
+    else:
+        kinds = [kind.strip() for kind in models.split(",") if kind.strip()]
+    frame = evaluation.target_frame(candles, config.timeframe, config.stream.market_key, target)
+    result = evaluation.evaluate_target(
+        frame,
+        target,
+        kinds,
+        config.timeframe,
+        settings,
+        params=config.training.params,
+        on_window=lambda kind, done, total: console.print(f"{kind}: window {done}/{total}"),
+    )
+    info = {"stream": config.stream.key, "source": str(file or validated_table(config.stream).root)}
+    path = html or default_path(config.stream, get_settings().paths.home)
+    info["html"] = str(reports.write_html(result, info, path))
+    console.print(f"HTML report: {path}")
+    if log_run:
+        from candlecast.modeling import registry
+
+        registry.configure()
+        info["mlflow_run"] = reports.log_to_mlflow(result, config.stream, info, path)
+        console.print(f"MLflow run: {info['mlflow_run']} ({config.stream.experiment})")
+    if json_out is not None:
+        json_out.write(reports.target_report_json(result, **info) + "\n")
+        return
+    table = Table(
+        "kind",
+        target.primary,
+        f"{target.primary} ratio",
+        "vs",
+        "DM p",
+        "folds won",
+        title=f"walk-forward: {config.stream.label}, {target.key}",
+    )
+    for kind, row in result.as_dict()["kinds"].items():
+        versus = row["versus"]
+        opponent = "ewma" if "ewma" in versus else next(iter(versus), "")
+        against = versus.get(opponent) or {}
+        table.add_row(
+            kind,
+            _num(row.get(target.primary)),
+            _num(row.get(f"{target.primary}_ratio")),
+            opponent,
+            _num(against.get("dm_p_value")),
+            _num(against.get("folds_won")),
+        )
+    console.print(table)
+
+
+def _num(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}"

@@ -83,9 +83,7 @@ def volatility_features(
     """
     ts = candles["ts"].to_numpy(dtype=np.int64)
     runs = np.concatenate([[0], np.cumsum(np.diff(ts) != timeframe_ms(timeframe))])
-    parts = [
-        _run_features(candles[runs == run], timeframe, horizons) for run in np.unique(runs)
-    ]
+    parts = [_run_features(candles[runs == run], timeframe, horizons) for run in np.unique(runs)]
     out = pd.concat(parts, ignore_index=True) if parts else _run_features(candles, timeframe, ())
     out.insert(0, "candle_ts", ts)
     close = pd.to_datetime(ts + timeframe_ms(timeframe), unit="ms", utc=True)

@@ -9,18 +9,16 @@ Prediction intervals are split conformal and honest about time: a window's half-
 from the out-of-sample residuals of the kind's earlier windows (the first window's from a
 calibration tail held out of its own training rows), never from the rows it forecasts.
 
-A kind whose fits fall behind the pace of :attr:`EvaluationSettings.fit_budget_s` skips
-refits: it refits at a window only while its fitting time so far, plus its last fit's time,
-stays within the budget's share of the windows reached; otherwise its latest model forecasts
-the window too (still only rows after its training rows, but with an older model). Fast kinds
-never skip. The report lists the windows each kind was refitted at (``refit_windows``).
+Every kind is refitted at every window. :attr:`EvaluationSettings.fit_budget_s`, when set, is
+a stop, not a shortcut: a kind whose fitting time passes it stops the evaluation with a
+:class:`~candlecast.errors.FitBudgetExceededError` naming the kind, so that a slower machine
+never reports figures of fewer refits (``refit_windows`` lists every window).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from candlecast.errors import ConfigError, NotEnoughHistoryError
+from candlecast.errors import ConfigError, FitBudgetExceededError, NotEnoughHistoryError
 from candlecast.evaluation import metrics, significance
 from candlecast.evaluation.backtest import Backtest, backtest_long_flat
 from candlecast.evaluation.walkforward import Fold, predict_out_of_sample, walk_forward
@@ -176,16 +174,23 @@ class _Refits:
     model: ModelKind | None = None
 
     def model_for(self, fold: Fold, x: np.ndarray, y: np.ndarray) -> ModelKind:
-        """A model fitted on ``fold``'s training rows, or the latest one when behind pace."""
-        pace = self.budget_s * (fold.number + 1) / self.windows if self.budget_s else math.inf
-        if self.model is not None and self.seconds + self.last > pace:
-            return self.model
+        """A model fitted on ``fold``'s training rows.
+
+        Raises:
+            FitBudgetExceededError: the kind's fitting so far passed the budget.
+        """
         started = time.perf_counter()
         model = self.make()
         model.fit(x[fold.train], y[fold.train])
         self.last = time.perf_counter() - started
         self.model, self.seconds = model, self.seconds + self.last
         self.done.append(fold.number)
+        if self.budget_s and self.seconds > self.budget_s and len(self.done) < self.windows:
+            raise FitBudgetExceededError(
+                f"{self.name}: {self.seconds:.0f} s of fitting after {len(self.done)} of "
+                f"{self.windows} windows passed the fit budget of {self.budget_s:g} s; give "
+                "--fit-budget 0 (no budget) or fewer windows (--test-rows, --step-rows)"
+            )
         return model
 
 

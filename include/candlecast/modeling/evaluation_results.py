@@ -29,8 +29,8 @@ class EvaluationSettings:
         coverage: nominal coverage of the prediction intervals.
         calibration_rows: the tail of the first window's training rows that calibrates its
             interval (fitted on the rows before it).
-        fit_budget_s: seconds of fitting one kind may spend over all windows before it skips
-            refits (see the module doc); None or 0: refit at every window, however long.
+        fit_budget_s: seconds of fitting one kind may spend over all windows before the
+            evaluation stops with an error (it never skips refits); None or 0: no budget.
         confidence: level of the directional-accuracy and bootstrap intervals.
         resamples: block-bootstrap resamples.
         seed: bootstrap seed.
@@ -42,7 +42,7 @@ class EvaluationSettings:
     fee_bps: float = 10.0
     coverage: float = 0.9
     calibration_rows: int = 720
-    fit_budget_s: float | None = 200.0
+    fit_budget_s: float | None = None
     confidence: float = 0.95
     resamples: int = 2000
     seed: int = 0

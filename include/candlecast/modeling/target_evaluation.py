@@ -16,6 +16,7 @@ interval.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -158,8 +159,7 @@ def evaluate_target(
     }
     realized = y[scored]
     results = {
-        name: _result(name, makers[name], predicted, realized, target, folds)
-        for name in makers
+        name: _result(name, makers[name], predicted, realized, target, folds) for name in makers
     }
     if target.name == "return":
         sigma = _sigma(ordered, positions, target)
@@ -167,8 +167,17 @@ def evaluate_target(
         times = pd.DatetimeIndex(ordered["event_timestamp"].iloc[positions])
         for name, make in makers.items():
             results[name] = _with_intervals(
-                results[name], make, inputs[name], y, sigma, folds, settings, levels, target,
-                tercile_basis[scored], times[scored],
+                results[name],
+                make,
+                inputs[name],
+                y,
+                sigma,
+                folds,
+                settings,
+                levels,
+                target,
+                tercile_basis[scored],
+                times[scored],
             )
     return TargetReport(
         target=target,
@@ -236,9 +245,7 @@ def _result(
         test = significance.diebold_mariano_losses(
             loss, other, horizon=target.horizon, name=target.primary
         )
-        won = [
-            loss[a:b].mean() < other[a:b].mean() for a, b in zip(bounds, bounds[1:], strict=False)
-        ]
+        won = [loss[a:b].mean() < other[a:b].mean() for a, b in itertools.pairwise(bounds)]
         versus[opponent] = Versus(
             opponent,
             float(loss.mean() / other.mean()) if other.mean() > 0 else float("nan"),
@@ -285,18 +292,37 @@ def _with_intervals(
             calibration=np.abs(y[calibration_rows] - calibration) / sigma[calibration_rows],
         )
         scores_at[level] = iv.interval_scores(
-            realized, bands.lower, bands.upper, level=level, ex_ante_volatility=ex_ante,
+            realized,
+            bands.lower,
+            bands.upper,
+            level=level,
+            ex_ante_volatility=ex_ante,
             times=times,
         )
         alphas[level] = float(bands.alpha[-1])
-    half = _fixed_half_widths(y[calibration_rows] - calibration, realized - predicted, folds,
-                              settings.coverage, target.horizon)
+    half = _fixed_half_widths(
+        y[calibration_rows] - calibration,
+        realized - predicted,
+        folds,
+        settings.coverage,
+        target.horizon,
+    )
     fixed = iv.interval_scores(
-        realized, predicted - half, predicted + half, level=settings.coverage,
-        ex_ante_volatility=ex_ante, times=times,
+        realized,
+        predicted - half,
+        predicted + half,
+        level=settings.coverage,
+        ex_ante_volatility=ex_ante,
+        times=times,
     )
     return KindResult(
-        result.kind, result.baseline, predicted, result.scores, result.versus, scores_at, fixed,
+        result.kind,
+        result.baseline,
+        predicted,
+        result.scores,
+        result.versus,
+        scores_at,
+        fixed,
         alphas,
     )
 

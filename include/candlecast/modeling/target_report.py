@@ -59,9 +59,7 @@ def kind_dict(kind: KindResult, report: TargetReport) -> dict[str, Any]:
     out: dict[str, Any] = {"baseline": kind.baseline, "predictions": len(kind.predicted)}
     out |= kind.scores
     reference = target.baselines[0]
-    out[f"{target.primary}_ratio"] = (
-        1.0 if kind.kind == reference else kind.versus[reference].ratio
-    )
+    out[f"{target.primary}_ratio"] = 1.0 if kind.kind == reference else kind.versus[reference].ratio
     if target.name == "return" and kind.kind != reference:
         out["rmse_ratio"] = kind.scores["rmse"] / report.kinds[reference].scores["rmse"]
         out["mae_ratio"] = kind.scores["mae"] / report.kinds[reference].scores["mae"]
@@ -127,3 +125,40 @@ def write_html(report: TargetReport, info: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def log_to_mlflow(report: TargetReport, stream: Any, info: dict[str, Any], html_path: Path) -> str:
+    """Record a target evaluation as a run of the stream's experiment: per kind its primary
+    loss and ratio (``<target key>.<kind>.<score>``), the JSON and the HTML page."""
+    from datetime import UTC, datetime
+
+    import mlflow
+
+    from candlecast.modeling import registry
+
+    key = report.target.key
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(stream),
+        run_name=f"evaluate-{key}-{datetime.now(UTC):%Y%m%dT%H%M}",
+        tags={
+            **stream.run_tags,
+            "run.role": "evaluation",
+            "target": report.target.name,
+            "horizon": str(report.target.horizon),
+            "source": str(info.get("source")),
+        },
+    ) as run:
+        for name, row in target_report_dict(report)["kinds"].items():
+            primary = report.target.primary
+            values = {
+                f"{key}.{name}.{primary}": row.get(primary),
+                f"{key}.{name}.{primary}_ratio": row.get(f"{primary}_ratio"),
+            }
+            coverage = row.get("interval_coverage")
+            if coverage:
+                values[f"{key}.{name}.coverage_90"] = coverage["rate"]
+                values[f"{key}.{name}.winkler_90"] = coverage["winkler"]
+            mlflow.log_metrics({k: float(v) for k, v in values.items() if v is not None})
+        mlflow.log_dict(target_report_dict(report), f"evaluation/{key}.json")
+        mlflow.log_artifact(str(html_path), artifact_path="evaluation")
+    return str(run.info.run_id)

@@ -30,9 +30,7 @@ def get_target(name: str, horizon: int = 1) -> Target:
     try:
         cls = _TARGETS[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown target {name!r} (known: {', '.join(target_names())})"
-        ) from None
+        raise ConfigError(f"unknown target {name!r} (known: {', '.join(target_names())})") from None
     if horizon < 1:
         raise ConfigError(f"target {name}: horizon must be at least 1 candle, got {horizon}")
     return cls(horizon)

@@ -75,8 +75,12 @@ class Target(ABC):
         ts = candles["ts"].to_numpy(dtype=np.int64)
         h = self.horizon
         if len(ts) <= h:
-            return pd.DataFrame({"event_timestamp": pd.Series(dtype="datetime64[us, UTC]"),
-                                 "target": pd.Series(dtype=float)})
+            return pd.DataFrame(
+                {
+                    "event_timestamp": pd.Series(dtype="datetime64[us, UTC]"),
+                    "target": pd.Series(dtype=float),
+                }
+            )
         step = timeframe_ms(timeframe)
         consecutive = ts[h:] - ts[:-h] == h * step
         # every candle in between must be there too: with no duplicates, a span of h steps

@@ -66,8 +66,10 @@ class VolatilityTarget(Target):
     }
 
     def _values(self, log_close: np.ndarray) -> np.ndarray:
-        cumulative = np.concatenate([[0.0], np.cumsum(np.diff(log_close) ** 2)])
-        return cumulative[self.horizon :] - cumulative[: -self.horizon]
+        # a sum per row, not a difference of cumulative sums: a row's label must not move by
+        # a rounding error when an earlier candle changes
+        squared = np.diff(log_close) ** 2
+        return np.lib.stride_tricks.sliding_window_view(squared, self.horizon).sum(axis=1)
 
     def extra_features(self, timeframe: str) -> list[str]:
         """The scale-free volatility features (multi-window realized variance, Parkinson and
@@ -118,7 +120,7 @@ class VolatilityTarget(Target):
 
         graph = model.graph
         name = graph.output[0].name
-        constants = {
+        constants: dict[str, tuple[int, list[int], list[float]]] = {
             "vol_shape": (TensorProto.INT64, [2], [-1, 1]),
             "vol_column": (TensorProto.INT64, [1], [features.index(BASE_COLUMN)]),
             "vol_correction": (TensorProto.FLOAT, [1], [correction]),
@@ -140,9 +142,7 @@ class VolatilityTarget(Target):
             ]
         )
         del graph.output[:]
-        graph.output.append(
-            helper.make_tensor_value_info("variance", TensorProto.FLOAT, [None, 1])
-        )
+        graph.output.append(helper.make_tensor_value_info("variance", TensorProto.FLOAT, [None, 1]))
         return model
 
     def answer(self, value: float, close: float, timeframe: str) -> dict[str, float]:
