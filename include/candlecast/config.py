@@ -101,6 +101,31 @@ class GateSection(_Frozen):
     )
 
 
+class TargetSpec(_Frozen):
+    """One forecast target of a stream and the horizons (in candles) it is forecast at."""
+
+    target: str = Field(description="A target of candlecast.targets: return or volatility.")
+    horizons: list[int] = Field(
+        min_length=1, description="Horizons in candles of the stream's timeframe."
+    )
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive_unique(cls, values: list[int]) -> list[int]:
+        if any(h < 1 for h in values):
+            raise ValueError(f"horizons must be at least 1 candle: {values}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"horizons listed twice: {values}")
+        return values
+
+
+def _default_targets() -> list[TargetSpec]:
+    return [
+        TargetSpec(target="return", horizons=[1, 4, 24]),
+        TargetSpec(target="volatility", horizons=[1, 24]),
+    ]
+
+
 class TrainingSection(_Frozen):
     """The training window, the holdout and the model kinds that compete."""
 
@@ -111,6 +136,13 @@ class TrainingSection(_Frozen):
         default_factory=lambda: ["lightgbm"],
         min_length=1,
         description="Model kinds trained as challengers (names of model-kind plug-ins).",
+    )
+    targets: list[TargetSpec] = Field(
+        default_factory=_default_targets,
+        min_length=1,
+        description="What the stream forecasts: targets and their horizons. The next candle's "
+        "return (return, horizon 1) is the main champion's; every other (target, horizon) gets "
+        "its own gate and champion among the target's baselines and the kinds that can fit it.",
     )
     gate: GateSection = GateSection()
     schedule: str | None = Field(
@@ -135,6 +167,18 @@ class TrainingSection(_Frozen):
         if len(set(values)) != len(values):
             raise ValueError(f"model kinds listed twice: {values}")
         return values
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_once(cls, values: list[TargetSpec]) -> list[TargetSpec]:
+        names = [spec.target for spec in values]
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets listed twice: {names}")
+        return values
+
+    def target_horizons(self) -> list[tuple[str, int]]:
+        """Every configured (target, horizon), in config order."""
+        return [(spec.target, h) for spec in self.targets for h in spec.horizons]
 
 
 class MonitoringSection(_Frozen):

@@ -131,6 +131,16 @@ class Stream:
         """BentoML model name (tags are ``<name>:<version>``)."""
         return f"{self.key}_forecaster"
 
+    def target_model(self, target_key: str) -> str:
+        """MLflow registered model of one (target, horizon) of the stream
+        (``binance_btc_usdt_1h_volatility_h24``); the baselines and learned kinds of that
+        target compete for its ``champion``. ``target_key`` is :attr:`Target.key`."""
+        return f"{self.key}_{target_key}"
+
+    def target_dir(self, root: Path, target_key: str) -> Path:
+        """Where a (target, horizon)'s exported versions and served champion live."""
+        return root / self.key / "targets" / target_key
+
     @property
     def run_tags(self) -> dict[str, str]:
         """Tags every MLflow run and experiment of the stream carries."""

@@ -2,7 +2,15 @@
 
 import pytest
 
-from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
+from candlecast.modeling.gate import (
+    Champion,
+    Comparison,
+    Evidence,
+    Outcome,
+    Policy,
+    decide,
+    decide_target,
+)
 
 POLICY = Policy(alpha=0.05, min_margin=0.001, metrics=("rmse", "mae"))
 
@@ -90,3 +98,46 @@ def test_the_gate_cannot_be_configured_away():
     for bad in ({"alpha": 1.0}, {"alpha": 0}, {"min_margin": -0.1}, {"metrics": []}):
         with pytest.raises(ValidationError):
             GateSection(**bad)
+
+
+# -- targets other than the next candle's return: best baseline unless a learned kind beats it
+
+
+def _versus(score: float, opponent: float, p: float) -> Comparison:
+    return Comparison("qlike", score, opponent, p, 500)
+
+
+@pytest.mark.parametrize(
+    ("baselines", "challengers", "champion", "learned"),
+    [
+        ({"persistence": 1.2, "ewma": 0.9, "har": 0.8}, {}, "har", False),
+        (
+            {"persistence": 1.2, "ewma": 0.9},
+            {"lightgbm": _versus(0.7, 0.9, 0.01)},
+            "lightgbm",
+            True,
+        ),
+        # better but not significant: the best baseline stays
+        ({"persistence": 1.2, "ewma": 0.9}, {"lightgbm": _versus(0.7, 0.9, 0.2)}, "ewma", False),
+        # significant but below the margin
+        ({"ewma": 0.9}, {"lightgbm": _versus(0.8999, 0.9, 0.001)}, "ewma", False),
+        # of two that pass, the lower loss
+        (
+            {"ewma": 0.9},
+            {"lightgbm": _versus(0.8, 0.9, 0.01), "other": _versus(0.7, 0.9, 0.04)},
+            "other",
+            True,
+        ),
+    ],
+)
+def test_target_gate_serves_the_best_baseline_unless_beaten(
+    baselines, challengers, champion, learned
+):
+    verdict = decide_target(baselines, challengers, Policy(alpha=0.05, min_margin=0.01))
+    assert (verdict.champion, verdict.learned) == (champion, learned)
+    assert champion in verdict.reason
+
+
+def test_target_gate_needs_a_baseline():
+    with pytest.raises(ValueError, match="baseline"):
+        decide_target({}, {}, Policy())

@@ -116,7 +116,7 @@ def test_volatility_features_are_known_at_the_close_and_scaled_per_timeframe():
     r2 = np.diff(np.log(candles["close"].to_numpy()), prepend=np.nan) ** 2
     np.testing.assert_allclose(features["rv_5"][100], r2[96:101].sum())
     assert list(features.columns[2:]) == volatility_columns("1h", (5,))
-    assert har_windows("1h") == (24, 168, 720) and har_windows("5m") == (288, 2016, 8640)
+    assert har_windows("1h") == (24, 168, 720) and har_windows("5m") == (12, 288, 2016)
     assert candles_per_day("1d") == 1
     assert ewma_decay("1h") == pytest.approx(0.5 ** (1 / 12))
     later = candles.copy()

@@ -4,8 +4,10 @@ RiskMetrics EWMA and the time-of-day profile, each known when its candle closes.
 One function, :func:`volatility_features`, computes them for evaluation, training and the
 volatility baselines alike (the baselines read these columns, so a baseline served from ONNX
 sees the numbers it was scored on). Windows are counted in the stream's own candles and set
-per timeframe: a *day* is the candles in 24 hours (24 at 1h, 288 at 5m), so HAR's day, week and
-month components mean the same span on every timeframe.
+per timeframe: a *day* is the candles in 24 hours (24 at 1h, 288 at 5m). HAR's cascade is
+day, week and month on hourly and longer timeframes, and hour, day and week on shorter ones
+(a 5m stream's next hours depend on the last hour and day far more than on last month, and a
+month of 5m candles is more history than most intraday files hold).
 
 Values are variances of log returns per candle window (not annualized): ``rv_24`` is the sum
 of the last 24 squared log returns. Windows never span a gap: a run of consecutive candles is
@@ -21,13 +23,12 @@ import pandas as pd
 
 from candlecast.timeframes import timeframe_ms
 
+_HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 #: Half-life of the RiskMetrics EWMA in time: RiskMetrics' daily decay 0.94 has a half-life
 #: of about 11 days; intraday variance decays faster, and half a day keeps the hourly EWMA
 #: close to RiskMetrics' own intraday choices (decay ~0.97 at 1h). Fixed a priori, not tuned.
 EWMA_HALF_LIFE_MS = _DAY_MS // 2
-#: Days of history behind the time-of-day profile.
-PROFILE_DAYS = 30
 
 
 def candles_per_day(timeframe: str) -> int:
@@ -42,9 +43,19 @@ def ewma_decay(timeframe: str) -> float:
 
 
 def har_windows(timeframe: str) -> tuple[int, int, int]:
-    """HAR-RV's day, week and month windows in candles."""
+    """HAR-RV's short, middle and long windows in candles: day, week and month, or on
+    sub-hourly timeframes hour, day and week."""
+    step = timeframe_ms(timeframe)
+    if step < _HOUR_MS:
+        hour = _HOUR_MS // step
+        return hour, 24 * hour, 168 * hour
     day = candles_per_day(timeframe)
     return day, 7 * day, 30 * day
+
+
+def profile_days(timeframe: str) -> int:
+    """Days of history behind the time-of-day profile: the long HAR window's."""
+    return max(1, har_windows(timeframe)[2] // candles_per_day(timeframe))
 
 
 def rv_windows(timeframe: str, horizons: tuple[int, ...] = ()) -> tuple[int, ...]:
@@ -113,7 +124,7 @@ def _run_features(candles: pd.DataFrame, timeframe: str, horizons: tuple[int, ..
         window = int(name.rsplit("_", 1)[1])
         per_candle = out[name].to_numpy() / (window if name.startswith("rv_") else 1)
         out[f"{name}_rel"] = np.log(np.maximum(per_candle, 1e-20) / ewma)
-    out["profile_next"] = _profile_next(squared, day)
+    out["profile_next"] = _profile_next(squared, day, profile_days(timeframe))
     return out
 
 
@@ -130,13 +141,13 @@ def _ewma(squared: np.ndarray, decay: float, warm_up: int) -> np.ndarray:
     return out
 
 
-def _profile_next(squared: pd.Series, day: int) -> np.ndarray:
+def _profile_next(squared: pd.Series, day: int, days: int) -> np.ndarray:
     """How much more (or less) variable the next candle's time of day has been: the mean
-    squared return of the same time of day over the last :data:`PROFILE_DAYS` days, divided
-    by the mean over all times of those days (1.0 on daily and longer timeframes)."""
+    squared return of the same time of day over the last ``days`` days, divided by the mean
+    over all times of those days (1.0 on daily and longer timeframes)."""
     if day == 1:
         return np.ones(len(squared))
     same_slot = squared.shift(day - 1)  # the candle one day before the next one
-    slots = sum(same_slot.shift(k * day) for k in range(PROFILE_DAYS)) / PROFILE_DAYS
-    overall = squared.rolling(PROFILE_DAYS * day).mean()
+    slots = sum(same_slot.shift(k * day) for k in range(days)) / days
+    overall = squared.rolling(days * day).mean()
     return (slots / overall.replace(0, np.nan)).to_numpy()

@@ -138,3 +138,40 @@ def _without_promotion(evidence: Evidence, policy: Policy, versus_persistence: s
         f"no demonstrated edge, serving persistence: {why}",
         register_baseline=evidence.champion is not Champion.BASELINE,
     )
+
+
+@dataclass(frozen=True)
+class TargetVerdict:
+    """Who serves one (target, horizon): a baseline or a learned kind, and why."""
+
+    champion: str
+    learned: bool
+    reason: str
+
+
+def decide_target(
+    baselines: dict[str, float], challengers: dict[str, Comparison], policy: Policy
+) -> TargetVerdict:
+    """The champion of a target other than the next candle's return: the best baseline (by
+    the target's primary loss on the holdout) unless a learned kind beats *that* baseline
+    significantly and by the margin; of several that do, the one with the lowest loss.
+
+    Args:
+        baselines: each baseline kind's primary loss on the holdout.
+        challengers: each learned kind's comparison with the best baseline.
+
+    Raises:
+        ValueError: no baseline.
+    """
+    if not baselines:
+        raise ValueError("a target needs at least one baseline")
+    best = min(baselines, key=lambda name: baselines[name])
+    passing = {name: c for name, c in challengers.items() if c.passes(policy)}
+    if passing:
+        winner = min(passing, key=lambda name: passing[name].score)
+        return TargetVerdict(
+            winner, True, f"{winner} beats the best baseline {best}: {passing[winner].describe()}"
+        )
+    shown = "; ".join(f"{name}: {c.describe()}" for name, c in challengers.items())
+    why = f" (no learned kind beat it significantly: {shown})" if shown else ""
+    return TargetVerdict(best, False, f"serving the best baseline, {best}{why}")

@@ -70,17 +70,27 @@ def kind_params(training: TrainingSection, name: str) -> KindParams:
 
 
 def check_training(training: TrainingSection, where: str = "") -> None:
-    """Fail loudly on unknown kinds or bad parameters in a training section.
+    """Fail loudly on unknown kinds or bad parameters in a training section, and on targets
+    nothing can forecast.
 
     Raises:
-        ConfigError: naming the kind or the parameter key (and ``where``).
+        ConfigError: naming the kind, the parameter key or the target (and ``where``).
     """
+    from candlecast.targets import get_target
+
     prefix = f"{where}: " if where else ""
     for name in [*training.kinds, *training.params]:
         try:
             kind_params(training, name)
         except (UnknownModelKindError, ConfigError) as exc:
             raise ConfigError(f"{prefix}{exc}") from exc
+    for target_name, horizon in training.target_horizons():
+        try:
+            target = get_target(target_name, horizon)
+        except ConfigError as exc:
+            raise ConfigError(f"{prefix}training.targets: {exc}") from exc
+        for baseline in target.baselines:
+            get_kind(baseline, target.name)
 
 
 def _load_builtin() -> None:
