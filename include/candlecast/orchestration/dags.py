@@ -307,8 +307,15 @@ def _trigger_reason(context: Any) -> str:
     return f"{getattr(run_type, 'value', run_type)} run"
 
 
+def _skip_dry_run(what: str) -> None:
+    """Skip the running task in a dry run (``dry_run`` param)."""
+    if get_current_context()["params"].get("dry_run"):
+        raise AirflowSkipException(f"dry run: {what}")
+
+
 def build_train_dag(pair: PairConfig) -> DAG:
-    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy.
+    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy, and
+    training_set -> train_targets (every other configured target and horizon).
 
     Raises:
         ConfigError: the pair's training section names an unknown kind or bad parameters
@@ -388,8 +395,15 @@ def build_train_dag(pair: PairConfig) -> DAG:
 
             return _run(stages.deploy, _pair(), ExportedModel(**exported), Decision(**decision))
 
+        @task(pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT)
+        def train_targets(prepared: dict[str, Any]) -> list[dict[str, Any]]:
+            _skip_dry_run("no target champion is registered")
+            end = stages.parse_time(prepared["end"])
+            return [stages.to_xcom(found) for found in stages.train_targets(_pair(), end)]
+
         # Task calls return XComArgs at parse time; they resolve to the dicts at run time.
         prepared: Any = training_set()
+        train_targets(prepared)
         runs: Any = fit.partial(prepared=prepared).expand(kind=kinds(prepared))
         trained: Any = evaluate(prepared, runs)
         decision: Any = promote(trained)

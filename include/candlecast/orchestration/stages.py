@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from candlecast.features.featurestore import Materialized
     from candlecast.modeling.onnx_export import ExportedModel
     from candlecast.modeling.promotion import Decision
+    from candlecast.modeling.target_training import TargetChampion
     from candlecast.modeling.training import KindRun, Prepared, TrainResult
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class PipelineRun:
     promote: Decision
     export: ExportedModel
     deploy: Deployed
+    targets: list[TargetChampion]
 
 
 def to_xcom(result: Any) -> dict[str, Any]:
@@ -175,6 +177,17 @@ def train(pair: PairConfig, end: datetime) -> TrainResult:
     return select_challenger(pair, prepared, runs)
 
 
+def train_targets(pair: PairConfig, end: datetime) -> list[TargetChampion]:
+    """Every configured target and horizon besides the next candle's return: trained, gated,
+    exported with parity, registered and made champion (then the service is told)."""
+    from candlecast.modeling import target_training
+
+    found = target_training.train_targets(pair, end)
+    if found:
+        _announce(pair)
+    return found
+
+
 def promote(pair: PairConfig, run_id: str, model_uri: str, dry_run: bool = False) -> Decision:
     """Decide who is champion. Nothing is served or aliased yet: :func:`deploy` commits the
     decision once the winner is exported, parity-checked and deployed."""
@@ -242,8 +255,9 @@ def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:
     trained = train(pair, end)
     decision = promote(pair, trained.challenger.run_id, trained.challenger.model_uri)
     exported = export(pair, decision)
+    deployed = deploy(pair, exported, decision)
     return PipelineRun(
-        filled, online, trained, decision, exported, deploy(pair, exported, decision)
+        filled, online, trained, decision, exported, deployed, train_targets(pair, end)
     )
 
 

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from candlecast.config import PairConfig
 from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStreamError
 from candlecast.serving import forecast_log, metrics
-from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info
+from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info, select
 from candlecast.serving.schemas import (
     BatchForecasts,
     ErrorBody,
@@ -96,7 +96,7 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
         "/predict",
         response_model=Forecast,
         responses=errors(400, 401, 404, 413, 415, 422, 503),
-        summary="Forecast the next candle of one stream",
+        summary="Forecast one stream: the next candle and every configured target and horizon",
     )
     async def predict(request: PredictRequest) -> Response:
         started = time.perf_counter()
@@ -104,6 +104,11 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
         snap = await _snapshot(forecaster, _resolve(forecaster, request))
         metrics.PREDICTIONS.labels(stream=snap.pair.key, endpoint="predict").inc()
         body = answer(snap)
+        if request.target is not None or request.horizon != 1:
+            try:
+                body = select(body, request.target, request.horizon)
+            except ValueError as exc:
+                raise ApiError(404, str(exc)) from None
         forecast_log.record(body)  # queued; a background thread writes it
         response = json_response(body)
         metrics.LATENCY.labels(endpoint="predict").observe(time.perf_counter() - started)

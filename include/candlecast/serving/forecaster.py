@@ -33,6 +33,7 @@ from candlecast.errors import ConfigError, NotReadyError
 from candlecast.features import featurestore
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import metrics
+from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
 from candlecast.serving.deploy import bentoml_store
 from candlecast.settings import Settings, get_settings
@@ -79,6 +80,8 @@ class Snapshot:
     close: float
     predicted: float
     loaded_at: float = field(default_factory=time.time)
+    #: The stream's other targets and horizons, and the next candle's intervals.
+    extra: served_targets.TargetForecasts | None = None
 
     @property
     def features_at_ms(self) -> int:
@@ -108,6 +111,7 @@ class Forecaster:
         self._resolved_for: PairsConfig | None = None
         self.announcements = Announcements(self.settings.paths.home)
         self._seen: dict[str, int] = {}
+        self._target_models: dict[str, served_targets.ServedTarget] = {}
 
     # -- config ------------------------------------------------------------------------------
 
@@ -174,11 +178,14 @@ class Forecaster:
         exchange: str | None = None,
         timeframe: str | None = None,
         horizon: int = 1,
+        target: str | None = None,
     ) -> dict[str, Any]:
-        """The next-candle forecast for a stream (``BTC/USD``, or with exchange/timeframe)."""
-        if horizon != 1:
-            raise ValueError("the served models forecast the next candle only (horizon 1)")
-        return answer(self.snapshot(self.resolve(symbol, exchange, timeframe)))
+        """A stream's forecasts (``BTC/USD``, or with exchange/timeframe): every target, or
+        one ``target`` at one ``horizon``."""
+        body = answer(self.snapshot(self.resolve(symbol, exchange, timeframe)))
+        if target is None and horizon == 1:
+            return body
+        return select(body, target, horizon)
 
     def predict_rows(
         self, pair: PairConfig, features: list[str], rows: list[list[float]]
@@ -317,7 +324,18 @@ class Forecaster:
         else:
             x = self._window_row(pair, model.features, model.window, candle_ts)
         predicted = float(model.run(x)[0])
-        return Snapshot(pair, model, candle_ts, float(values["close"]), predicted)
+        extra = self._targets(pair, predicted)
+        return Snapshot(pair, model, candle_ts, float(values["close"]), predicted, extra=extra)
+
+    def _targets(self, pair: PairConfig, predicted: float) -> served_targets.TargetForecasts | None:
+        """The stream's other targets' answers; a failure there is logged and leaves them out,
+        never the next-candle forecast."""
+        try:
+            loaded = served_targets.load(pair, self.settings, self._target_models)
+            return served_targets.forecasts(pair, self.settings, loaded, predicted)
+        except Exception:
+            log.exception("%s: target forecasts unavailable", pair.key)
+            return None
 
     def _window_row(
         self, pair: PairConfig, features: list[str], window: int, candle_ts: int
@@ -431,8 +449,14 @@ def answer(snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
         "model": model_info(snap.model),
         "served_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
     }
+    extra = snap.extra
+    if extra is not None and extra.main_intervals is not None:
+        body["intervals"] = extra.main_intervals
+        headline = extra.main_intervals["levels"].get("0.9")
+        if headline is not None:
+            body["interval"] = {"coverage": 0.9, **headline}
     half_width = meta.get("interval_half_width")
-    if half_width is not None:
+    if half_width is not None and "interval" not in body:
         low, high = predicted - half_width, predicted + half_width
         body["interval"] = {
             "coverage": meta.get("interval_coverage"),
@@ -441,4 +465,29 @@ def answer(snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
         }
     if meta.get("note"):
         body["note"] = meta["note"]
+    if extra is not None:
+        body["targets"] = list(extra.answers)
+        if extra.missing:
+            body["targets_not_trained"] = list(extra.missing)
     return body
+
+
+def select(body: dict[str, Any], target: str | None, horizon: int) -> dict[str, Any]:
+    """An answer narrowed to one (target, horizon): the next-candle return is the answer's
+    own forecast; any other is its entry in ``targets``.
+
+    Raises:
+        ValueError: the stream does not forecast that target at that horizon (the message
+            lists what it does forecast).
+    """
+    name = target or "return"
+    if (name, horizon) == ("return", 1):
+        return {**body, "targets": []}
+    chosen = [t for t in body.get("targets", []) if (t["target"], t["horizon"]) == (name, horizon)]
+    if not chosen:
+        offered = ["return_h1", *(t["key"] for t in body.get("targets", []))]
+        raise ValueError(
+            f"{body['stream']} serves no {name} forecast at horizon {horizon}; it serves "
+            f"{', '.join(offered)} (training.targets in the pair config)"
+        )
+    return {**body, "targets": chosen}

@@ -33,8 +33,14 @@ class PredictRequest(StreamRef):
     horizon: int = Field(
         default=1,
         ge=1,
-        le=1,
-        description="Candles ahead; the served models forecast the next candle only (1).",
+        le=100_000,
+        description="Candles ahead: with `target`, selects one configured (target, horizon); "
+        "1 without a target answers everything.",
+    )
+    target: Literal["return", "volatility"] | None = Field(
+        default=None,
+        description="Answer only this target at `horizon` (404 when the stream does not "
+        "forecast it); default: every configured target and horizon.",
     )
     model_config = ConfigDict(
         extra="forbid",
@@ -43,6 +49,7 @@ class PredictRequest(StreamRef):
             "examples": [
                 {"pair": "BTC/USD"},
                 {"pair": "ETH/BTC", "exchange": "binance", "timeframe": "5m", "horizon": 1},
+                {"pair": "BTC/USD", "target": "volatility", "horizon": 24},
             ]
         },
     )
@@ -61,8 +68,47 @@ class Interval(BaseModel):
     price: list[float] = Field(description="[low, high] price")
 
 
+class Band(BaseModel):
+    return_: list[float] = Field(alias="return", description="[low, high] log return")
+    price: list[float] = Field(description="[low, high] price")
+
+
+class Intervals(BaseModel):
+    """Intervals whose width follows the volatility forecast: ``forecast +- m * sigma``."""
+
+    sigma: float = Field(description="Ex-ante sigma of the horizon's log return (EWMA)")
+    method: str
+    levels: dict[str, Band] = Field(description="By nominal coverage ('0.9')")
+
+
+class TargetModel(BaseModel):
+    name: str = Field(description="Registered model (MLflow) of the stream's target")
+    version: str | None
+    kind: str
+    baseline: bool = Field(description="A baseline is served: no learned kind beat it")
+
+
+class TargetForecast(BaseModel):
+    """One configured target at one horizon."""
+
+    target: str = Field(description="return or volatility")
+    horizon: int = Field(description="Candles ahead")
+    key: str = Field(description="return_h4, volatility_h24, ...")
+    forecast_for: str = Field(description="Close time of the last candle the forecast covers")
+    value: float = Field(description="The model output: log return, or realized variance")
+    log_return: float | None = None
+    price: float | None = None
+    variance: float | None = Field(default=None, description="Sum of h squared log returns")
+    sigma: float | None = Field(default=None, description="sqrt(variance): h-candle volatility")
+    annualized_volatility: float | None = None
+    model: TargetModel
+    decision: str = Field(description="Why this model is served (the gate's decision)")
+    intervals: Intervals | None = None
+    note: str | None = None
+
+
 class Forecast(BaseModel):
-    """The next-candle forecast of one stream."""
+    """The next-candle forecast of one stream, and its other targets and horizons."""
 
     pair: str
     exchange: str
@@ -78,7 +124,14 @@ class Forecast(BaseModel):
     model: ModelInfo
     served_at: str
     interval: Interval | None = None
+    intervals: Intervals | None = None
     note: str | None = None
+    targets: list[TargetForecast] = Field(
+        default_factory=list, description="Every other configured target and horizon"
+    )
+    targets_not_trained: list[str] = Field(
+        default_factory=list, description="Configured targets with no champion yet"
+    )
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [

@@ -9,10 +9,18 @@ stream's config lists ``(target, horizons)`` pairs (``training.targets``);
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from candlecast.errors import ConfigError
 from candlecast.targets.base import Target
 from candlecast.targets.returns import ReturnTarget
 from candlecast.targets.volatility import VolatilityTarget
+
+if TYPE_CHECKING:
+    from candlecast.config import PairConfig
+
+#: The main champion's target: the next candle's return, trained by the main pipeline.
+MAIN = "return_h1"
 
 _TARGETS: dict[str, type[Target]] = {cls.name: cls for cls in (ReturnTarget, VolatilityTarget)}
 
@@ -36,4 +44,18 @@ def get_target(name: str, horizon: int = 1) -> Target:
     return cls(horizon)
 
 
-__all__ = ["ReturnTarget", "Target", "VolatilityTarget", "get_target", "target_names"]
+def configured_targets(pair: PairConfig, *, with_main: bool = False) -> list[Target]:
+    """The stream's configured targets at each horizon, in config order; without
+    ``with_main``, the next candle's return (the main pipeline's) left out."""
+    found = [get_target(name, h) for name, h in pair.training.target_horizons()]
+    return [t for t in found if with_main or t.key != MAIN]
+
+
+__all__ = [
+    "ReturnTarget",
+    "Target",
+    "VolatilityTarget",
+    "configured_targets",
+    "get_target",
+    "target_names",
+]

@@ -90,6 +90,10 @@ class Target(ABC):
         frame = pd.DataFrame({"event_timestamp": close, "target": values})
         return frame[consecutive & np.isfinite(values)].reset_index(drop=True)
 
+    def primary_score(self, target: np.ndarray, predicted: np.ndarray) -> float:
+        """The primary score of these forecasts (``rmse`` of returns, mean ``qlike``)."""
+        return self.scores(target, predicted)[self.primary]
+
     def extra_features(self, timeframe: str) -> list[str]:
         """Feature columns learned kinds read for this target besides the stream's features
         (none for returns)."""

@@ -1,0 +1,180 @@
+"""Every configured target and horizon of a stream, answered beside the next-candle forecast.
+
+A target's champion is served from ``<models>/<stream>/targets/<target key>/champion`` (an ONNX
+model carrying its :class:`~candlecast.modeling.card.ModelCard`), written by target training
+after its parity check. Its inputs are the stream's features and volatility features of the
+newest validated candle, computed by the same functions training used, from the validated
+candles (the volatility features' windows reach a month back, more than the online store
+keeps). Everything here runs when a stream's snapshot is rebuilt, never per request.
+
+Return forecasts carry intervals at every calibrated level: ``forecast +- m * sigma`` with sigma
+the EWMA volatility of the horizon and ``m`` the holdout's normalized conformal quantile.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import PairConfig
+from candlecast.data.store import PartitionedTable
+from candlecast.modeling.card import ARTIFACT, IntervalCalibration, ModelCard
+from candlecast.settings import Settings
+from candlecast.targets import MAIN, Target, configured_targets
+from candlecast.targets.volatility import VARIANCE_FLOOR
+from candlecast.timeframes import ms_to_iso, timeframe_ms
+
+log = logging.getLogger(__name__)
+
+#: The main target's interval calibration (written by target training).
+INTERVALS = "intervals.json"
+
+
+@dataclass(frozen=True)
+class ServedTarget:
+    """A target champion loaded for serving."""
+
+    target: Target
+    card: ModelCard
+    session: Any
+    input_name: str
+    version_dir: str
+
+
+@dataclass(frozen=True)
+class TargetForecasts:
+    """What a snapshot carries besides its next-candle forecast."""
+
+    answers: tuple[dict[str, Any], ...]
+    #: Intervals of the next-candle return (by level), None without a calibration.
+    main_intervals: dict[str, Any] | None
+    missing: tuple[str, ...]
+
+
+def load(
+    pair: PairConfig, settings: Settings, cache: dict[str, ServedTarget]
+) -> list[ServedTarget]:
+    """The champions of the stream's configured targets that exist (loaded once per version:
+    ``cache`` maps the resolved version folder to its session)."""
+    found = []
+    for target in configured_targets(pair):
+        folder = pair.stream.target_dir(settings.paths.models, target.key) / "champion"
+        if not (folder / "model.onnx").exists():
+            continue
+        resolved = str(folder.resolve())
+        if resolved not in cache:
+            cache[resolved] = _session(target, Path(resolved))
+        found.append(cache[resolved])
+    return found
+
+
+def forecasts(
+    pair: PairConfig, settings: Settings, served: list[ServedTarget], main_forecast: float
+) -> TargetForecasts:
+    """Each loaded target's answer and the next-candle return's intervals, on the newest
+    validated candle."""
+    from candlecast.features.engineering import compute_features
+    from candlecast.features.volatility import har_windows, volatility_features
+
+    horizons = tuple(sorted({s.target.horizon for s in served} | {1}))
+    step = timeframe_ms(pair.timeframe)
+    table = PartitionedTable(pair.stream.candle_dir(settings.paths.validated))
+    last = table.last_key()
+    missing = tuple(
+        t.key for t in configured_targets(pair) if t.key not in {s.target.key for s in served}
+    )
+    if last is None:
+        return TargetForecasts((), None, missing)
+    reach = har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles + max(horizons)
+    candles = table.read(last - reach * step, last + 1)
+    features = compute_features(candles, pair.timeframe, pair.stream.market_key)
+    volatility = volatility_features(candles, pair.timeframe, horizons)
+    rows = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
+    if rows.empty or int(rows["candle_ts"].iloc[-1]) != last:
+        return TargetForecasts((), None, tuple(t.key for t in configured_targets(pair)))
+    row = rows.iloc[-1]
+    close = float(row["close"])
+    answers = tuple(_answer(pair, s, row, close, step) for s in served)
+    main = _main_intervals(pair, settings, row, close, main_forecast)
+    return TargetForecasts(answers, main, missing)
+
+
+def _session(target: Target, folder: Path) -> ServedTarget:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        str(folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    card = ModelCard.from_onnx(session)
+    stored = ModelCard.model_validate_json((folder / ARTIFACT).read_text())
+    if stored.version != card.version or stored.target_key != target.key:
+        raise ValueError(f"{folder}: card.json and the ONNX model's card disagree")
+    return ServedTarget(target, card, session, session.get_inputs()[0].name, str(folder))
+
+
+def _answer(
+    pair: PairConfig, served: ServedTarget, row: pd.Series, close: float, step: int
+) -> dict[str, Any]:
+    card, target = served.card, served.target
+    x = np.array([[row[name] for name in card.features]], dtype=np.float32)
+    value = float(np.asarray(served.session.run(None, {served.input_name: x})[0]).reshape(-1)[0])
+    closed_at = int(row["candle_ts"]) + step
+    body: dict[str, Any] = {
+        "target": target.name,
+        "horizon": target.horizon,
+        "key": target.key,
+        "forecast_for": ms_to_iso(closed_at + target.horizon * step),
+        "value": value,
+        **target.answer(value, close, pair.timeframe),
+        "model": {
+            "name": card.registered_model,
+            "version": card.version,
+            "kind": card.kind,
+            "baseline": card.kind in target.baselines,
+        },
+        "decision": card.decision,
+    }
+    if card.intervals is not None:
+        sigma = _sigma(row, card.intervals, target.horizon)
+        body["intervals"] = _bands(value, sigma, card.intervals, close)
+    if card.note:
+        body["note"] = card.note
+    return body
+
+
+def _main_intervals(
+    pair: PairConfig, settings: Settings, row: pd.Series, close: float, forecast: float
+) -> dict[str, Any] | None:
+    path = pair.stream.target_dir(settings.paths.models, MAIN) / INTERVALS
+    try:
+        calibration = IntervalCalibration.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return _bands(forecast, _sigma(row, calibration, 1), calibration, close)
+
+
+def _sigma(row: pd.Series, calibration: IntervalCalibration, horizon: int) -> float:
+    variance = float(row[calibration.sigma_feature]) * horizon
+    return math.sqrt(max(variance, VARIANCE_FLOOR))
+
+
+def _bands(
+    forecast: float, sigma: float, calibration: IntervalCalibration, close: float
+) -> dict[str, Any]:
+    out = {}
+    for level, multiplier in sorted(calibration.multipliers.items()):
+        low, high = forecast - multiplier * sigma, forecast + multiplier * sigma
+        out[level] = {
+            "return": [low, high],
+            "price": [close * math.exp(low), close * math.exp(high)],
+        }
+    return {"sigma": sigma, "method": "normalized conformal, EWMA sigma", "levels": out}
