@@ -15,7 +15,16 @@ BTC_FILE = REPO / "data" / "bundled" / "BTC_USD-Hourly.csv"
 #: The candles DAG's tasks, in dependency order.
 CANDLES_TASKS = ["ingest", "validate", "features", "materialize"]
 #: The train DAG's tasks, in dependency order (``fit`` is mapped over the model kinds).
-TRAIN_TASKS = ["training_set", "kinds", "fit", "evaluate", "promote", "export_onnx", "deploy"]
+TRAIN_TASKS = [
+    "training_set",
+    "kinds",
+    "fit",
+    "evaluate",
+    "promote",
+    "export_onnx",
+    "deploy",
+    "train_targets",
+]
 
 
 def settings_in(home: Path, **overrides) -> Settings:

@@ -90,7 +90,10 @@ def test_train_dag_tasks_edges_pools_assets_and_params(dagbag):
             ("promote", "export_onnx"),
             ("promote", "deploy"),
             ("export_onnx", "deploy"),
+            ("training_set", "train_targets"),
+            ("deploy", "train_targets"),
         }
+        assert dag.get_task("train_targets").pool == TRAINING_POOL
         assert dag.get_task("fit").pool == TRAINING_POOL
         assert dag.get_task("training_set").pool == TRAINING_POOL
         assert [a.uri for a in dag.get_task("deploy").outlets] == [stream.model_asset_uri]

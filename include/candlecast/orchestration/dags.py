@@ -81,6 +81,10 @@ Scheduled `{cadence}`, and by the assets {assets}.
 6. **deploy**: to the BentoML service, smoke-tested; only then does the registered model
    `{model}` move its `champion` alias (a failure anywhere leaves the previous champion
    champion and served). Emits `{model_asset}`.
+7. **train_targets**: every other configured target and horizon (`training.targets`: returns
+   further ahead, volatility) on the same window: its baselines and the kinds that can fit it
+   on an embargoed holdout, the best baseline served unless a learned kind beats it
+   significantly, exported with parity and registered as `<stream>_<target>_h<H>`.
 
 Trigger with params to train other kinds, another window, or as a dry run (train and evaluate,
 never promote).
@@ -314,8 +318,8 @@ def _skip_dry_run(what: str) -> None:
 
 
 def build_train_dag(pair: PairConfig) -> DAG:
-    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy, and
-    training_set -> train_targets (every other configured target and horizon).
+    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy ->
+    train_targets (every other configured target and horizon, on the same window).
 
     Raises:
         ConfigError: the pair's training section names an unknown kind or bad parameters
@@ -403,10 +407,9 @@ def build_train_dag(pair: PairConfig) -> DAG:
 
         # Task calls return XComArgs at parse time; they resolve to the dicts at run time.
         prepared: Any = training_set()
-        train_targets(prepared)
         runs: Any = fit.partial(prepared=prepared).expand(kind=kinds(prepared))
         trained: Any = evaluate(prepared, runs)
         decision: Any = promote(trained)
         exported: Any = export_onnx(decision)
-        deploy(exported, decision)
+        deploy(exported, decision) >> train_targets(prepared)
     return dag

@@ -5,24 +5,31 @@ A :class:`~.base.Target` is declared once here and read by evaluation, training,
 export and serving; nothing downstream assumes "the next candle's return, one number". A
 stream's config lists ``(target, horizons)`` pairs (``training.targets``);
 :func:`get_target` builds the declared target for one horizon.
+
+Importing this package is cheap (the DAG factory checks the config against it at parse time):
+the target classes, and numpy with them, load on first use.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from candlecast.errors import ConfigError
-from candlecast.targets.base import Target
-from candlecast.targets.returns import ReturnTarget
-from candlecast.targets.volatility import VolatilityTarget
 
 if TYPE_CHECKING:
-    from candlecast.config import PairConfig
+    from candlecast.config import PairConfig, TrainingSection
+    from candlecast.targets.base import Target
+    from candlecast.targets.returns import ReturnTarget
+    from candlecast.targets.volatility import VolatilityTarget
 
 #: The main champion's target: the next candle's return, trained by the main pipeline.
 MAIN = "return_h1"
 
-_TARGETS: dict[str, type[Target]] = {cls.name: cls for cls in (ReturnTarget, VolatilityTarget)}
+_TARGETS = {
+    "return": ("candlecast.targets.returns", "ReturnTarget"),
+    "volatility": ("candlecast.targets.volatility", "VolatilityTarget"),
+}
 
 
 def target_names() -> list[str]:
@@ -35,13 +42,24 @@ def get_target(name: str, horizon: int = 1) -> Target:
     Raises:
         ConfigError: an unknown target or a horizon below 1 (the message names both).
     """
-    try:
-        cls = _TARGETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown target {name!r} (known: {', '.join(target_names())})") from None
+    check_target(name, horizon)
+    module, cls = _TARGETS[name]
+    target: Target = getattr(importlib.import_module(module), cls)(horizon)
+    return target
+
+
+def check_target(name: str, horizon: int) -> None:
+    """Raises ConfigError for an unknown target or a horizon below 1 (imports nothing)."""
+    if name not in _TARGETS:
+        raise ConfigError(f"unknown target {name!r} (known: {', '.join(target_names())})")
     if horizon < 1:
         raise ConfigError(f"target {name}: horizon must be at least 1 candle, got {horizon}")
-    return cls(horizon)
+
+
+def check_targets(training: TrainingSection) -> None:
+    """Every configured (target, horizon) is known (raises ConfigError naming it)."""
+    for name, horizon in training.target_horizons():
+        check_target(name, horizon)
 
 
 def configured_targets(pair: PairConfig, *, with_main: bool = False) -> list[Target]:
@@ -51,10 +69,23 @@ def configured_targets(pair: PairConfig, *, with_main: bool = False) -> list[Tar
     return [t for t in found if with_main or t.key != MAIN]
 
 
+def __getattr__(name: str) -> Any:
+    classes = {"Target": ("candlecast.targets.base", "Target")} | {
+        cls: (module, cls) for module, cls in _TARGETS.values()
+    }
+    if name in classes:
+        module, cls = classes[name]
+        return getattr(importlib.import_module(module), cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "MAIN",
     "ReturnTarget",
     "Target",
     "VolatilityTarget",
+    "check_target",
+    "check_targets",
     "configured_targets",
     "get_target",
     "target_names",

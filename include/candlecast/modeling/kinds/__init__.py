@@ -76,7 +76,7 @@ def check_training(training: TrainingSection, where: str = "") -> None:
     Raises:
         ConfigError: naming the kind, the parameter key or the target (and ``where``).
     """
-    from candlecast.targets import get_target
+    from candlecast.targets import check_targets
 
     prefix = f"{where}: " if where else ""
     for name in [*training.kinds, *training.params]:
@@ -84,13 +84,10 @@ def check_training(training: TrainingSection, where: str = "") -> None:
             kind_params(training, name)
         except (UnknownModelKindError, ConfigError) as exc:
             raise ConfigError(f"{prefix}{exc}") from exc
-    for target_name, horizon in training.target_horizons():
-        try:
-            target = get_target(target_name, horizon)
-        except ConfigError as exc:
-            raise ConfigError(f"{prefix}training.targets: {exc}") from exc
-        for baseline in target.baselines:
-            get_kind(baseline, target.name)
+    try:
+        check_targets(training)
+    except ConfigError as exc:
+        raise ConfigError(f"{prefix}training.targets: {exc}") from exc
 
 
 def _load_builtin() -> None:

@@ -11,6 +11,9 @@ variance as a linear function of volatility features, clipped at the variance fl
   HAR models a series' own next value; here the label is the sum over the next ``h`` candles
   on an intraday grid, so the regression is three columns and an intercept, solved with numpy.
 
+Heavy imports (numpy, the feature module) happen in the methods: the kind registry, which the
+DAG factory reads at parse time, stays cheap to import.
+
 The ONNX graph is ``max(features @ weights + intercept, floor)``, with ``log`` before and
 ``exp`` after the linear part for ``har``.
 """
@@ -19,9 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-
-from candlecast.features.volatility import har_windows
 from candlecast.modeling.kinds import register
 from candlecast.modeling.kinds.base import (
     IR_VERSION,
@@ -30,9 +30,9 @@ from candlecast.modeling.kinds.base import (
     KindParams,
     ModelKind,
 )
-from candlecast.targets.volatility import VARIANCE_FLOOR
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from candlecast.targets import Target
@@ -48,6 +48,8 @@ class LinearVariance(ModelKind):
     log_space: ClassVar[bool] = False
 
     def __init__(self, features: list[str] | tuple[str, ...], params: KindParams | None = None):
+        import numpy as np
+
         super().__init__(features, params)
         self.weights = np.ones(len(self.spec.features))
         self.intercept = 0.0
@@ -71,6 +73,10 @@ class LinearVariance(ModelKind):
         """Nothing to learn unless a subclass says so."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        from candlecast.targets.volatility import VARIANCE_FLOOR
+
         inputs = np.asarray(x, np.float64)
         if self.log_space:
             inputs = np.log(np.maximum(inputs, VARIANCE_FLOOR))
@@ -90,6 +96,7 @@ class LinearVariance(ModelKind):
     @classmethod
     def load(cls, model_uri: str, features: list[str]) -> ModelKind:
         import mlflow
+        import numpy as np
 
         state = mlflow.artifacts.load_dict(f"{model_uri}/linear_variance.json")
         model = cls(features)
@@ -98,7 +105,10 @@ class LinearVariance(ModelKind):
         return model
 
     def to_onnx(self) -> Any:
+        import numpy as np
         from onnx import TensorProto, helper
+
+        from candlecast.targets.volatility import VARIANCE_FLOOR
 
         width = len(self.spec.features)
         weights = helper.make_tensor(
@@ -157,6 +167,8 @@ class Ewma(LinearVariance):
         return ["ewma_var"]
 
     def set_horizon(self, horizon: int) -> None:
+        import numpy as np
+
         self.weights = np.array([float(horizon)])  # square-root-of-time: h one-candle variances
 
 
@@ -168,6 +180,8 @@ class Har(LinearVariance):
 
     @classmethod
     def columns(cls, target: Target, timeframe: str) -> list[str]:
+        from candlecast.features.volatility import har_windows
+
         return [f"rv_{window}" for window in har_windows(timeframe)]
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -175,7 +189,10 @@ class Har(LinearVariance):
         non-negative (no component of past variance lowers the forecast: over a short window,
         free slopes on the overlapping monthly sums swing negative and the forecast with them),
         plus the log of Duan's smearing factor (the mean of ``exp`` of the residuals)."""
+        import numpy as np
         from scipy.optimize import nnls
+
+        from candlecast.targets.volatility import VARIANCE_FLOOR
 
         logs = np.log(np.maximum(np.asarray(x, np.float64), VARIANCE_FLOOR))
         label = np.log(np.maximum(np.asarray(y, np.float64), VARIANCE_FLOOR))

@@ -1,0 +1,107 @@
+"""Target training against a real MLflow store on real BTC/USD candles: each configured
+(target, horizon) gets a gated, registered, exported champion whose model card is the same in
+MLflow, in its ONNX model and in what the service answers; a re-run reuses it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from mlflow import MlflowClient
+
+from candlecast.data.ingestion import validated_table
+from candlecast.modeling import registry, target_training
+from candlecast.modeling.card import ModelCard
+from candlecast.serving import targets as served
+from tests.helpers import btc_pair, settings_in
+
+pytestmark = pytest.mark.slow
+
+END = datetime(2022, 2, 1, tzinfo=UTC)
+TARGETS = [{"target": "return", "horizons": [1, 4]}, {"target": "volatility", "horizons": [24]}]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, btc_candles):
+    home = tmp_path_factory.mktemp("targets")
+    settings = settings_in(home)
+    pair = btc_pair(train_days=40, targets=TARGETS, kinds=["lightgbm"])
+    end_ms = int(END.timestamp() * 1000)
+    candles = btc_candles[btc_candles["ts"] < end_ms].tail(4000)
+    validated_table(pair.stream, settings).upsert(candles)
+    found = target_training.train_targets(pair, END, settings)
+    return settings, pair, found
+
+
+def test_each_target_gets_a_registered_exported_champion(world):
+    settings, pair, found = world
+    assert [f.target_key for f in found] == ["return_h4", "volatility_h24"]
+    client = MlflowClient()
+    for champion in found:
+        name = pair.stream.target_model(champion.target_key)
+        version = client.get_model_version_by_alias(name, "champion")
+        assert str(version.version) == champion.version
+        assert version.description and champion.kind in version.description
+        folder = Path(champion.path)
+        assert folder.is_symlink() and folder.resolve().name == f"v{champion.version}"
+        stored = ModelCard.model_validate_json((folder / "card.json").read_text())
+        embedded = ModelCard.from_onnx(onnx.load(str(folder / "model.onnx")))
+        logged = ModelCard.model_validate_json(
+            Path(client.download_artifacts(version.run_id, "card.json")).read_text()
+        )
+        assert stored == embedded == logged
+        assert (stored.version, stored.kind, stored.target_key) == (
+            champion.version, champion.kind, champion.target_key,
+        )  # fmt: skip
+        assert stored.train_end < stored.holdout_start  # the embargo lies between
+        assert stored.holdout_end <= END.isoformat()
+        assert stored.decision == champion.reason
+
+
+def test_volatility_champion_is_the_best_baseline_unless_beaten(world):
+    _, _, found = world
+    volatility = next(f for f in found if f.target_key == "volatility_h24")
+    if volatility.learned:
+        assert "beats the best baseline" in volatility.reason
+    else:
+        assert volatility.kind in ("persistence", "ewma", "har")
+        assert "serving the best baseline" in volatility.reason
+
+
+def test_the_service_answers_what_mlflow_calls_champion(world):
+    settings, pair, found = world
+    loaded = served.load(pair, settings, {})
+    answers = served.forecasts(pair, settings, loaded, 0.0)
+    client = MlflowClient()
+    by_key = {a["key"]: a for a in answers.answers}
+    assert set(by_key) == {"return_h4", "volatility_h24"} and not answers.missing
+    for champion in found:
+        name = pair.stream.target_model(champion.target_key)
+        alias = client.get_model_version_by_alias(name, "champion")
+        assert by_key[champion.target_key]["model"]["version"] == str(alias.version)
+    vol = by_key["volatility_h24"]
+    assert vol["sigma"] == pytest.approx(np.sqrt(vol["variance"]))
+    assert 0.1 < vol["annualized_volatility"] < 5  # BTC: tens of percent a year
+    ret = by_key["return_h4"]
+    bands = ret["intervals"]["levels"]
+    assert bands["0.8"]["return"][1] < bands["0.9"]["return"][1] < bands["0.95"]["return"][1]
+    main = answers.main_intervals
+    assert (
+        main is not None
+        and main["levels"]["0.9"]["return"][0] < 0 < main["levels"]["0.9"]["return"][1]
+    )
+    assert json.loads(json.dumps(answers.answers))  # plain JSON
+
+
+def test_a_rerun_of_the_same_window_reuses_the_run_and_version(world):
+    settings, pair, found = world
+    again = target_training.train_targets(pair, END, settings)
+    assert [(f.target_key, f.version) for f in again] == [(f.target_key, f.version) for f in found]
+    assert all(f.reused for f in again)
+    registry.configure(settings)
+    name = pair.stream.target_model("volatility_h24")
+    assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
