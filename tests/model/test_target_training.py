@@ -38,7 +38,7 @@ def world(tmp_path_factory, btc_candles):
 
 
 def test_each_target_gets_a_registered_exported_champion(world):
-    settings, pair, found = world
+    _, pair, found = world
     assert [f.target_key for f in found] == ["return_h4", "volatility_h24"]
     client = MlflowClient()
     for champion in found:
