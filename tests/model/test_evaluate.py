@@ -273,3 +273,43 @@ def test_a_configured_stream_is_evaluated_on_its_stored_history_and_logged_to_ml
     assert run.data.metrics["persistence.rmse_ratio"] == 1.0
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert "evaluation/report.json" in logged and any(p.endswith(".html") for p in logged)
+
+
+def test_a_volatility_target_is_scored_against_its_baselines(env, history):
+    sizes = ["--train-rows", "1440", "--test-rows", "480"]
+    args = ["--pair", "BTC/USD", "--file", str(history), *sizes, "--json"]
+    result = evaluate(env, *args, "--target", "volatility", "--horizon", "24")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["target"], report["horizon"], report["embargo_rows"]) == ("volatility", 24, 24)
+    assert list(report["kinds"]) == ["persistence", "ewma", "har", "lightgbm"]
+    persistence, lightgbm = report["kinds"]["persistence"], report["kinds"]["lightgbm"]
+    assert persistence["qlike_ratio"] == 1.0 and persistence["baseline"] is True
+    assert lightgbm["qlike_ratio"] == pytest.approx(lightgbm["qlike"] / persistence["qlike"])
+    assert lightgbm["qlike_vs_ewma"] == pytest.approx(
+        lightgbm["qlike"] / report["kinds"]["ewma"]["qlike"]
+    )
+    assert 0 <= lightgbm["dm_p_vs_ewma"] <= 1
+    assert 0 <= lightgbm["versus"]["har"]["folds_won"] <= 1
+    # every kind scored on the same rows; the EWMA beats "the last 24 hours again"
+    assert len({kind["predictions"] for kind in report["kinds"].values()}) == 1
+    assert report["kinds"]["ewma"]["qlike_ratio"] < 1
+
+
+def test_return_intervals_report_coverage_where_it_matters(env, history):
+    sizes = ["--train-rows", "1440", "--test-rows", "480", "--models", "drift"]
+    args = ["--pair", "BTC/USD", "--file", str(history), *sizes, "--json"]
+    result = evaluate(env, *args, "--target", "return", "--horizon", "4")
+    assert result.exit_code == 0, result.stderr
+    coverage = json.loads(result.stdout)["kinds"]["persistence"]["interval_coverage"]
+    assert coverage["level"] == 0.9 and 0.8 < coverage["rate"] < 0.97
+    assert len(coverage["by_volatility_tercile"]) == 3
+    assert {"rolling_30d_min", "blocks_below_80", "winkler", "pinball"} <= set(coverage)
+    assert set(coverage["levels"]) == {"0.8", "0.9", "0.95"}
+    assert coverage["fixed_width"]["level"] == 0.9
+
+
+def test_an_unknown_target_is_refused_in_one_line(env, history):
+    result = evaluate(env, "--pair", "BTC/USD", "--file", str(history), "--target", "vol")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "unknown target 'vol' (known: return, volatility)" in " ".join(result.stderr.split())

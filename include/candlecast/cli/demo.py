@@ -17,9 +17,11 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from candlecast.cli import embedded
 from candlecast.cli.airflow_api import AirflowClient, DagRun
@@ -115,7 +117,7 @@ def _serve_and_show(
         for pair in pairs:
             body = {"pair": pair.symbol, "exchange": pair.exchange, "timeframe": pair.timeframe}
             console.print(f"POST /predict {json.dumps(body)}")
-            console.print_json(json.dumps(embedded.post_json(f"{base}/predict", body)))
+            console.print(forecast_table(embedded.post_json(f"{base}/predict", body)))
         if not wait:
             return  # everything stops now: no URL of a stopped service is printed
         mlflow_up = _up(console, "MLflow UI", settings.mlflow_ui_url + "/health", procs[1])
@@ -139,3 +141,43 @@ def _up(console: Console, name: str, url: str, proc: subprocess.Popen) -> bool:
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[yellow]{name} did not come up ({exc}); see {get_settings().paths.logs}[/]")
         return False
+
+
+def forecast_table(answer: dict[str, Any]) -> Table:
+    """One row per target and horizon of a /predict answer: the forecast in user numbers, its
+    90% interval, and which model serves it (a baseline when nothing beat it)."""
+    table = Table(
+        title=f"{answer['pair']} on {answer['exchange']} at {answer['timeframe']}, "
+        f"last close {answer['last_close']:.6g} ({answer['feature_timestamp']})"
+    )
+    for column in ("target", "for", "forecast", "90% interval", "served by"):
+        table.add_column(column)
+    model = answer["model"]
+    interval = answer.get("interval") or {}
+    table.add_row(
+        "return h1",
+        answer["forecast_for"],
+        f"price {answer['predicted_price']:.6g} (log return {answer['predicted_return']:+.4%})",
+        _band(interval.get("price")),
+        f"{model['kind']} v{model['version']}",
+    )
+    for target in answer.get("targets", []):
+        served = f"{target['model']['kind']} v{target['model']['version']}"
+        served += " (baseline)" if target["model"]["baseline"] else ""
+        if target["target"] == "volatility":
+            value = f"sigma {target['sigma']:.3%}, annualized {target['annualized_volatility']:.1%}"
+            band = ""
+        else:
+            value = f"price {target['price']:.6g} (log return {target['log_return']:+.4%})"
+            band = _band(
+                (target.get("intervals") or {}).get("levels", {}).get("0.9", {}).get("price")
+            )
+        label = f"{target['target']} h{target['horizon']}"
+        table.add_row(label, target["forecast_for"], value, band, served)
+    for key in answer.get("targets_not_trained", []):
+        table.add_row(key, "", "not trained yet", "", "")
+    return table
+
+
+def _band(prices: list[float] | None) -> str:
+    return f"{prices[0]:.6g} .. {prices[1]:.6g}" if prices else ""
