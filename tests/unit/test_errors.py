@@ -19,6 +19,7 @@ PERMANENT = [
     errors.CandleValidationError,
     errors.MissingDataError,
     errors.NotEnoughHistoryError,
+    errors.FitBudgetExceededError,
     errors.NoChampionError,
     errors.UnknownVersionError,
     errors.ParityError,
