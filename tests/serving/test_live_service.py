@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from candlecast.cli import embedded
@@ -102,6 +103,32 @@ def test_forecast_equals_the_onnx_model_on_the_same_features(served):
     assert answer["stale"] is True and answer["horizon"] == 1
 
 
+def test_every_target_is_answered_by_the_version_mlflow_calls_champion(served):
+    base, env, *_ = served
+    status, answer = call(base, "/predict", {"pair": "ETH/BTC"})
+    assert status == 200, answer
+    Forecast.model_validate(answer)
+    champions = json.loads(world.run_in(env, "w.target_champions('ETH/BTC')"))
+    served_versions = {t["key"]: t["model"]["version"] for t in answer["targets"]}
+    assert served_versions == champions  # one source of truth: the service names MLflow's
+    assert set(champions) == {"return_h4", "return_h24", "volatility_h1", "volatility_h24"}
+    step = 5 * 60_000
+    for target in answer["targets"]:
+        closed = pd.Timestamp(answer["feature_timestamp"])
+        assert pd.Timestamp(target["forecast_for"]) == closed + pd.Timedelta(
+            milliseconds=target["horizon"] * step
+        )
+        if target["target"] == "volatility":
+            assert target["sigma"] == pytest.approx(target["variance"] ** 0.5)
+        else:
+            assert set(target["intervals"]["levels"]) == {"0.8", "0.9", "0.95"}
+        if target["model"]["baseline"]:
+            assert target["note"]
+    assert set(answer["intervals"]["levels"]) == {"0.8", "0.9", "0.95"}
+    status, one = call(base, "/predict", {"pair": "ETH/BTC", "target": "volatility", "horizon": 24})
+    assert status == 200 and [t["key"] for t in one["targets"]] == ["volatility_h24"]
+
+
 def test_keys_are_required_except_for_probes(served):
     base, *_ = served
     for key in (None, "wrong", KEY + "x"):
@@ -122,7 +149,9 @@ def test_keys_are_required_except_for_probes(served):
         ({"body": {"pair": "ETH/BTC", "timeframe": "4h"}}, 404, "configured: ETH/BTC"),
         ({"body": {"pear": "ETH/BTC"}}, 422, "pair: Field required"),
         ({"body": {"pair": 42}}, 422, "string"),
-        ({"body": {"pair": "ETH/BTC", "horizon": 3}}, 422, "horizon"),
+        ({"body": {"pair": "ETH/BTC", "horizon": 3}}, 404, "no return forecast at horizon 3"),
+        ({"body": {"pair": "ETH/BTC", "target": "vol"}}, 422, "target"),
+        ({"body": {"pair": "ETH/BTC", "horizon": 0}}, 422, "horizon"),
         ({"raw": b"{not json"}, 400, "not valid JSON"),
         ({"raw": b"a=b", "content_type": "multipart/form-data; boundary=x"}, 415, "JSON"),
         ({"raw": b"pair=ETH", "content_type": "application/x-www-form-urlencoded"}, 415, "JSON"),

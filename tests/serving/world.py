@@ -179,3 +179,21 @@ def _deployed_version(symbol: str) -> str:
     from candlecast.orchestration import stages
 
     return str(json.loads(_served_meta(stages.pair_config(symbol)))["version"])
+
+
+def target_champions(symbol: str) -> str:
+    """JSON: each configured target's MLflow champion version, by target key."""
+    from mlflow import MlflowClient
+
+    from candlecast.modeling import registry
+    from candlecast.orchestration import stages
+    from candlecast.targets import configured_targets
+
+    pair = stages.pair_config(symbol)
+    registry.configure()
+    client = MlflowClient()
+    found = {}
+    for target in configured_targets(pair):
+        name = pair.stream.target_model(target.key)
+        found[target.key] = str(client.get_model_version_by_alias(name, "champion").version)
+    return json.dumps(found)

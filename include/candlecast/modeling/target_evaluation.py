@@ -62,6 +62,9 @@ def target_frame(
     volatility = volatility_features(ordered, timeframe, (target.horizon,))
     frame = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
     frame = frame.merge(target.label(ordered, timeframe), on="event_timestamp")
+    if target.name == "return":
+        # intervals scale by the EWMA and are judged by terciles of the last 24 candles' variance
+        frame = frame.dropna(subset=["ewma_var", "rv_24"])
     frame = frame.dropna(subset=[*FEATURE_COLUMNS, "target"])
     return frame.sort_values("event_timestamp").reset_index(drop=True)
 

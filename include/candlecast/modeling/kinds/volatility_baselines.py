@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from candlecast.errors import NotEnoughHistoryError
 from candlecast.modeling.kinds import register
 from candlecast.modeling.kinds.base import (
     IR_VERSION,
@@ -194,6 +195,10 @@ class Har(LinearVariance):
 
         from candlecast.targets.volatility import VARIANCE_FLOOR
 
+        if len(x) < 2 * (len(self.spec.features) + 1):
+            raise NotEnoughHistoryError(
+                f"har: {len(x)} rows with the day, week and month windows filled are too few to fit"
+            )
         logs = np.log(np.maximum(np.asarray(x, np.float64), VARIANCE_FLOOR))
         label = np.log(np.maximum(np.asarray(y, np.float64), VARIANCE_FLOOR))
         centre_x, centre_y = logs.mean(axis=0), label.mean()
