@@ -100,7 +100,10 @@ def forecasts(
         return TargetForecasts((), None, tuple(t.key for t in configured_targets(pair)))
     row = rows.iloc[-1]
     close = float(row["close"])
-    answers = tuple(_answer(pair, s, row, close, step) for s in served)
+    # right after a gap the month-long windows are not full again: those targets wait
+    ready = [s for s in served if np.isfinite([row[f] for f in s.card.features]).all()]
+    missing += tuple(s.target.key for s in served if s not in ready)
+    answers = tuple(_answer(pair, s, row, close, step) for s in ready)
     main = _main_intervals(pair, settings, row, close, main_forecast)
     return TargetForecasts(answers, main, missing)
 
@@ -143,7 +146,7 @@ def _answer(
         },
         "decision": card.decision,
     }
-    if card.intervals is not None:
+    if card.intervals is not None and np.isfinite(row[card.intervals.sigma_feature]):
         sigma = _sigma(row, card.intervals, target.horizon)
         body["intervals"] = _bands(value, sigma, card.intervals, close)
     if card.note:
@@ -158,6 +161,8 @@ def _main_intervals(
     try:
         calibration = IntervalCalibration.model_validate_json(path.read_text())
     except (OSError, ValueError):
+        return None
+    if not np.isfinite(row[calibration.sigma_feature]):
         return None
     return _bands(forecast, _sigma(row, calibration, 1), calibration, close)
 
