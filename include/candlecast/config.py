@@ -205,6 +205,13 @@ class MonitoringSection(_Frozen):
     min_forecasts: int = Field(
         default=100, ge=10, description="Realized forecasts needed before skill is judged."
     )
+    min_coverage: float = Field(
+        default=0.8,
+        gt=0,
+        lt=1,
+        description="Realized coverage of a target's 90% intervals below which it asks for a "
+        "retrain (judged over at least min_forecasts forecasts).",
+    )
     schedule: str = Field(default="@daily", description="Cadence of the monitor DAG.")
 
 

@@ -105,3 +105,19 @@ def test_a_rerun_of_the_same_window_reuses_the_run_and_version(world):
     registry.configure(settings)
     name = pair.stream.target_model("volatility_h24")
     assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
+
+
+def test_monitoring_scores_each_target_on_the_candles_that_followed(world, btc_candles):
+    from datetime import timedelta
+
+    from candlecast.monitoring.targets import realized_targets
+
+    settings, pair, _ = world
+    after = btc_candles[btc_candles["ts"] >= int(END.timestamp() * 1000)].head(24 * 20)
+    validated_table(pair.stream, settings).upsert(after)
+    found = {t.key: t for t in realized_targets(pair, (END, END + timedelta(days=20)), settings)}
+    assert set(found) == {"return_h4", "volatility_h24"}
+    volatility, returns = found["volatility_h24"], found["return_h4"]
+    assert volatility.metric == "qlike" and volatility.forecasts > 400
+    assert volatility.ratio is not None and 0 < volatility.ratio < 1.5
+    assert returns.coverage_90 is not None and 0.6 < returns.coverage_90 <= 1

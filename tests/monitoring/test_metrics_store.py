@@ -68,3 +68,29 @@ def test_retrain_requests_and_the_last_one(tmp_path):
         "old",
         "data drift: ...",
     ]
+
+
+def test_targets_figures_round_trip_and_are_exported(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from candlecast.monitoring.exporter import MonitoringCollector
+    from candlecast.monitoring.store import TargetRow
+
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    targets = [
+        TargetRow("volatility_h24", "3", "har", 480, "qlike", 0.41, 0.62, 0.66, None),
+        TargetRow("return_h4", "1", "persistence", 500, "rmse", 0.02, 0.02, 1.0, 0.874),
+    ]
+    check = store.write_check(row("a_btc_usd_1h", 1000, 0.5), [], targets)
+    assert store.target_checks(check) == sorted(targets, key=lambda t: t.target)
+    registry = CollectorRegistry()
+    registry.register(MonitoringCollector(store))
+    text = generate_latest(registry).decode()
+    assert (
+        'candlecast_monitor_target_interval_coverage{metric="rmse",stream="a_btc_usd_1h",'
+        'target="return_h4"} 0.874' in text
+    )
+    assert (
+        'candlecast_monitor_target_realized_ratio{metric="qlike",stream="a_btc_usd_1h",'
+        'target="volatility_h24"} 0.66' in text
+    )

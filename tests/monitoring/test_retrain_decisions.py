@@ -70,3 +70,19 @@ def test_per_pair_thresholds_come_from_the_config():
     assert decide(drift(0.3), limits, NOW, NOW).retrain  # no cooldown: asks every time
     assert not decide(Evidence(rmse_ratio=1.1, forecasts=50), limits, None, NOW).retrain
     assert decide(Evidence(rmse_ratio=1.3, forecasts=10), limits, None, NOW).retrain
+
+
+@pytest.mark.parametrize(
+    ("coverage", "fires"),
+    [
+        ((("return_h4", 0.72, 300),), True),  # collapsed, judged on enough forecasts
+        ((("return_h4", 0.72, 20),), False),  # too few to judge
+        ((("return_h4", 0.85, 300),), False),  # above the floor
+        ((("return_h4", 0.9, 300), ("return_h24", 0.5, 200)), True),
+    ],
+)
+def test_a_coverage_collapse_is_a_retrain_reason(coverage, fires):
+    found = triggers(Evidence(coverage=coverage), Thresholds())
+    assert bool(found) == fires
+    if fires:
+        assert "coverage collapse" in found[0] and "< 80%" in found[0]

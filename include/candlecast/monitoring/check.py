@@ -40,7 +40,8 @@ from candlecast.monitoring.performance import (
     realized_performance,
     realized_returns,
 )
-from candlecast.monitoring.store import CheckRow, FeatureRow, MetricsStore
+from candlecast.monitoring.store import CheckRow, FeatureRow, MetricsStore, TargetRow
+from candlecast.monitoring.targets import TargetRealized, realized_targets
 from candlecast.serving.forecast_log import read_forecasts
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
@@ -79,6 +80,8 @@ class CheckResult:
     check_id: int = 0
     report_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Each served target's realized figures over the current window.
+    targets: tuple[TargetRealized, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class CheckResult:
             "reason": self.decision.reason,
             "check_id": self.check_id,
             "report_path": self.report_path,
+            "targets": [t.to_dict() for t in self.targets],
         }
 
 
@@ -232,6 +236,7 @@ def check_pair(
     timings["drift_s"] = time.perf_counter() - started - timings["features_s"]
     forecasts = read_forecasts(stream.key, to_ms(current_span[0]), to_ms(as_of), settings)
     prediction, realized = _served(pair, champion, forecasts, current_span, settings, limits)
+    targets = _targets(pair, current_span, settings)
     evidence = decisions.Evidence(
         drift_share=drift.share if drift.features else None,
         drifted_features=tuple(drift.drifted),
@@ -239,6 +244,9 @@ def check_pair(
         prediction_drifted=prediction.drifted if prediction else None,
         rmse_ratio=realized.rmse_ratio if realized else None,
         forecasts=realized.forecasts if realized else 0,
+        coverage=tuple(
+            (t.key, t.coverage_90, t.forecasts) for t in targets if t.coverage_90 is not None
+        ),
     )
     last_request = store.last_retrain_request(stream.key)
     decision = decisions.decide(evidence, limits, last_request, now)
@@ -256,14 +264,30 @@ def check_pair(
         feature_staleness_s=staleness,
         decision=decision,
         timings=timings,
+        targets=tuple(targets),
     )
     report = None
     if keep_report and drift.features:
         report = _keep_report(result, reference, current, champion, settings, now)
-    check_id = store.write_check(_row(result, now, report), _feature_rows(drift))
+    check_id = store.write_check(
+        _row(result, now, report),
+        _feature_rows(drift),
+        [_target_row(t) for t in targets],
+    )
     timings["total_s"] = time.perf_counter() - started
     log.info("%s: %s", stream.label, decision.reason)
     return _replace(result, check_id=check_id, report_path=report)
+
+
+def _targets(
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+) -> list[TargetRealized]:
+    """The served targets' realized figures; a failure is logged, never fails the check."""
+    try:
+        return realized_targets(pair, span, settings)
+    except Exception:
+        log.exception("%s: target figures unavailable", pair.stream.label)
+        return []
 
 
 def request_retrain(
@@ -359,6 +383,20 @@ def _row(result: CheckResult, now: datetime, report: str | None) -> CheckRow:
         rate_limited=result.decision.rate_limited,
         reason=result.decision.reason,
         report_path=report,
+    )
+
+
+def _target_row(found: TargetRealized) -> TargetRow:
+    return TargetRow(
+        target=found.key,
+        version=found.version,
+        kind=found.kind,
+        forecasts=found.forecasts,
+        metric=found.metric,
+        score=found.score,
+        persistence=found.persistence,
+        ratio=found.ratio,
+        coverage_90=found.coverage_90,
     )
 
 

@@ -3,8 +3,10 @@
 Numbers in, a decision out; no I/O, so every rule is tested table by table. A retrain is
 wanted when any trigger fires (a drifted share of input features at or above
 ``drift_share``, served forecasts drifted from the champion's holdout forecasts, realized RMSE
-above ``max_rmse_ratio`` times persistence's over at least ``min_forecasts`` forecasts), and
-requested only when no drift-triggered request was made within the cooldown.
+above ``max_rmse_ratio`` times persistence's over at least ``min_forecasts`` forecasts, the
+realized 90% interval coverage of any (target, horizon) below ``min_coverage`` over at least
+``min_forecasts`` forecasts), and requested only when no drift-triggered request was made
+within the cooldown.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Thresholds:
     max_rmse_ratio: float = 1.05
     min_forecasts: int = 100
     cooldown: timedelta = timedelta(hours=24)
+    min_coverage: float = 0.8
 
     @classmethod
     def of(cls, section: MonitoringSection) -> Thresholds:
@@ -33,6 +36,7 @@ class Thresholds:
             max_rmse_ratio=section.max_rmse_ratio,
             min_forecasts=section.min_forecasts,
             cooldown=timedelta(hours=section.retrain_cooldown_hours),
+            min_coverage=section.min_coverage,
         )
 
 
@@ -46,6 +50,8 @@ class Evidence:
     prediction_drifted: bool | None = None
     rmse_ratio: float | None = None
     forecasts: int = 0
+    #: Per (target, horizon) key: realized 90% interval coverage and how many forecasts.
+    coverage: tuple[tuple[str, float, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,12 @@ def triggers(evidence: Evidence, limits: Thresholds) -> list[str]:
             f"decay: realized RMSE {ratio:.3f}x persistence's over {evidence.forecasts} "
             f"forecasts (> {limits.max_rmse_ratio:.3f})"
         )
+    for key, rate, count in evidence.coverage:
+        if count >= limits.min_forecasts and rate < limits.min_coverage:
+            found.append(
+                f"coverage collapse: {key} 90% intervals held {rate:.1%} of {count} realized "
+                f"forecasts (< {limits.min_coverage:.0%})"
+            )
     return found
 
 

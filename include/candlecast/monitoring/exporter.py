@@ -51,6 +51,36 @@ class MonitoringCollector(Collector):
         yield self._features(latest)
         yield self._requests()
         yield from self._forecasts()
+        yield from self._targets(latest)
+
+    def _targets(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
+        """Each served target's realized figures in the newest check of its stream."""
+        labels = ["stream", "target", "metric"]
+        families = {
+            "score": GaugeMetricFamily(
+                f"{PREFIX}_target_realized_score",
+                "Realized primary score (QLIKE, RMSE)",
+                labels=labels,
+            ),
+            "ratio": GaugeMetricFamily(
+                f"{PREFIX}_target_realized_ratio", "Realized score / persistence's", labels=labels
+            ),
+            "coverage_90": GaugeMetricFamily(
+                f"{PREFIX}_target_interval_coverage",
+                "Share of realized outcomes inside the 90% interval",
+                labels=labels,
+            ),
+            "forecasts": GaugeMetricFamily(
+                f"{PREFIX}_target_forecasts", "Realized forecasts judged", labels=labels
+            ),
+        }
+        for stream, (check_id, _) in sorted(latest.items()):
+            for row in self.store.target_checks(check_id):
+                for column, family in families.items():
+                    value = getattr(row, column)
+                    if value is not None:
+                        family.add_metric([stream, row.target, row.metric], float(value))
+        yield from families.values()
 
     def _gauges(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         for suffix, column, text in GAUGES:

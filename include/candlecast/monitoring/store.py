@@ -60,6 +60,23 @@ FEATURE_DRIFT = sa.Table(
     sa.Column("drifted", sa.Boolean, nullable=False),
 )
 
+TARGET_CHECKS = sa.Table(
+    "candlecast_target_checks",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),  # target key: volatility_h24
+    sa.Column("version", sa.String(20)),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("forecasts", sa.Integer, nullable=False),
+    sa.Column("metric", sa.String(20), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("persistence", sa.Float),
+    sa.Column("ratio", sa.Float),
+    sa.Column("coverage_90", sa.Float),
+)
+
 RETRAIN_REQUESTS = sa.Table(
     "monitoring_retrain_requests",
     METADATA,
@@ -108,6 +125,21 @@ class FeatureRow:
     drifted: bool
 
 
+@dataclass(frozen=True)
+class TargetRow:
+    """One (target, horizon)'s realized figures in a check."""
+
+    target: str
+    version: str | None
+    kind: str
+    forecasts: int
+    metric: str
+    score: float | None
+    persistence: float | None
+    ratio: float | None
+    coverage_90: float | None
+
+
 class MetricsStore:
     """Reads and writes the metrics tables at a SQLAlchemy URL (created on first use)."""
 
@@ -118,15 +150,27 @@ class MetricsStore:
         self.engine = sa.create_engine(self.url)
         METADATA.create_all(self.engine)
 
-    def write_check(self, row: CheckRow, features: list[FeatureRow]) -> int:
-        """Store one check and its per-feature drift; returns the check's id."""
+    def write_check(
+        self, row: CheckRow, features: list[FeatureRow], targets: list[TargetRow] | None = None
+    ) -> int:
+        """Store one check, its per-feature drift and its targets' figures; returns its id."""
         with self.engine.begin() as db:
             inserted = db.execute(sa.insert(CHECKS).values(**asdict(row))).inserted_primary_key
             check_id = int(inserted[0]) if inserted else 0
+            common = {"check_id": check_id, "stream": row.stream, "checked_at": row.checked_at}
             if features:
-                common = {"check_id": check_id, "stream": row.stream, "checked_at": row.checked_at}
                 db.execute(sa.insert(FEATURE_DRIFT), [common | asdict(f) for f in features])
+            if targets:
+                db.execute(sa.insert(TARGET_CHECKS), [common | asdict(t) for t in targets])
         return check_id
+
+    def target_checks(self, check_id: int) -> list[TargetRow]:
+        """The targets' figures of one check."""
+        query = sa.select(TARGET_CHECKS).where(TARGET_CHECKS.c.check_id == check_id)
+        names = [f.name for f in fields(TargetRow)]
+        with self.engine.connect() as db:
+            rows = db.execute(query.order_by(TARGET_CHECKS.c.target))
+            return [TargetRow(**{n: row._mapping[n] for n in names}) for row in rows]
 
     def checks(self, stream: str | None = None) -> list[CheckRow]:
         """Every stored check (of ``stream``), oldest first."""
