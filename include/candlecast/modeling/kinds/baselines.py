@@ -92,6 +92,10 @@ class Persistence(ConstantReturn):
 @register
 class Drift(ConstantReturn):
     name = "drift"
+    serving_note = (
+        "Served by the drift baseline (the training window's mean return carried forward): "
+        "no learned model beat it significantly."
+    )
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
         """The mean next-candle return of the training window."""
