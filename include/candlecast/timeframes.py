@@ -55,3 +55,23 @@ def timeframe_cron(timeframe: str) -> str | None:
     if timeframe == "1w":
         return "0 0 * * 1"
     return None
+
+
+def volatility_windows(timeframe: str) -> tuple[int, int, int]:
+    """The short, middle and long windows (in candles) of the volatility features and HAR:
+    day, week and month on hourly and longer timeframes; hour, day and week on shorter ones
+    (a 5m stream's next hours depend on the last hour and day far more than on last month, and
+    a month of 5m candles is more history than most intraday files hold)."""
+    step = timeframe_ms(timeframe)
+    hour, day = 3_600_000, 86_400_000
+    if step < hour:
+        per_hour = hour // step
+        return per_hour, 24 * per_hour, 168 * per_hour
+    per_day = max(1, day // step)
+    return per_day, 7 * per_day, 30 * per_day
+
+
+def volatility_warmup_candles(timeframe: str) -> int:
+    """Candles before a row that its volatility features read: the long window, and as long
+    again for the time-of-day profile over the same span."""
+    return 2 * volatility_windows(timeframe)[2] + max(1, 86_400_000 // timeframe_ms(timeframe))

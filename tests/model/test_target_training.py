@@ -121,3 +121,16 @@ def test_monitoring_scores_each_target_on_the_candles_that_followed(world, btc_c
     assert volatility.metric == "qlike" and volatility.forecasts > 400
     assert volatility.ratio is not None and 0 < volatility.ratio < 1.5
     assert returns.coverage_90 is not None and 0.6 < returns.coverage_90 <= 1
+
+
+def test_a_young_stream_skips_the_targets_its_history_cannot_feed(tmp_path, btc_candles):
+    settings = settings_in(tmp_path)
+    pair = btc_pair(train_days=10, targets=TARGETS, kinds=["lightgbm"])
+    end_ms = int(END.timestamp() * 1000)
+    validated_table(pair.stream, settings).upsert(btc_candles[btc_candles["ts"] < end_ms].tail(300))
+    found = target_training.train_targets(pair, END, settings)
+    assert [(f.target_key, f.skipped) for f in found] == [
+        ("return_h4", True),
+        ("volatility_h24", True),
+    ]
+    assert all("volatility features need" in f.reason for f in found)

@@ -32,7 +32,12 @@ from candlecast.data.validation import ValidationReport, quarantine_batch, valid
 from candlecast.errors import CandleValidationError, EmptyBatchError
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
-from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
+from candlecast.timeframes import (
+    ms_to_datetime,
+    timeframe_ms,
+    to_ms,
+    volatility_warmup_candles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +75,11 @@ def validated_table(stream: Stream, settings: Settings | None = None) -> Partiti
 
 
 def history_needed_ms(pair: PairConfig) -> int:
-    """How much history before an interval the features and the training window need."""
+    """How much history before an interval the features and the training window need (the
+    volatility features' month-long windows included)."""
     step = timeframe_ms(pair.timeframe)
-    return int(pair.training.train_days * 86_400_000) + pair.features.warmup_candles * step
+    warmup = max(pair.features.warmup_candles, volatility_warmup_candles(pair.timeframe))
+    return int(pair.training.train_days * 86_400_000) + warmup * step
 
 
 def ingest(

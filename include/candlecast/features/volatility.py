@@ -21,9 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from candlecast.timeframes import timeframe_ms
+from candlecast.timeframes import timeframe_ms, volatility_windows
 
-_HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 #: Half-life of the RiskMetrics EWMA in time: RiskMetrics' daily decay 0.94 has a half-life
 #: of about 11 days; intraday variance decays faster, and half a day keeps the hourly EWMA
@@ -44,13 +43,8 @@ def ewma_decay(timeframe: str) -> float:
 
 def har_windows(timeframe: str) -> tuple[int, int, int]:
     """HAR-RV's short, middle and long windows in candles: day, week and month, or on
-    sub-hourly timeframes hour, day and week."""
-    step = timeframe_ms(timeframe)
-    if step < _HOUR_MS:
-        hour = _HOUR_MS // step
-        return hour, 24 * hour, 168 * hour
-    day = candles_per_day(timeframe)
-    return day, 7 * day, 30 * day
+    sub-hourly timeframes hour, day and week (:func:`candlecast.timeframes.volatility_windows`)."""
+    return volatility_windows(timeframe)
 
 
 def profile_days(timeframe: str) -> int:

@@ -42,7 +42,6 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import significance
-from candlecast.features.volatility import har_windows
 from candlecast.modeling import registry
 from candlecast.modeling.card import ARTIFACT, IntervalCalibration, ModelCard
 from candlecast.modeling.evaluate import aligned_inputs
@@ -53,7 +52,12 @@ from candlecast.modeling.targeted import TargetModel
 from candlecast.settings import Settings, get_settings
 from candlecast.targets import MAIN, Target, configured_targets, get_target
 from candlecast.targets.volatility import VARIANCE_FLOOR
-from candlecast.timeframes import timeframe_delta, timeframe_ms, to_ms
+from candlecast.timeframes import (
+    timeframe_delta,
+    timeframe_ms,
+    to_ms,
+    volatility_warmup_candles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,8 @@ class TargetChampion:
     reason: str
     path: str
     reused: bool = False
+    #: Not trained this time: too little history for its features (``reason`` says how much).
+    skipped: bool = False
 
 
 def train_targets(
@@ -83,23 +89,31 @@ def train_targets(
 ) -> list[TargetChampion]:
     """Every configured target's champion for the window ending at ``end`` (see the module).
 
+    A target whose window has too few rows with its features (a young stream) is returned
+    ``skipped`` with the reason; the others train.
+
     Raises:
-        NotEnoughHistoryError: the window has too few rows for a target.
+        NotEnoughHistoryError: no validated candles at all before ``end``.
         ParityError: a champion's ONNX export disagrees with its native forecasts.
     """
     settings = settings or get_settings()
     registry.configure(settings)
     candles = _candles(pair, end, settings)
-    found = [
-        train_target(pair, target, end, candles, settings) for target in configured_targets(pair)
-    ]
+    found = []
+    for target in configured_targets(pair):
+        try:
+            found.append(train_target(pair, target, end, candles, settings))
+        except NotEnoughHistoryError as exc:
+            # a young stream: this target trains once the history is long enough
+            log.info("%s %s: not trained: %s", pair.stream.label, target.key, exc)
+            found.append(TargetChampion(target.key, "", "", False, str(exc), "", skipped=True))
     calibrate_main_intervals(pair, end, candles, settings)
     return found
 
 
 def calibrate_main_intervals(
     pair: PairConfig, end: datetime, candles: pd.DataFrame, settings: Settings
-) -> Path:
+) -> Path | None:
     """Interval multipliers of the next candle's return (the main champion's target), from the
     normalized scores of "no change" on the window's holdout, written beside the targets'
     (``<models>/<stream>/targets/return_h1/intervals.json``). Every served return forecast is
@@ -111,6 +125,9 @@ def calibrate_main_intervals(
     frame = frame[frame["event_timestamp"] > pd.Timestamp(start)].dropna(subset=[SIGMA_FEATURE])
     positions = np.arange(len(frame))
     _, holdout = _split(len(frame), pair.training.holdout_fraction, target)
+    if len(holdout) < 50:
+        log.info("%s: too little history to calibrate intervals yet", pair.stream.label)
+        return None
     y = frame["target"].to_numpy(np.float64)
     calibration = _calibration(target, frame, positions, holdout, y, np.zeros(len(holdout)))
     folder = pair.stream.target_dir(settings.paths.models, MAIN)
@@ -148,7 +165,7 @@ def train_target(
         raise NotEnoughHistoryError(
             f"{stream.label}: {len(positions)} usable rows for {target.key} in the window "
             f"ending {end:%Y-%m-%d %H:%M} (the volatility features need "
-            f"{har_windows(pair.timeframe)[2]} candles of history first)"
+            f"{volatility_warmup_candles(pair.timeframe)} candles of history before a row)"
         )
     fitted, predicted = {}, {}
     for name, make in models.items():
@@ -195,7 +212,7 @@ def train_target(
 
 def _candles(pair: PairConfig, end: datetime, settings: Settings) -> pd.DataFrame:
     """The validated candles of the window and the warm-up its volatility features need."""
-    warm = har_windows(pair.timeframe)[2] * 2 + pair.features.warmup_candles
+    warm = volatility_warmup_candles(pair.timeframe) + pair.features.warmup_candles
     start = end - timedelta(days=pair.training.train_days) - timeframe_delta(pair.timeframe) * warm
     candles = validated_table(pair.stream, settings).read(to_ms(start), to_ms(end))
     if candles.empty:
