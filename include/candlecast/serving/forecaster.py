@@ -332,7 +332,11 @@ class Forecaster:
         never the next-candle forecast."""
         try:
             loaded = served_targets.load(pair, self.settings, self._target_models)
-            return served_targets.forecasts(pair, self.settings, loaded, predicted)
+
+            def online(columns: list[str]) -> dict[str, Any]:
+                return featurestore.online_features(self._store, pair.stream, columns)
+
+            return served_targets.forecasts(pair, self.settings, loaded, predicted, online)
         except Exception:
             log.exception("%s: target forecasts unavailable", pair.key)
             return None

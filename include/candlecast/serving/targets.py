@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,37 +76,50 @@ def load(
 
 
 def forecasts(
-    pair: PairConfig, settings: Settings, served: list[ServedTarget], main_forecast: float
+    pair: PairConfig,
+    settings: Settings,
+    served: list[ServedTarget],
+    main_forecast: float,
+    online: Callable[[list[str]], dict[str, Any]],
 ) -> TargetForecasts:
     """Each loaded target's answer and the next-candle return's intervals, on the newest
-    validated candle."""
-    from candlecast.features.engineering import compute_features
+    candle: the stream's features from the online store (``online(columns)``) and the
+    volatility features computed from the validated candles (no TA-Lib in the worker)."""
     from candlecast.features.volatility import har_windows, volatility_features
 
     horizons = tuple(sorted({s.target.horizon for s in served} | {1}))
     step = timeframe_ms(pair.timeframe)
     table = PartitionedTable(pair.stream.candle_dir(settings.paths.validated))
     last = table.last_key()
-    missing = tuple(
-        t.key for t in configured_targets(pair) if t.key not in {s.target.key for s in served}
-    )
+    configured = [t.key for t in configured_targets(pair)]
+    missing = tuple(key for key in configured if key not in {s.target.key for s in served})
     if last is None:
-        return TargetForecasts((), None, missing)
-    reach = har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles + max(horizons)
-    candles = table.read(last - reach * step, last + 1)
-    features = compute_features(candles, pair.timeframe, pair.stream.market_key)
+        return TargetForecasts((), None, tuple(configured))
+    reach = 2 * har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles
+    candles = table.read(last - (reach + max(horizons)) * step, last + 1)
     volatility = volatility_features(candles, pair.timeframe, horizons)
-    rows = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
-    if rows.empty or int(rows["candle_ts"].iloc[-1]) != last:
-        return TargetForecasts((), None, tuple(t.key for t in configured_targets(pair)))
-    row = rows.iloc[-1]
+    wanted = sorted(
+        {f for s in served for f in s.card.features if f not in volatility.columns}
+        | {"candle_ts", "close"}
+    )
+    values = online(wanted)
+    if volatility.empty or values.get("candle_ts") is None:
+        return TargetForecasts((), None, tuple(configured))
+    if int(values["candle_ts"]) != last or int(volatility["candle_ts"].iloc[-1]) != last:
+        return TargetForecasts((), None, tuple(configured))  # features not materialized yet
+    row = pd.concat([volatility.iloc[-1], pd.Series(values, dtype=object)])
+    row = row[~row.index.duplicated(keep="last")]
     close = float(row["close"])
     # right after a gap the month-long windows are not full again: those targets wait
-    ready = [s for s in served if np.isfinite([row[f] for f in s.card.features]).all()]
+    ready = [s for s in served if np.isfinite(_floats(row, s.card.features)).all()]
     missing += tuple(s.target.key for s in served if s not in ready)
     answers = tuple(_answer(pair, s, row, close, step) for s in ready)
     main = _main_intervals(pair, settings, row, close, main_forecast)
     return TargetForecasts(answers, main, missing)
+
+
+def _floats(row: pd.Series, names: list[str]) -> np.ndarray:
+    return np.array([np.nan if row[n] is None else float(row[n]) for n in names], np.float64)
 
 
 def _session(target: Target, folder: Path) -> ServedTarget:
@@ -128,7 +142,7 @@ def _answer(
     pair: PairConfig, served: ServedTarget, row: pd.Series, close: float, step: int
 ) -> dict[str, Any]:
     card, target = served.card, served.target
-    x = np.array([[row[name] for name in card.features]], dtype=np.float32)
+    x = _floats(row, card.features).astype(np.float32).reshape(1, -1)
     value = float(np.asarray(served.session.run(None, {served.input_name: x})[0]).reshape(-1)[0])
     closed_at = int(row["candle_ts"]) + step
     body: dict[str, Any] = {
