@@ -3,6 +3,20 @@ and the repair rules for known, unambiguous source defects.
 
 Derived columns are computed here in pandas (one vectorised pass) and checked by Great
 Expectations like any column, so every finding is a named GE expectation in the report.
+
+Each expectation carries a severity in its ``meta`` (:data:`SEVERITIES`):
+
+* ``refuse``: an impossible row (a price that is not positive, high below low, open or close
+  outside [low, high], a negative volume, a null, an off-grid or duplicate-conflicting time).
+  Only the rows it finds are refused; the rest of the batch is stored.
+* ``flag``: a statistical oddity (a close step, a volume spike, a long zero-volume run, a VWAP
+  outside the candle). The rows are stored with a bit set in their ``flags`` column.
+* ``batch``: a property of the whole batch (its columns and types, order, timeframe, share of
+  zero volume, freshness): failing it refuses the batch whole.
+
+Row expectations carry GE's ``mostly``: when more rows than ``max_refused_share`` (or
+``max_flagged_share``) fail one, the expectation fails and the batch is refused whole, so a
+file with swapped columns or of another timeframe is never stored row by row.
 """
 
 from __future__ import annotations
@@ -21,13 +35,22 @@ log = logging.getLogger(__name__)
 
 GRID = "ts_grid_offset"  # ts modulo the timeframe: 0 on the grid
 STEP = "close_step"  # |close / previous close - 1|
-SPIKE = "volume_spike"  # volume / median volume of the previous candles
+SPIKE = "volume_spike"  # volume / upper quartile of the previous traded candles' volumes
 VWAP_EXCESS = "quote_vwap_excess"  # how far quote_volume / volume lies outside [low, high]
 COARSE = "coarse_spacing"  # candles per step inside a run of equal multi-candle steps, else 0
 ZERO_VOLUME = "zero_volume"  # 1 where volume is 0 (in batches of >= _ZERO_MIN_ROWS candles)
-DERIVED = [GRID, STEP, SPIKE, ZERO_VOLUME, COARSE, VWAP_EXCESS]
+ZERO_RUN = "zero_volume_run"  # length (candles) of the zero-volume run a candle is in, else 0
+DERIVED = [GRID, STEP, SPIKE, ZERO_VOLUME, ZERO_RUN, COARSE, VWAP_EXCESS]
+REFUSE, FLAG, BATCH = "refuse", "flag", "batch"
+SEVERITIES = (REFUSE, FLAG, BATCH)
+#: The bit each statistical oddity sets in the stored ``flags`` column.
+FLAG_BITS = {STEP: 1, SPIKE: 2, ZERO_RUN: 4, VWAP_EXCESS: 8}
 _PRICES = ["open", "high", "low", "close"]
+#: Spikes are judged against the volumes of the last traded candles only: on a thin market
+#: most candles trade nothing, and a median over them is zero or dust, so any trade "spikes".
 _SPIKE_WINDOW = 48
+_SPIKE_MIN_TRADED = 12
+_SPIKE_QUANTILE = 0.75
 #: Equal steps of several candles in a row that mean another timeframe, not gaps: illiquid
 #: real markets (the bundled 1m UNITTEST_BTC) show runs of 3 at most.
 _COARSE_RUN = 6
@@ -38,7 +61,7 @@ _ZERO_MIN_ROWS = 12
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """Bounds of the statistical expectations (per pair, from the pair config)."""
+    """Bounds of the expectations (per pair, from the pair config)."""
 
     max_close_step: float = 0.5
     max_volume_spike: float = 1000.0
@@ -48,25 +71,39 @@ class CheckOptions:
     #: Largest share of zero-volume candles: beyond it the volumes are not data (a broken
     #: export, or a dead market nothing can be learnt from).
     max_zero_volume: float = 0.5
+    #: A zero-volume run longer than this (hours) is flagged: a minute without trades is a
+    #: fact of a thin market, a day without any is worth a look.
+    max_zero_run_hours: float = 24.0
+    #: Largest share of a batch one refusing expectation may find before the whole batch is
+    #: refused (GE ``mostly`` = 1 - share): a few impossible rows are the market's, many are
+    #: a broken file.
+    max_refused_share: float = 0.01
+    #: The same bound for one flagging expectation.
+    max_flagged_share: float = 0.2
 
 
 def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """The batch with the derived check columns appended (where their inputs exist)."""
+    """The batch with the derived check columns appended (where their inputs exist).
+
+    The statistics (steps, spikes, zero runs) are taken over the possible rows only, so an
+    impossible row (refused anyway) does not make its neighbour look odd.
+    """
     out = frame.reset_index(drop=True).copy()
-    columns = set(out.columns)
+    columns, step = set(out.columns), timeframe_ms(timeframe)
+    possible = _possible(out)
     if "ts" in columns:
-        out[GRID] = pd.to_numeric(out["ts"], errors="coerce") % timeframe_ms(timeframe)
+        out[GRID] = pd.to_numeric(out["ts"], errors="coerce") % step
     if "close" in columns:
-        close = _num(out, "close")
+        close = _num(out, "close")[possible]
         out[STEP] = (close / close.shift(1) - 1).abs()
     if "volume" in columns:
         volume = _num(out, "volume")
-        median = volume.shift(1).rolling(_SPIKE_WINDOW, min_periods=12).median()
-        out[SPIKE] = volume / median.where(median > 0)
+        out[SPIKE] = volume_spike(volume[possible])
         judged = len(out) >= _ZERO_MIN_ROWS
         out[ZERO_VOLUME] = ((volume == 0) & judged).astype("float64")
+        out[ZERO_RUN] = zero_runs(volume[possible])
     if "ts" in columns:
-        out[COARSE] = coarse_spacing(_num(out, "ts"), timeframe_ms(timeframe))
+        out[COARSE] = coarse_spacing(_num(out, "ts"), step)
     if {"quote_volume", "volume", "low", "high", "close"} <= columns:
         base, low, high = _num(out, "volume"), _num(out, "low"), _num(out, "high")
         vwap = _num(out, "quote_volume") / base.where(base > 0)
@@ -75,6 +112,36 @@ def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     # One consolidated block: GE copies the frame per metric, and a frame of column-by-column
     # blocks is re-merged on every copy (most of the time on large batches).
     return out.copy()
+
+
+def _possible(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose prices and volume can be real (what the refusing expectations check)."""
+    if not {*_PRICES, "volume"} <= set(frame.columns):
+        return pd.Series(True, index=frame.index)
+    o, h, low, c = (_num(frame, name) for name in _PRICES)
+    return (
+        (low > 0)
+        & (h >= np.maximum(o, c))
+        & (low <= np.minimum(o, c))
+        & (_num(frame, "volume") >= 0)
+    )
+
+
+def volume_spike(volume: pd.Series) -> pd.Series:
+    """Each traded candle's volume over the upper quartile of the volumes of the last
+    :data:`_SPIKE_WINDOW` traded candles before it (NaN until :data:`_SPIKE_MIN_TRADED` of
+    them); 0 for a candle without trades."""
+    traded = volume[volume > 0]
+    typical = traded.shift(1).rolling(_SPIKE_WINDOW, min_periods=_SPIKE_MIN_TRADED)
+    ratio = volume / typical.quantile(_SPIKE_QUANTILE).reindex(volume.index)
+    return ratio.where(volume != 0, 0.0)
+
+
+def zero_runs(volume: pd.Series) -> pd.Series:
+    """For each candle without volume, how many candles its zero-volume run holds; else 0."""
+    zero = volume == 0
+    length = zero.groupby((~zero).cumsum()).transform("sum")
+    return length.where(zero, 0).astype("float64")
 
 
 def coarse_spacing(ts: pd.Series, step: int) -> pd.Series:
@@ -101,43 +168,92 @@ def expected_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def build_suite(timeframe: str, columns: list[str], options: CheckOptions) -> Any:
-    """The expectation suite ``candles_<timeframe>`` for a batch with these stored columns."""
+    """The expectation suite ``candles_<timeframe>`` for a batch with these stored columns;
+    each expectation's ``meta["severity"]`` says what its findings do (module docstring)."""
     import great_expectations as gx
 
-    exp = gx.expectations
     suite = gx.ExpectationSuite(name=f"candles_{timeframe}")
-    derived = [GRID, STEP, SPIKE, ZERO_VOLUME, COARSE]
+    for expectation in _batch_expectations(gx.expectations, timeframe, columns, options):
+        suite.add_expectation(expectation)
+    for severity, share, expectations in (
+        (REFUSE, options.max_refused_share, _refusing(gx.expectations, columns)),
+        (FLAG, options.max_flagged_share, _flagging(gx.expectations, timeframe, columns, options)),
+    ):
+        for make, kwargs in expectations:
+            suite.add_expectation(make(**kwargs, mostly=1 - share, meta={"severity": severity}))
+    return suite
+
+
+def _batch_expectations(
+    exp: Any, timeframe: str, columns: list[str], options: CheckOptions
+) -> list[Any]:
+    derived = [GRID, STEP, SPIKE, ZERO_VOLUME, ZERO_RUN, COARSE]
     derived += [VWAP_EXCESS] if "quote_volume" in columns else []
-    add = suite.add_expectation
-    add(exp.ExpectTableColumnsToMatchOrderedList(column_list=[*columns, *derived]))
-    add(exp.ExpectColumnValuesToBeOfType(column="ts", type_="int64"))
-    for column in columns[1:]:
-        add(exp.ExpectColumnValuesToBeOfType(column=column, type_="float64"))
-    for column in CANDLE_COLUMNS:
-        add(exp.ExpectColumnValuesToNotBeNull(column=column))
-    for column in _PRICES:
-        add(exp.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
-    for upper, lower in [("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")]:
-        add(
-            exp.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A=upper, column_B=lower, or_equal=True
-            )
-        )
-    add(exp.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
-    add(exp.ExpectColumnValuesToBeUnique(column="ts"))
-    add(exp.ExpectColumnValuesToBeIncreasing(column="ts", strictly=True))
-    add(exp.ExpectColumnValuesToBeInSet(column=GRID, value_set=[0]))
-    add(exp.ExpectColumnValuesToBeBetween(column=STEP, max_value=options.max_close_step))
-    add(exp.ExpectColumnValuesToBeBetween(column=SPIKE, max_value=options.max_volume_spike))
-    add(exp.ExpectColumnValuesToBeInSet(column=COARSE, value_set=[0]))
-    add(exp.ExpectColumnMeanToBeBetween(column=ZERO_VOLUME, max_value=options.max_zero_volume))
-    if "quote_volume" in columns:
-        add(exp.ExpectColumnValuesToBeBetween(column="quote_volume", min_value=0))
-        add(exp.ExpectColumnValuesToBeBetween(column=VWAP_EXCESS, max_value=options.vwap_tolerance))
+    meta = {"severity": BATCH}
+    found = [
+        exp.ExpectTableColumnsToMatchOrderedList(column_list=[*columns, *derived], meta=meta),
+        exp.ExpectColumnValuesToBeOfType(column="ts", type_="int64", meta=meta),
+        *(
+            exp.ExpectColumnValuesToBeOfType(column=c, type_="float64", meta=meta)
+            for c in columns[1:]
+        ),
+        exp.ExpectColumnValuesToBeIncreasing(column="ts", meta=meta),
+        exp.ExpectColumnValuesToBeInSet(column=COARSE, value_set=[0], meta=meta),
+        exp.ExpectColumnMeanToBeBetween(
+            column=ZERO_VOLUME, max_value=options.max_zero_volume, meta=meta
+        ),
+    ]
     if options.max_staleness_candles is not None and options.as_of_ms is not None:
         oldest_fresh = options.as_of_ms - options.max_staleness_candles * timeframe_ms(timeframe)
-        add(exp.ExpectColumnMaxToBeBetween(column="ts", min_value=oldest_fresh))
-    return suite
+        found.append(exp.ExpectColumnMaxToBeBetween(column="ts", min_value=oldest_fresh, meta=meta))
+    return found
+
+
+def _refusing(exp: Any, columns: list[str]) -> list[tuple[Any, dict[str, Any]]]:
+    """The expectations of impossible rows, as (class, arguments)."""
+    between = exp.ExpectColumnValuesToBeBetween
+    found: list[tuple[Any, dict[str, Any]]] = [
+        (exp.ExpectColumnValuesToNotBeNull, {"column": c}) for c in CANDLE_COLUMNS
+    ]
+    found += [(between, {"column": c, "min_value": 0, "strict_min": True}) for c in _PRICES]
+    pair = exp.ExpectColumnPairValuesAToBeGreaterThanB
+    found += [
+        (pair, {"column_A": a, "column_B": b, "or_equal": True})
+        for a, b in [("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")]
+    ]
+    volumes = ["volume", *(c for c in ("quote_volume", "trades") if c in columns)]
+    found += [(between, {"column": c, "min_value": 0}) for c in volumes]
+    found += [
+        (exp.ExpectColumnValuesToBeUnique, {"column": "ts"}),
+        (exp.ExpectColumnValuesToBeInSet, {"column": GRID, "value_set": [0]}),
+    ]
+    return found
+
+
+def _flagging(
+    exp: Any, timeframe: str, columns: list[str], options: CheckOptions
+) -> list[tuple[Any, dict[str, Any]]]:
+    """The expectations of statistical oddities, as (class, arguments)."""
+    between = exp.ExpectColumnValuesToBeBetween
+    run = max(1.0, options.max_zero_run_hours * 3_600_000 / timeframe_ms(timeframe))
+    found: list[tuple[Any, dict[str, Any]]] = [
+        (between, {"column": STEP, "max_value": options.max_close_step}),
+        (between, {"column": SPIKE, "max_value": options.max_volume_spike}),
+        (between, {"column": ZERO_RUN, "max_value": run}),
+    ]
+    if "quote_volume" in columns:
+        found.append((between, {"column": VWAP_EXCESS, "max_value": options.vwap_tolerance}))
+    return found
+
+
+def repair_exact_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop rows that repeat an earlier row exactly (overlapping pages or files): one candle,
+    said twice. Rows of one time with different values are left for validation to refuse."""
+    if "ts" not in frame.columns:
+        return frame, 0
+    repeated = frame.duplicated(keep="first")
+    count = int(repeated.sum())
+    return (frame[~repeated].reset_index(drop=True), count) if count else (frame, 0)
 
 
 def repair_swapped_volumes(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -164,4 +280,7 @@ def repair_swapped_volumes(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 #: Repair rules applied before the expectations, by name; each returns (frame, rows repaired).
-REPAIRS = {"swapped_volume_columns": repair_swapped_volumes}
+REPAIRS = {
+    "exact_duplicate_rows": repair_exact_duplicates,
+    "swapped_volume_columns": repair_swapped_volumes,
+}
