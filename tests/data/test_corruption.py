@@ -307,9 +307,7 @@ def test_each_corruption_is_rejected_and_the_store_is_unchanged(store, tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.outcome == ROWS_REFUSED])
-def test_each_impossible_row_is_refused_alone_and_stored_files_are_unchanged(
-    store, tmp_path, name
-):
+def test_each_impossible_row_is_refused_alone_and_stored_files_are_unchanged(store, tmp_path, name):
     shutil.copytree(Path(store.settings.home), tmp_path / "home")
     copy = Store(settings_in(tmp_path / "home"), store.candles)
     before = copy.digest()
