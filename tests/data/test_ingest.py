@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from candlecast.data import ingestion as data
@@ -105,13 +106,31 @@ def test_imported_history_goes_through_validation_into_both_stores(tmp_path):
     assert len(data.raw_table(pair.stream, settings).read()) == 5760
 
 
-def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
+def test_an_impossible_row_is_refused_alone_and_kept_with_its_rule(tmp_path):
     from candlecast.data.importers import read_history
 
     settings = settings_in(tmp_path)
     pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
     batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
     batch.loc[100, "low"] = -1.0
+    report = data.import_history(pair, batch, "import-eth", settings)
+    stored = data.validated_table(pair.stream, settings).read()
+    assert len(stored) == len(batch) - 1 and batch.loc[100, "ts"] not in set(stored["ts"])
+    assert len(data.raw_table(pair.stream, settings).read()) == len(batch) - 1
+    folder = tmp_path / "quarantine" / "binance" / "ETH_BTC" / "5m" / "import-eth"
+    refused = pd.read_parquet(folder / "refused.parquet")
+    assert refused["ts"].tolist() == [batch.loc[100, "ts"]]
+    assert "expect_column_values_to_be_between on low" in refused["rule"].iloc[0]
+    assert report.completeness.missing == 1 and "1 refused" in report.summary()
+
+
+def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
+    from candlecast.data.importers import read_history
+
+    settings = settings_in(tmp_path)
+    pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
+    batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
+    batch.loc[100:200, "low"] = -1.0  # 101 of 5,760 rows: more than the 1% a rule may refuse
     with pytest.raises(CandleValidationError, match="low"):
         data.import_history(pair, batch, "import-eth", settings)
     assert data.validated_table(pair.stream, settings).read().empty

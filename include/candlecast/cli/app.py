@@ -121,7 +121,8 @@ def pairs() -> None:
 
     config = _config()
     table = Table(title=f"streams in {get_settings().pairs}")
-    for column in ("symbol", "exchange", "timeframe", "DAG", "model kinds", "start", "end"):
+    columns = ("symbol", "exchange", "timeframe", "DAG", "model kinds", "start", "end", "liquidity")
+    for column in columns:
         table.add_column(column)
     for p in config.pairs:
         with _clean_errors():
@@ -129,10 +130,20 @@ def pairs() -> None:
         start = p.start.isoformat() if p.start else "(now)"
         end = p.end.isoformat() if p.end else "-"
         kinds = ",".join(p.training.kinds)
-        table.add_row(
-            p.symbol, p.exchange, p.timeframe, ", ".join(p.stream.dag_ids), kinds, start, end
-        )
+        dags = ", ".join(p.stream.dag_ids)
+        table.add_row(p.symbol, p.exchange, p.timeframe, dags, kinds, start, end, _liquid(p))
     console.print(table)
+
+
+def _liquid(pair: PairConfig) -> str:
+    """The liquidity of a stream's stored candles, for the ``pairs`` table."""
+    from candlecast.data.ingestion import stored_liquidity
+
+    found = stored_liquidity(pair.stream)
+    if found is None:
+        return "-"
+    text = found.describe()
+    return f"[yellow]{text}[/yellow]" if found.thin else text
 
 
 @app.command()
@@ -261,6 +272,13 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     console.print(table)
     totals = summarize(found)
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+    flagged = ingestion.stored_flags(config.stream)
+    if flagged:
+        counts = ", ".join(f"{name} {count}" for name, count in flagged.items())
+        console.print(f"candles stored with flags: {counts}")
+    found_liquidity = ingestion.stored_liquidity(config.stream)
+    if found_liquidity is not None and found_liquidity.thin:
+        console.print(f"[yellow]warning: {found_liquidity.describe()}[/yellow]")
     _hint(config, configured)
 
 

@@ -23,8 +23,9 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data import integrity
-from candlecast.data.checks import REPAIRS, CheckOptions
+from candlecast.data.checks import FLAG_BITS, REPAIRS, CheckOptions
 from candlecast.data.gaps import Completeness, Gap, completeness, find_gaps
+from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.data.schema import CANDLE_COLUMNS, FLAGS
 from candlecast.data.sources import CandleSource, fetch_range, iter_pages, source_for
 from candlecast.data.store import PartitionedTable, locked
@@ -246,6 +247,29 @@ def _lower_bound(pair: PairConfig, end: datetime) -> int:
 def stored_gaps(stream: Stream, settings: Settings | None = None, store: str = "raw") -> list[Gap]:
     """Gaps in a stream's stored candles (``raw`` or ``validated``)."""
     return find_gaps(_table(store, stream, settings).keys(), stream.timeframe)
+
+
+def stored_liquidity(
+    stream: Stream, settings: Settings | None = None, candles: int = 10_000
+) -> Liquidity | None:
+    """The liquidity of a stream's newest ``candles`` validated candles (None: none stored)."""
+    table = validated_table(stream, settings)
+    newest = table.last_key()
+    if newest is None:
+        return None
+    step = timeframe_ms(stream.timeframe)
+    recent = table.read(newest - (candles - 1) * step, newest + step)
+    return liquidity(recent) if len(recent) else None
+
+
+def stored_flags(stream: Stream, settings: Settings | None = None) -> dict[str, int]:
+    """How many validated candles of a stream each oddity flagged."""
+    stored = validated_table(stream, settings).read()
+    if stored.empty or FLAGS not in stored.columns:
+        return {}
+    bits = stored[FLAGS].fillna(0).astype("int64")
+    counts = {name: int((bits & bit != 0).sum()) for name, bit in FLAG_BITS.items()}
+    return {name: count for name, count in counts.items() if count}
 
 
 def stored_completeness(

@@ -34,6 +34,7 @@ from candlecast.data.checks import (
     expected_columns,
 )
 from candlecast.data.gaps import Completeness
+from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.data.schema import FLAGS
 from candlecast.timeframes import ms_to_iso
 
@@ -82,6 +83,8 @@ class ValidationReport:
     findings: list[Failure] = field(default_factory=list)
     #: The refused rows as they came, with the rules that refused them (``rule``).
     refused: pd.DataFrame | None = field(default=None, repr=False)
+    #: How liquid the stored candles are; a thin market gets a warning line in the summary.
+    liquidity: Liquidity | None = None
 
     @property
     def refused_rows(self) -> int:
@@ -102,7 +105,9 @@ class ValidationReport:
                 stored += f"; replaced {self.replaced} stored candles ({self.undo})"
             passed = self.rows - self.refused_rows
             head = f"{self.suite}: {passed} candles passed{self._rows_note()}{repaired}{stored}"
-            return "\n".join([head + missing, *self._finding_lines()])
+            known = self.liquidity
+            warning = [f"  - warning: {known.describe()}"] if known and known.thin else []
+            return "\n".join([head + missing, *self._finding_lines(), *warning])
         lines = [
             f"{self.suite}: {len(self.failures)} expectation(s) failed on {self.rows} candles"
             + repaired
@@ -180,6 +185,7 @@ def validate_candles(
         docs=docs,
         findings=findings,
         refused=batch.assign(rule=refused.str.removeprefix("; "))[refused != ""],
+        liquidity=liquidity(out),
     )
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
+from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
 from candlecast.monitoring import decisions
@@ -79,6 +80,8 @@ class CheckResult:
     check_id: int = 0
     report_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: How liquid the current window's candles are (a thin market is warned about).
+    liquidity: Liquidity | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class CheckResult:
             "reason": self.decision.reason,
             "check_id": self.check_id,
             "report_path": self.report_path,
+            "liquidity": self.liquidity.to_dict() if self.liquidity else None,
         }
 
 
@@ -256,6 +260,7 @@ def check_pair(
         feature_staleness_s=staleness,
         decision=decision,
         timings=timings,
+        liquidity=_window_liquidity(pair, current_span, settings),
     )
     report = None
     if keep_report and drift.features:
@@ -264,6 +269,13 @@ def check_pair(
     timings["total_s"] = time.perf_counter() - started
     log.info("%s: %s", stream.label, decision.reason)
     return _replace(result, check_id=check_id, report_path=report)
+
+
+def _window_liquidity(
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+) -> Liquidity | None:
+    candles = validated_table(pair.stream, settings).read(to_ms(span[0]), to_ms(span[1]))
+    return liquidity(candles) if len(candles) else None
 
 
 def request_retrain(
