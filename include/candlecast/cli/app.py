@@ -235,17 +235,22 @@ def import_candles(
     overwrite: Annotated[
         bool, typer.Option(help="replace stored candles that differ (kept for undo)")
     ] = False,
+    from_trades: Annotated[
+        bool, typer.Option(help="the file holds trades: resample them into the stream's candles")
+    ] = False,
 ) -> None:
-    """Import candle history (Binance dumps, CryptoDataDownload, freqtrade, CSV/parquet), for
-    a configured stream or, with --exchange and --timeframe, one not configured yet. A file
-    that differs from stored validated candles is refused (quarantined, differences listed)
-    unless --overwrite."""
+    """Import candle history (Binance dumps, CryptoDataDownload, Kraken OHLCVT, Coinbase API
+    pages, freqtrade, CSV/parquet; trades files with --from-trades), for a configured stream
+    or, with --exchange and --timeframe, one not configured yet. Impossible rows are refused
+    and kept in the quarantine; a file that differs from stored validated candles is refused
+    (quarantined, differences listed) unless --overwrite."""
     from candlecast.data import ingestion
     from candlecast.data.importers import read_history
 
     config, configured = _stream(pair, exchange, timeframe)
     with _clean_errors():
-        batch = read_history(file, fmt, symbol=config.symbol)
+        trades_to = config.timeframe if from_trades else None
+        batch = read_history(file, fmt, symbol=config.symbol, from_trades=trades_to)
         report = ingestion.import_history(config, batch, f"import-{file.stem}", overwrite=overwrite)
     console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
     _hint(config, configured)
