@@ -117,3 +117,18 @@ def test_a_swapped_column_copy_of_the_thin_market_is_refused_whole(tmp_path, pub
         ingestion.import_history(pair, candles, "swapped", settings)
     assert ingestion.validated_table(pair.stream, settings).read().empty
     assert ingestion.raw_table(pair.stream, settings).read().empty
+
+
+def test_kraken_s_own_file_of_a_thin_market_keeps_its_trade_counts(tmp_path):
+    """Kraken's OHLCVT of BCH/EUR on 2023-01-01 (built from Kraken's real trades): 78 minutes
+    that traded, of the 1,398 the day spans; one trade per candle at the median."""
+    settings = settings_in(tmp_path)
+    pair = btc_pair(symbol="BCH/EUR", exchange="kraken", timeframe="1m", replay_file=None)
+    path = REPO / "tests" / "fixtures" / "importers" / "kraken_ohlcvt_BCHEUR_1.csv"
+    report = ingestion.import_history(pair, read_history(path, symbol="BCH/EUR"), "k", settings)
+    assert report.success and report.refused_rows == 0
+    assert report.completeness.present == 78 and report.completeness.missing > 1_000
+    assert report.liquidity.median_trades == 1.0 and report.liquidity.thin
+    assert "median 1 trades per candle" in report.summary()
+    stored = ingestion.validated_table(pair.stream, settings).read()
+    assert stored["trades"].sum() == 148

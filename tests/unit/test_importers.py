@@ -210,6 +210,7 @@ def test_fixtures_are_what_make_fixtures_builds():
         *JSON_FIXTURES,
         "kraken_ohlcvt_BCHEUR_1.csv",
         "coinbase_btc_usd_page.json",
+        "binance_BTCUSDT_1h.csv",
     }
     assert max(map(len, built.values())) < 6000
 

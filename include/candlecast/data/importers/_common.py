@@ -60,12 +60,17 @@ class Sample:
 
     @cached_property
     def first_line(self) -> str:
+        """The first line of text ('' for a parquet or feather file: it has no lines)."""
+        if self.magic is not None:
+            return ""
         return self.text.lstrip().split("\n", 1)[0].strip()
 
     @cached_property
     def fields(self) -> list[str]:
-        """The first line's fields as :func:`column_key` gives them."""
-        return [column_key(cell) for cell in self.first_line.split(",")]
+        """The first line's fields as :func:`column_key` gives them ([] for a parquet or
+        feather file: it has no lines)."""
+        line = self.first_line
+        return [column_key(cell) for cell in line.split(",")] if line else []
 
     @cached_property
     def is_json(self) -> bool:
