@@ -25,9 +25,17 @@ from candlecast.config import PairConfig
 from candlecast.data import integrity
 from candlecast.data.checks import FLAG_BITS, REPAIRS, CheckOptions
 from candlecast.data.gaps import Completeness, Gap, completeness, find_gaps
+from candlecast.data.limits import check_reach
 from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.data.schema import CANDLE_COLUMNS, FLAGS
-from candlecast.data.sources import CandleSource, fetch_range, iter_pages, source_for
+from candlecast.data.sources import (
+    CandleSource,
+    fetch_range,
+    iter_pages,
+    limit_of,
+    present_of,
+    source_for,
+)
 from candlecast.data.store import PartitionedTable, locked
 from candlecast.data.validation import (
     ValidationReport,
@@ -122,6 +130,9 @@ def ingest(
         OverlapConflictError, FutureCandleError: see above; what was stored before stays.
         ExchangeUnavailableError: the source failed, or stopped giving candles before the
             range reaches the present (the message names where).
+        HistoryLimitError: the range to fetch starts before the oldest candle the exchange
+            serves (Kraken: the 720 most recent); the message names the first missing candle
+            and the bulk file to import. Nothing is fetched.
     """
     source = source or source_for(pair)
     settings = settings or get_settings()
@@ -136,6 +147,10 @@ def ingest(
     elif newest is not None and _lower_bound(pair, end) <= newest + step < first:
         first = newest + step
     resumed = _resume_point(table, first, last, step)
+    limit = limit_of(source)
+    if resumed < last:
+        now = present_of(source, pair.symbol, pair.timeframe)
+        check_reach(limit, pair.symbol, pair.timeframe, resumed, now, _import_command(pair))
     write = _PageWriter(pair, settings, overwrite, now_ms)
     rows, files = 0, set[str]()
     for page in iter_pages(source, pair.symbol, pair.timeframe, resumed, last):
@@ -292,7 +307,13 @@ def _refetch_gaps(
     """Ask the source again for candles missing before ``before``; returns the ranges
     (open times, end exclusive) it now had candles for."""
     filled = []
-    for gap in find_gaps(table.keys(since, before), pair.timeframe)[:MAX_GAP_REFETCH]:
+    oldest = limit_of(source).oldest_served_ms(
+        pair.timeframe, present_of(source, pair.symbol, pair.timeframe)
+    )
+    gaps = find_gaps(table.keys(since, before), pair.timeframe)
+    # a gap older than the exchange serves can only be filled by importing a bulk file
+    gaps = [gap for gap in gaps if oldest is None or gap.start_ms >= oldest]
+    for gap in gaps[:MAX_GAP_REFETCH]:
         frame = fetch_range(source, pair.symbol, pair.timeframe, gap.start_ms, gap.end_ms)
         if len(frame):
             write(frame)

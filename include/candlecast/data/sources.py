@@ -14,6 +14,7 @@ pretending the range is complete.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
+from candlecast.data.limits import HistoryLimit
 from candlecast.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS
 from candlecast.errors import ExchangeUnavailableError, SourceError
 from candlecast.timeframes import ms_to_iso, timeframe_ms
@@ -122,6 +124,19 @@ def iter_pages(
             return
         yield _frame(page)
         since = int(page[-1][0]) + step
+
+
+def limit_of(source: CandleSource) -> HistoryLimit:
+    """A source's paging and history limits (a source that declares none has none)."""
+    declared = getattr(source, "history", None)
+    return declared if isinstance(declared, HistoryLimit) else HistoryLimit(source.id)
+
+
+def present_of(source: CandleSource, symbol: str, timeframe: str) -> int:
+    """The source's now (its clock, or the end of a recording), else the real time."""
+    present = getattr(source, "present_ms", None)
+    now = present(symbol, timeframe) if callable(present) else None
+    return int(time.time() * 1000) if now is None else int(now)
 
 
 def reached_present(source: CandleSource, symbol: str, timeframe: str, since: int) -> bool:
