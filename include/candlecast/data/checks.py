@@ -90,18 +90,20 @@ def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     """
     out = frame.reset_index(drop=True).copy()
     columns, step = set(out.columns), timeframe_ms(timeframe)
-    possible = _possible(out)
+    numbers = {
+        c: _num(out, c).to_numpy(dtype="float64") for c in [*_PRICES, "volume"] if c in columns
+    }
+    possible = _possible(numbers)
     if "ts" in columns:
         out[GRID] = pd.to_numeric(out["ts"], errors="coerce") % step
     if "close" in columns:
-        close = _num(out, "close")[possible]
-        out[STEP] = (close / close.shift(1) - 1).abs()
+        out[STEP] = _over(possible, numbers["close"], _close_step)
     if "volume" in columns:
-        volume = _num(out, "volume")
-        out[SPIKE] = volume_spike(volume[possible])
+        volume = numbers["volume"]
+        out[SPIKE] = _over(possible, volume, volume_spike)
         judged = len(out) >= _ZERO_MIN_ROWS
         out[ZERO_VOLUME] = ((volume == 0) & judged).astype("float64")
-        out[ZERO_RUN] = zero_runs(volume[possible])
+        out[ZERO_RUN] = _over(possible, volume, zero_runs)
     if "ts" in columns:
         out[COARSE] = coarse_spacing(_num(out, "ts"), step)
     if {"quote_volume", "volume", "low", "high", "close"} <= columns:
@@ -114,34 +116,57 @@ def derive(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return out.copy()
 
 
-def _possible(frame: pd.DataFrame) -> pd.Series:
-    """Rows whose prices and volume can be real (what the refusing expectations check)."""
-    if not {*_PRICES, "volume"} <= set(frame.columns):
-        return pd.Series(True, index=frame.index)
-    o, h, low, c = (_num(frame, name) for name in _PRICES)
-    return (
-        (low > 0)
-        & (h >= np.maximum(o, c))
-        & (low <= np.minimum(o, c))
-        & (_num(frame, "volume") >= 0)
-    )
+def _possible(numbers: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Which rows' prices and volume can be real (what the refusing expectations check);
+    None when all can (or the columns to tell are missing)."""
+    if not {*_PRICES, "volume"} <= set(numbers):
+        return None
+    o, h, low, c = (numbers[name] for name in _PRICES)
+    with np.errstate(invalid="ignore"):
+        ok = (low > 0) & (h >= np.maximum(o, c)) & (low <= np.minimum(o, c))
+        ok &= numbers["volume"] >= 0
+    return None if ok.all() else ok
 
 
-def volume_spike(volume: pd.Series) -> pd.Series:
+def _over(possible: np.ndarray | None, values: np.ndarray, statistic: Any) -> np.ndarray:
+    """``statistic`` of the possible rows' ``values``, NaN on the impossible rows."""
+    if possible is None:
+        return statistic(values)
+    out = np.full(len(values), np.nan)
+    out[possible] = statistic(values[possible])
+    return out
+
+
+def _close_step(close: np.ndarray) -> np.ndarray:
+    previous = np.concatenate([[np.nan], close[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.abs(close / previous - 1)
+
+
+def volume_spike(volume: np.ndarray) -> np.ndarray:
     """Each traded candle's volume over the upper quartile of the volumes of the last
     :data:`_SPIKE_WINDOW` traded candles before it (NaN until :data:`_SPIKE_MIN_TRADED` of
     them); 0 for a candle without trades."""
-    traded = volume[volume > 0]
-    typical = traded.shift(1).rolling(_SPIKE_WINDOW, min_periods=_SPIKE_MIN_TRADED)
-    ratio = volume / typical.quantile(_SPIKE_QUANTILE).reindex(volume.index)
-    return ratio.where(volume != 0, 0.0)
+    traded = volume > 0
+    typical = np.full(len(volume), np.nan)
+    window = (
+        pd.Series(volume[traded]).shift(1).rolling(_SPIKE_WINDOW, min_periods=_SPIKE_MIN_TRADED)
+    )
+    typical[traded] = window.quantile(_SPIKE_QUANTILE).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(volume == 0, 0.0, volume / typical)
 
 
-def zero_runs(volume: pd.Series) -> pd.Series:
+def zero_runs(volume: np.ndarray) -> np.ndarray:
     """For each candle without volume, how many candles its zero-volume run holds; else 0."""
     zero = volume == 0
-    length = zero.groupby((~zero).cumsum()).transform("sum")
-    return length.where(zero, 0).astype("float64")
+    out = np.zeros(len(volume))
+    if not zero.any():
+        return out
+    edges = np.diff(np.concatenate([[0], zero.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    out[zero] = np.repeat(ends - starts, ends - starts)
+    return out
 
 
 def coarse_spacing(ts: pd.Series, step: int) -> pd.Series:

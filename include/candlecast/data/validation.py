@@ -238,6 +238,10 @@ def _run_suite(
     return next(iter(outcome.run_results.values())), pages[-1] if pages else None
 
 
+#: Rows a finding names (the summary shows five; the quarantine keeps them all).
+_LABELLED = 20
+
+
 def _unexpected_rows(res: Any) -> np.ndarray:
     """Positions of the rows an expectation found (the checked frame has a RangeIndex)."""
     indexes = (res.result or {}).get("unexpected_index_list") or []
@@ -252,7 +256,7 @@ def _failure(res: Any, checked: pd.DataFrame, severity: str) -> Failure:
     )
     outcome = res.result or {}
     indexes = outcome.get("unexpected_index_list") or []
-    rows = [_row_label(checked, i) for i in indexes]
+    rows = [_row_label(checked, i) for i in indexes[:_LABELLED]]
     count = outcome.get("unexpected_count")
     if count is None:
         count = len(indexes) or 1
