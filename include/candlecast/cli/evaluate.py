@@ -82,7 +82,7 @@ def evaluate(
     import sys
 
     from candlecast.data.importers import read_history
-    from candlecast.data.ingestion import validated_table
+    from candlecast.data.ingestion import usable_candles, validated_table
     from candlecast.modeling import evaluate as evaluation
     from candlecast.modeling import report as reports
     from candlecast.modeling.kinds import check_training
@@ -97,7 +97,7 @@ def evaluate(
         config, configured = _stream(pair, exchange or ("file" if file else None), timeframe)
         check_training(config.training, config.stream.label)
         if candles is None:
-            candles = validated_table(config.stream).read()
+            candles = usable_candles(config, validated_table(config.stream).read())
         frame = evaluation.evaluation_frame(candles, config.timeframe, config.stream.market_key)
         settings = evaluation.EvaluationSettings().with_overrides(
             train_rows=train_rows,

@@ -69,8 +69,10 @@ class CheckOptions:
     as_of_ms: int | None = None
     vwap_tolerance: float = 1e-3
     #: Largest share of zero-volume candles: beyond it the volumes are not data (a broken
-    #: export, or a dead market nothing can be learnt from).
-    max_zero_volume: float = 0.5
+    #: export, or a dead market nothing can be learnt from). A market quiet most of the time
+    #: is real (stored, with a liquidity warning): only one trading in fewer than 1 candle of
+    #: 20 is refused.
+    max_zero_volume: float = 0.95
     #: A zero-volume run longer than this (hours) is flagged: a minute without trades is a
     #: fact of a thin market, a day without any is worth a look.
     max_zero_run_hours: float = 24.0

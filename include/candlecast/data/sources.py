@@ -23,7 +23,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.limits import HistoryLimit
-from candlecast.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS
+from candlecast.data.schema import CANDLE_COLUMNS
 from candlecast.errors import ExchangeUnavailableError, SourceError
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -85,7 +85,8 @@ class ReplayExchange:
             stop = int(np.searchsorted(ts, closed_before, side="right"))
         count = min(limit or self.page_limit, self.page_limit)
         page = frame.iloc[first : min(first + count, stop)]
-        columns = [*CANDLE_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]
+        # ccxt's rows: the six candle fields, and a quote volume as the seventh where given
+        columns = [*CANDLE_COLUMNS, *(["quote_volume"] if "quote_volume" in frame else [])]
         return page[columns].to_numpy(dtype=float).tolist()
 
 
@@ -169,7 +170,7 @@ def fetch_range(
 
 def _frame(rows: list[list[float]]) -> pd.DataFrame:
     width = max((len(r) for r in rows), default=len(CANDLE_COLUMNS))
-    columns = [*CANDLE_COLUMNS, *OPTIONAL_COLUMNS][: max(width, len(CANDLE_COLUMNS))]
+    columns = [*CANDLE_COLUMNS, "quote_volume"][: max(width, len(CANDLE_COLUMNS))]
     frame = pd.DataFrame(rows, columns=columns)
     frame["ts"] = frame["ts"].astype("int64")
     return frame
