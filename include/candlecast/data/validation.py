@@ -139,7 +139,8 @@ def validate_candles(
     docs_dir: Path | None = None,
 ) -> ValidationReport:
     """Repair known source defects, then run the timeframe's suite on the batch (in the
-    order it arrived). ``report.batch`` is the repaired batch, without derived columns.
+    order it arrived). ``report.batch`` is the repaired batch without its refused rows, with
+    the ``flags`` column (no derived columns); ``report.refused`` holds the refused rows.
 
     With ``docs_dir``, the run goes through a GE checkpoint that also builds the data docs
     (HTML) there; ``report.docs`` is the page of this validation.
@@ -156,37 +157,53 @@ def validate_candles(
         result, docs = _run_suite(
             checked, lambda: build_suite(timeframe, columns, options), docs_dir
         )
-    failures, findings = [], []
-    refused = pd.Series("", index=batch.index, dtype=object)
-    flags = np.zeros(len(batch), dtype=np.int64)
-    for res in result.results:
-        severity = (res.expectation_config.meta or {}).get("severity", BATCH)
-        if not res.success:
-            failures.append(_failure(res, checked, BATCH))
-            continue
-        rows = _unexpected_rows(res)
-        if severity == BATCH or not len(rows):
-            continue
-        finding = _failure(res, checked, severity)
-        findings.append(finding)
-        if severity == REFUSE:
-            refused.iloc[rows] = refused.iloc[rows] + "; " + finding.rule
-        else:
-            flags[rows] |= FLAG_BITS[str(res.expectation_config.kwargs["column"])]
-    out = batch.assign(**{FLAGS: flags})[refused == ""].reset_index(drop=True)
+    found = _Findings.of(result, checked)
+    out = batch.assign(**{FLAGS: found.flags})[found.rules == ""].reset_index(drop=True)
     return ValidationReport(
         suite=f"candles_{timeframe}",
         rows=len(checked),
         success=bool(result.success),
-        failures=failures,
+        failures=found.failures,
         result=result.to_json_dict(),
         repairs=repairs,
         batch=out,
         docs=docs,
-        findings=findings,
-        refused=batch.assign(rule=refused.str.removeprefix("; "))[refused != ""],
+        findings=found.findings,
+        refused=batch.assign(rule=found.rules.str.removeprefix("; "))[found.rules != ""],
         liquidity=liquidity(out),
     )
+
+
+@dataclass
+class _Findings:
+    """A GE result sorted by severity: failed expectations, findings within their bound,
+    each row's refusing rules (``"; "``-joined, empty when kept) and flag bits."""
+
+    failures: list[Failure]
+    findings: list[Failure]
+    rules: pd.Series
+    flags: np.ndarray
+
+    @classmethod
+    def of(cls, result: Any, checked: pd.DataFrame) -> _Findings:
+        rules = pd.Series("", index=checked.index, dtype=object)
+        found = cls([], [], rules, np.zeros(len(checked), dtype=np.int64))
+        for res in result.results:
+            severity = (res.expectation_config.meta or {}).get("severity", BATCH)
+            if not res.success:
+                found.failures.append(_failure(res, checked, BATCH))
+                continue
+            rows = _unexpected_rows(res)
+            if severity != BATCH and len(rows):
+                found.add(_failure(res, checked, severity), res, rows)
+        return found
+
+    def add(self, finding: Failure, res: Any, rows: np.ndarray) -> None:
+        self.findings.append(finding)
+        if finding.severity == REFUSE:
+            self.rules.iloc[rows] = self.rules.iloc[rows] + "; " + finding.rule
+        else:
+            self.flags[rows] |= FLAG_BITS[str(res.expectation_config.kwargs["column"])]
 
 
 def _run_suite(
