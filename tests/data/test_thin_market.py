@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.data import ingestion
+from candlecast.data import ingestion, quality
 from candlecast.data.checks import FLAG_BITS
 from candlecast.data.importers import read_history
 from candlecast.data.schema import FLAGS
@@ -86,7 +86,7 @@ def test_a_mostly_quiet_market_is_stored_with_a_liquidity_warning(tmp_path, publ
     report = ingestion.import_history(pair, candles, "thinner", settings)
     assert report.success and report.refused_rows == 0
     assert f"warning: thin market: {quiet:.1%} of 14398 candles without trades" in report.summary()
-    stored = ingestion.stored_liquidity(pair.stream, settings)
+    stored = quality.stored_liquidity(pair.stream, settings)
     assert stored is not None and stored.thin
 
 
@@ -103,11 +103,11 @@ def test_odd_minutes_are_stored_with_their_flag(tmp_path, published):
         == report.flagged_rows
         == len(stored)
         - len(
-            ingestion.usable_candles(thin_pair(max_volume_spike=20.0, exclude_flagged=True), stored)
+            quality.usable_candles(thin_pair(max_volume_spike=20.0, exclude_flagged=True), stored)
         )
     )
-    assert ingestion.stored_flags(pair.stream, settings) == {"volume_spike": int(spiked.sum())}
-    assert len(ingestion.usable_candles(pair, stored)) == len(stored)  # default: kept
+    assert quality.stored_flags(pair.stream, settings) == {"volume_spike": int(spiked.sum())}
+    assert len(quality.usable_candles(pair, stored)) == len(stored)  # default: kept
 
 
 @pytest.mark.parametrize("swap", [("close", "volume"), ("high", "low")])

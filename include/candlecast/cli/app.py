@@ -137,7 +137,7 @@ def pairs() -> None:
 
 def _liquid(pair: PairConfig) -> str:
     """The liquidity of a stream's stored candles, for the ``pairs`` table."""
-    from candlecast.data.ingestion import stored_liquidity
+    from candlecast.data.quality import stored_liquidity
 
     found = stored_liquidity(pair.stream)
     if found is None:
@@ -259,7 +259,7 @@ def import_candles(
 @app.command()
 def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = None) -> None:
     """Report the candles missing from a stream's store: how many, and where."""
-    from candlecast.data import ingestion
+    from candlecast.data import ingestion, quality
     from candlecast.data.gaps import summarize
 
     config, configured = _stream(pair, exchange, timeframe)
@@ -277,11 +277,11 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     console.print(table)
     totals = summarize(found)
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
-    flagged = ingestion.stored_flags(config.stream)
+    flagged = quality.stored_flags(config.stream)
     if flagged:
         counts = ", ".join(f"{name} {count}" for name, count in flagged.items())
         console.print(f"candles stored with flags: {counts}")
-    found_liquidity = ingestion.stored_liquidity(config.stream)
+    found_liquidity = quality.stored_liquidity(config.stream)
     if found_liquidity is not None and found_liquidity.thin:
         console.print(f"[yellow]warning: {found_liquidity.describe()}[/yellow]")
     _hint(config, configured)

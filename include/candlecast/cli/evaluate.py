@@ -82,7 +82,8 @@ def evaluate(
     import sys
 
     from candlecast.data.importers import read_history
-    from candlecast.data.ingestion import usable_candles, validated_table
+    from candlecast.data.ingestion import validated_table
+    from candlecast.data.quality import usable_candles
     from candlecast.modeling import evaluate as evaluation
     from candlecast.modeling import report as reports
     from candlecast.modeling.kinds import check_training

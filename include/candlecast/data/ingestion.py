@@ -23,10 +23,9 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data import integrity
-from candlecast.data.checks import FLAG_BITS, REPAIRS, CheckOptions
+from candlecast.data.checks import REPAIRS, CheckOptions
 from candlecast.data.gaps import Completeness, Gap, completeness, find_gaps
 from candlecast.data.limits import check_reach
-from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.data.schema import CANDLE_COLUMNS, FLAGS
 from candlecast.data.sources import (
     CandleSource,
@@ -83,14 +82,6 @@ def raw_table(stream: Stream, settings: Settings | None = None) -> PartitionedTa
 def validated_table(stream: Stream, settings: Settings | None = None) -> PartitionedTable:
     """Candles that passed validation: the only input of features."""
     return _table("validated", stream, settings)
-
-
-def usable_candles(pair: PairConfig, candles: pd.DataFrame) -> pd.DataFrame:
-    """Validated candles as features, training and evaluation take them: without the ones
-    flagged as odd where the pair's ``data.exclude_flagged`` says so (default: all kept)."""
-    if not pair.data.exclude_flagged or FLAGS not in candles.columns:
-        return candles
-    return candles[candles[FLAGS].fillna(0) == 0].reset_index(drop=True)
 
 
 def history_needed_ms(pair: PairConfig) -> int:
@@ -262,29 +253,6 @@ def _lower_bound(pair: PairConfig, end: datetime) -> int:
 def stored_gaps(stream: Stream, settings: Settings | None = None, store: str = "raw") -> list[Gap]:
     """Gaps in a stream's stored candles (``raw`` or ``validated``)."""
     return find_gaps(_table(store, stream, settings).keys(), stream.timeframe)
-
-
-def stored_liquidity(
-    stream: Stream, settings: Settings | None = None, candles: int = 10_000
-) -> Liquidity | None:
-    """The liquidity of a stream's newest ``candles`` validated candles (None: none stored)."""
-    table = validated_table(stream, settings)
-    newest = table.last_key()
-    if newest is None:
-        return None
-    step = timeframe_ms(stream.timeframe)
-    recent = table.read(newest - (candles - 1) * step, newest + step)
-    return liquidity(recent) if len(recent) else None
-
-
-def stored_flags(stream: Stream, settings: Settings | None = None) -> dict[str, int]:
-    """How many validated candles of a stream each oddity flagged."""
-    stored = validated_table(stream, settings).read()
-    if stored.empty or FLAGS not in stored.columns:
-        return {}
-    bits = stored[FLAGS].fillna(0).astype("int64")
-    counts = {name: int((bits & bit != 0).sum()) for name, bit in FLAG_BITS.items()}
-    return {name: count for name, count in counts.items() if count}
 
 
 def stored_completeness(

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from candlecast.config import PairConfig
-from candlecast.data.ingestion import usable_candles, validated_table
+from candlecast.data.ingestion import validated_table
+from candlecast.data.quality import usable_candles
 from candlecast.data.store import PartitionedTable
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, compute_features

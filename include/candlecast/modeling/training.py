@@ -30,7 +30,8 @@ import pandas as pd
 import yaml
 
 from candlecast.config import PairConfig
-from candlecast.data.ingestion import stored_completeness, usable_candles, validated_table
+from candlecast.data.ingestion import stored_completeness, validated_table
+from candlecast.data.quality import usable_candles
 from candlecast.errors import NotEnoughHistoryError
 from candlecast.evaluation.metrics import score
 from candlecast.features import featurestore
