@@ -473,4 +473,7 @@ def validate_frame(
     if overlap.kept_in is not None:
         report.undo = integrity.undo_note(overlap.kept_in, _import_command(pair))
     log.info("%s", report.summary())
+    if report.refused_rows:  # news, unlike a clean batch (quiet when healthy)
+        where = f"kept in {report.quarantine}" if report.quarantine else "see the report"
+        log.warning("%s: %d candles refused (%s)", pair.stream.label, report.refused_rows, where)
     return report
