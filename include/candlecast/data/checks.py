@@ -15,8 +15,9 @@ Each expectation carries a severity in its ``meta`` (:data:`SEVERITIES`):
   zero volume, freshness): failing it refuses the batch whole.
 
 Row expectations carry GE's ``mostly``: when more rows than ``max_refused_share`` (or
-``max_flagged_share``) fail one, the expectation fails and the batch is refused whole, so a
-file with swapped columns or of another timeframe is never stored row by row.
+``max_flagged_share``) of the batch, and more than one, fail one, the expectation fails and
+the batch is refused whole, so a file with swapped columns or of another timeframe is never
+stored row by row (:func:`allowed_rows`).
 """
 
 from __future__ import annotations
@@ -194,9 +195,23 @@ def expected_columns(frame: pd.DataFrame) -> list[str]:
     return [*CANDLE_COLUMNS, *optional]
 
 
-def build_suite(timeframe: str, columns: list[str], options: CheckOptions) -> Any:
-    """The expectation suite ``candles_<timeframe>`` for a batch with these stored columns;
-    each expectation's ``meta["severity"]`` says what its findings do (module docstring)."""
+def allowed_rows(share: float, rows: int) -> int:
+    """How many rows of a batch of ``rows`` one rule may refuse or flag before the batch is
+    refused whole: ``share`` of them, and at least one (one bad candle in a day's 24 is the
+    market's, not a broken file)."""
+    return max(1, int(share * rows))
+
+
+def _mostly(share: float, rows: int) -> float:
+    """GE's ``mostly`` that lets :func:`allowed_rows` rows fail (a hair lower, so that
+    rounding never fails a batch at exactly the bound)."""
+    return max(0.0, 1 - allowed_rows(share, rows) / max(rows, 1) - 1e-9)
+
+
+def build_suite(timeframe: str, columns: list[str], options: CheckOptions, rows: int = 0) -> Any:
+    """The expectation suite ``candles_<timeframe>`` for a batch of ``rows`` with these
+    stored columns; each expectation's ``meta["severity"]`` says what its findings do (module
+    docstring)."""
     import great_expectations as gx
 
     suite = gx.ExpectationSuite(name=f"candles_{timeframe}")
@@ -206,8 +221,9 @@ def build_suite(timeframe: str, columns: list[str], options: CheckOptions) -> An
         (REFUSE, options.max_refused_share, _refusing(gx.expectations, columns)),
         (FLAG, options.max_flagged_share, _flagging(gx.expectations, timeframe, columns, options)),
     ):
+        mostly = _mostly(share, rows)
         for make, kwargs in expectations:
-            suite.add_expectation(make(**kwargs, mostly=1 - share, meta={"severity": severity}))
+            suite.add_expectation(make(**kwargs, mostly=mostly, meta={"severity": severity}))
     return suite
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data import integrity
-from candlecast.data.checks import REPAIRS, CheckOptions
+from candlecast.data.checks import REPAIRS, CheckOptions, allowed_rows
 from candlecast.data.gaps import Completeness, Gap, completeness, find_gaps
 from candlecast.data.limits import check_reach
 from candlecast.data.schema import CANDLE_COLUMNS, FLAGS
@@ -224,8 +224,9 @@ def split_future(
     those candles (kept in ``folder``, ``future.parquet``) with the rule that refused them.
 
     Raises:
-        FutureCandleError: more of the batch than ``max_refused_share`` lies in the future:
-            a wrong clock or a wrong file, kept whole in ``folder``; nothing is stored.
+        FutureCandleError: all of the batch, or more than ``max_refused_share`` of it (and
+            more than one candle), lies in the future: a wrong clock or a wrong file, kept
+            whole in ``folder``; nothing is stored.
     """
     now = int(time.time() * 1000) if now is None else now
     ts = pd.to_numeric(batch["ts"], errors="coerce") if "ts" in batch else pd.Series([])
@@ -234,7 +235,7 @@ def split_future(
         return batch, batch.iloc[0:0].assign(rule=pd.Series(dtype=object))
     ahead = integrity.future_candles(ts[late], pair.timeframe, now)
     message = integrity.future_message(pair.stream.label, ahead, pair.timeframe, now)
-    if late.mean() > pair.data.max_refused_share:
+    if late.all() or late.sum() > allowed_rows(pair.data.max_refused_share, len(batch)):
         integrity.keep(folder, message, batch=batch)
         raise integrity.FutureCandleError(f"{message}; batch kept in {folder}")
     future = batch[late].assign(rule=FUTURE_RULE)

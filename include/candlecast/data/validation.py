@@ -155,7 +155,7 @@ def validate_candles(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result, docs = _run_suite(
-            checked, lambda: build_suite(timeframe, columns, options), docs_dir
+            checked, lambda: build_suite(timeframe, columns, options, len(checked)), docs_dir
         )
     found = _Findings.of(result, checked)
     out = batch.assign(**{FLAGS: found.flags})[found.rules == ""].reset_index(drop=True)
