@@ -15,7 +15,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,6 @@ class Sample:
 
     path: Path
     payload: bytes
-    _json: Any = field(default=None, repr=False)
 
     @cached_property
     def magic(self) -> str | None:
