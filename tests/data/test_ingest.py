@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from candlecast.data import ingestion as data
+from candlecast.data import quality
 from candlecast.data.sources import ReplayExchange
 from candlecast.errors import CandleValidationError, EmptyBatchError, MissingDataError
 from candlecast.features import featurestore
@@ -78,6 +79,7 @@ def test_one_impossible_candle_of_a_day_is_refused_alone(tmp_path, btc_candles):
     assert len(stored) == 23 and bad not in set(stored["ts"])
     refused = pd.read_parquet(report.quarantine / "refused.parquet")
     assert refused["ts"].tolist() == [bad] and "high >= open" in refused["rule"].iloc[0]
+    assert quality.refused_candles(pair.stream, settings).tolist() == [bad]  # for `gaps`
 
 
 def test_a_candle_from_the_future_is_refused_alone(tmp_path, btc_candles):

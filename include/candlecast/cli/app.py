@@ -277,6 +277,13 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     console.print(table)
     totals = summarize(found)
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+    refused = quality.refused_candles(config.stream)
+    if len(refused):
+        first = ms_to_iso(int(refused[0]))
+        console.print(
+            f"{len(refused)} fetched candles refused by validation (not validated, counted "
+            f"missing; the first {first}); the quarantine keeps each with its rule"
+        )
     flagged = quality.stored_flags(config.stream)
     if flagged:
         counts = ", ".join(f"{name} {count}" for name, count in flagged.items())

@@ -3,11 +3,12 @@ the market's liquidity, and which candles features, training and evaluation take
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.checks import FLAG_BITS
-from candlecast.data.ingestion import validated_table
+from candlecast.data.ingestion import raw_table, validated_table
 from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.data.schema import FLAGS
 from candlecast.names import Stream
@@ -44,3 +45,14 @@ def stored_flags(stream: Stream, settings: Settings | None = None) -> dict[str, 
     bits = stored[FLAGS].fillna(0).astype("int64")
     counts = {name: int((bits & bit != 0).sum()) for name, bit in FLAG_BITS.items()}
     return {name: count for name, count in counts.items() if count}
+
+
+def refused_candles(stream: Stream, settings: Settings | None = None) -> np.ndarray:
+    """Open times of fetched candles validation refused: in ``raw`` within the span of the
+    validated candles, but not validated (their rules are in the quarantine)."""
+    validated = validated_table(stream, settings).keys()
+    if not len(validated):
+        return np.empty(0, dtype=np.int64)
+    first, last = int(validated.min()), int(validated.max())
+    raw = raw_table(stream, settings).keys(first, last + 1)
+    return np.setdiff1d(raw[(raw >= first) & (raw <= last)], validated)
