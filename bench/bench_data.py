@@ -1,7 +1,8 @@
 """Time candle ingestion (real ccxt client against the local Binance server) and validation.
 
     .venv/bin/python bench/bench_data.py [--rows 500000] [--repeat 3] [--minute-days 30]
-                                         [--rate-limit-ms 0] [--stages 1,2,3]
+                                         [--rate-limit-ms 0] [--stages 1,2,3,4]
+                                         [--baseline <git rev>]
 
 Runs in a throwaway CANDLECAST_HOME. Stages:
 
@@ -12,14 +13,21 @@ Runs in a throwaway CANDLECAST_HOME. Stages:
    in time by whole 10-day blocks (prices scaled per copy so each copy opens where the previous
    one closed; the real gaps are kept), served, ingested and validated;
 3. ``validate_candles`` on ``--rows`` 1m candles: the real 1m candles tiled onto a contiguous
-   1m grid (prices scaled per tile as above), first call and best of ``--repeat``.
+   1m grid (prices scaled per tile as above), first call and best of ``--repeat``;
+4. the cost of findings per row: ``validate_candles`` of this tree (rows refused or flagged
+   one by one) against the batch validation of ``--baseline`` (default: the commit this
+   branch started from, ``git merge-base HEAD main``), on the stage 3 grid as it is and with
+   0.5% of its rows made impossible (zero open); each in its own process, best of
+   ``--repeat`` after a warm-up call. Aim: at most 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -162,7 +170,80 @@ def stage_validation(args) -> list[tuple]:
     ]
 
 
-STAGES = {"1": stage_hourly_year, "2": stage_minute_month, "3": stage_validation}
+#: Times ``validate_candles`` in a fresh process on the code under ``sys.argv[1]``.
+_TIMER = """
+import json, runpy, sys, time
+sys.path.insert(0, sys.argv[1])
+bench = runpy.run_path(sys.argv[2])
+from candlecast.data.validation import validate_candles
+grid = bench["minute_grid"](int(sys.argv[3]))
+if sys.argv[5] == "1":
+    grid.loc[grid.index[::200], "open"] = 0.0
+validate_candles(grid, "1m")
+times = []
+for _ in range(int(sys.argv[4])):
+    started = time.perf_counter()
+    report = validate_candles(grid, "1m")
+    times.append(time.perf_counter() - started)
+stored = len(report.batch) if report.success and report.batch is not None else 0
+print(json.dumps([min(times), bool(report.success), stored]))
+"""
+PER_ROW_AIM = 1.5
+
+
+def baseline_tree(rev: str, into: Path) -> Path:
+    """``include/`` of git revision ``rev``, extracted under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "include"], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "include"
+
+
+def time_validation(include: Path, rows: int, repeat: int, corrupt: bool) -> tuple:
+    code = [sys.executable, "-c", _TIMER, str(include), __file__, str(rows), str(repeat)]
+    out = subprocess.run([*code, "1" if corrupt else "0"], check=True, capture_output=True)
+    return tuple(json.loads(out.stdout.decode().strip().splitlines()[-1]))
+
+
+def stage_per_row_cost(args) -> list[tuple]:
+    rev = (
+        args.baseline
+        or subprocess.run(
+            ["git", "-C", str(REPO), "merge-base", "HEAD", "main"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="candlecast-baseline-") as tmp:
+        old = baseline_tree(rev, Path(tmp))
+        for corrupt in (False, True):
+            what = "0.5% impossible rows" if corrupt else "clean"
+            base_s, base_ok, _ = time_validation(old, args.rows, args.repeat, corrupt)
+            new_s, _, stored = time_validation(REPO / "include", args.rows, args.repeat, corrupt)
+            ratio = new_s / base_s
+            met = "met" if ratio <= PER_ROW_AIM else "NOT met"
+            base_note = f"baseline {rev[:7]}: {'pass' if base_ok else 'batch refused'}"
+            rows += [
+                (f"4 batch ({rev[:7]}), {what}", base_s, args.rows, base_note),
+                (
+                    f"4 per row (this tree), {what}",
+                    new_s,
+                    args.rows,
+                    f"{stored} stored; {ratio:.2f}x batch, aim <= {PER_ROW_AIM}x: {met}",
+                ),
+            ]
+    return rows
+
+
+STAGES = {
+    "1": stage_hourly_year,
+    "2": stage_minute_month,
+    "3": stage_validation,
+    "4": stage_per_row_cost,
+}
 
 
 def report(rows: list[tuple]) -> None:
@@ -178,7 +259,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="stage 3 timed repeats")
     parser.add_argument("--minute-days", type=int, default=30, help="stage 2 span in days")
     parser.add_argument("--rate-limit-ms", dest="rl", type=float, default=0.0)
-    parser.add_argument("--stages", default="1,2,3", help="comma-separated subset of 1,2,3")
+    parser.add_argument("--stages", default="1,2,3,4", help="comma-separated subset of 1..4")
+    parser.add_argument("--baseline", default=None, help="stage 4 git rev (default: merge-base)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="candlecast-bench-data-") as home:
         os.environ["CANDLECAST_HOME"] = home

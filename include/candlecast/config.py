@@ -46,7 +46,32 @@ class DataSection(_Frozen):
         default=0.5, gt=0, description="Largest |close/previous close - 1| that is not an error."
     )
     max_volume_spike: float = Field(
-        default=1000.0, gt=1, description="Largest volume / median of the previous 48 candles."
+        default=1000.0,
+        gt=1,
+        description="Largest volume / upper quartile of the last 48 traded candles' volumes "
+        "before a candle is flagged as a spike.",
+    )
+    max_zero_run_hours: float = Field(
+        default=24.0, gt=0, description="Longest zero-volume run (hours) that is not flagged."
+    )
+    max_refused_share: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="Largest share of a batch one rule may refuse (impossible rows) before "
+        "the whole batch is refused (Great Expectations' mostly = 1 - share).",
+    )
+    max_flagged_share: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="Largest share of a batch one oddity rule may flag before the whole "
+        "batch is refused.",
+    )
+    exclude_flagged: bool = Field(
+        default=False,
+        description="Leave candles flagged as odd (close step, volume spike, long zero-volume "
+        "run, VWAP excess) out of features, training and evaluation.",
     )
     max_staleness_candles: int | None = Field(
         default=3, ge=1, description="Newest candle at most this many candles before run end."

@@ -56,6 +56,11 @@ class ExchangeUnavailableError(RuntimeError):
     """Candles could not be fetched after every try (transient: a later run may succeed)."""
 
 
+class HistoryLimitError(PermanentError):
+    """A range reaches further back than the exchange serves candles: the message names the
+    first missing candle and the bulk file to import instead."""
+
+
 class UnsupportedExchangeError(PermanentError, ValueError):
     """The exchange id is not a ccxt exchange, or the exchange serves no candles."""
 

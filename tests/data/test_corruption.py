@@ -7,6 +7,10 @@ stored candles) with the batch kept in the quarantine, or rejected by the named 
 Expectations expectation with the batch quarantined; or, for harmless variants (a byte-order
 mark), read correctly and stored as a no-op. In every case the files of the store are
 byte-identical afterwards (hashed before and after), so nothing stored changed.
+
+An impossible row in an otherwise sound batch (:data:`ROWS_REFUSED`) is refused alone: it is
+kept in the quarantine with the rule that caught it, every stored file is byte-identical
+afterwards, and only the batch's new, sound candles are added.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import codecs
 import gzip
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +35,7 @@ from candlecast.data.integrity import FutureCandleError, OverlapConflictError
 from candlecast.data.schema import CANDLE_COLUMNS
 from candlecast.errors import CandleValidationError, ExchangeUnavailableError, HistoryFormatError
 from candlecast.timeframes import to_ms
-from tests.data.test_validation import CORRUPTIONS
+from tests.data.test_validation import CORRUPTIONS, SEVERITY
 from tests.helpers import REPO, btc_pair, settings_in
 
 HOUR = 3_600_000
@@ -96,16 +101,26 @@ class Case:
     the error kind, ``detail`` what its message (or the failed expectation) must name."""
 
     make: Callable[[Store, Path], pd.DataFrame | Path]
-    outcome: type[Exception] | None
+    outcome: type[Exception] | str | None
     detail: str
     fmt: str | None = None
+
+
+#: The outcome of a class whose impossible rows are refused alone (the rest stored).
+ROWS_REFUSED = "rows refused"
 
 
 def _ge_case(name: str) -> Case:
     corrupt, expectation, column = CORRUPTIONS[name]
     detail = f"{expectation} on {column}" if column else expectation
-    # rows 3..40 of the batch repeat stored candles: validation fails before any comparison
-    return Case(lambda s, t: corrupt(s.slice(NEXT).copy()), CandleValidationError, detail)
+    # rows 3..40 of the batch repeat stored candles: a flagged row there differs from the
+    # stored candle (a conflict, nothing stored); a refused row leaves the stored one alone
+    outcome = {"refuse": ROWS_REFUSED, "flag": OverlapConflictError}.get(
+        SEVERITY[name], CandleValidationError
+    )
+    if outcome is OverlapConflictError:
+        detail = "1 candle(s) differ"
+    return Case(lambda s, t: corrupt(s.slice(NEXT).copy()), outcome, detail)
 
 
 def _shifted_tz(store: Store, tmp: Path) -> pd.DataFrame:
@@ -249,7 +264,7 @@ CASES: dict[str, Case] = {
         _unlabelled_other_pair, OverlapConflictError, "744 candle(s) differ"
     ),
     "duplicated, conflicting rows": Case(
-        _conflicting_duplicates, CandleValidationError, "expect_column_values_to_be_unique on ts"
+        _conflicting_duplicates, ROWS_REFUSED, "expect_column_values_to_be_unique on ts"
     ),
     "all-zero volume": Case(
         _zero_volume, CandleValidationError, "expect_column_mean_to_be_between on zero_volume"
@@ -264,7 +279,7 @@ def test_there_are_at_least_twenty_classes():
 
 
 @pytest.mark.slow  # one GE validation with data docs per class: about 1 s each
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.outcome != ROWS_REFUSED])
 def test_each_corruption_is_rejected_and_the_store_is_unchanged(store, tmp_path, name):
     case = CASES[name]
     before = store.digest()
@@ -277,6 +292,7 @@ def test_each_corruption_is_rejected_and_the_store_is_unchanged(store, tmp_path,
     if case.outcome is None:
         offer()  # read as it is, and a no-op for the store
     else:
+        assert isinstance(case.outcome, type)
         with pytest.raises(case.outcome) as caught:
             offer()
         message = str(caught.value)
@@ -287,6 +303,30 @@ def test_each_corruption_is_rejected_and_the_store_is_unchanged(store, tmp_path,
             folder = PAIR.stream.candle_dir(store.settings.paths.quarantine) / f"case-{name}"
             assert (folder / "batch.parquet").is_file() and (folder / "summary.txt").is_file()
     assert store.digest() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.outcome == ROWS_REFUSED])
+def test_each_impossible_row_is_refused_alone_and_stored_files_are_unchanged(store, tmp_path, name):
+    shutil.copytree(Path(store.settings.home), tmp_path / "home")
+    copy = Store(settings_in(tmp_path / "home"), store.candles)
+    before = copy.digest()
+    batch = CASES[name].make(copy, tmp_path)
+    assert isinstance(batch, pd.DataFrame)
+    report = ingestion.import_history(PAIR, batch, f"case-{name}", copy.settings, now_ms=NOW)
+
+    assert CASES[name].detail in report.summary() and "counted as missing" in report.summary()
+    after = copy.digest()
+    assert {path: after[path] for path in before} == before  # stored files untouched
+    folder = PAIR.stream.candle_dir(copy.settings.paths.quarantine) / f"case-{name}"
+    refused = pd.read_parquet(folder / "refused.parquet")
+    assert 1 <= len(refused) <= 2 and refused["rule"].str.contains(CASES[name].detail).all()
+    validated = ingestion.validated_table(PAIR.stream, copy.settings).read()
+    new = copy.slice((STORED[1], NEXT[1]))
+    refused_new = set(refused["ts"]) & set(new["ts"])
+    assert len(validated) == 744 + len(new) - len(refused_new)  # the sound new week added
+    assert not refused_new & set(validated["ts"])
+    assert report.completeness is not None and report.completeness.missing >= 1
 
 
 def test_a_conflict_report_lists_every_differing_value(store):

@@ -4,9 +4,11 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from candlecast.data import ingestion as data
+from candlecast.data import quality
 from candlecast.data.sources import ReplayExchange
 from candlecast.errors import CandleValidationError, EmptyBatchError, MissingDataError
 from candlecast.features import featurestore
@@ -34,8 +36,9 @@ def test_same_interval_twice_gives_identical_data(tmp_path):
 def test_corrupted_batch_is_quarantined_and_never_reaches_features(tmp_path, btc_candles):
     settings, pair = settings_in(tmp_path), btc_pair()
     corrupted = btc_candles.copy()
-    bad_row = corrupted.index[corrupted["ts"] == to_ms(DAY2[0]) + 5 * 3_600_000][0]
-    corrupted.loc[bad_row, "high"] = corrupted.loc[bad_row, "low"] / 2  # high below low
+    for hour in (5, 6):  # two of the day's 24 candles: more than one rule may refuse alone
+        bad_row = corrupted.index[corrupted["ts"] == to_ms(DAY2[0]) + hour * 3_600_000][0]
+        corrupted.loc[bad_row, "high"] = corrupted.loc[bad_row, "low"] / 2  # high below low
     exchange = ReplayExchange({("BTC/USD", "1h"): corrupted})
     start = datetime(2021, 12, 1, tzinfo=UTC)
     data.ingest(pair, start, DAY1[1], source=exchange, settings=settings)
@@ -59,6 +62,36 @@ def test_corrupted_batch_is_quarantined_and_never_reaches_features(tmp_path, btc
     offline = featurestore.offline_table(pair.stream, settings).read()
     assert offline["candle_ts"].max() < to_ms(DAY2[0])
     assert len(data.raw_table(pair.stream, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1]))) == 24
+
+
+def test_one_impossible_candle_of_a_day_is_refused_alone(tmp_path, btc_candles):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    corrupted = btc_candles.copy()
+    bad = to_ms(DAY2[0]) + 5 * 3_600_000
+    row = corrupted.index[corrupted["ts"] == bad][0]
+    corrupted.loc[row, "high"] = corrupted.loc[row, "low"] / 2
+    exchange = ReplayExchange({("BTC/USD", "1h"): corrupted})
+    data.ingest(pair, *DAY2, source=exchange, settings=settings)
+    report = data.validate(pair, *DAY2, settings=settings)
+    assert report.success and report.refused_rows == 1
+    assert report.completeness.missing == 1 and "23 candles passed" in report.summary()
+    stored = data.validated_table(pair.stream, settings).read(to_ms(DAY2[0]), to_ms(DAY2[1]))
+    assert len(stored) == 23 and bad not in set(stored["ts"])
+    refused = pd.read_parquet(report.quarantine / "refused.parquet")
+    assert refused["ts"].tolist() == [bad] and "high >= open" in refused["rule"].iloc[0]
+    assert quality.refused_candles(pair.stream, settings).tolist() == [bad]  # for `gaps`
+
+
+def test_a_candle_from_the_future_is_refused_alone(tmp_path, btc_candles):
+    settings, pair = settings_in(tmp_path), btc_pair()
+    batch = btc_candles[btc_candles["ts"] >= to_ms(DAY1[0])].head(48).reset_index(drop=True)
+    now = int(batch["ts"].iloc[-1]) + 1_800_000  # the last candle is still open
+    report = data.import_history(pair, batch, "open-candle", settings, now_ms=now)
+    assert report.success and report.refused_rows == 1
+    assert report.refused["rule"].tolist() == [data.FUTURE_RULE]
+    stored = data.validated_table(pair.stream, settings).read()
+    assert len(stored) == 47 and stored["ts"].max() == batch["ts"].iloc[-2]
+    assert (report.quarantine / "future.parquet").is_file()
 
 
 def test_validate_without_ingest_says_so(tmp_path):
@@ -105,13 +138,31 @@ def test_imported_history_goes_through_validation_into_both_stores(tmp_path):
     assert len(data.raw_table(pair.stream, settings).read()) == 5760
 
 
-def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
+def test_an_impossible_row_is_refused_alone_and_kept_with_its_rule(tmp_path):
     from candlecast.data.importers import read_history
 
     settings = settings_in(tmp_path)
     pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
     batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
     batch.loc[100, "low"] = -1.0
+    report = data.import_history(pair, batch, "import-eth", settings)
+    stored = data.validated_table(pair.stream, settings).read()
+    assert len(stored) == len(batch) - 1 and batch.loc[100, "ts"] not in set(stored["ts"])
+    assert len(data.raw_table(pair.stream, settings).read()) == len(batch) - 1
+    folder = tmp_path / "quarantine" / "binance" / "ETH_BTC" / "5m" / "import-eth"
+    refused = pd.read_parquet(folder / "refused.parquet")
+    assert refused["ts"].tolist() == [batch.loc[100, "ts"]]
+    assert "expect_column_values_to_be_between on low" in refused["rule"].iloc[0]
+    assert report.completeness.missing == 1 and "1 refused" in report.summary()
+
+
+def test_a_corrupt_history_file_is_quarantined_whole(tmp_path):
+    from candlecast.data.importers import read_history
+
+    settings = settings_in(tmp_path)
+    pair = btc_pair(symbol="ETH/BTC", timeframe="5m", exchange="binance", replay_file=None)
+    batch = read_history(REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather")
+    batch.loc[100:200, "low"] = -1.0  # 101 of 5,760 rows: more than the 1% a rule may refuse
     with pytest.raises(CandleValidationError, match="low"):
         data.import_history(pair, batch, "import-eth", settings)
     assert data.validated_table(pair.stream, settings).read().empty

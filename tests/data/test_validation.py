@@ -1,10 +1,13 @@
-"""The expectation suite on the bundled real candles, and on copies with one defect each."""
+"""The expectation suite on the bundled real candles, and on copies with one defect each:
+an impossible row is refused alone, an oddity is flagged and kept, a broken batch is refused
+whole, and so is a batch with more impossible (or odd) rows than its bound."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from candlecast.data.checks import CheckOptions
+from candlecast.data.checks import FLAG_BITS, CheckOptions
+from candlecast.data.schema import FLAGS
 from candlecast.data.validation import validate_candles
 
 JAN_2022 = 1640995200000
@@ -32,14 +35,16 @@ def test_whole_bundled_history_passes_after_counted_volume_repairs(btc_candles):
     assert repaired.loc[1526364000000, "quote_volume"] == 4906603.14
 
 
-def test_unrepairable_volume_mismatch_fails(batch):
+def test_unrepairable_volume_mismatch_is_flagged(batch):
     frame = batch.copy()
     frame.loc[4, "quote_volume"] = frame.loc[4, "quote_volume"] * 3
     report = validate_candles(frame, "1h")
-    assert ("expect_column_values_to_be_between", "quote_vwap_excess") in {
-        (f.expectation, f.column) for f in report.failures
+    assert report.success and not report.repairs
+    assert ("expect_column_values_to_be_between", "quote_vwap_excess", "flag") in {
+        (f.expectation, f.column, f.severity) for f in report.findings
     }
-    assert not report.repairs
+    assert report.batch.loc[4, FLAGS] == FLAG_BITS["quote_vwap_excess"]
+    assert (report.batch[FLAGS] != 0).sum() == 1
 
 
 def test_stale_batch_fails_freshness(batch):
@@ -124,14 +129,95 @@ CORRUPTIONS = {
 }
 
 
+#: What each defect does: refuse its rows, flag them (stored), or refuse the batch whole.
+SEVERITY = {
+    "null close": "batch",  # the corruption makes the column object-typed: a broken file
+    "zero price": "refuse",
+    "high below close": "refuse",
+    "low above open": "refuse",
+    "negative volume": "refuse",
+    "duplicate timestamp": "refuse",
+    "rows out of order": "batch",
+    "timestamp off the grid": "refuse",
+    "close jumps 60%": "flag",
+    "volume spike": "flag",
+    "negative quote volume": "refuse",
+    "missing column": "batch",
+    "prices as strings": "batch",
+}
+
+
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
-def test_each_defect_fails_its_expectation(batch, name):
+def test_each_defect_is_found_by_its_expectation(batch, name):
     corrupt, expectation, column = CORRUPTIONS[name]
     report = validate_candles(corrupt(batch.copy()), "1h")
-    assert not report.success
-    failed = {(f.expectation, f.column) for f in report.failures}
-    assert (expectation, column) in failed, report.summary()
+    severity = SEVERITY[name]
+    found = {(f.expectation, f.column) for f in [*report.failures, *report.findings]}
+    assert (expectation, column) in found, report.summary()
     assert expectation in report.summary()
+    assert report.success is (severity != "batch")
+    if severity == "refuse":
+        rule = f"{expectation} on {column}"
+        assert report.refused["rule"].str.contains(rule, regex=False).any()
+        assert 1 <= report.refused_rows <= 2 and len(report.batch) == 336 - report.refused_rows
+    if severity == "flag":
+        assert report.refused_rows == 0 and report.flagged_rows == 1
+        assert report.batch[FLAGS].max() & FLAG_BITS[column]
+
+
+def test_a_refused_row_is_named_and_counted_as_missing_in_the_summary(batch):
+    frame = batch.copy()
+    frame.loc[12, "volume"] = -3.0
+    frame.loc[30, "close"] = np.nan  # an empty cell in a float column: one impossible row
+    report = validate_candles(frame, "1h")
+    stamp = pd.Timestamp(frame.loc[12, "ts"], unit="ms", tz="UTC").isoformat()
+    assert "334 candles passed; 2 refused, counted as missing" in report.summary()
+    assert "refused by expect_column_values_to_be_between on volume" in report.summary()
+    assert "refused by expect_column_values_to_not_be_null on close" in report.summary()
+    assert stamp in report.summary()
+    assert report.refused["ts"].tolist() == frame.loc[[12, 30], "ts"].tolist()
+
+
+def test_more_impossible_rows_than_the_bound_refuse_the_batch_whole(batch):
+    frame = batch.copy()
+    frame.loc[10:14, "open"] = 0.0  # 5 of 336 rows: 1.5% > 1%
+    report = validate_candles(frame, "1h")
+    assert not report.success
+    assert ("expect_column_values_to_be_between", "open") in {
+        (f.expectation, f.column) for f in report.failures
+    }
+    loose = validate_candles(frame, "1h", CheckOptions(max_refused_share=0.02))
+    assert loose.success and loose.refused_rows == 5
+
+
+def test_a_file_with_swapped_columns_is_refused_whole(batch):
+    swapped = batch.copy()
+    swapped[["high", "low"]] = swapped[["low", "high"]].to_numpy()
+    assert not validate_candles(swapped, "1h").success
+    swapped = batch.copy()
+    swapped[["close", "volume"]] = swapped[["volume", "close"]].to_numpy()
+    report = validate_candles(swapped, "1h")
+    assert not report.success and report.batch is not None
+
+
+def test_more_odd_rows_than_the_bound_refuse_the_batch_whole(batch):
+    frame = batch.copy()
+    frame["quote_volume"] = frame["quote_volume"] * 3  # every VWAP outside its candle
+    report = validate_candles(frame, "1h")
+    assert not report.success
+    assert ("expect_column_values_to_be_between", "quote_vwap_excess") in {
+        (f.expectation, f.column) for f in report.failures
+    }
+
+
+def test_exact_repeats_are_dropped_and_conflicting_ones_refused(batch):
+    repeated = pd.concat([batch, batch.iloc[[20]]]).sort_values("ts", kind="stable")
+    report = validate_candles(repeated.reset_index(drop=True), "1h")
+    assert report.success and report.repairs == {"exact_duplicate_rows": 1}
+    assert report.refused_rows == 0 and len(report.batch) == 336
+    conflicting = pd.concat([batch, batch.iloc[[20]].assign(close=lambda f: f["close"] + 1)])
+    report = validate_candles(conflicting.sort_values("ts", kind="stable"), "1h")
+    assert report.success and report.refused_rows == 2 and len(report.batch) == 335
 
 
 def test_failure_names_the_offending_row(batch):

@@ -164,3 +164,28 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
     assert len(json.loads(passwords.read_text())["admin"]) >= 16
     assert embedded.airflow_password(settings) == json.loads(passwords.read_text())["admin"]
+
+
+KRAKEN = REPO / "tests" / "fixtures" / "importers"
+
+
+def test_a_thin_kraken_market_is_imported_and_warned_about(tmp_path):
+    pairs = tmp_path / "thin.yaml"
+    pairs.write_text(
+        "pairs:\n  - {symbol: BCH/EUR, exchange: kraken, timeframe: 1m, start: 2023-01-01,\n"
+        "     data: {max_volume_spike: 5}}\n"
+    )
+    home = str(tmp_path / "home")
+    # a wide terminal: the pairs table keeps each cell on one line
+    env = {"CANDLECAST_HOME": home, "CANDLECAST_PAIRS": str(pairs), "COLUMNS": "250"}
+    trades = str(KRAKEN / "kraken_trades_BCHEUR.csv")
+    code, out = run(env, "import-candles", "--pair", "BCH/EUR", "--file", trades)
+    assert code == 1 and "holds trades, not candles" in out and "--from-trades" in out
+    code, out = run(env, "import-candles", "--pair", "BCH/EUR", "--file", trades, "--from-trades")
+    assert code == 0, out
+    assert "78 candles imported" in out and "warning: thin market" in out
+    code, out = run(env, "pairs")
+    assert code == 0 and "thin market" in out and "median 1 trades per candle" in out
+    code, out = run(env, "gaps", "--pair", "BCH/EUR")
+    assert code == 0 and "warning: thin market" in out
+    assert "candles stored with flags: volume_spike" in out

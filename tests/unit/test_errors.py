@@ -12,6 +12,7 @@ PERMANENT = [
     errors.UnknownModelKindError,
     errors.UnsupportedExchangeError,
     errors.HistoryFormatError,
+    errors.HistoryLimitError,
     errors.SourceError,
     errors.StoreError,
     errors.ResampleError,

@@ -37,8 +37,9 @@ FEATHERS = {
 
 
 def assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """``got`` is ``expected`` exactly: candle columns, and ``quote_volume`` iff expected."""
-    assert list(got.columns) == (QUOTED if "quote_volume" in expected else CANDLE_COLUMNS)
+    """``got`` is ``expected`` exactly: candle columns, and ``quote_volume`` and ``trades``
+    iff expected."""
+    assert list(got.columns) == [c for c in [*QUOTED, "trades"] if c in expected]
     assert got["ts"].dtype == "int64"
     assert (got.dtypes.iloc[1:] == "float64").all()
     pd.testing.assert_frame_equal(
@@ -92,8 +93,9 @@ def test_binance_dump(tmp_path, btc, unit):
     binance_rows(btc, unit).to_csv(path, header=False, index=False)
     assert path.read_text().split("\n")[0].split(",")[0] == str(1526364000000 * unit)
     assert detect_format(path) == "binance"
-    assert_same(read_history(path), btc[CANDLE_COLUMNS])
-    assert_same(read_history(path, fmt="binance"), btc[CANDLE_COLUMNS])
+    expected = btc[QUOTED].assign(trades=100.0)  # quote volume and trade count kept
+    assert_same(read_history(path), expected)
+    assert_same(read_history(path, fmt="binance"), expected)
 
 
 def test_binance_dump_zipped_with_header(tmp_path, btc):
@@ -103,7 +105,7 @@ def test_binance_dump_zipped_with_header(tmp_path, btc):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("BTCUSDT-1h-2022-02.csv", rows.to_csv(index=False))
     assert detect_format(path) == "binance"
-    assert_same(read_history(path), btc.tail(672)[CANDLE_COLUMNS])
+    assert_same(read_history(path), btc.tail(672)[QUOTED].assign(trades=100.0))
 
 
 def cdd_text(frame: pd.DataFrame, unit: int, symbol: str, volumes: list[tuple[str, str]]) -> str:
@@ -136,7 +138,7 @@ def test_cryptodatadownload_unix_ms_picks_the_base_volume_by_name(tmp_path, btc)
     volumes = [("Volume USDT", "quote"), ("Volume BTC", "volume"), ("tradecount", "volume")]
     path.write_text(cdd_text(btc, 1000, "BTCUSDT", volumes))
     got = read_history(path, fmt="cryptodatadownload")
-    assert_same(got, btc[QUOTED])
+    assert_same(got, btc[QUOTED].assign(trades=btc["volume"]))  # tradecount kept as trades
     assert got["volume"].iloc[-1] == 52.05632  # base volume, not the 2254677.39 USD
     assert got["quote_volume"].iloc[-1] == 2254677.3870464
 
@@ -201,9 +203,16 @@ def test_fixtures_are_what_make_fixtures_builds():
     lying around in the fixture folder untested)."""
     built = runpy.run_path(str(FIXTURES / "make_fixtures.py"), run_name="make_fixtures")["build"]()
     on_disk = {p.name: p.read_bytes() for p in FIXTURES.iterdir() if p.suffix in (".csv", ".json")}
-    assert built == on_disk
-    assert set(built) == {*CDD_FIXTURES, *JSON_FIXTURES}
-    assert max(map(len, built.values())) < 5000
+    copied = {"kraken_trades_BCHEUR.csv"}  # real files, see SOURCES.md
+    assert built == {name: data for name, data in on_disk.items() if name not in copied}
+    assert set(built) == {
+        *CDD_FIXTURES,
+        *JSON_FIXTURES,
+        "kraken_ohlcvt_BCHEUR_1.csv",
+        "coinbase_btc_usd_page.json",
+        "binance_BTCUSDT_1h.csv",
+    }
+    assert max(map(len, built.values())) < 6000
 
 
 def btc_rows(btc: pd.DataFrame, rows: str) -> pd.DataFrame:
@@ -217,7 +226,10 @@ def test_cryptodatadownload_layouts(btc, name):
     path = FIXTURES / name
     assert detect_format(path) == "cryptodatadownload"
     got = read_history(path)
-    assert_same(got, btc_rows(btc, rows)[QUOTED if quoted else CANDLE_COLUMNS])
+    expected = btc_rows(btc, rows)[QUOTED if quoted else CANDLE_COLUMNS]
+    if "tradecount" in name:  # the fixture's trade counts: unix hours modulo 9973
+        expected = expected.assign(trades=(expected["ts"] // HOUR_MS % 9973).astype("float64"))
+    assert_same(got, expected)
     assert_same(read_history(path, fmt="cryptodatadownload"), got)
 
 

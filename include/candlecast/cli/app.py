@@ -121,7 +121,8 @@ def pairs() -> None:
 
     config = _config()
     table = Table(title=f"streams in {get_settings().pairs}")
-    for column in ("symbol", "exchange", "timeframe", "DAG", "model kinds", "start", "end"):
+    columns = ("symbol", "exchange", "timeframe", "DAG", "model kinds", "start", "end", "liquidity")
+    for column in columns:
         table.add_column(column)
     for p in config.pairs:
         with _clean_errors():
@@ -129,10 +130,20 @@ def pairs() -> None:
         start = p.start.isoformat() if p.start else "(now)"
         end = p.end.isoformat() if p.end else "-"
         kinds = ",".join(p.training.kinds)
-        table.add_row(
-            p.symbol, p.exchange, p.timeframe, ", ".join(p.stream.dag_ids), kinds, start, end
-        )
+        dags = ", ".join(p.stream.dag_ids)
+        table.add_row(p.symbol, p.exchange, p.timeframe, dags, kinds, start, end, _liquid(p))
     console.print(table)
+
+
+def _liquid(pair: PairConfig) -> str:
+    """The liquidity of a stream's stored candles, for the ``pairs`` table."""
+    from candlecast.data.quality import stored_liquidity
+
+    found = stored_liquidity(pair.stream)
+    if found is None:
+        return "-"
+    text = found.describe()
+    return f"[yellow]{text}[/yellow]" if found.thin else text
 
 
 @app.command()
@@ -224,17 +235,22 @@ def import_candles(
     overwrite: Annotated[
         bool, typer.Option(help="replace stored candles that differ (kept for undo)")
     ] = False,
+    from_trades: Annotated[
+        bool, typer.Option(help="the file holds trades: resample them into the stream's candles")
+    ] = False,
 ) -> None:
-    """Import candle history (Binance dumps, CryptoDataDownload, freqtrade, CSV/parquet), for
-    a configured stream or, with --exchange and --timeframe, one not configured yet. A file
-    that differs from stored validated candles is refused (quarantined, differences listed)
-    unless --overwrite."""
+    """Import candle history (Binance dumps, CryptoDataDownload, Kraken OHLCVT, Coinbase API
+    pages, freqtrade, CSV/parquet; trades files with --from-trades), for a configured stream
+    or, with --exchange and --timeframe, one not configured yet. Impossible rows are refused
+    and kept in the quarantine; a file that differs from stored validated candles is refused
+    (quarantined, differences listed) unless --overwrite."""
     from candlecast.data import ingestion
     from candlecast.data.importers import read_history
 
     config, configured = _stream(pair, exchange, timeframe)
     with _clean_errors():
-        batch = read_history(file, fmt, symbol=config.symbol)
+        trades_to = config.timeframe if from_trades else None
+        batch = read_history(file, fmt, symbol=config.symbol, from_trades=trades_to)
         report = ingestion.import_history(config, batch, f"import-{file.stem}", overwrite=overwrite)
     console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
     _hint(config, configured)
@@ -243,7 +259,7 @@ def import_candles(
 @app.command()
 def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = None) -> None:
     """Report the candles missing from a stream's store: how many, and where."""
-    from candlecast.data import ingestion
+    from candlecast.data import ingestion, quality
     from candlecast.data.gaps import summarize
 
     config, configured = _stream(pair, exchange, timeframe)
@@ -261,6 +277,20 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     console.print(table)
     totals = summarize(found)
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+    refused = quality.refused_candles(config.stream)
+    if len(refused):
+        first = ms_to_iso(int(refused[0]))
+        console.print(
+            f"{len(refused)} fetched candles refused by validation (not validated, counted "
+            f"missing; the first {first}); the quarantine keeps each with its rule"
+        )
+    flagged = quality.stored_flags(config.stream)
+    if flagged:
+        counts = ", ".join(f"{name} {count}" for name, count in flagged.items())
+        console.print(f"candles stored with flags: {counts}")
+    found_liquidity = quality.stored_liquidity(config.stream)
+    if found_liquidity is not None and found_liquidity.thin:
+        console.print(f"[yellow]warning: {found_liquidity.describe()}[/yellow]")
     _hint(config, configured)
 
 

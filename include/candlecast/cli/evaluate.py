@@ -92,6 +92,7 @@ def evaluate(
 
     from candlecast.data.importers import read_history
     from candlecast.data.ingestion import validated_table
+    from candlecast.data.quality import usable_candles
     from candlecast.modeling import evaluate as evaluation
     from candlecast.modeling import report as reports
     from candlecast.modeling.kinds import check_training
@@ -106,7 +107,7 @@ def evaluate(
         config, configured = _stream(pair, exchange or ("file" if file else None), timeframe)
         check_training(config.training, config.stream.label)
         if candles is None:
-            candles = validated_table(config.stream).read()
+            candles = usable_candles(config, validated_table(config.stream).read())
         settings = evaluation.EvaluationSettings().with_overrides(
             train_rows=train_rows,
             test_rows=test_rows,

@@ -84,6 +84,8 @@ def monitor(
     console.print(f"[bold]{verdict}[/bold]: {payload['reason']}")
     if payload["report_path"]:
         console.print(f"Evidently report: {payload['report_path']}")
+    if result.liquidity is not None and result.liquidity.thin:
+        console.print(f"[yellow]warning: {result.liquidity.describe()}[/yellow]")
 
 
 @app.command()

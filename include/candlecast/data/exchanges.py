@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import ccxt
 import requests
 
+from candlecast.data.limits import HistoryLimit, history_limit
 from candlecast.errors import ExchangeUnavailableError, ShortPageError, UnsupportedExchangeError
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -185,6 +186,9 @@ class CcxtSource:
         rate_limit_ms: override ccxt's ``rateLimit`` (ms between unit-cost requests).
         ccxt_options: merged into the exchange's ccxt ``options``.
         sleep: how to wait between tries (tests record instead of sleeping).
+        history: the exchange's paging and history limits; default ccxt's page size and the
+            rest from :data:`candlecast.data.limits.LIMITS` (a local server imitating another
+            exchange's limits passes them).
     """
 
     def __init__(
@@ -199,6 +203,7 @@ class CcxtSource:
         rate_limit_ms: float | None = None,
         ccxt_options: dict | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        history: HistoryLimit | None = None,
     ) -> None:
         merged = DEFAULT_OPTIONS.get(exchange_id, {}) | (ccxt_options or {})
         config = {"enableRateLimit": True, "timeout": timeout_ms, "options": merged}
@@ -212,7 +217,8 @@ class CcxtSource:
         if rate_limit_ms is not None:
             self.exchange.rateLimit = rate_limit_ms
         self.id = exchange_id
-        self.page_limit = page_limit or ohlcv_page_limit(self.exchange)
+        self.history = history or history_limit(exchange_id, ohlcv_page_limit(self.exchange))
+        self.page_limit = page_limit or self.history.page
         self.retry = retry or RetryPolicy()
         self.clock = clock or self.exchange.milliseconds
         self._sleep = sleep

@@ -23,12 +23,25 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data import integrity
-from candlecast.data.checks import REPAIRS, CheckOptions
+from candlecast.data.checks import REPAIRS, CheckOptions, allowed_rows
 from candlecast.data.gaps import Completeness, Gap, completeness, find_gaps
-from candlecast.data.schema import CANDLE_COLUMNS
-from candlecast.data.sources import CandleSource, fetch_range, iter_pages, source_for
+from candlecast.data.limits import check_reach
+from candlecast.data.schema import CANDLE_COLUMNS, FLAGS
+from candlecast.data.sources import (
+    CandleSource,
+    fetch_range,
+    iter_pages,
+    limit_of,
+    present_of,
+    source_for,
+)
 from candlecast.data.store import PartitionedTable, locked
-from candlecast.data.validation import ValidationReport, quarantine_batch, validate_candles
+from candlecast.data.validation import (
+    ValidationReport,
+    quarantine_batch,
+    quarantine_rows,
+    validate_candles,
+)
 from candlecast.errors import CandleValidationError, EmptyBatchError
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
@@ -43,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Gaps asked for again per ingestion at most (the rest wait for the next run).
 MAX_GAP_REFETCH = 20
+#: The rule that refuses a candle closing after now (checked before the expectations).
+FUTURE_RULE = "candle_closes_after_now"
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,9 @@ def ingest(
         OverlapConflictError, FutureCandleError: see above; what was stored before stays.
         ExchangeUnavailableError: the source failed, or stopped giving candles before the
             range reaches the present (the message names where).
+        HistoryLimitError: the range to fetch starts before the oldest candle the exchange
+            serves (Kraken: the 720 most recent); the message names the first missing candle
+            and the bulk file to import. Nothing is fetched.
     """
     source = source or source_for(pair)
     settings = settings or get_settings()
@@ -127,6 +145,10 @@ def ingest(
     elif newest is not None and _lower_bound(pair, end) <= newest + step < first:
         first = newest + step
     resumed = _resume_point(table, first, last, step)
+    limit = limit_of(source)
+    if resumed < last:
+        now = present_of(source, pair.symbol, pair.timeframe)
+        check_reach(limit, pair.symbol, pair.timeframe, resumed, now, _import_command(pair))
     write = _PageWriter(pair, settings, overwrite, now_ms)
     rows, files = 0, set[str]()
     for page in iter_pages(source, pair.symbol, pair.timeframe, resumed, last):
@@ -165,7 +187,9 @@ class _PageWriter:
         page = page.drop_duplicates("ts", keep="last")
         batch_id = f"ingest-{ms_to_datetime(int(page['ts'].iloc[0])):%Y%m%dT%H%M}"
         folder = _quarantine_dir(self.pair, batch_id, self.settings)
-        _reject_future(self.pair, page, folder, self.now_ms)
+        page, _ = split_future(self.pair, page, folder, self.now_ms)
+        if page.empty:
+            return []
         with locked(self.raw, self.validated):
             overlap = integrity.admit(
                 page,
@@ -200,16 +224,33 @@ def _import_command(pair: PairConfig) -> str:
     )
 
 
-def _reject_future(pair: PairConfig, batch: pd.DataFrame, folder: Path, now: int | None) -> None:
-    """Raise :class:`FutureCandleError` (the batch kept in ``folder``) when a candle of
-    ``batch`` closes after ``now`` (default: the real clock)."""
+def split_future(
+    pair: PairConfig, batch: pd.DataFrame, folder: Path, now: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``batch`` without its candles that close after ``now`` (default: the real clock), and
+    those candles (kept in ``folder``, ``future.parquet``) with the rule that refused them.
+
+    Raises:
+        FutureCandleError: all of the batch, or more than ``max_refused_share`` of it (and
+            more than one candle), lies in the future: a wrong clock or a wrong file, kept
+            whole in ``folder``; nothing is stored.
+    """
     now = int(time.time() * 1000) if now is None else now
-    ts = pd.to_numeric(batch["ts"], errors="coerce").dropna() if "ts" in batch else []
-    ahead = integrity.future_candles(ts, pair.timeframe, now)
-    if len(ahead):
-        message = integrity.future_message(pair.stream.label, ahead, pair.timeframe, now)
+    ts = pd.to_numeric(batch["ts"], errors="coerce") if "ts" in batch else pd.Series([])
+    late = (ts + timeframe_ms(pair.timeframe) > now).to_numpy()
+    if not late.any():
+        return batch, batch.iloc[0:0].assign(rule=pd.Series(dtype=object))
+    ahead = integrity.future_candles(ts[late], pair.timeframe, now)
+    message = integrity.future_message(pair.stream.label, ahead, pair.timeframe, now)
+    if late.all() or late.sum() > allowed_rows(pair.data.max_refused_share, len(batch)):
         integrity.keep(folder, message, batch=batch)
         raise integrity.FutureCandleError(f"{message}; batch kept in {folder}")
+    future = batch[late].assign(rule=FUTURE_RULE)
+    integrity.keep(
+        folder, message.replace("nothing was stored", "only these were refused"), future=future
+    )
+    log.warning("%s: refused %d candle(s) from the future", pair.stream.label, len(future))
+    return batch[~late].reset_index(drop=True), future
 
 
 def _lower_bound(pair: PairConfig, end: datetime) -> int:
@@ -242,7 +283,13 @@ def _refetch_gaps(
     """Ask the source again for candles missing before ``before``; returns the ranges
     (open times, end exclusive) it now had candles for."""
     filled = []
-    for gap in find_gaps(table.keys(since, before), pair.timeframe)[:MAX_GAP_REFETCH]:
+    oldest = limit_of(source).oldest_served_ms(
+        pair.timeframe, present_of(source, pair.symbol, pair.timeframe)
+    )
+    gaps = find_gaps(table.keys(since, before), pair.timeframe)
+    # a gap older than the exchange serves can only be filled by importing a bulk file
+    gaps = [gap for gap in gaps if oldest is None or gap.start_ms >= oldest]
+    for gap in gaps[:MAX_GAP_REFETCH]:
         frame = fetch_range(source, pair.symbol, pair.timeframe, gap.start_ms, gap.end_ms)
         if len(frame):
             write(frame)
@@ -278,8 +325,13 @@ def validate(
     report = validate_frame(
         pair, batch, batch_id, settings, options, overwrite=overwrite, now_ms=now_ms
     )
-    report.completeness = completeness(batch["ts"], pair.timeframe, to_ms(start), to_ms(end))
+    report.completeness = completeness(_stored_ts(report), pair.timeframe, to_ms(start), to_ms(end))
     return report
+
+
+def _stored_ts(report: ValidationReport) -> pd.Series:
+    """Open times of the candles a report stored (refused ones count as missing)."""
+    return report.batch["ts"] if report.batch is not None else pd.Series([], dtype="int64")
 
 
 def derive_timeframes(
@@ -313,8 +365,9 @@ def import_history(
     now_ms: int | None = None,
 ) -> ValidationReport:
     """Store a user's candle history the way ingestion stores a fetched batch: validated as
-    read (a failing file is quarantined whole), then upserted into the raw and validated
-    stores. Rows identical to stored ones are left as they are.
+    read (impossible rows refused and kept in the quarantine, a failing file quarantined
+    whole), then upserted into the raw and validated stores. Rows identical to stored ones
+    are left as they are. The completeness counts refused rows as missing.
 
     Raises:
         FutureCandleError: a candle closes after ``now_ms`` (default now); nothing stored.
@@ -328,12 +381,16 @@ def import_history(
         pair, batch, batch_id, settings, check_options(pair), overwrite=overwrite, now_ms=now_ms
     )
     repaired = report.batch if report.batch is not None else batch
+    repaired = repaired.drop(columns=[FLAGS], errors="ignore")
     raw = raw_table(pair.stream, settings)
     with raw.lock():
         fresh = repaired[~repaired["ts"].isin(_unchanged_keys(raw, repaired))]
         _keep_replaced_raw(pair, raw, fresh, batch_id, settings)
         raw.upsert(fresh)
-    report.completeness = completeness(repaired["ts"], pair.timeframe)
+    ts = pd.to_numeric(batch["ts"], errors="coerce").dropna()
+    step = timeframe_ms(pair.timeframe)
+    span = (int(ts.min()), int(ts.max()) + step) if len(ts) else (None, None)
+    report.completeness = completeness(repaired["ts"], pair.timeframe, *span)
     return report
 
 
@@ -371,6 +428,9 @@ def check_options(pair: PairConfig, as_of: datetime | None = None) -> CheckOptio
         max_volume_spike=pair.data.max_volume_spike,
         max_staleness_candles=pair.data.max_staleness_candles,
         as_of_ms=to_ms(as_of) if as_of else None,
+        max_zero_run_hours=pair.data.max_zero_run_hours,
+        max_refused_share=pair.data.max_refused_share,
+        max_flagged_share=pair.data.max_flagged_share,
     )
 
 
@@ -384,7 +444,9 @@ def validate_frame(
     overwrite: bool = False,
     now_ms: int | None = None,
 ) -> ValidationReport:
-    """Validate a candle batch; on success upsert it into the validated store.
+    """Validate a candle batch; on success upsert it into the validated store: its rows
+    but the refused ones (kept in the quarantine folder, ``refused.parquet``), oddities
+    flagged in the ``flags`` column.
 
     Raises:
         FutureCandleError: a candle closes after ``now_ms`` (default now); batch quarantined.
@@ -394,12 +456,16 @@ def validate_frame(
     """
     settings = settings or get_settings()
     folder = _quarantine_dir(pair, batch_id, settings)
-    _reject_future(pair, batch, folder, now_ms)
+    batch, future = split_future(pair, batch, folder, now_ms)
     docs = pair.stream.candle_dir(settings.paths.data_docs)
-    report = validate_candles(batch, pair.timeframe, options, docs_dir=docs)
+    report = validate_candles(batch, pair.timeframe, options or check_options(pair), docs)
+    if len(future):
+        report.rows += len(future)
+        report.refused = pd.concat([report.refused, future], ignore_index=True)
     if not report.success or report.batch is None:
         quarantine_batch(batch, report, folder)
         raise CandleValidationError(report)
+    quarantine_rows(report, folder)
     validated = validated_table(pair.stream, settings)
     with validated.lock():
         overlap = integrity.admit(
@@ -415,4 +481,7 @@ def validate_frame(
     if overlap.kept_in is not None:
         report.undo = integrity.undo_note(overlap.kept_in, _import_command(pair))
     log.info("%s", report.summary())
+    if report.refused_rows:  # news, unlike a clean batch (quiet when healthy)
+        where = f"kept in {report.quarantine}" if report.quarantine else "see the report"
+        log.warning("%s: %d candles refused (%s)", pair.stream.label, report.refused_rows, where)
     return report

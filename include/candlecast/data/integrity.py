@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from candlecast.data.schema import FLAGS
 from candlecast.data.store import PartitionedTable
 from candlecast.errors import PermanentError
 from candlecast.timeframes import ms_to_iso, timeframe_ms
@@ -92,7 +93,8 @@ def compare(batch: pd.DataFrame, stored: pd.DataFrame, key: str = "ts") -> Overl
     if stored.empty or batch.empty:
         empty = batch.iloc[0:0]
         return Overlap(batch, np.empty(0, np.int64), empty, stored.iloc[0:0], _diffs([]))
-    columns = [c for c in batch.columns if c != key and c in stored.columns]
+    # flags are validation's view of a row in its batch's context, not the candle's values
+    columns = [c for c in batch.columns if c not in (key, FLAGS) and c in stored.columns]
     old = stored.drop_duplicates(key, keep="last").set_index(key)
     known = batch[key].isin(old.index).to_numpy()
     ours = batch[known]

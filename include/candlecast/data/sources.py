@@ -14,6 +14,7 @@ pretending the range is complete.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -21,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
-from candlecast.data.schema import CANDLE_COLUMNS, OPTIONAL_COLUMNS
+from candlecast.data.limits import HistoryLimit
+from candlecast.data.schema import CANDLE_COLUMNS
 from candlecast.errors import ExchangeUnavailableError, SourceError
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -83,7 +85,8 @@ class ReplayExchange:
             stop = int(np.searchsorted(ts, closed_before, side="right"))
         count = min(limit or self.page_limit, self.page_limit)
         page = frame.iloc[first : min(first + count, stop)]
-        columns = [*CANDLE_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in frame.columns)]
+        # ccxt's rows: the six candle fields, and a quote volume as the seventh where given
+        columns = [*CANDLE_COLUMNS, *(["quote_volume"] if "quote_volume" in frame else [])]
         return page[columns].to_numpy(dtype=float).tolist()
 
 
@@ -124,6 +127,19 @@ def iter_pages(
         since = int(page[-1][0]) + step
 
 
+def limit_of(source: CandleSource) -> HistoryLimit:
+    """A source's paging and history limits (a source that declares none has none)."""
+    declared = getattr(source, "history", None)
+    return declared if isinstance(declared, HistoryLimit) else HistoryLimit(source.id)
+
+
+def present_of(source: CandleSource, symbol: str, timeframe: str) -> int:
+    """The source's now (its clock, or the end of a recording), else the real time."""
+    present = getattr(source, "present_ms", None)
+    now = present(symbol, timeframe) if callable(present) else None
+    return int(time.time() * 1000) if now is None else int(now)
+
+
 def reached_present(source: CandleSource, symbol: str, timeframe: str, since: int) -> bool:
     """Whether no closed candle can be expected from ``since`` on: the candle opening then
     closes less than one candle before the source's present (an exchange may publish its
@@ -154,7 +170,7 @@ def fetch_range(
 
 def _frame(rows: list[list[float]]) -> pd.DataFrame:
     width = max((len(r) for r in rows), default=len(CANDLE_COLUMNS))
-    columns = [*CANDLE_COLUMNS, *OPTIONAL_COLUMNS][: max(width, len(CANDLE_COLUMNS))]
+    columns = [*CANDLE_COLUMNS, "quote_volume"][: max(width, len(CANDLE_COLUMNS))]
     frame = pd.DataFrame(rows, columns=columns)
     frame["ts"] = frame["ts"].astype("int64")
     return frame

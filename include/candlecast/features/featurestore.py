@@ -22,6 +22,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
+from candlecast.data.quality import usable_candles
 from candlecast.data.store import PartitionedTable
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, compute_features
@@ -171,7 +172,7 @@ def write_features(
     stream = pair.stream
     first, last = to_ms(start), to_ms(end)
     warmup = pair.features.warmup_candles * timeframe_ms(pair.timeframe)
-    candles = validated_table(stream, settings).read(first - warmup, last)
+    candles = usable_candles(pair, validated_table(stream, settings).read(first - warmup, last))
     rows = compute_features(candles, pair.timeframe, stream.market_key) if len(candles) else candles
     if len(rows):
         rows = rows[(rows["candle_ts"] >= first) & (rows["candle_ts"] < last)]

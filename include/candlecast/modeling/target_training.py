@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
+from candlecast.data.quality import usable_candles
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import significance
 from candlecast.modeling import registry
@@ -214,7 +215,9 @@ def _candles(pair: PairConfig, end: datetime, settings: Settings) -> pd.DataFram
     """The validated candles of the window and the warm-up its volatility features need."""
     warm = volatility_warmup_candles(pair.timeframe) + pair.features.warmup_candles
     start = end - timedelta(days=pair.training.train_days) - timeframe_delta(pair.timeframe) * warm
-    candles = validated_table(pair.stream, settings).read(to_ms(start), to_ms(end))
+    candles = usable_candles(
+        pair, validated_table(pair.stream, settings).read(to_ms(start), to_ms(end))
+    )
     if candles.empty:
         raise NotEnoughHistoryError(f"{pair.stream.label}: no validated candles before {end}")
     return candles

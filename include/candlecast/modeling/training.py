@@ -31,6 +31,7 @@ import yaml
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import stored_completeness, validated_table
+from candlecast.data.quality import usable_candles
 from candlecast.errors import NotEnoughHistoryError
 from candlecast.evaluation.metrics import score
 from candlecast.features import featurestore
@@ -86,6 +87,7 @@ def training_frame(pair: PairConfig, end: datetime, settings: Settings) -> pd.Da
     stream = pair.stream
     start, _ = training_window(pair, end)
     candles = validated_table(stream, settings).read(to_ms(start), to_ms(end))
+    candles = usable_candles(pair, candles)
     if candles.empty:
         raise NotEnoughHistoryError(
             f"{stream.label}: no validated candles before {end.isoformat()}"

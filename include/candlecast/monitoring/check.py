@@ -28,6 +28,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
+from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
 from candlecast.monitoring import decisions
@@ -82,6 +83,8 @@ class CheckResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: Each served target's realized figures over the current window.
     targets: tuple[TargetRealized, ...] = ()
+    #: How liquid the current window's candles are (a thin market is warned about).
+    liquidity: Liquidity | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,7 @@ class CheckResult:
             "check_id": self.check_id,
             "report_path": self.report_path,
             "targets": [t.to_dict() for t in self.targets],
+            "liquidity": self.liquidity.to_dict() if self.liquidity else None,
         }
 
 
@@ -265,6 +269,7 @@ def check_pair(
         decision=decision,
         timings=timings,
         targets=tuple(targets),
+        liquidity=_window_liquidity(pair, current_span, settings),
     )
     report = None
     if keep_report and drift.features:
@@ -288,6 +293,13 @@ def _targets(
     except Exception:
         log.exception("%s: target figures unavailable", pair.stream.label)
         return []
+
+
+def _window_liquidity(
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+) -> Liquidity | None:
+    candles = validated_table(pair.stream, settings).read(to_ms(span[0]), to_ms(span[1]))
+    return liquidity(candles) if len(candles) else None
 
 
 def request_retrain(

@@ -19,6 +19,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
+from candlecast.data.quality import usable_candles
 from candlecast.features.volatility import har_windows
 from candlecast.modeling.target_evaluation import target_frame
 from candlecast.serving import targets as served_targets
@@ -52,9 +53,10 @@ def realized_targets(
         return []
     step = timeframe_ms(pair.timeframe)
     reach = har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles
-    candles = validated_table(pair.stream, settings).read(
+    stored = validated_table(pair.stream, settings).read(
         to_ms(span[0]) - reach * step, to_ms(span[1])
     )
+    candles = usable_candles(pair, stored)
     return [_realized(pair, s, candles, span) for s in served] if len(candles) else []
 
 

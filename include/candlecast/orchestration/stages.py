@@ -39,6 +39,9 @@ class Validated:
     missing_share: float
     docs: str | None
     derived: dict[str, int]
+    #: Rows refused (impossible, kept in the quarantine) and stored with a flag (odd).
+    refused: int = 0
+    flagged: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def validate(
         missing_share=report.completeness.missing_share if report.completeness else 0.0,
         docs=str(report.docs) if report.docs else None,
         derived=ingestion.derive_timeframes(pair, start, end),
+        refused=report.refused_rows,
+        flagged=report.flagged_rows,
     )
 
 

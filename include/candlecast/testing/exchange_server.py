@@ -11,6 +11,12 @@ next klines requests; every request is recorded, with the fault it got, so tests
 a fault was served. A ``timeout`` fault does not race the client's clock: the server holds the
 reply until the client hangs up (or the server stops), so the client times out however slow
 the machine is, after exactly its own timeout.
+
+It can behave like another exchange's candle endpoint (``history``): at most ``page`` candles
+per request (a larger ``limit`` is refused, as Coinbase refuses more than 300), only the
+``recent`` most recent candles at all (Kraken's 720: an older ``startTime`` gets the oldest
+of those, whatever it asked), and pages newest first (``newest_first``, as Coinbase sends
+them).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from candlecast.data.limits import HistoryLimit
 from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -145,6 +152,8 @@ class ExchangeServer:
         stall_s: how long a ``timeout`` fault holds its reply at most (it is sent if the
             client is still waiting then). ``None``: until the client hangs up or the server
             stops, so the client always times out, whatever its timeout and the machine's speed.
+        history: another exchange's page size and history depth to behave like.
+        newest_first: send each page newest candle first.
     """
 
     def __init__(
@@ -153,7 +162,11 @@ class ExchangeServer:
         timeframe: str = "1h",
         now_ms: int | None = None,
         stall_s: float | None = None,
+        history: HistoryLimit | None = None,
+        newest_first: bool = False,
     ) -> None:
+        self.history = history or HistoryLimit("binance", page=MAX_LIMIT)
+        self.newest_first = newest_first
         self._book: dict[tuple[str, str], np.ndarray] = {}
         self.symbols: list[str] = []
         for key, frame in candles.items():
@@ -323,7 +336,7 @@ class ExchangeServer:
         except ValueError:
             return _error("param")
         interval = params.get("interval", "")
-        if not 1 <= limit <= MAX_LIMIT:
+        if not 1 <= limit <= (self.history.page or MAX_LIMIT):
             return _error("limit")
         if interval not in _INTERVALS:
             return _error("interval")
@@ -333,6 +346,9 @@ class ExchangeServer:
         rows = self._book.get((symbol, interval))
         if rows is None:
             return []
+        oldest = self.history.oldest_served_ms(interval, now)
+        if oldest is not None:  # older candles are not served, whatever the request asks
+            rows = rows[rows[:, 0] >= oldest]
         ts = rows[:, 0]
         stop = int(np.searchsorted(ts, min(now, end if end is not None else now), "right"))
         if start is not None:
@@ -344,7 +360,7 @@ class ExchangeServer:
         page = [kline(row, step) for row in chosen]
         if len(chosen) and chosen[-1, 0] + step > now:  # still open: as it stands now
             page[-1] = kline(_partial(chosen[-1], (now - chosen[-1, 0]) / step), step)
-        return page
+        return page[::-1] if self.newest_first else page
 
 
 def _closed_by_peer(connection: socket.socket, wait_s: float) -> bool:
