@@ -106,8 +106,9 @@ def test_streams_of_one_symbol_get_distinct_stages_and_outputs(tmp_path):
     assert ".candlecast/raw/kraken/BTC_USDT/1h" in outs["ingest@kraken_btc_usdt_1h"]
     ranges = yaml.safe_load((folder / "dvc.streams.yaml").read_text())["streams"]
     assert ranges["binance_btc_usdt_1h"]["start"] == "2024-01-01T00:00:00"
-    # An open start: the history training needs before the end (120 days + 500 warm-up hours).
-    assert ranges["kraken_btc_usdt_1h"]["start"] == "2024-01-12T04:00:00"
+    # An open start: the history training needs before the end: 120 days, and the volatility
+    # features' warm-up (twice the 720-hour month window and a day: 1,464 hours).
+    assert ranges["kraken_btc_usdt_1h"]["start"] == "2023-12-03T00:00:00"
 
     assert run(["scripts/candlecast", "dvc-streams", "--check"], folder, env=env).returncode == 0
     # An open end stays pinned where the file was written (a check on a later day passes).
