@@ -14,6 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from candlecast.data.ingestion import validated_table
+from candlecast.features.engineering import compute_features
 from candlecast.modeling import registry, target_training
 from candlecast.modeling.card import ModelCard
 from candlecast.serving import targets as served
@@ -75,7 +76,15 @@ def test_volatility_champion_is_the_best_baseline_unless_beaten(world):
 def test_the_service_answers_what_mlflow_calls_champion(world):
     settings, pair, found = world
     loaded = served.load(pair, settings, {})
-    answers = served.forecasts(pair, settings, loaded, 0.0)
+    # the online row is what materialize stores: the feature function's row of the newest
+    # candle (this test has no Feast store)
+    candles = validated_table(pair.stream, settings).read()
+    newest = compute_features(candles, "1h", pair.stream.market_key).iloc[-1]
+
+    def online(columns: list[str]) -> dict:
+        return {c: newest[c] for c in columns}
+
+    answers = served.forecasts(pair, settings, loaded, 0.0, online)
     client = MlflowClient()
     by_key = {a["key"]: a for a in answers.answers}
     assert set(by_key) == {"return_h4", "volatility_h24"} and not answers.missing
