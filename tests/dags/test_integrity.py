@@ -12,7 +12,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
 
 from candlecast.config import load_pairs
 from candlecast.names import TRAINING_POOL
-from tests.helpers import CANDLES_TASKS, TRAIN_TASKS
+from tests.helpers import CANDLES_ONE_TASK, CANDLES_TASKS, TRAIN_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = (
@@ -57,7 +57,9 @@ def _edges(dag) -> set[tuple[str, str]]:
 
 
 def test_candles_dag_tasks_edges_pool_and_asset(dagbag):
-    for pair in load_pairs().pairs:
+    hourly = [p for p in load_pairs().pairs if p.timeframe == "1h"]
+    assert hourly
+    for pair in hourly:
         dag = dagbag.get_dag(pair.stream.candles_dag_id)
         assert [t.task_id for t in dag.topological_sort()] == CANDLES_TASKS
         assert _edges(dag) == {
@@ -73,6 +75,21 @@ def test_candles_dag_tasks_edges_pool_and_asset(dagbag):
         outlets = [a.uri for a in dag.get_task("materialize").outlets]
         assert outlets == [pair.stream.features_asset_uri]
         assert isinstance(dag.timetable, CronDataIntervalTimetable)
+
+
+def test_a_sub_hourly_candles_dag_is_one_task_with_the_same_pool_retries_and_asset(dagbag):
+    """Four task processes per 5m candle cost more than the work: one task does all four,
+    the DAG and its run history stay per stream."""
+    sub_hourly = [p for p in load_pairs().pairs if p.timeframe == "5m"]
+    assert sub_hourly
+    for pair in sub_hourly:
+        dag = dagbag.get_dag(pair.stream.candles_dag_id)
+        assert [t.task_id for t in dag.tasks] == CANDLES_ONE_TASK
+        task = dag.get_task(CANDLES_ONE_TASK[0])
+        assert task.pool == pair.stream.exchange_pool and task.retries >= 4
+        assert task.depends_on_past  # warm-up: intervals are computed in order
+        assert [a.uri for a in task.outlets] == [pair.stream.features_asset_uri]
+        assert "one task process" in dag.doc_md
 
 
 def test_train_dag_tasks_edges_pools_assets_and_params(dagbag):
