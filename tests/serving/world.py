@@ -174,14 +174,20 @@ def serve_clones(count: int, ready: int) -> str:
     from candlecast.settings import get_settings
 
     settings = get_settings()
-    eth = stages.pair_config("ETH/BTC")
-    write_config(settings.pairs, with_ltc=len(load_pairs(settings.pairs).pairs) > 1, clones=count)
+    eth = stages.pair_config("ETH/BTC", "binance", "5m")
+    ltc = any(p.symbol == "LTC/BTC" for p in load_pairs(settings.pairs).pairs)
+    write_config(settings.pairs, with_ltc=ltc, clones=count)
     bentoml_store()
     served = bentoml.models.get(f"{eth.stream.bento_model}:latest")
     row = featurestore.offline_table(eth.stream).read(0, 4_102_444_800_000).tail(1)
     store = featurestore.feature_store()
     for index in range(ready):
         clone = stages.pair_config("ETH/BTC", clone_exchange(index), "5m")
+        try:
+            bentoml.models.get(f"{clone.stream.bento_model}:latest")
+            continue  # served by an earlier call
+        except bentoml.exceptions.NotFound:
+            pass
         meta = json.loads(Path(served.path_of("metadata.json")).read_text())
         meta.update(stream=clone.key, exchange=clone.exchange)
         meta["model_name"] = clone.stream.registered_model
