@@ -205,3 +205,19 @@ def test_dag_file_imports_nothing_heavy(airflow_db):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout
+
+
+def test_a_fifty_stream_config_parses_into_its_dags(tmp_path, airflow_db):
+    """A fleet: 25 streams at 5m (one-task candles DAGs) and 25 at 1h, on synthetic exchanges."""
+    streams = [("ETH/BTC", f"synth{i:04d}", "5m") for i in range(25)]
+    streams += [("BTC/USD", f"synth{i:04d}", "1h") for i in range(25)]
+    text = "pairs:\n" + "".join(
+        f"  - {{symbol: {s}, exchange: {e}, timeframe: {t}, start: 2021-01-01}}\n"
+        for s, e, t in streams
+    )
+    out = dag_ids_for(text, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ERRORS []" in out.stdout
+    ids = out.stdout.split("IDS ", 1)[1]
+    assert ids.count("'candles_") == ids.count("'train_") == ids.count("'monitor_") == 50
+    assert "'candles_synth0024_eth_btc_5m'" in ids and "'train_synth0024_btc_usd_1h'" in ids

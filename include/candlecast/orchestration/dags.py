@@ -228,10 +228,12 @@ def _emit_features(stream: Stream, start: datetime, end: datetime) -> None:
 def _candles_task(pair: PairConfig) -> None:
     stream = pair.stream
 
+    # one XCom (a dict return is pushed key by key otherwise: one Execution API call each)
     @task(
         pool=stream.exchange_pool,
         depends_on_past=True,
         outlets=[features_asset(stream)],
+        multiple_outputs=False,
         **FETCH_ARGS,
     )
     def ingest_and_materialize() -> dict[str, Any]:
