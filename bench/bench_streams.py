@@ -62,6 +62,7 @@ class Figures:
     replay_wall: float
     shares: dict[str, float]
     rows_per_run: float
+    idle_cpu_s: float  # the idle Airflow's CPU-s per second with this many DAGs loaded
 
     @property
     def period_s(self) -> float:
@@ -185,10 +186,16 @@ def measure(client, airflow, dag_ids, start, end, idle_rate, db, timeout):  # ty
     per run and metadata rows per run. One status request per 5 s for all DAGs together, so
     the bench's own polling costs the API server little."""
     rows_before, cpu_before = db_rows(db), tree_cpu(airflow.procs)
+    done_before = _runs(client, "success")
     started = time.perf_counter()
     for dag_id in dag_ids:
         client.create_backfill(dag_id, start, end)
-    while _open_runs(client) and time.perf_counter() - started < timeout:
+    expected = len(dag_ids) * _candles(start, end, dag_ids)
+    while time.perf_counter() - started < timeout:
+        if _runs(client, "success") - done_before >= expected and not _runs(client, "open"):
+            break
+        if _runs(client, "failed"):
+            raise RuntimeError("a candles run failed: see the Airflow logs")
         time.sleep(5)
     wall = time.perf_counter() - started
     cpu_after = tree_cpu(airflow.procs)
@@ -210,9 +217,18 @@ def measure(client, airflow, dag_ids, start, end, idle_rate, db, timeout):  # ty
     return runs, wall, spent, per_run, db_rows(db) - rows_before
 
 
-def _open_runs(client) -> int:  # type: ignore[no-untyped-def]
-    body = client.request("GET", "/api/v2/dags/~/dagRuns", limit=1, state=["queued", "running"])
+def _runs(client, which: str) -> int:  # type: ignore[no-untyped-def]
+    """How many runs of every DAG are open (queued or running), succeeded or failed."""
+    states = ["queued", "running"] if which == "open" else [which]
+    body = client.request("GET", "/api/v2/dags/~/dagRuns", limit=1, state=states)
     return int(body["total_entries"])
+
+
+def _candles(start: datetime, end: datetime, dag_ids: list[str]) -> int:
+    from candlecast.timeframes import timeframe_delta
+
+    timeframe = dag_ids[0].rsplit("_", 1)[1]
+    return round((end - start) / timeframe_delta(timeframe))
 
 
 def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
@@ -285,6 +301,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
                     wall,
                     {k: v / total for k, v in spent.items()} if total else {},
                     rows / len(runs),
+                    sum(idle_rate.values()),
                 )
             )
         for kind, dag_of, how_many in (
@@ -343,21 +360,35 @@ def _rss(proc) -> int:  # type: ignore[no-untyped-def]
 
 
 def cost_model(figures: list[Figures]) -> None:
+    """CPU-s per second = idle(S) + sum over timeframes of N_tf x c_tf / period_tf, with c_tf
+    the measured CPU-s per candles run (all measured N pooled: it does not grow with N) and
+    idle(S) = i0 + i1 x S the idle Airflow (scheduler, DAG processor, triggerer) with S streams'
+    DAGs loaded, fitted over the measured N."""
     import numpy as np
 
     cores = os.cpu_count() or 1
-    print("\ncost model (least squares over the measured N: CPU-s per run = a + b / N):")
-    for timeframe in sorted({f.timeframe for f in figures}):
-        rows = [f for f in figures if f.timeframe == timeframe]
-        x = np.array([1 / f.streams for f in rows])
-        y = np.array([f.cpu_per_run for f in rows])
-        a, b = np.polyfit(x, y, 1) if len(rows) > 1 else (y[0], 0.0)
-        per_day = a * rows[0].candles_per_day
-        fits = int(BUSY_SHARE * cores * 86_400 / per_day) if per_day > 0 else 0
+    per_run = {
+        tf: sum(f.cpu_per_run * f.runs for f in rows) / sum(f.runs for f in rows)
+        for tf in sorted({f.timeframe for f in figures})
+        for rows in [[f for f in figures if f.timeframe == tf]]
+    }
+    timeframes = len(per_run)
+    points = {f.streams * timeframes: f.idle_cpu_s for f in figures}
+    if len(points) > 1:
+        slope, base = np.polyfit(list(points), list(points.values()), 1)
+    else:
+        base, slope = next(iter(points.values())), 0.0
+    print(
+        f"\ncost model: idle Airflow {base:.3f} + {slope:.4f} x streams CPU-s/s (fitted on "
+        f"{len(points)} N); per candles run (pooled over N):"
+    )
+    for tf, cost in per_run.items():
+        period = next(f for f in figures if f.timeframe == tf).period_s
+        per_day = cost * 86_400 / period
+        live = (BUSY_SHARE * cores - base) / (slope + cost / period)
         print(
-            f"  {timeframe}: {a:.2f} CPU-s per candles run (+{b:.2f} / N shared), "
-            f"{per_day:,.0f} CPU-s per stream-day ({rows[0].candles_per_day:.0f} runs); "
-            f"{fits} live streams on {cores} cores at {BUSY_SHARE:.0%}"
+            f"  {tf}: {cost:.2f} CPU-s per run, {per_day:,.0f} CPU-s per stream-day; "
+            f"{int(live)} live {tf} streams alone fit {cores} cores at {BUSY_SHARE:.0%}"
         )
 
 
