@@ -311,6 +311,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
             if how_many:
                 _triggered(
                     client,
+                    airflow,
                     [getattr(p.stream, dag_of) for p in pairs[:how_many]],
                     kind,
                     idle_rate,
