@@ -6,7 +6,15 @@ FastAPI + onnxruntime server of ``bench/minimal_server.py`` (same model, Feast o
 request), and measures with wrk (/usr/bin/wrk): ``/predict`` requests/s and p50/p99 at each
 concurrency, and ``/predict_batch`` rows/s with 10,000-row bodies. Prints a Markdown table.
 
+With ``--streams 3,50,300`` it measures instead what the service costs per stream: for each
+count, that many served streams (ETH/BTC and clones of it on synthetic exchanges, each with
+its own deployed model and online row, :func:`tests.serving.world.serve_clones`), a fresh
+``bentoml serve``: start-up until ``/readyz`` and every stream loaded, the worker's resident
+memory (its own ``/health`` report) and the supervisor's, whether the worker holds torch or a
+training library, and /predict p50/p99 paced at ``--rate`` requests/s spread over the streams.
+
     .venv/bin/python bench/bench_serving.py [--seconds 10] [--workers 1] [--no-access-log]
+    .venv/bin/python bench/bench_serving.py --streams 3,50,300 [--rate 1000]
 """
 
 from __future__ import annotations
@@ -92,6 +100,117 @@ def start_servers(root: Path, env: dict[str, str], tag: str) -> tuple[list, str,
     return [service, minimal], f"http://127.0.0.1:{ours}", f"http://127.0.0.1:{base}"
 
 
+STREAMS_LUA = """
+local n = {count}
+request = function()
+  local i = math.random(0, n - 1)
+  local body
+  if i == 0 then body = '{{"pair": "ETH/BTC", "exchange": "binance", "timeframe": "5m"}}'
+  else
+    local fields = '{{"pair": "ETH/BTC", "exchange": "synth%04d", "timeframe": "5m"}}'
+    body = string.format(fields, i - 1)
+  end
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def footprint(root: Path, env: dict[str, str], count: int, seconds: int, rate: float) -> dict:
+    """One fresh service over ``count`` served streams: start-up, memory, paced latency."""
+    import time
+    import urllib.request
+
+    served = int(world.run_in(env, f"w.serve_clones({count - 1}, {count - 1})"))
+    port = free_port()
+    started = time.perf_counter()
+    service = embedded.start(
+        embedded.bentoml_command("127.0.0.1", port), root / f"footprint-{count}.log", env
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        embedded.wait_http(f"{base}/readyz", timeout=600, proc=service)
+        with urllib.request.urlopen(f"{base}/health", timeout=600) as answer:
+            health = json.loads(answer.read())
+        startup = time.perf_counter() - started
+        loaded = sum(1 for s in health["streams"].values() if "model_version" in s)
+        process = health["process"]
+        script = root / f"streams-{count}.lua"
+        connections = 16
+        pacing = f"function delay() return {connections * 1000 / rate:.3f} end\n"
+        script.write_text(STREAMS_LUA.format(count=count) + pacing)
+        out = subprocess.run(
+            [
+                WRK,
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+                base + "/predict",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        with urllib.request.urlopen(f"{base}/health", timeout=600) as answer:
+            after = json.loads(answer.read())["process"]
+        return {
+            "streams": served,
+            "loaded": loaded,
+            "startup_s": startup,
+            "worker_mb": process["rss_bytes"] / 2**20,
+            "worker_after_load_mb": after["rss_bytes"] / 2**20,
+            "supervisor_mb": rss_mb(service.pid),
+            "training_libraries": process["training_libraries"],
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+            "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
+            "non2xx": re.search(r"Non-2xx or 3xx responses: (\d+)", out),
+        }
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+
+
+def main_streams(counts: list[int], seconds: int, rate: float, built: str) -> None:
+    root = Path(built or tempfile.mkdtemp(prefix="bench-serving-streams-"))
+    env = world.environment(root) if built else world.build(root)
+    env["CANDLECAST_SERVICE_ACCESS_LOG"] = "false"
+    rows = [footprint(root, env, count, seconds, rate) for count in sorted(counts)]
+    load = os.getloadavg()
+    print(
+        f"\ncores={os.cpu_count()} load average after run: {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f}; /predict paced at {rate:g}/s over the streams, 16 connections\n"
+    )
+    print(
+        "| streams | start-up s | worker MB | worker MB after load | supervisor MB | "
+        "training libs in worker | req/s | p50 ms | p99 ms | non-2xx |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        errors = r["non2xx"].group(1) if r["non2xx"] else "0"
+        print(
+            f"| {r['streams']} ({r['loaded']} loaded) | {r['startup_s']:.1f} | "
+            f"{r['worker_mb']:.0f} | {r['worker_after_load_mb']:.0f} | {r['supervisor_mb']:.0f} "
+            f"| {', '.join(r['training_libraries']) or 'none'} | {r['rps']:,.0f} | "
+            f"{r['p50']:.2f} | {r['p99']:.2f} | {errors} |"
+        )
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        per = (last["worker_after_load_mb"] - first["worker_after_load_mb"]) / (
+            last["streams"] - first["streams"]
+        )
+        print(f"\nworker memory per added stream: {per * 1024:.0f} KB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -101,7 +220,15 @@ def main() -> None:
     parser.add_argument(
         "--rate", type=float, default=1000, help="also measure at this paced load (0: no)"
     )
+    parser.add_argument(
+        "--streams", default="", help="e.g. 3,50,300: memory, start-up and latency per count"
+    )
+    parser.add_argument("--world", default="", help="a folder world.build() ran in (reused)")
     args = parser.parse_args()
+    if args.streams:
+        counts = [int(c) for c in args.streams.split(",")]
+        main_streams(counts, args.seconds, args.rate or 1000, args.world)
+        return
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     env = world.build(root)
     tag = world.run_in(env, "w.deploy_lightgbm('ETH/BTC', '900', n_estimators=200)")

@@ -18,15 +18,19 @@ import gc
 import logging
 import sys
 
-import bentoml
+from candlecast.serving import lean
 
-from candlecast.serving import metrics
-from candlecast.serving.api import create_app, readiness
-from candlecast.serving.auth import load_keys
-from candlecast.serving.forecaster import Forecaster
-from candlecast.serving.guard import Guard, access_log
-from candlecast.serving.options import ServiceOptions
-from candlecast.serving.refresher import Refresher
+lean.keep_torch_out()  # before Feast is imported: see candlecast.serving.lean
+
+import bentoml  # noqa: E402
+
+from candlecast.serving import metrics  # noqa: E402
+from candlecast.serving.api import create_app, readiness  # noqa: E402
+from candlecast.serving.auth import load_keys  # noqa: E402
+from candlecast.serving.forecaster import Forecaster  # noqa: E402
+from candlecast.serving.guard import Guard, access_log  # noqa: E402
+from candlecast.serving.options import ServiceOptions  # noqa: E402
+from candlecast.serving.refresher import Refresher  # noqa: E402
 
 # Read at import: BentoML needs the worker count when the class is declared.
 OPTIONS = ServiceOptions()
@@ -62,7 +66,7 @@ class Candlecast:
         self.forecaster.refresh_all()
         self.refresher = Refresher(self.forecaster, OPTIONS.refresh_seconds)
         self.refresher.start()
-        # The libraries loaded by now (Feast, torch, onnxruntime...) are millions of objects
+        # The libraries loaded by now (Feast, BentoML, onnxruntime...) are millions of objects
         # that live as long as the process: out of the collector's sight, a full collection no
         # longer stalls every request for ~200 ms (the p99 bench_serving.py measured).
         gc.collect()

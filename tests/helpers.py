@@ -14,6 +14,8 @@ BTC_FILE = REPO / "data" / "bundled" / "BTC_USD-Hourly.csv"
 
 #: The candles DAG's tasks, in dependency order.
 CANDLES_TASKS = ["ingest", "validate", "features", "materialize"]
+#: A sub-hourly stream's candles DAG: the same four steps in one task process.
+CANDLES_ONE_TASK = ["ingest_and_materialize"]
 #: The train DAG's tasks, in dependency order (``fit`` is mapped over the model kinds).
 TRAIN_TASKS = [
     "training_set",

@@ -195,6 +195,10 @@ class Stream:
         return cls(exchange, f"{base}/{quote}".upper(), timeframe)
 
 
+#: The Feast entity column: the market (``binance:BTC/USDT``), see ``Stream.market_key``.
+ENTITY = "market"
+
+
 def view_name(timeframe: str) -> str:
     """The Feast feature view of a timeframe."""
     return f"candle_features_{timeframe}"

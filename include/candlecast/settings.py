@@ -6,6 +6,7 @@ process (or a test) that changes the environment sees the change.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,24 @@ class Settings(BaseSettings):
         default=1e-5, description="Max abs difference allowed between ONNX and native outputs."
     )
 
+    fit_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Threads one model fit uses (LightGBM num_threads; torch kinds use one).",
+    )
+    training_slots: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fits at once (the candlecast_training pool); default cores / fit_threads.",
+    )
+
+    @property
+    def training_pool_slots(self) -> int:
+        """Concurrent fits: :attr:`training_slots`, else as many as the cores this process may
+        run on hold fits of :attr:`fit_threads` threads (so parallel fits never oversubscribe
+        the cores and thrash)."""
+        return self.training_slots or training_slots_for(usable_cores(), self.fit_threads)
+
     @cached_property
     def paths(self) -> Paths:
         return Paths(self.home.expanduser().resolve())
@@ -75,6 +94,19 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.paths.mlflow / 'mlflow.db'}"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def training_slots_for(cores: int, fit_threads: int) -> int:
+    """How many fits of ``fit_threads`` threads run at once on ``cores`` cores (at least one)."""
+    return max(1, cores // fit_threads)
 
 
 class Paths:

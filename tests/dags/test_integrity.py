@@ -12,7 +12,7 @@ from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable
 
 from candlecast.config import load_pairs
 from candlecast.names import TRAINING_POOL
-from tests.helpers import CANDLES_TASKS, TRAIN_TASKS
+from tests.helpers import CANDLES_ONE_TASK, CANDLES_TASKS, TRAIN_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = (
@@ -57,7 +57,9 @@ def _edges(dag) -> set[tuple[str, str]]:
 
 
 def test_candles_dag_tasks_edges_pool_and_asset(dagbag):
-    for pair in load_pairs().pairs:
+    hourly = [p for p in load_pairs().pairs if p.timeframe == "1h"]
+    assert hourly
+    for pair in hourly:
         dag = dagbag.get_dag(pair.stream.candles_dag_id)
         assert [t.task_id for t in dag.topological_sort()] == CANDLES_TASKS
         assert _edges(dag) == {
@@ -73,6 +75,21 @@ def test_candles_dag_tasks_edges_pool_and_asset(dagbag):
         outlets = [a.uri for a in dag.get_task("materialize").outlets]
         assert outlets == [pair.stream.features_asset_uri]
         assert isinstance(dag.timetable, CronDataIntervalTimetable)
+
+
+def test_a_sub_hourly_candles_dag_is_one_task_with_the_same_pool_retries_and_asset(dagbag):
+    """Four task processes per 5m candle cost more than the work: one task does all four,
+    the DAG and its run history stay per stream."""
+    sub_hourly = [p for p in load_pairs().pairs if p.timeframe == "5m"]
+    assert sub_hourly
+    for pair in sub_hourly:
+        dag = dagbag.get_dag(pair.stream.candles_dag_id)
+        assert [t.task_id for t in dag.tasks] == CANDLES_ONE_TASK
+        task = dag.get_task(CANDLES_ONE_TASK[0])
+        assert task.pool == pair.stream.exchange_pool and task.retries >= 4
+        assert task.depends_on_past  # warm-up: intervals are computed in order
+        assert [a.uri for a in task.outlets] == [pair.stream.features_asset_uri]
+        assert "one task process" in dag.doc_md
 
 
 def test_train_dag_tasks_edges_pools_assets_and_params(dagbag):
@@ -191,3 +208,19 @@ def test_dag_file_imports_nothing_heavy(airflow_db):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "HEAVY []" in out.stdout
+
+
+def test_a_fifty_stream_config_parses_into_its_dags(tmp_path, airflow_db):
+    """A fleet: 25 streams at 5m (one-task candles DAGs) and 25 at 1h, on synthetic exchanges."""
+    streams = [("ETH/BTC", f"synth{i:04d}", "5m") for i in range(25)]
+    streams += [("BTC/USD", f"synth{i:04d}", "1h") for i in range(25)]
+    text = "pairs:\n" + "".join(
+        f"  - {{symbol: {s}, exchange: {e}, timeframe: {t}, start: 2021-01-01}}\n"
+        for s, e, t in streams
+    )
+    out = dag_ids_for(text, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ERRORS []" in out.stdout
+    ids = out.stdout.split("IDS ", 1)[1]
+    assert ids.count("'candles_") == ids.count("'train_") == ids.count("'monitor_") == 50
+    assert "'candles_synth0024_eth_btc_5m'" in ids and "'train_synth0024_btc_usd_1h'" in ids

@@ -1,4 +1,7 @@
-"""Real dag.test() runs of the default pair's candles DAG and then its train DAG."""
+"""Real dag.test() runs of the default pair's candles DAG and then its train DAG, and of a
+sub-hourly stream's one-task candles DAG."""
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from mlflow import MlflowClient
@@ -8,7 +11,7 @@ from candlecast.modeling import registry as tracking
 from candlecast.modeling.onnx_export import ExportedModel
 from candlecast.serving.forecaster import Forecaster
 from candlecast.timeframes import to_ms
-from tests.helpers import CANDLES_TASKS, TRAIN_TASKS
+from tests.helpers import CANDLES_ONE_TASK, CANDLES_TASKS, TRAIN_TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -109,3 +112,22 @@ def test_a_served_window_equals_the_training_window_for_the_same_candle(pipeline
     )
     assert served.shape == (1, window * len(FEATURE_COLUMNS))
     assert (served[0] == x[last].astype("float32")).all()
+
+
+def test_a_sub_hourly_candles_run_is_one_task_that_materializes_its_candle(dagbag, home):
+    from candlecast.orchestration import stages as pipeline
+
+    pair = pipeline.pair_config("ETH/BTC", "binance", "5m")
+    end = datetime(2018, 1, 29, tzinfo=UTC)  # the shipped config runs it @daily
+    pipeline.backfill(pair, end - timedelta(days=3), end - timedelta(days=1))
+    docs = pair.stream.candle_dir(home / "data_docs")
+    pages_before = sorted(docs.rglob("*.html"))
+    run = dagbag.get_dag(pair.stream.candles_dag_id).test(logical_date=end)
+    assert run.state == "success"
+    assert (run.data_interval_start, run.data_interval_end) == (end - timedelta(days=1), end)
+    assert {ti.task_id: ti.state for ti in run.get_task_instances()} == dict.fromkeys(
+        CANDLES_ONE_TASK, "success"
+    )
+    online = featurestore.online_features(featurestore.feature_store(), pair.stream, ["candle_ts"])
+    assert online["candle_ts"] == to_ms(end) - 300_000
+    assert sorted(docs.rglob("*.html")) == pages_before  # a healthy candle builds no data docs

@@ -119,3 +119,14 @@ def test_bad_requests_get_clear_errors(service, body, status, message):
     text, code = out.stdout.rsplit("\n", 1)
     assert int(code) == status
     assert message in text
+
+
+def test_the_served_worker_holds_no_torch_and_no_training_library(service):
+    """Asked of the running worker (its own report, then its memory map), not of this process."""
+    _, base = service
+    out = subprocess.run(["curl", "-sf", f"{base}/health"], capture_output=True, text=True)
+    process = json.loads(out.stdout)["process"]
+    assert process["training_libraries"] == []
+    maps = Path(f"/proc/{process['pid']}/maps").read_text()
+    assert "/torch/" not in maps and "lightgbm" not in maps and "talib" not in maps.lower()
+    assert process["rss_bytes"] > 0

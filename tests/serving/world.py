@@ -24,13 +24,22 @@ DAY = ["--start", "2018-01-28", "--end", "2018-01-29"]
 DEFAULTS = "defaults: {training: {train_days: 6, kinds: [lightgbm]}}\n"
 
 
-def write_config(path: Path, with_ltc: bool = False) -> None:
+def write_config(path: Path, with_ltc: bool = False, clones: int = 0) -> None:
+    """The world's pair config: ETH/BTC (and LTC/BTC), plus ``clones`` copies of ETH/BTC on
+    synthetic exchanges (:func:`clone_exchange`), distinct streams of the same candles."""
     lines = [f"  - {ETH % (FREQTRADE / 'ETH_BTC-5m.feather')}\n"]
     if with_ltc:
         lines.append(f"  - {LTC % (FREQTRADE / 'LTC_BTC-5m.feather')}\n")
+    eth = ETH % (FREQTRADE / "ETH_BTC-5m.feather")
+    lines += [f"  - {eth.replace('binance', clone_exchange(i))}\n" for i in range(clones)]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(DEFAULTS + "pairs:\n" + "".join(lines))
     tmp.replace(path)
+
+
+def clone_exchange(index: int) -> str:
+    """The synthetic exchange id of the ``index``-th clone stream (``synth0007``)."""
+    return f"synth{index:04d}"
 
 
 def environment(root: Path) -> dict[str, str]:
@@ -145,6 +154,49 @@ def deploy_lightgbm(
 
     (folder / "metadata.json").write_text(json.dumps(asdict(exported)))
     return deploy.deploy(pair, exported)
+
+
+def serve_clones(count: int, ready: int) -> str:
+    """Configure ``count`` clones of ETH/BTC (the world's own streams kept) and make the first
+    ``ready`` of them servable the way the pipeline does: ETH/BTC's served model deployed into
+    the BentoML store under each clone's name, and ETH/BTC's newest feature row written to the
+    online store under each clone's market (Feast's ``write_to_online_store``). Returns the
+    number of configured streams."""
+    import shutil
+
+    import bentoml
+
+    from candlecast.config import load_pairs
+    from candlecast.features import featurestore
+    from candlecast.names import view_name
+    from candlecast.orchestration import stages
+    from candlecast.serving.deploy import bentoml_store
+    from candlecast.settings import get_settings
+
+    settings = get_settings()
+    eth = stages.pair_config("ETH/BTC", "binance", "5m")
+    ltc = any(p.symbol == "LTC/BTC" for p in load_pairs(settings.pairs).pairs)
+    write_config(settings.pairs, with_ltc=ltc, clones=count)
+    bentoml_store()
+    served = bentoml.models.get(f"{eth.stream.bento_model}:latest")
+    row = featurestore.offline_table(eth.stream).read(0, 4_102_444_800_000).tail(1)
+    store = featurestore.feature_store()
+    for index in range(ready):
+        clone = stages.pair_config("ETH/BTC", clone_exchange(index), "5m")
+        try:
+            bentoml.models.get(f"{clone.stream.bento_model}:latest")
+            continue  # served by an earlier call
+        except bentoml.exceptions.NotFound:
+            pass
+        meta = json.loads(Path(served.path_of("metadata.json")).read_text())
+        meta.update(stream=clone.key, exchange=clone.exchange)
+        meta["model_name"] = clone.stream.registered_model
+        labels = {"stream": clone.key, "kind": meta["kind"], "version": str(meta["version"])}
+        with bentoml.models.create(clone.stream.bento_model, labels=labels) as model:
+            shutil.copy2(served.path_of("model.onnx"), model.path_of("model.onnx"))
+            Path(model.path_of("metadata.json")).write_text(json.dumps(meta))
+        store.write_to_online_store(view_name("5m"), row.assign(market=clone.stream.market_key))
+    return str(len(load_pairs(settings.pairs).pairs))
 
 
 def _served_meta(pair) -> str:  # type: ignore[no-untyped-def]

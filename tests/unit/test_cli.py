@@ -125,14 +125,26 @@ def test_airflow_refuses_a_port_that_is_not_one(env):
     assert code == 1 and "port 70000 is not a TCP port" in out
 
 
-def test_airflow_pools_one_per_exchange_and_one_training_slot(env):
+@pytest.mark.parametrize(
+    ("fit_threads", "slots", "expected"),
+    [("1", None, 4), ("2", None, 2), ("3", None, 1), ("8", None, 1), ("1", "3", 3)],
+)
+def test_airflow_pools_one_per_exchange_and_training_slots_follow_the_cores(
+    env, monkeypatch, fit_threads, slots, expected
+):
+    from candlecast import settings as settings_module
     from candlecast.cli.airflow_local import pools
     from candlecast.config import load_pairs
+    from candlecast.settings import Settings
 
-    found = pools(load_pairs(Path(env["CANDLECAST_PAIRS"])))
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 4)
+    monkeypatch.setenv("CANDLECAST_FIT_THREADS", fit_threads)
+    if slots:
+        monkeypatch.setenv("CANDLECAST_TRAINING_SLOTS", slots)
+    found = pools(load_pairs(Path(env["CANDLECAST_PAIRS"])), Settings())
     assert {name: spec["slots"] for name, spec in found.items()} == {
         "exchange_binance": 2,
-        "candlecast_training": 1,
+        "candlecast_training": expected,
     }
 
 

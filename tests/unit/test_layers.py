@@ -40,7 +40,7 @@ def broken(output: str) -> list[str]:
 def test_the_package_keeps_every_contract(copy):
     out = lint(copy)
     assert out.returncode == 0, out.stdout[-3000:]
-    assert "Contracts: 5 kept, 0 broken." in out.stdout
+    assert "Contracts: 6 kept, 0 broken." in out.stdout
 
 
 @pytest.mark.parametrize(
@@ -53,6 +53,9 @@ def test_the_package_keeps_every_contract(copy):
         ("features/engineering.py", "import torch", "Only the model kinds import PyTorch"),
         ("serving/deploy.py", "import evidently", "Only monitoring imports Evidently"),
         ("cli/app.py", "import candlecast.testing.exchange_server", "never imports the test"),
+        # the service's read path reaching the training side, directly or through a module
+        ("serving/forecaster.py", "import candlecast.serving.deploy", "load no training library"),
+        ("features/online.py", "import candlecast.features.engineering", "load no training"),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(copy, module, planted, contract):

@@ -189,7 +189,7 @@ class _NearestInTime(ModelKind):
         raise NotImplementedError
 
     @classmethod
-    def for_target(cls, target, timeframe, params=None):
+    def for_target(cls, target, timeframe, params=None, features=()):
         return cls(["row_number"], params)
 
 

@@ -5,7 +5,8 @@ in its own process group; SQLite metadata DB, logs, generated passwords and secr
 data directory (``$CANDLECAST_HOME/airflow``); LocalExecutor with one task per core; listening
 on 127.0.0.1 unless told otherwise, behind the simple auth manager's login. Pools are created
 (idempotently) before the scheduler starts: ``exchange_<id>`` per configured exchange and
-``candlecast_training``. Ctrl-C or SIGTERM stops every process it started, with their children.
+``candlecast_training`` (one slot per ``CANDLECAST_FIT_THREADS`` cores). Ctrl-C or SIGTERM
+stops every process it started, with their children.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SERVES_LOGS = ("scheduler", "triggerer")
 #: Concurrent fetch tasks per exchange (the exchange's rate limit is the bound, not the CPU).
 EXCHANGE_POOL_SLOTS = 2
-#: Training uses every core: one training task at a time.
-TRAINING_POOL_SLOTS = 1
 #: A loaded 2-core machine takes minutes to start Airflow: a deadline, not a race.
 READY_TIMEOUT_S = 900.0
 
@@ -72,8 +71,10 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def pools(config: PairsConfig) -> dict[str, dict[str, Any]]:
-    """The pools the DAGs use, in ``airflow pools import`` form."""
+def pools(config: PairsConfig, settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """The pools the DAGs use, in ``airflow pools import`` form: fetch slots per exchange, and
+    as many training slots as the cores hold fits (``Settings.training_pool_slots``)."""
+    settings = settings or get_settings()
     found = {
         exchange_pool(pair.exchange): {
             "slots": EXCHANGE_POOL_SLOTS,
@@ -83,8 +84,8 @@ def pools(config: PairsConfig) -> dict[str, dict[str, Any]]:
         for pair in config.pairs
     }
     found[TRAINING_POOL] = {
-        "slots": TRAINING_POOL_SLOTS,
-        "description": "candlecast: model training (uses every core)",
+        "slots": settings.training_pool_slots,
+        "description": f"candlecast: model fits, {settings.fit_threads} thread(s) each",
         "include_deferred": False,
     }
     return found
@@ -138,7 +139,7 @@ class EmbeddedAirflow:
         env = self.env
         embedded.airflow("db", "migrate", settings=self.settings, env=env)
         spec = self.settings.paths.airflow / "pools.json"
-        spec.write_text(json.dumps(pools(config), indent=2, sort_keys=True) + "\n")
+        spec.write_text(json.dumps(pools(config, self.settings), indent=2, sort_keys=True) + "\n")
         embedded.airflow(
             "pools", "import", str(spec), settings=self.settings, env=env, log_name="pools-import"
         )

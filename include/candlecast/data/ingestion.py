@@ -305,8 +305,10 @@ def validate(
     *,
     overwrite: bool = False,
     now_ms: int | None = None,
+    docs: bool = True,
 ) -> ValidationReport:
     """Validate the raw candles of ``[start, end)``; promote them to the validated store.
+    Without ``docs``, data docs are built only for a batch that fails.
 
     Raises:
         EmptyBatchError: the raw store has no candles for the interval.
@@ -323,7 +325,7 @@ def validate(
     options = check_options(pair, as_of=end)
     batch_id = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
     report = validate_frame(
-        pair, batch, batch_id, settings, options, overwrite=overwrite, now_ms=now_ms
+        pair, batch, batch_id, settings, options, overwrite=overwrite, now_ms=now_ms, docs=docs
     )
     report.completeness = completeness(_stored_ts(report), pair.timeframe, to_ms(start), to_ms(end))
     return report
@@ -443,10 +445,13 @@ def validate_frame(
     *,
     overwrite: bool = False,
     now_ms: int | None = None,
+    docs: bool = True,
 ) -> ValidationReport:
     """Validate a candle batch; on success upsert it into the validated store: its rows
     but the refused ones (kept in the quarantine folder, ``refused.parquet``), oddities
-    flagged in the ``flags`` column.
+    flagged in the ``flags`` column. Data docs are built for every batch, or with
+    ``docs=False`` only for a batch that fails (the docs cost more than the checks: a
+    sub-hourly stream's healthy candle skips them).
 
     Raises:
         FutureCandleError: a candle closes after ``now_ms`` (default now); batch quarantined.
@@ -457,12 +462,15 @@ def validate_frame(
     settings = settings or get_settings()
     folder = _quarantine_dir(pair, batch_id, settings)
     batch, future = split_future(pair, batch, folder, now_ms)
-    docs = pair.stream.candle_dir(settings.paths.data_docs)
-    report = validate_candles(batch, pair.timeframe, options or check_options(pair), docs)
+    options = options or check_options(pair)
+    docs_dir = pair.stream.candle_dir(settings.paths.data_docs)
+    report = validate_candles(batch, pair.timeframe, options, docs_dir=docs_dir if docs else None)
     if len(future):
         report.rows += len(future)
         report.refused = pd.concat([report.refused, future], ignore_index=True)
     if not report.success or report.batch is None:
+        if not docs:  # the quarantine's summary links the failed validation's page
+            report = validate_candles(batch, pair.timeframe, options, docs_dir=docs_dir)
         quarantine_batch(batch, report, folder)
         raise CandleValidationError(report)
     quarantine_rows(report, folder)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import talib
 
+from candlecast.names import ENTITY as ENTITY  # the Feast entity column, named in names.py
 from candlecast.timeframes import timeframe_ms
 
 #: Model inputs, in the order the models see them.
@@ -45,8 +46,6 @@ HIGHER_COLUMNS = [f"{name}@x{m}" for m in CONTEXT_MULTIPLES for name in FEATURE_
 MULTI_TIMEFRAME_COLUMNS = [*FEATURE_COLUMNS, *HIGHER_COLUMNS]
 #: Stored beside the features for serving (price and age of the forecast), not model inputs.
 CONTEXT_COLUMNS = ["close", "candle_ts"]
-#: The Feast entity column: the market (``binance:BTC/USDT``), see ``Stream.market_key``.
-ENTITY = "market"
 
 
 def compute_features(candles: pd.DataFrame, timeframe: str, market: str) -> pd.DataFrame:

@@ -5,6 +5,9 @@ One feature view per timeframe (``candle_features_1h``) keyed by the ``market`` 
 rows in its timeframe's view), fed by a partitioned parquet offline source under the data
 directory. The online store is SQLite by default and Redis in production
 (``CANDLECAST_ONLINE_STORE``).
+
+Opening the store and reading rows live in :mod:`.online` (what the prediction service
+imports) and are re-exported here, where the pipeline finds them.
 """
 
 from __future__ import annotations
@@ -16,27 +19,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
-from candlecast.data.store import PartitionedTable
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, compute_features
-from candlecast.names import Stream, feature_service_name, view_name
-from candlecast.settings import REPO_ROOT, Settings, get_settings
+from candlecast.features.online import feature_store, offline_table, online_features
+from candlecast.features.online import repo_config as repo_config
+from candlecast.names import feature_service_name, view_name
+from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_delta, timeframe_ms, to_ms
 
-if TYPE_CHECKING:
-    from feast import FeatureStore
-
 log = logging.getLogger(__name__)
-
-PROJECT = "candlecast"
-FEATURE_REPO = REPO_ROOT / "feature_repo"
 
 
 @dataclass(frozen=True)
@@ -100,35 +98,6 @@ def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> 
     return Definitions(market, sources, views, services)
 
 
-def repo_config(settings: Settings | None = None) -> Any:
-    """The Feast RepoConfig for these settings."""
-    from feast.repo_config import RepoConfig
-
-    settings = settings or get_settings()
-    feast_dir = settings.paths.feast
-    if settings.online_store == "redis":
-        online: dict[str, Any] = {"type": "redis", "connection_string": settings.redis_url}
-    else:
-        online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
-    return RepoConfig(
-        project=PROJECT,
-        provider="local",
-        registry=str(feast_dir / "registry.db"),
-        online_store=online,
-        offline_store={"type": "duckdb"},
-        entity_key_serialization_version=3,
-        repo_path=FEATURE_REPO,
-    )
-
-
-def feature_store(settings: Settings | None = None) -> FeatureStore:
-    from feast import FeatureStore
-
-    settings = settings or get_settings()
-    settings.paths.feast.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=repo_config(settings), repo_path=str(FEATURE_REPO))
-
-
 def ensure_applied(timeframes: Sequence[str], settings: Settings | None = None) -> bool:
     """``feast apply`` the definitions, only when they differ from what was applied last.
 
@@ -149,12 +118,6 @@ def ensure_applied(timeframes: Sequence[str], settings: Settings | None = None) 
         stamp.write_text(fingerprint)
     log.info("applied Feast definitions for %s", ", ".join(sorted(set(timeframes))))
     return True
-
-
-def offline_table(stream: Stream, settings: Settings | None = None) -> PartitionedTable:
-    """The stream's rows of the Feast offline source."""
-    settings = settings or get_settings()
-    return PartitionedTable(stream.feature_dir(settings.paths.features), key="candle_ts")
 
 
 def write_features(
@@ -227,14 +190,6 @@ def historical_features(
     store = feature_store(settings)
     service = store.get_feature_service(feature_service_name(timeframe))
     return store.get_historical_features(entity_df=entity_df, features=service).to_df()
-
-
-def online_features(store: FeatureStore, stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
-    """The latest online values of ``columns`` for one stream (None where absent)."""
-    refs = [f"{view_name(stream.timeframe)}:{c}" for c in columns]
-    rows = [{ENTITY: stream.market_key}]
-    response = store.get_online_features(features=refs, entity_rows=rows)
-    return {k: v[0] for k, v in response.to_dict().items()}
 
 
 def _without_timestamps(message: Any) -> Any:

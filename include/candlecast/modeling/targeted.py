@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from candlecast.modeling.datasets import kind_features
 from candlecast.modeling.kinds.base import KindParams, ModelKind
 from candlecast.targets import Target
 
@@ -35,7 +36,7 @@ class TargetModel:
     def create(
         cls, kind: type[ModelKind], target: Target, timeframe: str, params: KindParams | None
     ) -> TargetModel:
-        return cls(kind.for_target(target, timeframe, params), target)
+        return cls(kind.for_target(target, timeframe, params, kind_features(kind)), target)
 
     @property
     def spec(self) -> Any:

@@ -29,7 +29,7 @@ from candlecast.errors import PermanentError
 from candlecast.modeling.kinds import check_training, get_kind, kind_names
 from candlecast.names import TRAINING_POOL, Stream
 from candlecast.orchestration import stages
-from candlecast.timeframes import ms_to_datetime
+from candlecast.timeframes import ms_to_datetime, timeframe_delta
 
 R = TypeVar("R")
 
@@ -63,6 +63,28 @@ Each run owns the candles of its data interval `[data_interval_start, data_inter
 Backfills (`airflow backfill create --dag-id {dag} --from-date ... --to-date ...`) fetch and
 materialize exactly each run's interval, in order. Outputs live under `CANDLECAST_HOME`.
 """
+
+CANDLES_ONE_TASK_DOC = """\
+### Candles of {label}
+
+Each run owns the candle(s) of its data interval `[data_interval_start, data_interval_end)`
+and runs, in one task process (**ingest_and_materialize**; a {timeframe} stream's run is too
+small to pay four):
+
+1. **ingest** from {exchange} with ccxt (pool `{pool}` bounds the calls);
+2. **validate** with the Great Expectations suite; a bad batch is quarantined with its report
+   and data docs (`quarantine/`); a healthy candle builds no data docs;
+3. **features** from validated candles only; the task waits for the previous interval's run
+   (`depends_on_past`) so warm-up is never cut;
+4. **materialize** into the Feast online store; emits the asset `{asset}`, which schedules
+   [`{train}`](/dags/{train}).
+
+The task log shows each step. Backfills (`airflow backfill create --dag-id {dag} ...`) fetch
+and materialize exactly each run's interval, in order. Outputs live under `CANDLECAST_HOME`.
+"""
+
+#: Streams whose candles close more often than this run a candles run as one task.
+ONE_TASK_BELOW = timedelta(hours=1)
 
 TRAIN_DOC = """\
 ### Models of {label}
@@ -167,16 +189,25 @@ def stream_dag(
     )
 
 
+def one_task_candles(pair: PairConfig) -> bool:
+    """Whether the stream's candles DAG runs as one task: sub-hourly streams, whose runs are
+    so small that four task processes each (start-up, DAG parse, XCom, Execution API calls)
+    cost more CPU than the work (bench/bench_streams.py)."""
+    return timeframe_delta(pair.timeframe) < ONE_TASK_BELOW
+
+
 def build_candles_dag(pair: PairConfig) -> DAG:
-    """ingest -> validate -> features -> materialize, each on the run's data interval."""
+    """ingest -> validate -> features -> materialize, each on the run's data interval; one
+    task doing all four for sub-hourly streams (:func:`one_task_candles`)."""
     stream = pair.stream
-    doc = CANDLES_DOC.format(
+    doc = (CANDLES_ONE_TASK_DOC if one_task_candles(pair) else CANDLES_DOC).format(
         label=stream.label,
         exchange=stream.exchange,
         pool=stream.exchange_pool,
         asset=stream.features_asset_uri,
         train=stream.train_dag_id,
         dag=stream.candles_dag_id,
+        timeframe=stream.timeframe,
     ) + LINKS_DOC.format(dag=stream.candles_dag_id)
     with stream_dag(
         pair,
@@ -186,38 +217,70 @@ def build_candles_dag(pair: PairConfig) -> DAG:
         CronDataIntervalTimetable(pair.candles_schedule, timezone="UTC"),
         doc,
     ) as dag:
-
-        @task(pool=stream.exchange_pool, **FETCH_ARGS)
-        def ingest() -> dict[str, Any]:
-            return _run(stages.ingest, pair, *_interval())
-
-        def _fetched_from(batch: dict[str, Any]) -> datetime:
-            # ingestion may have caught up from before the interval, or (fresh store) fetched
-            # the warm-up and training history
-            return min(ms_to_datetime(batch["start_ms"]), _interval()[0])
-
-        @task
-        def validate(batch: dict[str, Any]) -> dict[str, Any]:
-            first = _fetched_from(batch)
-            return _run(stages.validate, pair, first, _interval()[1], batch["refetched"])
-
-        @task(depends_on_past=True)
-        def features(batch: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-            return _run(stages.features, pair, _fetched_from(batch), _interval()[1])
-
-        @task(outlets=[features_asset(stream)])
-        def materialize(written: dict[str, Any]) -> dict[str, Any]:
-            start, end = _interval()
-            result = _run(stages.materialize, pair, start, end)
-            event = get_current_context()["outlet_events"][features_asset(stream)]
-            event.extra = {"stream": stream.key, "start": start.isoformat(), "end": end.isoformat()}
-            return result
-
-        batch: Any = ingest()
-        report: Any = validate(batch)
-        written: Any = features(batch, report)
-        materialize(written)
+        if one_task_candles(pair):
+            _candles_task(pair)
+        else:
+            _candles_tasks(pair)
     return dag
+
+
+def _emit_features(stream: Stream, start: datetime, end: datetime) -> None:
+    event = get_current_context()["outlet_events"][features_asset(stream)]
+    event.extra = {"stream": stream.key, "start": start.isoformat(), "end": end.isoformat()}
+
+
+def _candles_task(pair: PairConfig) -> None:
+    stream = pair.stream
+
+    # one XCom (a dict return is pushed key by key otherwise: one Execution API call each)
+    @task(
+        pool=stream.exchange_pool,
+        depends_on_past=True,
+        outlets=[features_asset(stream)],
+        multiple_outputs=False,
+        **FETCH_ARGS,
+    )
+    def ingest_and_materialize() -> dict[str, Any]:
+        start, end = _interval()
+        result = _run(stages.candles_run, pair, start, end)
+        _emit_features(stream, start, end)
+        return result
+
+    ingest_and_materialize()
+
+
+def _candles_tasks(pair: PairConfig) -> None:
+    stream = pair.stream
+
+    @task(pool=stream.exchange_pool, **FETCH_ARGS)
+    def ingest() -> dict[str, Any]:
+        return _run(stages.ingest, pair, *_interval())
+
+    def _fetched_from(batch: dict[str, Any]) -> datetime:
+        # ingestion may have caught up from before the interval, or (fresh store) fetched
+        # the warm-up and training history
+        return min(ms_to_datetime(batch["start_ms"]), _interval()[0])
+
+    @task
+    def validate(batch: dict[str, Any]) -> dict[str, Any]:
+        first = _fetched_from(batch)
+        return _run(stages.validate, pair, first, _interval()[1], batch["refetched"])
+
+    @task(depends_on_past=True)
+    def features(batch: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+        return _run(stages.features, pair, _fetched_from(batch), _interval()[1])
+
+    @task(outlets=[features_asset(stream)])
+    def materialize(written: dict[str, Any]) -> dict[str, Any]:
+        start, end = _interval()
+        result = _run(stages.materialize, pair, start, end)
+        _emit_features(stream, start, end)
+        return result
+
+    batch: Any = ingest()
+    report: Any = validate(batch)
+    written: Any = features(batch, report)
+    materialize(written)
 
 
 def _train_schedule(pair: PairConfig) -> Any:

@@ -65,6 +65,12 @@ class Backfilled:
 
 
 @dataclass(frozen=True)
+class CandlesRun:
+    backfill: Backfilled
+    materialize: Materialized
+
+
+@dataclass(frozen=True)
 class PipelineRun:
     backfill: Backfilled
     materialize: Materialized
@@ -104,13 +110,15 @@ def validate(
     start: datetime,
     end: datetime,
     refetched: list[tuple[int, int]] | list[list[int]] | None = None,
+    docs: bool = True,
 ) -> Validated:
-    """Validate ``[start, end)`` and any gap ranges ingestion refetched (open times in ms)."""
+    """Validate ``[start, end)`` and any gap ranges ingestion refetched (open times in ms);
+    without ``docs``, data docs only for a batch that fails."""
     from candlecast.data import ingestion
 
-    report = ingestion.validate(pair, start, end)
+    report = ingestion.validate(pair, start, end, docs=docs)
     for gap_start, gap_end in refetched or []:
-        ingestion.validate(pair, ms_to_datetime(gap_start), ms_to_datetime(gap_end))
+        ingestion.validate(pair, ms_to_datetime(gap_start), ms_to_datetime(gap_end), docs=docs)
     return Validated(
         suite=report.suite,
         rows=report.rows,
@@ -241,15 +249,22 @@ def _announce(pair: PairConfig) -> None:
     notify.announce(pair.stream)
 
 
-def backfill(pair: PairConfig, start: datetime, end: datetime) -> Backfilled:
+def backfill(pair: PairConfig, start: datetime, end: datetime, docs: bool = True) -> Backfilled:
     """Ingest, validate and compute features for a stretch (no training). Validation and
     features cover whatever ingestion fetched too: a catch-up from before ``start``, or on a
     fresh store the history the features and the training window need."""
     fetched = ingest(pair, start, end)
     first = min(start, ms_to_datetime(fetched.start_ms))
-    return Backfilled(
-        fetched, validate(pair, first, end, fetched.refetched), features(pair, first, end)
-    )
+    checked = validate(pair, first, end, fetched.refetched, docs=docs)
+    return Backfilled(fetched, checked, features(pair, first, end))
+
+
+def candles_run(pair: PairConfig, start: datetime, end: datetime) -> CandlesRun:
+    """One candles run in one process: ingest, validate (data docs only for a failed batch),
+    features and materialize ``[start, end)``. What a sub-hourly stream's candles DAG runs as
+    a single task, where four task processes per candle would cost more than the work."""
+    filled = backfill(pair, start, end, docs=False)
+    return CandlesRun(filled, materialize(pair, start, end))
 
 
 def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:

@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from candlecast.config import PairConfig
 from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStreamError
-from candlecast.serving import forecast_log, metrics
+from candlecast.serving import forecast_log, lean, metrics
 from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info, select
 from candlecast.serving.schemas import (
     BatchForecasts,
@@ -168,7 +168,8 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
 
     @app.get("/health", responses=errors(401), summary="Deployed model per stream")
     async def health() -> dict[str, Any]:
-        return await run_in_threadpool(get_forecaster().status)
+        status = await run_in_threadpool(get_forecaster().status)
+        return {**status, "process": lean.process_facts()}  # the answering worker's footprint
 
     return app
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -13,16 +12,10 @@ from typing import Any
 
 from candlecast.config import PairConfig
 from candlecast.modeling.onnx_export import ExportedModel
+from candlecast.serving.modelstore import bentoml_store as bentoml_store
 from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-
-def bentoml_store(settings: Settings | None = None) -> Path:
-    """Point BentoML at the model store under the data directory (before first use)."""
-    settings = settings or get_settings()
-    os.environ["BENTOML_HOME"] = str(settings.paths.bentoml)
-    return settings.paths.bentoml
 
 
 def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None = None) -> str:

@@ -30,12 +30,12 @@ import numpy as np
 
 from candlecast.config import PairConfig, PairsConfig, load_pairs
 from candlecast.errors import ConfigError, NotReadyError
-from candlecast.features import featurestore
+from candlecast.features import online as featurestore  # reads only: no TA-Lib, no training
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
-from candlecast.serving.deploy import bentoml_store
+from candlecast.serving.modelstore import bentoml_store
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 

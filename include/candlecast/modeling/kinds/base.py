@@ -121,13 +121,15 @@ class ModelKind(ABC):
 
     @classmethod
     def for_target(
-        cls, target: Target, timeframe: str, params: KindParams | None = None
+        cls,
+        target: Target,
+        timeframe: str,
+        params: KindParams | None = None,
+        features: list[str] | tuple[str, ...] = (),
     ) -> ModelKind:
         """An unfitted model of this kind for ``target`` on a ``timeframe`` stream: it reads
-        its usual features plus the target's own (:meth:`Target.extra_features`)."""
-        from candlecast.modeling.datasets import kind_features
-
-        return cls([*kind_features(cls), *target.extra_features(timeframe)], params)
+        ``features`` (its usual ones) plus the target's own (:meth:`Target.extra_features`)."""
+        return cls([*features, *target.extra_features(timeframe)], params)
 
     @classmethod
     def parse_params(cls, raw: dict[str, Any] | None) -> KindParams:

@@ -28,6 +28,7 @@ from candlecast.modeling.kinds.base import (
     KindParams,
     ModelKind,
 )
+from candlecast.settings import get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,7 +70,7 @@ def estimator_options(params: LightGBMParams) -> dict[str, Any]:
         "random_state": params.seed,
         "deterministic": True,
         "force_row_wise": True,
-        "n_jobs": 2,
+        "n_jobs": get_settings().fit_threads,  # bounded: the training pool runs fits side by side
         "verbose": -1,
     }
 

@@ -61,7 +61,11 @@ class LinearVariance(ModelKind):
 
     @classmethod
     def for_target(
-        cls, target: Target, timeframe: str, params: KindParams | None = None
+        cls,
+        target: Target,
+        timeframe: str,
+        params: KindParams | None = None,
+        features: list[str] | tuple[str, ...] = (),
     ) -> ModelKind:
         model = cls(cls.columns(target, timeframe), params)
         model.set_horizon(target.horizon)
