@@ -147,17 +147,17 @@ def forecast_table(answer: dict[str, Any]) -> Table:
     """One row per target and horizon of a /predict answer: the forecast in user numbers, its
     90% interval, and which model serves it (a baseline when nothing beat it)."""
     table = Table(
-        title=f"{answer['pair']} on {answer['exchange']} at {answer['timeframe']}, "
-        f"last close {answer['last_close']:.6g} ({answer['feature_timestamp']})"
+        title=f"{answer['pair']} on {answer['exchange']} at {answer['timeframe']}: last close "
+        f"{answer['last_close']:.6g} at {_when(answer['feature_timestamp'])} UTC"
     )
-    for column in ("target", "for", "forecast", "90% interval", "served by"):
+    for column in ("target", "for (UTC)", "forecast", "90% interval", "served by"):
         table.add_column(column)
     model = answer["model"]
     interval = answer.get("interval") or {}
     table.add_row(
         "return h1",
-        answer["forecast_for"],
-        f"price {answer['predicted_price']:.6g} (log return {answer['predicted_return']:+.4%})",
+        _when(answer["forecast_for"]),
+        f"{answer['predicted_price']:.6g} ({answer['predicted_return']:+.2%})",
         _band(interval.get("price")),
         f"{model['kind']} v{model['version']}",
     )
@@ -165,19 +165,22 @@ def forecast_table(answer: dict[str, Any]) -> Table:
         served = f"{target['model']['kind']} v{target['model']['version']}"
         served += " (baseline)" if target["model"]["baseline"] else ""
         if target["target"] == "volatility":
-            value = f"sigma {target['sigma']:.3%}, annualized {target['annualized_volatility']:.1%}"
+            value = f"sigma {target['sigma']:.2%} ({target['annualized_volatility']:.0%}/yr)"
             band = ""
         else:
-            value = f"price {target['price']:.6g} (log return {target['log_return']:+.4%})"
-            band = _band(
-                (target.get("intervals") or {}).get("levels", {}).get("0.9", {}).get("price")
-            )
+            value = f"{target['price']:.6g} ({target['log_return']:+.2%})"
+            levels = (target.get("intervals") or {}).get("levels", {})
+            band = _band(levels.get("0.9", {}).get("price"))
         label = f"{target['target']} h{target['horizon']}"
-        table.add_row(label, target["forecast_for"], value, band, served)
+        table.add_row(label, _when(target["forecast_for"]), value, band, served)
     for key in answer.get("targets_not_trained", []):
         table.add_row(key, "", "not trained yet", "", "")
     return table
 
 
+def _when(iso: str) -> str:
+    return iso[5:16].replace("T", " ")  # 2022-03-01T04:00:00+00:00 -> 03-01 04:00
+
+
 def _band(prices: list[float] | None) -> str:
-    return f"{prices[0]:.6g} .. {prices[1]:.6g}" if prices else ""
+    return f"{prices[0]:.5g}-{prices[1]:.5g}" if prices else ""
