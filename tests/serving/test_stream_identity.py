@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -83,7 +84,11 @@ def test_each_stream_has_its_own_experiment_and_registered_model(world):
     found = json.loads(out.stdout.strip().splitlines()[-1])
     keys = ["binance_eth_btc_5m", "kraken_eth_btc_5m", "binance_eth_btc_15m"]
     assert set(found["experiments"]) >= {f"candlecast-{k}" for k in keys}
-    assert found["models"] == sorted(f"{k}_forecaster" for k in keys)
+    main = [m for m in found["models"] if m.endswith("_forecaster")]
+    assert main == sorted(f"{k}_forecaster" for k in keys)
+    # every other registered model is one stream's (target, horizon): named after the stream
+    targets = set(found["models"]) - set(main)
+    assert all(re.fullmatch(rf"({'|'.join(keys)})_(return|volatility)_h\d+", m) for m in targets)
     assert sorted(p.name for p in (root / "home" / "models").iterdir()) == sorted(keys)
 
 
