@@ -98,6 +98,7 @@ class Deployment:
         self.proc: subprocess.Popen | None = None
         self.runs: dict[str, list] = {}
         self.seconds: dict[str, float] = {}
+        self.dropped = ""
 
     def start(self) -> None:
         with self.output.open("wb") as out:
@@ -146,6 +147,15 @@ class Deployment:
                 os.killpg(self.proc.pid, 9)
 
 
+def drop_last_run(client: AirflowClient, dag_id: str) -> str:
+    """Delete the newest queued run of a DAG's backfill; its logical date."""
+    queued = [r for r in client.dag_runs(dag_id) if r.state == "queued" and r.logical_date]
+    assert queued, f"{dag_id}: no queued backfill run to drop"
+    last = max(queued, key=lambda r: r.logical_date or "")
+    client.request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{last.run_id}")
+    return str(last.logical_date)
+
+
 def run_pipelines(deployment: Deployment) -> None:
     """Backfills through the REST API, as an operator would; waits for every run."""
     client = deployment.client()
@@ -158,6 +168,10 @@ def run_pipelines(deployment: Deployment) -> None:
     btc_candles = client.create_backfill(btc.candles_dag_id, BTC_END - timedelta(days=2), BTC_END)
     eth_candles = client.create_backfill(eth.candles_dag_id, ETH_END - timedelta(days=1), ETH_END)
     assert (btc_candles["max_active_runs"], btc_candles["reprocess_behavior"]) == (1, "failed")
+    # A creation that failed half-way (SQLite busy: a 500 after some runs were committed, then
+    # the client's retry finds the backfill): its last interval's run is not there.
+    # The wait must create it again, not report success.
+    deployment.dropped = drop_last_run(client, eth.candles_dag_id)
     deployment.runs[btc.candles_dag_id] = client.wait_for_backfill(btc_candles, RUNS_TIMEOUT_S)
     deployment.runs[eth.candles_dag_id] = client.wait_for_backfill(eth_candles, RUNS_TIMEOUT_S)
     deployment.seconds["candles"] = time.monotonic() - began
@@ -192,6 +206,9 @@ def test_every_backfilled_and_triggered_run_succeeded(deployment):
     states = {dag_id: [(r.run_type, r.state) for r in found] for dag_id, found in runs.items()}
     assert states["candles_replay_btc_usd_1h"] == [("backfill", "success")] * 2
     assert states["candles_binance_eth_btc_5m"] == [("backfill", "success")] * 3
+    # the interval whose run was dropped from its backfill was run by the client's repair
+    eth_dates = [r.logical_date for r in runs["candles_binance_eth_btc_5m"]]
+    assert deployment.dropped in eth_dates
     assert states["train_binance_eth_btc_5m"] == [("backfill", "success")]
     # the features asset of each BTC/USD candles run triggered its train DAG
     btc_train = states["train_replay_btc_usd_1h"]

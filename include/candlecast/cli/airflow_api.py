@@ -29,6 +29,11 @@ RETRIES = 4
 SEVERE = frozenset({"warning", "error", "critical"})
 #: Items per page (Airflow's default ``[api] maximum_page_limit``).
 PAGE = 100
+#: Keys ``create_backfill`` adds to Airflow's answer: the logical dates the backfill must run,
+#: and the request that created it (to create the missing runs again).
+EXPECTED, REQUEST = "candlecast_expected", "candlecast_request"
+#: Times a backfill that finished short of its intervals is created again for the missing ones.
+BACKFILL_REPAIRS = 2
 
 
 class AirflowApiError(RuntimeError):
@@ -41,6 +46,11 @@ class AirflowApiError(RuntimeError):
 
 class DagRunFailedError(RuntimeError):
     """A DAG run ended failed (the message names the run, its failed tasks and their logs)."""
+
+
+class BackfillShortfallError(RuntimeError):
+    """A backfill finished without a successful run for every interval it was asked for (the
+    message names the missing intervals)."""
 
 
 @dataclass(frozen=True)
@@ -218,12 +228,21 @@ class AirflowClient:
             "reprocess_behavior": reprocess,
             "run_backwards": False,
         }
+        # the intervals it must run, asked before creating: a creation that fails half-way
+        # (SQLite busy: a 500 after some of its runs were committed, then a 409 on the retry)
+        # leaves a backfill with fewer runs, which ``wait_for_backfill`` then completes
+        planned = self.request("POST", "/api/v2/backfills/dry_run", body)["backfills"]
+        expected = sorted(str(b["logical_date"]) for b in planned if b.get("logical_date"))
+        return self._post_backfill(body) | {EXPECTED: expected, REQUEST: body}
+
+    def _post_backfill(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a backfill; the DAG's active backfill of the same range when there is one."""
         try:
             return dict(self.request("POST", "/api/v2/backfills", body))
         except AirflowApiError as exc:
             # the same backfill already runs: created by a request that seemed to fail, or by
             # an earlier session that was interrupted; wait on that one
-            active = self.active_backfill(dag_id) if exc.status == 409 else None
+            active = self.active_backfill(body["dag_id"]) if exc.status == 409 else None
             if active is None or (active["from_date"], active["to_date"]) != _range(body):
                 raise
             return active
@@ -349,20 +368,44 @@ class AirflowClient:
         timeout: float,
         on_run: Callable[[DagRun], None] | None = None,
     ) -> list[DagRun]:
-        """Wait until every run of a backfill has finished.
+        """Wait until every run of a backfill has finished, and every interval it was created
+        for (``create_backfill``) has a successful run: intervals left without one (a creation
+        that failed half-way) get a backfill of their own, at most ``BACKFILL_REPAIRS`` times.
 
         Raises:
             DagRunFailedError: a run failed (named, with its failed tasks and their logs).
+            BackfillShortfallError: intervals still have no successful run (named).
             TimeoutError: not done within ``timeout`` s (the runs still open are named).
         """
         dag_id, backfill_id = backfill["dag_id"], backfill["id"]
         deadline, seen = time.monotonic() + timeout, set[str]()
+        repairs = 0
         while True:
             done = self.backfill(backfill_id).get("completed_at") is not None
-            runs = [r for r in self.dag_runs(dag_id) if _in_backfill(r, backfill)]
+            every_run = self.dag_runs(dag_id)
+            runs = [r for r in every_run if _in_backfill(r, backfill)]
             self._report_finished(runs, seen, on_run)
             if done and all(run.state in FINISHED for run in runs):
-                return runs
+                missing = _missing(backfill, every_run)
+                if not missing:
+                    return runs
+                if repairs == BACKFILL_REPAIRS or REQUEST not in backfill:
+                    raise BackfillShortfallError(
+                        f"backfill {backfill_id} of {dag_id} finished with no successful run "
+                        f"for {len(missing)} interval(s): {', '.join(missing)}"
+                    )
+                repairs += 1
+                log.warning(
+                    "backfill %s of %s finished without runs for %s; creating them",
+                    backfill_id,
+                    dag_id,
+                    ", ".join(missing),
+                )
+                request = backfill[REQUEST]
+                fresh = self._post_backfill(request)
+                backfill = fresh | {EXPECTED: backfill[EXPECTED], REQUEST: request}
+                backfill_id = backfill["id"]
+                continue
             if time.monotonic() > deadline:
                 open_runs = [f"{r.run_id} ({r.state})" for r in runs if r.state not in FINISHED]
                 raise TimeoutError(
@@ -406,6 +449,17 @@ def _in_backfill(run: DagRun, backfill: dict[str, Any]) -> bool:
     moment = datetime.fromisoformat(run.logical_date)
     first = datetime.fromisoformat(backfill["from_date"])
     return first <= moment <= datetime.fromisoformat(backfill["to_date"])
+
+
+def _missing(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
+    """The logical dates a backfill was created for that have no successful run."""
+    succeeded = {
+        datetime.fromisoformat(r.logical_date)
+        for r in runs
+        if r.state == "success" and r.logical_date is not None
+    }
+    expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
+    return [f"{d:%Y-%m-%dT%H:%M}Z" for d in expected if d not in succeeded]
 
 
 def _range(body: dict[str, Any]) -> tuple[str, str]:
