@@ -136,5 +136,9 @@ class ParityError(PermanentError):
 # -- serving -----------------------------------------------------------------------------------
 
 
+class ModelIntegrityError(PermanentError):
+    """An exported model file differs from the sha256 recorded when it was exported."""
+
+
 class NotReadyError(RuntimeError):
     """No deployed model or no online features for the stream yet (may change any moment)."""

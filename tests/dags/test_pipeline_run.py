@@ -28,7 +28,10 @@ def test_runs_succeed_for_their_data_interval(pipeline_run):
     fitted = [ti for ti in train.get_task_instances() if ti.task_id == "fit"]
     assert sorted(ti.map_index for ti in fitted) == list(range(len(pair.training.kinds)))
     assert {ti.task_id for ti in train.get_task_instances()} == set(TRAIN_TASKS)
-    assert {ti.state for ti in train.get_task_instances()} == {"success"}
+    states = {ti.task_id: ti.state for ti in train.get_task_instances()}
+    # it trained up to the newest materialized candle: no stranded features to catch up with
+    assert states.pop("catch_up") == "skipped"
+    assert set(states.values()) == {"success"}
 
 
 def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):

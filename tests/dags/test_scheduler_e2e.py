@@ -8,6 +8,7 @@ the loopback, and SIGTERM leaves no process behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -27,7 +28,7 @@ from candlecast.cli.airflow_api import AirflowClient, DagRunFailedError
 from candlecast.config import load_pairs
 from candlecast.settings import Settings
 from candlecast.timeframes import to_ms
-from tests.helpers import CANDLES_ONE_TASK, CANDLES_TASKS, REPO, TRAIN_TASKS
+from tests.helpers import CANDLES_ONE_TASK, CANDLES_TASKS, REPO, TRAIN_TASKS, healthy
 
 pytestmark = pytest.mark.slow
 
@@ -175,8 +176,8 @@ def run_pipelines(deployment: Deployment) -> None:
     deployment.runs[btc.candles_dag_id] = client.wait_for_backfill(btc_candles, RUNS_TIMEOUT_S)
     deployment.runs[eth.candles_dag_id] = client.wait_for_backfill(eth_candles, RUNS_TIMEOUT_S)
     deployment.seconds["candles"] = time.monotonic() - began
-    # ETH/BTC trains on its cadence only: its last day's train run, backfilled directly
-    eth_train = client.create_backfill(eth.train_dag_id, ETH_END - timedelta(days=1), ETH_END)
+    # ETH/BTC trains on its cadence only: its last two days' train runs, backfilled directly
+    eth_train = client.create_backfill(eth.train_dag_id, ETH_END - timedelta(days=2), ETH_END)
     deployment.runs[eth.train_dag_id] = client.wait_for_backfill(eth_train, RUNS_TIMEOUT_S)
     deployment.runs[btc.train_dag_id] = client.wait_until_idle(btc.train_dag_id, RUNS_TIMEOUT_S)
     deployment.seconds["all runs"] = time.monotonic() - began
@@ -209,7 +210,7 @@ def test_every_backfilled_and_triggered_run_succeeded(deployment):
     # the interval whose run was dropped from its backfill was run by the client's repair
     eth_dates = [r.logical_date for r in runs["candles_binance_eth_btc_5m"]]
     assert deployment.dropped in eth_dates
-    assert states["train_binance_eth_btc_5m"] == [("backfill", "success")]
+    assert states["train_binance_eth_btc_5m"] == [("backfill", "success")] * 2
     # the features asset of each BTC/USD candles run triggered its train DAG
     btc_train = states["train_replay_btc_usd_1h"]
     assert 1 <= len(btc_train) <= 2 and set(btc_train) == {("asset_triggered", "success")}
@@ -220,7 +221,7 @@ def test_every_backfilled_and_triggered_run_succeeded(deployment):
             expected = CANDLES_ONE_TASK if dag_id.endswith("_5m") else CANDLES_TASKS
         for run in found:
             tasks = {t["task_id"]: t["state"] for t in client.task_instances(run)}
-            assert tasks == dict.fromkeys(expected, "success"), (dag_id, run.run_id)
+            assert healthy(tasks, expected), (dag_id, run.run_id, tasks)
 
 
 def test_candles_and_online_features_cover_the_last_interval(deployment):
@@ -259,6 +260,33 @@ def test_each_stream_has_a_champion_and_a_decision_on_its_newest_data(deployment
             f"tags.interval_end = '{end.isoformat()}' and tags.`promotion.outcome` LIKE '%'",
         )
         assert decided, f"{pair.stream.label}: no gate decision for data up to {end}"
+
+
+def test_the_platform_forecast_every_candle_and_monitoring_judges_them(deployment):
+    """Nobody called /predict: the forecast log holds the platform's own forecasts of every
+    ETH/BTC candle since its first champion (trained up to a day before the end), point in
+    time, and ``candlecast monitor`` judges more than 100 of them."""
+    from candlecast.serving.forecast_log import read_forecasts
+
+    eth = load_pairs(deployment.pairs_file).get("ETH/BTC")
+    logged = read_forecasts(eth.stream.key, settings=deployment.settings)
+    assert set(logged["source"]) == {"platform"}
+    first = to_ms(ETH_END - timedelta(days=1))
+    assert logged["feature_ts"].min() == first
+    every = set(range(first, to_ms(ETH_END) + 1, 300_000))
+    assert set(logged["feature_ts"]) == every
+    done = subprocess.run(
+        [str(CANDLECAST), "monitor", "--pair", "ETH/BTC", "--json"],
+        env=clean_env(deployment.home, deployment.pairs_file),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    checked = json.loads(done.stdout)
+    assert checked["realized_source"] == "platform"
+    assert checked["realized"]["forecasts"] > 100
+    assert checked["realized_state"] == "judged"
 
 
 def test_a_failed_run_is_named_with_its_failed_task_and_log(deployment):

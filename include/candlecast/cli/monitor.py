@@ -75,11 +75,18 @@ def monitor(
         return
     _drift_table(payload, f"drift: {config.stream.label} as of {payload['as_of']}")
     realized = payload["realized"] or {}
+    source = payload["realized_source"]
+    whose = {"platform": "the platform's forecasts of every candle", "service": "served"}
     console.print(
-        f"realized: {realized.get('forecasts', 0)} forecasts, RMSE ratio "
+        f"realized ({whose.get(source or '', 'no forecasts logged')}): "
+        f"{payload['realized_state']}; {realized.get('forecasts', 0)} forecasts, RMSE ratio "
         f"{realized.get('rmse_ratio')}, coverage {realized.get('coverage')}; "
         f"prediction drift: {payload['prediction_drift']}"
     )
+    for version, figures in payload["realized_by_version"].items():
+        console.print(
+            f"  v{version}: {figures['forecasts']} forecasts, RMSE ratio {figures['rmse_ratio']}"
+        )
     verdict = "retrain due" if payload["retrain"] else "no retrain"
     console.print(f"[bold]{verdict}[/bold]: {payload['reason']}")
     if payload["report_path"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import mlflow
@@ -24,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from candlecast.config import PairConfig
 from candlecast.evaluation import metrics
 from candlecast.evaluation.significance import Loss, windowed_loss_test
-from candlecast.modeling import registry
+from candlecast.modeling import history, registry
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
@@ -54,6 +55,10 @@ class Decision:
     changes_champion: bool = False
     #: Decided and recorded only: nothing was registered and no alias moved.
     dry_run: bool = False
+    #: The training window the decision was made on (ISO times; its end is the data time the
+    #: decision holds from, :mod:`.history`).
+    window_start: str = ""
+    window_end: str = ""
 
 
 def compare(
@@ -134,6 +139,8 @@ def promote(
         changes_champion=bool(winner_version)
         and (champion is None or winner_version != str(champion.version)),
         dry_run=dry_run,
+        window_start=_window_start(client, run),
+        window_end=str(run.data.tags.get("interval_end", "")),
     )
     if commit and not dry_run:
         commit_decision(pair, decision, settings)
@@ -150,11 +157,39 @@ def commit_decision(
     registry.configure(settings)
     client = MlflowClient()
     current = registry.champion(client, pair.stream)
+    moved: tuple[str | None, str]
     if current is not None and str(current.version) == decision.champion_version:
-        return str(current.version), decision.champion_version
-    return registry.move_champion(
-        client, pair.stream, decision.champion_version, decision.reason, "gate"
-    )
+        moved = str(current.version), decision.champion_version
+    else:
+        moved = registry.move_champion(
+            client, pair.stream, decision.champion_version, decision.reason, "gate"
+        )
+    if decision.window_end:
+        end = datetime.fromisoformat(decision.window_end)
+        start = datetime.fromisoformat(decision.window_start) if decision.window_start else end
+        history.record(
+            pair.stream,
+            history.Decided(
+                since=end,
+                version=decision.champion_version,
+                kind=decision.champion_kind,
+                window_start=start,
+                window_end=end,
+                how="gate",
+                changed=moved[0] != moved[1],
+                recorded_at=history.now(),
+            ),
+            settings,
+        )
+    return moved
+
+
+def _window_start(client: MlflowClient, run: Any) -> str:
+    """The first training time of a kind's run (its parent run's ``train_start``), or ''."""
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if not parent:
+        return ""
+    return str(client.get_run(parent).data.params.get("train_start", ""))
 
 
 def _evidence(

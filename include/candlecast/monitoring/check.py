@@ -31,6 +31,7 @@ from candlecast.data.ingestion import validated_table
 from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
+from candlecast.modeling.history import Decided, versions_at
 from candlecast.monitoring import decisions
 from candlecast.monitoring.drift import DriftResult, FeatureDrift, data_drift, prediction_drift
 from candlecast.monitoring.notify import notify
@@ -43,7 +44,7 @@ from candlecast.monitoring.performance import (
 )
 from candlecast.monitoring.store import CheckRow, FeatureRow, MetricsStore, TargetRow
 from candlecast.monitoring.targets import TargetRealized, realized_targets
-from candlecast.serving.forecast_log import read_forecasts
+from candlecast.serving.forecast_log import PLATFORM, SERVICE, read_forecasts
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
 
@@ -61,6 +62,8 @@ class Champion:
     train_start: datetime
     train_end: datetime
     holdout_predicted: np.ndarray | None  # None: a constant baseline forecasts nothing to drift
+    #: The stream's recorded decisions (which version was in force when).
+    history: tuple[Decided, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,21 @@ class CheckResult:
     targets: tuple[TargetRealized, ...] = ()
     #: How liquid the current window's candles are (a thin market is warned about).
     liquidity: Liquidity | None = None
+    #: Realized skill of each model version's forecasts in the window.
+    realized_by_version: dict[str, Realized] = field(default_factory=dict)
+    #: Whose forecasts were judged: ``platform`` (every candle, by the model in force for it)
+    #: or ``service`` (forecasts clients asked for), None when none were.
+    realized_source: str | None = None
+    #: Realized figures count once at least this many forecasts were judged.
+    min_forecasts: int = 0
+
+    @property
+    def realized_state(self) -> str:
+        """``judged``, or ``not judged yet`` with how many of the forecasts needed."""
+        count = self.realized.forecasts if self.realized else 0
+        if count >= self.min_forecasts and self.realized is not None:
+            return "judged"
+        return f"not judged yet ({count} of {self.min_forecasts} forecasts realized)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +114,9 @@ class CheckResult:
             **self.drift.to_dict(),
             "prediction_drift": asdict(self.prediction) if self.prediction else None,
             "realized": self.realized.to_dict() if self.realized else None,
+            "realized_state": self.realized_state,
+            "realized_source": self.realized_source,
+            "realized_by_version": {v: r.to_dict() for v, r in self.realized_by_version.items()},
             "forecasts_logged": self.forecasts_logged,
             "feature_staleness_s": self.feature_staleness_s,
             "retrain": self.decision.retrain,
@@ -108,17 +129,31 @@ class CheckResult:
         }
 
 
-def champion_of(pair: PairConfig, settings: Settings | None = None) -> Champion | None:
-    """The stream's champion as monitoring sees it, or None when it has none."""
+def champion_of(
+    pair: PairConfig, settings: Settings | None = None, as_of: datetime | None = None
+) -> Champion | None:
+    """The stream's champion as of ``as_of`` (data time; default: now) as monitoring sees it,
+    or None when it had none. The recorded decisions (:mod:`candlecast.modeling.history`) say
+    which version was in force then, and the training window of the latest decision, which is
+    the reference window even when that decision kept the champion; a store with no recorded
+    decision (made before they were recorded) falls back to the ``champion`` alias."""
     from mlflow import MlflowClient
 
-    from candlecast.modeling import registry
+    from candlecast.modeling import history, registry
     from candlecast.modeling.kinds import get_kind
 
     registry.configure(settings)
     client = MlflowClient()
-    version = registry.champion(client, pair.stream)
-    if version is None:
+    decided = history.read(pair.stream, settings)
+    in_force = history.as_of(decided, as_of or datetime.now(UTC)) if decided else None
+    if decided and in_force is None:
+        return None
+    version: Any = None
+    if in_force is not None:
+        version = client.get_model_version(pair.stream.registered_model, in_force.version)
+    else:
+        version = registry.champion(client, pair.stream)
+    if version is None or version.run_id is None:
         return None
     run = client.get_run(version.run_id)
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
@@ -127,14 +162,19 @@ def champion_of(pair: PairConfig, settings: Settings | None = None) -> Champion 
     if kind and not get_kind(kind).baseline:
         holdout = registry.load_holdout(version.run_id)
         predicted = holdout.loc[holdout["holdout"], "predicted"].to_numpy(dtype=np.float64)
+    start = _utc(parent.data.params["train_start"])
+    end = _utc(run.data.tags["interval_end"])
+    if in_force is not None:
+        start, end = in_force.window_start, in_force.window_end
     return Champion(
         version=str(version.version),
         run_id=version.run_id,
         kind=kind,
         features=registry.run_features(client, version.run_id),
-        train_start=_utc(parent.data.params["train_start"]),
-        train_end=_utc(run.data.tags["interval_end"]),
+        train_start=start,
+        train_end=end,
         holdout_predicted=predicted,
+        history=tuple(decided),
     )
 
 
@@ -218,7 +258,7 @@ def check_pair(
         raise MissingDataError(f"{stream.label}: no validated candles to monitor")
     # never past the newest candle: a window of candles not yet closed is no evidence
     as_of = min(as_of or datetime.max.replace(tzinfo=UTC), ms_to_datetime(newest + step))
-    champion = champion_of(pair, settings)
+    champion = champion_of(pair, settings, as_of)
     window = timedelta(milliseconds=pair.monitoring.window_candles * step)
     current_span = (as_of - window, as_of)
     if champion is not None:
@@ -238,8 +278,10 @@ def check_pair(
     limits = decisions.Thresholds.of(pair.monitoring)
     drift = data_drift(reference, current, columns, limits.feature_threshold, limits.drift_share)
     timings["drift_s"] = time.perf_counter() - started - timings["features_s"]
-    forecasts = read_forecasts(stream.key, to_ms(current_span[0]), to_ms(as_of), settings)
-    prediction, realized = _served(pair, champion, forecasts, current_span, settings, limits)
+    # forecasts made from the window's feature rows, the newest row's (closing at as_of) too
+    forecasts = read_forecasts(stream.key, to_ms(current_span[0]), to_ms(as_of) + 1, settings)
+    served = _served(pair, champion, forecasts, current_span, settings, limits)
+    prediction, realized = served.prediction, served.realized
     targets = _targets(pair, current_span, settings)
     evidence = decisions.Evidence(
         drift_share=drift.share if drift.features else None,
@@ -270,6 +312,9 @@ def check_pair(
         timings=timings,
         targets=tuple(targets),
         liquidity=_window_liquidity(pair, current_span, settings),
+        realized_by_version=served.by_version,
+        realized_source=served.source,
+        min_forecasts=limits.min_forecasts,
     )
     report = None
     if keep_report and drift.features:
@@ -317,6 +362,14 @@ def request_retrain(
     notify(f"candlecast: retraining {pair.stream.label}: {reason}")
 
 
+@dataclass(frozen=True)
+class _Served:
+    prediction: FeatureDrift | None = None
+    realized: Realized | None = None
+    by_version: dict[str, Realized] = field(default_factory=dict)
+    source: str | None = None
+
+
 def _served(
     pair: PairConfig,
     champion: Champion | None,
@@ -324,21 +377,36 @@ def _served(
     span: tuple[datetime, datetime],
     settings: Settings,
     limits: decisions.Thresholds,
-) -> tuple[FeatureDrift | None, Realized | None]:
-    """Prediction drift and realized skill of the champion's logged forecasts."""
+) -> _Served:
+    """Prediction drift of the champion's forecasts, and realized skill: of the stream as
+    served (each feature row forecast by the version in force for it, across champion
+    changes) and of each version. The platform's own forecasts are judged when there are any
+    (every candle), else the forecasts clients were served."""
     if champion is None or forecasts.empty:
-        return None, None
-    mine = forecasts[forecasts["model_version"] == champion.version]
-    if mine.empty:
-        return None, None
-    prediction = None
-    if champion.holdout_predicted is not None:
-        served = distinct_forecasts(mine)["predicted"].to_numpy(dtype=np.float64)
-        prediction = prediction_drift(champion.holdout_predicted, served, limits.feature_threshold)
+        return _Served()
+    platform = forecasts[forecasts["source"] == PLATFORM]
+    source = PLATFORM if len(platform) else SERVICE
+    logged = platform if len(platform) else forecasts
     step = timeframe_ms(pair.timeframe)
     candles = validated_table(pair.stream, settings).read(to_ms(span[0]) - step, to_ms(span[1]))
-    realized = realized_performance(join_realized(mine, realized_returns(candles, pair.timeframe)))
-    return prediction, realized
+    returns = realized_returns(candles, pair.timeframe)
+    by_version = {}
+    for version, rows in logged.groupby("model_version", sort=True):
+        found = realized_performance(join_realized(rows, returns))
+        if found is not None:
+            by_version[str(version)] = found
+    if source == PLATFORM and champion.history:
+        in_force = versions_at(champion.history, logged["feature_ts"].to_numpy(dtype=np.int64))
+        as_served = logged[logged["model_version"].to_numpy() == in_force]
+    else:
+        as_served = logged[logged["model_version"] == champion.version]
+    realized = realized_performance(join_realized(as_served, returns))
+    mine = logged[logged["model_version"] == champion.version]
+    prediction = None
+    if champion.holdout_predicted is not None and len(mine):
+        served = distinct_forecasts(mine)["predicted"].to_numpy(dtype=np.float64)
+        prediction = prediction_drift(champion.holdout_predicted, served, limits.feature_threshold)
+    return _Served(prediction, realized, by_version, source)
 
 
 def _keep_report(

@@ -58,7 +58,9 @@ Each run owns the candles of its data interval `[data_interval_start, data_inter
 3. **features**: technical indicators (and the higher timeframes') from validated candles only;
    waits for the previous interval's features (`depends_on_past`) so warm-up is never cut.
 4. **materialize**: into the Feast online store; emits the asset `{asset}`, which schedules
-   [`{train}`](/dags/{train}).
+   [`{train}`](/dags/{train}); then the platform forecasts each of the interval's candles with
+   the model in force for it and logs the forecasts, so realized skill never waits for a
+   client (`candlecast monitor`).
 
 Backfills (`airflow backfill create --dag-id {dag} --from-date ... --to-date ...`) fetch and
 materialize exactly each run's interval, in order. Outputs live under `CANDLECAST_HOME`.
@@ -77,7 +79,9 @@ small to pay four):
 3. **features** from validated candles only; the task waits for the previous interval's run
    (`depends_on_past`) so warm-up is never cut;
 4. **materialize** into the Feast online store; emits the asset `{asset}`, which schedules
-   [`{train}`](/dags/{train}).
+   [`{train}`](/dags/{train});
+5. **score**: the platform forecasts each of the interval's candles with the model in force
+   for it and logs the forecasts (realized skill never waits for a client).
 
 The task log shows each step. Backfills (`airflow backfill create --dag-id {dag} ...`) fetch
 and materialize exactly each run's interval, in order. Outputs live under `CANDLECAST_HOME`.
@@ -102,11 +106,16 @@ Scheduled `{cadence}`, and by the assets {assets}.
 5. **export_onnx**: the winner to ONNX, with its parity check.
 6. **deploy**: to the BentoML service, smoke-tested; only then does the registered model
    `{model}` move its `champion` alias (a failure anywhere leaves the previous champion
-   champion and served). Emits `{model_asset}`.
+   champion and served). The decision is recorded with the data time it holds from, and the
+   platform forecasts the candles it is in force for. Emits `{model_asset}`.
 7. **train_targets**: every other configured target and horizon (`training.targets`: returns
    further ahead, volatility) on the same window: its baselines and the kinds that can fit it
    on an embargoed holdout, the best baseline served unless a learned kind beats it
    significantly, exported with parity and registered as `<stream>_<target>_h<H>`.
+8. **catch_up**: when features newer than this run's window were materialized meanwhile, one
+   event on the retrain asset starts the run that trains up to them (a guard against
+   apache/airflow#56050, which can leave a queued features event without a run); skipped
+   otherwise.
 
 Trigger with params to train other kinds, another window, or as a dry run (train and evaluate,
 never promote).
@@ -275,7 +284,8 @@ def _candles_tasks(pair: PairConfig) -> None:
         start, end = _interval()
         result = _run(stages.materialize, pair, start, end)
         _emit_features(stream, start, end)
-        return result
+        scored = stages.score(pair, start, end)  # the platform forecasts every candle
+        return result | {"scored": stages.to_xcom(scored) if scored else None}
 
     batch: Any = ingest()
     report: Any = validate(batch)
@@ -380,20 +390,12 @@ def _skip_dry_run(what: str) -> None:
         raise AirflowSkipException(f"dry run: {what}")
 
 
-def build_train_dag(pair: PairConfig) -> DAG:
-    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy ->
-    train_targets (every other configured target and horizon, on the same window).
-
-    Raises:
-        ConfigError: the pair's training section names an unknown kind or bad parameters
-            (so a typo is a DAG import error naming the key).
-    """
+def _train_doc(pair: PairConfig) -> str:
     stream = pair.stream
-    check_training(pair.training, stream.label)
     assets = [stream.retrain_asset_uri]
     if pair.training.on_new_features:
         assets.insert(0, stream.features_asset_uri)
-    doc = TRAIN_DOC.format(
+    return TRAIN_DOC.format(
         label=stream.label,
         cadence=pair.training.schedule or "never by time",
         assets=", ".join(f"`{a}`" for a in assets),
@@ -402,13 +404,43 @@ def build_train_dag(pair: PairConfig) -> DAG:
         model=stream.registered_model,
         model_asset=stream.model_asset_uri,
     ) + LINKS_DOC.format(dag=stream.train_dag_id)
+
+
+def _catch_up(pair: PairConfig, end: datetime) -> dict[str, Any]:
+    """Airflow 3.2 can leave a features event queued behind a run of a DAG at
+    ``max_active_runs=1`` and never start its run (apache/airflow#56050). When features newer
+    than this run's window were materialized, one event on the DAG's own retrain asset starts
+    the run that trains up to the newest candle; otherwise the task is skipped (no event)."""
+    newer = stages.untrained_features(pair, end) if pair.training.on_new_features else None
+    if newer is None:
+        raise AirflowSkipException(f"no features newer than {end.isoformat()}")
+    reason = (
+        f"features up to {newer.isoformat()} were materialized while this run trained up to "
+        f"{end.isoformat()}; training up to the newest candle"
+    )
+    event = get_current_context()["outlet_events"][retrain_asset(pair.stream)]
+    event.extra = {"stream": pair.stream.key, "reason": reason}
+    return {"newest_features": newer.isoformat(), "trained_to": end.isoformat()}
+
+
+def build_train_dag(pair: PairConfig) -> DAG:
+    """training_set -> fit[kind...] -> evaluate -> promote -> export_onnx -> deploy ->
+    train_targets (every other configured target and horizon, on the same window) -> catch_up
+    (a guard against a stranded features event).
+
+    Raises:
+        ConfigError: the pair's training section names an unknown kind or bad parameters
+            (so a typo is a DAG import error naming the key).
+    """
+    stream = pair.stream
+    check_training(pair.training, stream.label)
     with stream_dag(
         pair,
         stream.train_dag_id,
         "train",
         "train, gate, export and deploy the forecaster",
         _train_schedule(pair),
-        doc,
+        _train_doc(pair),
         params=_params(pair),
     ) as dag:
 
@@ -468,11 +500,15 @@ def build_train_dag(pair: PairConfig) -> DAG:
             end = stages.parse_time(prepared["end"])
             return [stages.to_xcom(found) for found in stages.train_targets(_pair(), end)]
 
+        @task(outlets=[retrain_asset(stream)])
+        def catch_up(prepared: dict[str, Any]) -> dict[str, Any]:
+            return _catch_up(pair, stages.parse_time(prepared["end"]))
+
         # Task calls return XComArgs at parse time; they resolve to the dicts at run time.
         prepared: Any = training_set()
         runs: Any = fit.partial(prepared=prepared).expand(kind=kinds(prepared))
         trained: Any = evaluate(prepared, runs)
         decision: Any = promote(trained)
         exported: Any = export_onnx(decision)
-        deploy(exported, decision) >> train_targets(prepared)
+        deploy(exported, decision) >> train_targets(prepared) >> catch_up(prepared)
     return dag

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from candlecast.config import PairConfig, load_pairs
 from candlecast.settings import Settings, get_settings
-from candlecast.timeframes import ms_to_datetime
+from candlecast.timeframes import ms_to_datetime, timeframe_delta
 
 if TYPE_CHECKING:
     from candlecast.data.ingestion import IngestResult
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from candlecast.modeling.promotion import Decision
     from candlecast.modeling.target_training import TargetChampion
     from candlecast.modeling.training import KindRun, Prepared, TrainResult
+    from candlecast.monitoring.scoring import Scored
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class FeatureRows:
 class Deployed:
     bento_model: str
     forecast: dict[str, Any]
+    #: The platform's forecasts of the rows the new decision is in force for.
+    scored: Scored | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Backfilled:
 class CandlesRun:
     backfill: Backfilled
     materialize: Materialized
+    scored: Scored | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,33 @@ def materialize(pair: PairConfig, start: datetime, end: datetime) -> Materialize
     written = featurestore.materialize(pair, start, end)
     _announce(pair)
     return written
+
+
+def score(pair: PairConfig, start: datetime | None, end: datetime | None = None) -> Scored | None:
+    """The platform's forecasts of the stream's feature rows in ``[start, end)``, each by the
+    model in force for it, logged (:mod:`candlecast.monitoring.scoring`). A failure is logged
+    and returns None: it never stops the candles or the model from going on."""
+    from candlecast.monitoring import scoring
+
+    try:
+        return scoring.score(pair, start, end)
+    except Exception:
+        log.exception("%s: the platform's forecasts were not logged", pair.stream.label)
+        return None
+
+
+def untrained_features(pair: PairConfig, trained_to: datetime) -> datetime | None:
+    """The close of the newest materialized (online) feature row when it is after
+    ``trained_to``, else None."""
+    from candlecast.features import featurestore
+    from candlecast.timeframes import timeframe_ms
+
+    store = featurestore.feature_store()
+    newest = featurestore.online_features(store, pair.stream, ["candle_ts"]).get("candle_ts")
+    if newest is None:
+        return None
+    close = ms_to_datetime(int(newest) + timeframe_ms(pair.timeframe))
+    return close if close > trained_to else None
 
 
 def with_training(
@@ -238,7 +269,11 @@ def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None 
             bento_deploy.undeploy(pair, tag)
         raise
     _announce(pair)
-    return Deployed(tag, forecast)
+    scored = None
+    if decision is not None and decision.window_end:
+        since = datetime.fromisoformat(decision.window_end)
+        scored = score(pair, since - timeframe_delta(pair.timeframe))
+    return Deployed(tag, forecast, scored)
 
 
 def _announce(pair: PairConfig) -> None:
@@ -264,7 +299,8 @@ def candles_run(pair: PairConfig, start: datetime, end: datetime) -> CandlesRun:
     features and materialize ``[start, end)``. What a sub-hourly stream's candles DAG runs as
     a single task, where four task processes per candle would cost more than the work."""
     filled = backfill(pair, start, end, docs=False)
-    return CandlesRun(filled, materialize(pair, start, end))
+    written = materialize(pair, start, end)
+    return CandlesRun(filled, written, score(pair, start, end))
 
 
 def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:
@@ -272,6 +308,7 @@ def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:
     the ingest fetches the warm-up and training history first."""
     filled = backfill(pair, start, end)
     online = materialize(pair, start, end)
+    score(pair, start, end)
     trained = train(pair, end)
     decision = promote(pair, trained.challenger.run_id, trained.challenger.model_uri)
     exported = export(pair, decision)

@@ -44,7 +44,11 @@ COLUMNS = [
     "lower",
     "upper",
     "served_at",
+    "source",
 ]
+#: Who made a logged forecast: the service answering a client, or the platform forecasting
+#: every materialized candle itself (:mod:`candlecast.monitoring.scoring`).
+SERVICE, PLATFORM = "service", "platform"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forecasts (
     stream TEXT NOT NULL,
@@ -54,10 +58,17 @@ CREATE TABLE IF NOT EXISTS forecasts (
     predicted REAL NOT NULL,
     lower REAL,
     upper REAL,
-    served_at INTEGER NOT NULL
+    served_at INTEGER NOT NULL,
+    source TEXT NOT NULL DEFAULT 'service'
 );
 CREATE INDEX IF NOT EXISTS forecasts_stream_time ON forecasts (stream, feature_ts);
 """
+#: The platform forecasts each candle once per model version (a re-run adds nothing).
+_PLATFORM_INDEX = """
+CREATE UNIQUE INDEX IF NOT EXISTS forecasts_platform_once
+ON forecasts (stream, model_version, feature_ts) WHERE source = 'platform';
+"""
+_INSERT = f"INSERT INTO forecasts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def log_path(settings: Settings | None = None) -> Path:
@@ -109,7 +120,7 @@ class ForecastLog:
                 return 0
             try:
                 with _connect(self.path) as db:
-                    db.executemany(f"INSERT INTO forecasts VALUES ({', '.join('?' * 8)})", rows)
+                    db.executemany(_INSERT, rows)
             except (sqlite3.Error, OSError):
                 log.exception("forecast log: %d rows not written to %s", len(rows), self.path)
                 self._pending.extendleft(reversed([_queued(row) for row in rows]))
@@ -147,12 +158,13 @@ def _row(queued: tuple[float, Any, Any, Any, Any, Any, Any]) -> tuple[Any, ...]:
         lower,
         upper,
         int(served * 1000),
+        SERVICE,
     )
 
 
 def _queued(row: tuple[Any, ...]) -> tuple[float, Any, Any, Any, Any, Any, Any]:
     """A row back in the queue's shape (after a failed write)."""
-    stream, version, feature_ts, target_ts, predicted, lower, upper, served = row
+    stream, version, feature_ts, target_ts, predicted, lower, upper, served, _ = row
     iso = pd.Timestamp(feature_ts, unit="ms", tz="UTC").isoformat()
     target = pd.Timestamp(target_ts, unit="ms", tz="UTC").isoformat()
     bounds = None if lower is None else [lower, upper]
@@ -164,7 +176,37 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(forecasts)")}
+    if "source" not in columns:  # a log written before the platform forecast itself
+        db.execute("ALTER TABLE forecasts ADD COLUMN source TEXT NOT NULL DEFAULT 'service'")
+    db.executescript(_PLATFORM_INDEX)
     return db
+
+
+def write_platform(rows: pd.DataFrame, settings: Settings | None = None) -> int:
+    """Log the platform's own forecasts (columns of :data:`COLUMNS` but ``source``); a row
+    already logged for the same stream, model version and feature time is kept as it was.
+    Returns how many rows were new."""
+    if rows.empty:
+        return 0
+    values = [
+        (
+            str(r.stream),
+            str(r.model_version),
+            int(r.feature_ts),
+            int(r.target_ts),
+            float(r.predicted),
+            None if pd.isna(r.lower) else float(r.lower),
+            None if pd.isna(r.upper) else float(r.upper),
+            int(r.served_at),
+            PLATFORM,
+        )
+        for r in rows.itertuples(index=False)
+    ]
+    with _connect(log_path(settings)) as db:
+        before = db.total_changes
+        db.executemany(_INSERT.replace("INSERT", "INSERT OR IGNORE", 1), values)
+        return db.total_changes - before
 
 
 _process_log: tuple[int, ForecastLog] | None = None
@@ -205,7 +247,10 @@ def read_forecasts(
     path = path or log_path(settings)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
-    query = "SELECT * FROM forecasts WHERE stream = ? AND feature_ts >= ? AND feature_ts < ?"
+    query = (
+        f"SELECT {', '.join(COLUMNS)} FROM forecasts "
+        "WHERE stream = ? AND feature_ts >= ? AND feature_ts < ?"
+    )
     params = (stream, start_ms if start_ms is not None else -(2**62), end_ms or 2**62)
     with _connect(path) as db:
         frame = pd.read_sql_query(query + " ORDER BY feature_ts, served_at", db, params=params)
@@ -222,6 +267,6 @@ def logged_streams(settings: Settings | None = None, path: Path | None = None) -
 
 
 def _dtype(column: str) -> str:
-    if column in ("stream", "model_version"):
+    if column in ("stream", "model_version", "source"):
         return "object"
     return "int64" if column.endswith("_ts") or column == "served_at" else "float64"

@@ -1,0 +1,118 @@
+"""Every champion decision of a stream, in data time: which version served from which candle on.
+
+MLflow's ``champion`` alias says who serves now; it keeps no past. Scoring every candle with the
+model that served it, and monitoring an interval as of its end, need the past: this module keeps
+it as one JSON line per committed decision in ``models/<stream>/decisions.jsonl``, appended when
+the pipeline commits a gate decision (also when the gate keeps the champion: the decision's
+training window is the reference that monitoring compares against) and when a person promotes
+or rolls back.
+
+Each line is stamped with the data time it holds from (``since``): the end of the training
+window the decision was made on, or for a manual move the newest candle's close at that moment.
+A forecast for a candle closing at ``t`` comes from the decision with the latest ``since <= t``,
+so no forecast ever uses a model trained on data after its candle, backfills included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from candlecast.names import Stream
+from candlecast.settings import Settings, get_settings
+from candlecast.timeframes import to_ms
+
+FILE = "decisions.jsonl"
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One committed decision: ``version`` serves from ``since`` (data time) on."""
+
+    since: datetime
+    version: str
+    kind: str
+    #: The training window the decision was made on (monitoring's reference window).
+    window_start: datetime
+    window_end: datetime
+    #: ``gate`` (the pipeline), ``promote`` or ``rollback`` (a person).
+    how: str
+    #: Whether the champion changed with this decision.
+    changed: bool
+    recorded_at: datetime
+
+    def to_json(self) -> str:
+        row = asdict(self)
+        for key, value in row.items():
+            if isinstance(value, datetime):
+                row[key] = value.isoformat()
+        return json.dumps(row, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, line: str) -> Decided:
+        row = json.loads(line)
+        for key in ("since", "window_start", "window_end", "recorded_at"):
+            row[key] = datetime.fromisoformat(row[key])
+        return cls(**row)
+
+
+def history_path(stream: Stream, settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).paths.models / stream.key / FILE
+
+
+def record(stream: Stream, decided: Decided, settings: Settings | None = None) -> None:
+    """Append a decision (one ``write`` of one line with ``O_APPEND``: never interleaved with
+    another writer, and a crash leaves at most a cut last line, which :func:`read` skips)."""
+    path = history_path(stream, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (decided.to_json() + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(stream: Stream, settings: Settings | None = None) -> list[Decided]:
+    """The stream's decisions in the order they were recorded (empty when none)."""
+    path = history_path(stream, settings)
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            found.append(Decided.from_json(line))
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut by a crash
+    return found
+
+
+def as_of(history: Sequence[Decided], moment: datetime) -> Decided | None:
+    """The decision in force at ``moment`` (data time): the latest ``since <= moment``; among
+    decisions for the same moment, the one recorded last. None before the first."""
+    valid = [d for d in history if d.since <= moment]
+    if not valid:
+        return None
+    return max(enumerate(valid), key=lambda item: (item[1].since, item[0]))[1]
+
+
+def versions_at(history: Sequence[Decided], times_ms: np.ndarray) -> np.ndarray:
+    """:func:`as_of` for many times at once (unix ms): the version in force at each, '' before
+    the first decision."""
+    order = sorted(range(len(history)), key=lambda i: (history[i].since, i))
+    since = np.array([to_ms(history[i].since) for i in order], dtype=np.int64)
+    versions = np.array([history[i].version for i in order], dtype=object)
+    found = np.searchsorted(since, np.asarray(times_ms, dtype=np.int64), side="right") - 1
+    if not len(versions):
+        return np.full(len(found), "", dtype=object)
+    return np.where(found >= 0, versions[np.maximum(found, 0)], "")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

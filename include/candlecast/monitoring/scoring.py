@@ -1,0 +1,186 @@
+"""The platform forecasts every candle itself, so realized skill never waits for a client.
+
+When a candles run materializes features, and when a train run commits a decision, every
+materialized feature row is forecast with the model in force for it (:mod:`candlecast.modeling.
+history`: the decision with the latest data time at or before the row's close), from the very
+ONNX file that was deployed (its recorded sha256 checked), and logged in the forecast log with
+source ``platform``, once per (stream, model version, feature time). Backfills are scored the
+same way, point in time: a row is never forecast by a model trained on data after its candle.
+
+Monitoring judges these forecasts once their candle has closed
+(:mod:`candlecast.monitoring.performance`): per model version, and for the stream as served
+(each row by the version in force for it, across champion changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import PairConfig
+from candlecast.errors import ModelIntegrityError
+from candlecast.features.online import offline_table
+from candlecast.modeling import history
+from candlecast.modeling.kinds.base import window_inputs
+from candlecast.serving import forecast_log
+from candlecast.settings import Settings, get_settings
+from candlecast.timeframes import timeframe_ms, to_ms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What one scoring pass did."""
+
+    stream: str
+    #: Feature rows in the span that had a model in force.
+    rows: int
+    #: Forecasts newly logged (a row already logged for its version is not logged again).
+    logged: int
+    #: Model versions used, with how many rows each.
+    versions: dict[str, int]
+    #: Why nothing was scored, when nothing was.
+    reason: str = ""
+
+
+def score(
+    pair: PairConfig,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    settings: Settings | None = None,
+) -> Scored:
+    """Forecast the stream's feature rows of the candles opening in ``[start, end)`` (default:
+    from the first decision's data time, to the newest row) with the model in force for each,
+    and log them. Rows before the first decision have no model and are skipped.
+
+    Raises:
+        ModelIntegrityError: an exported model file differs from its recorded sha256.
+    """
+    settings = settings or get_settings()
+    stream = pair.stream
+    decided = history.read(stream, settings)
+    if not decided:
+        return Scored(stream.key, 0, 0, {}, "no champion decision yet")
+    step = timeframe_ms(pair.timeframe)
+    first = min(d.since for d in decided)
+    # the earliest candle a decision can forecast: the one closing at its data time
+    begin = max(to_ms(start) if start else to_ms(first) - step, to_ms(first) - step)
+    table = offline_table(stream, settings)
+    newest = table.last_key()
+    if newest is None:
+        return Scored(stream.key, 0, 0, {}, "no feature rows yet")
+    stop = to_ms(end) if end else newest + 1
+    if stop <= begin:
+        return Scored(stream.key, 0, 0, {}, "empty span")
+    models = {d.version: _Model.load(pair, d.version, settings) for d in decided}
+    widest = max((m.window for m in models.values() if m is not None), default=1)
+    rows = table.read(begin - (widest - 1) * step, stop)
+    if rows.empty:
+        return Scored(stream.key, 0, 0, {}, "no feature rows in the span")
+    rows = rows.sort_values("candle_ts").reset_index(drop=True)
+    closes = rows["candle_ts"].to_numpy(dtype=np.int64) + step
+    in_span = rows["candle_ts"].to_numpy(dtype=np.int64) >= begin
+    chosen = np.where(in_span, history.versions_at(decided, closes), "")
+    frames, counts = [], {}
+    for version in sorted(set(chosen) - {""}):
+        model = models.get(version)
+        if model is None:
+            log.warning("%s: v%s was never exported; its rows are not scored", stream.key, version)
+            continue
+        mine = chosen == version
+        x, usable = window_inputs(rows, model.features, model.window, step)
+        usable &= mine & np.isfinite(x).all(axis=1)
+        if not usable.any():
+            continue
+        predicted = model.run(x[usable])
+        feature_ts = closes[usable]
+        half = model.half_width
+        frames.append(
+            pd.DataFrame(
+                {
+                    "stream": stream.key,
+                    "model_version": version,
+                    "feature_ts": feature_ts,
+                    "target_ts": feature_ts + step,
+                    "predicted": predicted,
+                    "lower": predicted - half if half is not None else np.nan,
+                    "upper": predicted + half if half is not None else np.nan,
+                    "served_at": int(time.time() * 1000),
+                }
+            )
+        )
+        counts[version] = int(usable.sum())
+    if not frames:
+        return Scored(stream.key, 0, 0, {}, "no complete feature row had a model in force")
+    forecasts = pd.concat(frames, ignore_index=True)
+    logged = forecast_log.write_platform(forecasts, settings)
+    log.info(
+        "%s: forecast %d candles (%s), %d newly logged",
+        stream.label,
+        len(forecasts),
+        ", ".join(f"v{v}: {n}" for v, n in counts.items()),
+        logged,
+    )
+    return Scored(stream.key, len(forecasts), logged, counts)
+
+
+@dataclass(frozen=True)
+class _Model:
+    """An exported model version: its ONNX session and what its metadata says."""
+
+    session: Any
+    input_name: str
+    features: list[str]
+    window: int
+    half_width: float | None
+
+    @classmethod
+    def load(cls, pair: PairConfig, version: str, settings: Settings) -> _Model | None:
+        """The version's exported model, or None when it was never exported.
+
+        Raises:
+            ModelIntegrityError: the ONNX file differs from its recorded sha256.
+        """
+        import json
+
+        import onnxruntime as ort
+
+        folder = pair.stream.model_dir(settings.paths.models, version)
+        path, meta_path = folder / "model.onnx", folder / "metadata.json"
+        if not (path.exists() and meta_path.exists()):
+            return None
+        meta = json.loads(meta_path.read_text())
+        payload = Path(path).read_bytes()
+        recorded = meta.get("onnx_sha256")
+        if recorded and hashlib.sha256(payload).hexdigest() != recorded:
+            raise ModelIntegrityError(
+                f"{pair.stream.label} v{version}: {path.name} does not match its recorded "
+                "sha256 (changed after export); re-export it with candlecast promote"
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(
+            payload, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        half = meta.get("interval_half_width")
+        return cls(
+            session=session,
+            input_name=session.get_inputs()[0].name,
+            features=list(meta["features"]),
+            window=int(meta.get("window", 1)),
+            half_width=float(half) if half is not None else None,
+        )
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        out = self.session.run(None, {self.input_name: x.astype(np.float32)})[0]
+        return np.asarray(out, dtype=np.float64).reshape(-1)

@@ -1,0 +1,136 @@
+"""The platform forecasts every candle itself, point in time, and monitoring judges those.
+
+A stream of its own (the bundled BTC/USD hourly file replayed as exchange 'scored') in its own
+data directory: a first pipeline run trains and deploys a champion as of day 0; three more
+candles days are materialized and scored by the candles stage alone (no ``/predict`` call);
+a second train decision as of day 2 is recorded. Every feature row closing from day 0 on is
+forecast once by the version in force for it, never by a model trained on later data, and a
+re-run logs nothing twice. ``check_pair`` then judges the platform's forecasts, with realized
+skill per version and for the stream as served; as of day 1 it reports the day-0 champion
+and its window even after the day-2 decision (point in time).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from tests.helpers import BTC_FILE
+
+pytestmark = pytest.mark.slow
+
+DAY0 = datetime(2021, 11, 1, tzinfo=UTC)
+HOUR_MS = 3_600_000
+
+PAIRS = f"""\
+pairs:
+  - symbol: BTC/USD
+    exchange: scored
+    replay_file: {BTC_FILE}
+    timeframe: 1h
+    start: 2021-10-01T00:00:00Z
+    training:
+      kinds: [lightgbm]
+      train_days: 12
+      min_train_rows: 200
+      params: {{lightgbm: {{n_estimators: 30}}}}
+      targets: [{{target: return, horizons: [1]}}]
+    monitoring: {{window_candles: 60, min_forecasts: 50}}
+"""
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """(pair, first decision, second decision) after the runs described above."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("scoring")
+    (tmp / "pairs.yaml").write_text(PAIRS)
+    saved = {
+        k: os.environ.get(k)
+        for k in ("CANDLECAST_HOME", "CANDLECAST_PAIRS", "CANDLECAST_METRICS_URL")
+    }
+    os.environ.pop("CANDLECAST_METRICS_URL", None)
+    os.environ["CANDLECAST_HOME"] = str(tmp / "home")
+    os.environ["CANDLECAST_PAIRS"] = str(tmp / "pairs.yaml")
+    try:
+        from candlecast.config import load_pairs
+        from candlecast.modeling import history
+        from candlecast.orchestration import stages
+
+        (pair,) = load_pairs().pairs
+        first = stages.run_all(pair, DAY0 - timedelta(days=1), DAY0)
+        for day in range(3):
+            start = DAY0 + timedelta(days=day)
+            stages.candles_run(pair, start, start + timedelta(days=1))
+        trained = stages.train(pair, DAY0 + timedelta(days=2))
+        decision = stages.promote(pair, trained.challenger.run_id, trained.challenger.model_uri)
+        second = stages.deploy(pair, stages.export(pair, decision), decision)
+        yield pair, first, second, history.read(pair.stream)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_every_candle_after_the_first_decision_is_forecast_once_by_the_model_in_force(scored):
+    from candlecast.modeling import history
+    from candlecast.serving.forecast_log import PLATFORM, read_forecasts
+
+    pair, first, second, decided = scored
+    assert [d.since for d in decided] == [DAY0, DAY0 + timedelta(days=2)]
+    assert decided[0].version == first.promote.champion_version
+    logged = read_forecasts(pair.stream.key)
+    assert set(logged["source"]) == {PLATFORM}  # nobody called /predict
+    since_ms = int(DAY0.timestamp() * 1000)
+    # nothing before the first decision: no model existed for those candles
+    assert logged["feature_ts"].min() == since_ms
+    in_force = history.versions_at(decided, logged["feature_ts"].to_numpy())
+    as_served = logged[logged["model_version"].to_numpy() == in_force]
+    # every hourly row from day 0 to the end of day 3, once, by the version in force for it
+    closes = np.arange(since_ms, since_ms + 3 * 24 * HOUR_MS + 1, HOUR_MS)
+    assert as_served["feature_ts"].tolist() == closes.tolist()
+    # no row was forecast by a model decided after it (point in time)
+    for version, rows in logged.groupby("model_version"):
+        earliest = min(d.since for d in decided if d.version == version)
+        assert rows["feature_ts"].min() >= int(earliest.timestamp() * 1000)
+    assert second.scored is not None and second.scored.rows >= 24
+
+
+def test_scoring_again_logs_nothing_twice(scored):
+    from candlecast.monitoring.scoring import score
+    from candlecast.serving.forecast_log import read_forecasts
+
+    pair, *_ = scored
+    before = len(read_forecasts(pair.stream.key))
+    again = score(pair)
+    assert again.rows >= 3 * 24 and again.logged == 0
+    assert len(read_forecasts(pair.stream.key)) == before
+
+
+def test_monitoring_judges_the_platform_forecasts_as_of_its_interval(scored):
+    from candlecast.monitoring.check import check_pair
+    from candlecast.monitoring.store import MetricsStore
+
+    pair, first, _, decided = scored
+    store = MetricsStore()
+    end = DAY0 + timedelta(days=3)
+    result = check_pair(pair, end, store=store, keep_report=False)
+    body = result.to_dict()
+    assert body["realized_source"] == "platform"
+    assert body["realized"]["forecasts"] == 60  # the window; the newest not realized yet
+    assert body["realized_state"] == "judged"
+    assert set(body["realized_by_version"]) == {d.version for d in decided}
+    assert body["forecasts_logged"] >= 61  # the newest candle's forecast counts as logged
+    # the reference is the latest decision's training window
+    assert result.reference == (decided[-1].window_start, decided[-1].window_end)
+    # as of day 1 the day-0 champion is in force, whatever was decided since
+    past = check_pair(pair, DAY0 + timedelta(days=1), store=store, keep_report=False)
+    assert past.champion_version == first.promote.champion_version
+    assert past.reference == (decided[0].window_start, decided[0].window_end)
+    assert past.realized is not None and past.realized.forecasts == 24
+    assert past.realized_state.startswith("not judged yet (24 of 50")
