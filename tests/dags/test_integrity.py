@@ -109,7 +109,11 @@ def test_train_dag_tasks_edges_pools_assets_and_params(dagbag):
             ("export_onnx", "deploy"),
             ("training_set", "train_targets"),
             ("deploy", "train_targets"),
+            ("training_set", "catch_up"),
+            ("train_targets", "catch_up"),
         }
+        # the guard against a stranded features event asks for a run of its own DAG
+        assert [a.uri for a in dag.get_task("catch_up").outlets] == [stream.retrain_asset_uri]
         assert dag.get_task("train_targets").pool == TRAINING_POOL
         assert dag.get_task("fit").pool == TRAINING_POOL
         assert dag.get_task("training_set").pool == TRAINING_POOL
