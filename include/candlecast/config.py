@@ -214,7 +214,10 @@ class MonitoringSection(_Frozen):
     )
     window_candles: int = Field(default=500, ge=50, description="Recent window the checks use.")
     retrain_cooldown_hours: float = Field(
-        default=24, ge=0, description="At most one drift-triggered retrain per this period."
+        default=24,
+        ge=0,
+        description="At most one drift-triggered retrain per this period of data time (hours "
+        "of candles between the checks' as_of, so a backfill is rate limited like live time).",
     )
     feature_threshold: float = Field(
         default=0.5,

@@ -64,6 +64,16 @@ def test_retrain_requests_and_the_last_one(tmp_path):
     store.record_retrain_request("a_btc_usd_1h", at, "data drift: ...", 2)
     store.record_retrain_request("b_eth_btc_5m", datetime(2023, 1, 1, tzinfo=UTC), "x")
     assert store.last_retrain_request("a_btc_usd_1h") == at
+    # in data time: a check as of an earlier moment (a backfill) sees only the requests
+    # made by checks as of that moment or before
+    before = datetime(2022, 2, 15, tzinfo=UTC)
+    assert store.last_retrain_request("a_btc_usd_1h", until=before) == datetime(
+        2022, 2, 1, tzinfo=UTC
+    )
+    assert store.last_retrain_request("a_btc_usd_1h", until=at) == at
+    assert (
+        store.last_retrain_request("a_btc_usd_1h", until=datetime(2022, 1, 1, tzinfo=UTC)) is None
+    )
     assert [r["reason"] for r in store.retrain_requests("a_btc_usd_1h")] == [
         "old",
         "data drift: ...",

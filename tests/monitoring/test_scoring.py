@@ -134,3 +134,19 @@ def test_monitoring_judges_the_platform_forecasts_as_of_its_interval(scored):
     assert past.reference == (decided[0].window_start, decided[0].window_end)
     assert past.realized is not None and past.realized.forecasts == 24
     assert past.realized_state.startswith("not judged yet (24 of 50")
+
+
+def test_a_retrain_request_on_an_unchanged_window_is_recorded_as_changing_nothing(scored):
+    from mlflow import MlflowClient
+
+    from candlecast.modeling import registry
+    from candlecast.orchestration import stages
+
+    pair, *_ = scored
+    again = stages.prepare_training(pair, DAY0 + timedelta(days=2), "data drift: a test request")
+    assert again.reused
+    registry.configure()
+    tags = MlflowClient().get_run(again.parent_run_id).data.tags
+    assert tags["trigger.reason.reused"] == (
+        "data drift: a test request (window and data unchanged: nothing retrained)"
+    )

@@ -108,6 +108,29 @@ def load_holdout(run_id: str) -> pd.DataFrame:
     return pd.read_parquet(local)
 
 
+def holdout_metrics(metrics: dict[str, float], kind: str) -> dict[str, float]:
+    """A version's own holdout figures (``holdout_rmse``...) from its run's metrics. A baseline
+    version is registered on the challenger's run (same inputs), whose ``holdout_*`` metrics
+    are the challenger's: a baseline's figures are the run's ``<baseline>_*`` ones instead,
+    and persistence, which calls no direction, has no directional accuracy."""
+    from candlecast.modeling.kinds import BASELINE
+
+    if kind and kind in _baseline_names():
+        prefix = f"{kind}_"
+        return {
+            f"holdout_{name[len(prefix) :]}": value
+            for name, value in metrics.items()
+            if name.startswith(prefix) and not (kind == BASELINE and "directional" in name)
+        }
+    return {name: value for name, value in metrics.items() if name.startswith("holdout_")}
+
+
+def _baseline_names() -> set[str]:
+    from candlecast.modeling.kinds import get_kind, kind_names
+
+    return {name for name in kind_names() if get_kind(name).baseline}
+
+
 def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
     """Every registered version of the stream, newest first, with its aliases, kind, interval,
     holdout metrics and how it became (or did not become) champion."""
@@ -116,7 +139,8 @@ def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
     rows = []
     for version in sorted(found, key=lambda v: int(v.version), reverse=True):
         run = client.get_run(version.run_id) if version.run_id else None
-        metrics = run.data.metrics if run else {}
+        kind = version.tags.get("kind", "")
+        metrics = holdout_metrics(run.data.metrics, kind) if run else {}
         rows.append(
             {
                 "version": str(version.version),
@@ -125,7 +149,7 @@ def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
                 "interval_end": run.data.tags.get("interval_end", "") if run else "",
                 "holdout_rmse": metrics.get("holdout_rmse"),
                 "holdout_mae": metrics.get("holdout_mae"),
-                "persistence_rmse": metrics.get("persistence_rmse"),
+                "persistence_rmse": run.data.metrics.get("persistence_rmse") if run else None,
                 "outcome": run.data.tags.get("promotion.outcome", "") if run else "",
                 "champion_reason": version.tags.get("champion.reason", ""),
             }

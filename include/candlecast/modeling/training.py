@@ -28,6 +28,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import yaml
+from mlflow import MlflowClient
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import stored_completeness, validated_table
@@ -202,7 +203,20 @@ def prepare(
     path = settings.paths.training_sets / stream.key / f"{signature}.parquet"
     reused = _finished_parent(stream, signature, settings)
     if reused is not None and path.exists():
-        log.info("%s: reusing training run %s", stream.label, reused.info.run_id)
+        # a request on an unchanged window (a retrain asked by monitoring, a second features
+        # event) is recorded on the run it reuses, with what it changed: nothing
+        log.info(
+            "%s: reusing training run %s (same window, data and settings; nothing retrained)%s",
+            stream.label,
+            reused.info.run_id,
+            f" for: {reason}" if reason else "",
+        )
+        if reason:
+            MlflowClient().set_tag(
+                reused.info.run_id,
+                "trigger.reason.reused",
+                f"{reason[:4000]} (window and data unchanged: nothing retrained)",
+            )
         return Prepared(
             reused.info.run_id,
             str(path),

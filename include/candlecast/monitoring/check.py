@@ -294,8 +294,9 @@ def check_pair(
             (t.key, t.coverage_90, t.forecasts) for t in targets if t.coverage_90 is not None
         ),
     )
-    last_request = store.last_retrain_request(stream.key)
-    decision = decisions.decide(evidence, limits, last_request, now)
+    # the cooldown counts in data time: a backfill of any length gets one request per cooldown
+    last_request = store.last_retrain_request(stream.key, until=as_of)
+    decision = decisions.decide(evidence, limits, last_request, as_of)
     staleness = now.timestamp() - (newest + step) / 1000
     result = CheckResult(
         stream=stream.key,
@@ -356,7 +357,9 @@ def request_retrain(
     check_id: int | None = None,
 ) -> None:
     """Record a drift-triggered retrain request (the rate limit counts these) and notify the
-    webhook when one is configured. The Airflow event itself is emitted by the monitor DAG."""
+    webhook when one is configured. The Airflow event itself is emitted by the monitor DAG.
+    ``now`` is the data time of the check that asked (its ``as_of``): the cooldown counts in
+    data time."""
     store = store or MetricsStore()
     store.record_retrain_request(pair.stream.key, now or datetime.now(UTC), reason, check_id)
     notify(f"candlecast: retraining {pair.stream.label}: {reason}")

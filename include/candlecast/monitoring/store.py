@@ -203,11 +203,14 @@ class MetricsStore:
             rows = db.execute(query.order_by(FEATURE_DRIFT.c.feature))
             return [FeatureRow(**{n: row._mapping[n] for n in names}) for row in rows]
 
-    def last_retrain_request(self, stream: str) -> datetime | None:
-        """When the stream's newest drift-triggered retrain was requested."""
+    def last_retrain_request(self, stream: str, until: datetime | None = None) -> datetime | None:
+        """The data time of the stream's newest drift-triggered retrain request (the check's
+        ``as_of``), among those at or before ``until`` when given."""
         query = sa.select(sa.func.max(RETRAIN_REQUESTS.c.requested_at)).where(
             RETRAIN_REQUESTS.c.stream == stream
         )
+        if until is not None:
+            query = query.where(RETRAIN_REQUESTS.c.requested_at <= int(until.timestamp() * 1000))
         with self.engine.connect() as db:
             found = db.execute(query).scalar()
         return None if found is None else datetime.fromtimestamp(found / 1000, UTC)

@@ -10,6 +10,7 @@ its extra saying why: ``{"reason": ..., "stream": <key>}``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, get_current_context, task
@@ -29,9 +30,9 @@ Scheduled `{schedule}`. Each run checks the stream as of its data interval end:
    skill of the logged forecasts against persistence. Figures go to the metrics table, the
    Evidently report to `$CANDLECAST_HOME/monitoring/reports/` and the champion's MLflow run.
 2. **request_retrain**: only when drift share >= {share}, served forecasts drifted, or realized
-   RMSE > {ratio}x persistence's, and no drift-triggered retrain in the last {cooldown} h:
-   emits `{asset}` with the reason, which schedules [`{train}`](/dags/{train}). Skipped
-   otherwise (the check's log says why).
+   RMSE > {ratio}x persistence's, and no drift-triggered retrain in the last {cooldown} h of
+   data time: emits `{asset}` with the reason, which schedules [`{train}`](/dags/{train}).
+   Skipped otherwise (the check's log says why).
 """
 
 
@@ -87,7 +88,12 @@ def build_monitor_dag(pair: PairConfig) -> DAG:
 
             if not checked["retrain"]:
                 raise AirflowSkipException(f"no retrain: {checked['reason']}")
-            record_request(pair, checked["reason"], check_id=checked["check_id"])
+            record_request(
+                pair,
+                checked["reason"],
+                check_id=checked["check_id"],
+                now=datetime.fromisoformat(checked["as_of"]),
+            )
             event = get_current_context()["outlet_events"][retrain_asset(stream)]
             event.extra = {"reason": checked["reason"], "stream": stream.key}
             return {"requested": True, "reason": checked["reason"]}

@@ -64,9 +64,8 @@ def _training_facts(exported: ExportedModel, settings: Settings) -> dict[str, An
     end = run.info.end_time or run.info.start_time
     if end:
         facts["trained_at"] = datetime.fromtimestamp(end / 1000, UTC).isoformat()
-    facts["holdout_metrics"] = {
-        k: float(v) for k, v in run.data.metrics.items() if k.startswith("holdout_")
-    }
+    own = registry.holdout_metrics(run.data.metrics, exported.kind)
+    facts["holdout_metrics"] = {k: float(v) for k, v in own.items()}
     return facts
 
 
