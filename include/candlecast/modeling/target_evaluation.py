@@ -45,10 +45,16 @@ OnWindow = Callable[[str, int, int], None]
 
 
 def target_frame(
-    candles: pd.DataFrame, timeframe: str, market: str, target: Target
+    candles: pd.DataFrame,
+    timeframe: str,
+    market: str,
+    target: Target,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Feature rows (the stream's and the volatility features) with ``target``'s label,
-    sorted by ``event_timestamp``; rows without a label are dropped.
+    sorted by ``event_timestamp``; rows without a label are dropped. ``features``: the
+    candles' :func:`compute_features` rows when the caller has them already (every target of
+    one window shares them).
 
     Raises:
         NotEnoughHistoryError: no candles. ValueError: candles sharing a timestamp.
@@ -58,7 +64,8 @@ def target_frame(
     ordered = candles.sort_values("ts", kind="stable").reset_index(drop=True)
     if ordered["ts"].duplicated().any():
         raise ValueError("candles share a timestamp: validate the history first")
-    features = compute_features(ordered, timeframe, market)
+    if features is None:
+        features = compute_features(ordered, timeframe, market)
     volatility = volatility_features(ordered, timeframe, (target.horizon,))
     frame = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
     frame = frame.merge(target.label(ordered, timeframe), on="event_timestamp")

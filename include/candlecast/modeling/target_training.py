@@ -43,6 +43,7 @@ from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import significance
+from candlecast.features.engineering import compute_features
 from candlecast.modeling import registry
 from candlecast.modeling.card import ARTIFACT, IntervalCalibration, ModelCard
 from candlecast.modeling.evaluate import aligned_inputs
@@ -100,20 +101,27 @@ def train_targets(
     settings = settings or get_settings()
     registry.configure(settings)
     candles = _candles(pair, end, settings)
+    # the stream's features are the same for every target of the window: computed once
+    ordered = candles.sort_values("ts", kind="stable").reset_index(drop=True)
+    features = compute_features(ordered, pair.timeframe, pair.stream.market_key)
     found = []
     for target in configured_targets(pair):
         try:
-            found.append(train_target(pair, target, end, candles, settings))
+            found.append(train_target(pair, target, end, candles, settings, features))
         except NotEnoughHistoryError as exc:
             # a young stream: this target trains once the history is long enough
             log.info("%s %s: not trained: %s", pair.stream.label, target.key, exc)
             found.append(TargetChampion(target.key, "", "", False, str(exc), "", skipped=True))
-    calibrate_main_intervals(pair, end, candles, settings)
+    calibrate_main_intervals(pair, end, candles, settings, features)
     return found
 
 
 def calibrate_main_intervals(
-    pair: PairConfig, end: datetime, candles: pd.DataFrame, settings: Settings
+    pair: PairConfig,
+    end: datetime,
+    candles: pd.DataFrame,
+    settings: Settings,
+    features: pd.DataFrame | None = None,
 ) -> Path | None:
     """Interval multipliers of the next candle's return (the main champion's target), from the
     normalized scores of "no change" on the window's holdout, written beside the targets'
@@ -122,7 +130,7 @@ def calibrate_main_intervals(
     to within noise."""
     target = get_target("return", 1)
     start = end - timedelta(days=pair.training.train_days)
-    frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target)
+    frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target, features)
     frame = frame[frame["event_timestamp"] > pd.Timestamp(start)].dropna(subset=[SIGMA_FEATURE])
     positions = np.arange(len(frame))
     _, holdout = _split(len(frame), pair.training.holdout_fraction, target)
@@ -146,11 +154,11 @@ def train_target(
     end: datetime,
     candles: pd.DataFrame,
     settings: Settings,
+    features: pd.DataFrame | None = None,
 ) -> TargetChampion:
-
     stream = pair.stream
     start = end - timedelta(days=pair.training.train_days)
-    frame = target_frame(candles, pair.timeframe, stream.market_key, target)
+    frame = target_frame(candles, pair.timeframe, stream.market_key, target, features)
     frame = frame[frame["event_timestamp"] > pd.Timestamp(start)].reset_index(drop=True)
     names = [*target.baselines, *_learned(pair, target)]
     data_version = _version(candles)

@@ -28,6 +28,7 @@ from candlecast.evaluation.metrics import (
     rmse,
 )
 from candlecast.features.engineering import next_return
+from candlecast.timeframes import ms_to_iso
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,11 @@ class Realized:
     last_feature_ts: int
 
     def to_dict(self) -> dict[str, Any]:
-        values = asdict(self).items()
-        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values}
+        """JSON-able figures; times as ISO-8601 like every other time in the answers."""
+        values = asdict(self)
+        for key in ("first_feature_ts", "last_feature_ts"):
+            values[key] = ms_to_iso(values[key])
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
 
 
 def realized_returns(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
