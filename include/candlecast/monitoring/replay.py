@@ -39,6 +39,7 @@ POLICIES = ("never", "cadence", "triggers")
 #: Cron presets a period can be given as (``training.schedule``, ``monitoring.schedule``).
 _PRESETS = {"@hourly": "1h", "@daily": "1d", "@weekly": "7d"}
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+START, CADENCE, RATE_LIMITED = "start of the replay", "cadence", "rate_limited"
 #: The (target, horizon) the replay forecasts, as monitoring names it.
 TARGET_KEY = "return@1"
 
@@ -79,6 +80,12 @@ class Step:
     changed: bool
     gate_reason: str = ""
 
+    @property
+    def triggered(self) -> bool:
+        """A retrain asked by a monitoring trigger (not the start, the cadence or a request
+        the cooldown refused)."""
+        return self.outcome != RATE_LIMITED and self.reason not in (START, CADENCE)
+
 
 @dataclass
 class PolicyRun:
@@ -97,7 +104,7 @@ class PolicyRun:
     @property
     def retrains(self) -> int:
         """Trainings after the first decision (rate-limited requests train nothing)."""
-        return sum(step.outcome != "rate_limited" for step in self.steps) - 1
+        return sum(step.outcome != RATE_LIMITED for step in self.steps) - 1
 
 
 @dataclass(frozen=True)
@@ -165,14 +172,14 @@ def _run(
         half_width=np.full(len(rows), np.nan),
         champion=np.zeros(len(rows), dtype=np.int64),
     )
-    _decide(run, fits, rows, start, "start of the replay")
+    _decide(run, fits, rows, start, START)
     limits = decisions.Thresholds.of(fits.pair.monitoring)
     last_cadence, last_request = start, None
     for now in range(start + every, end, every):
         if name == "never":
             break
         if now - last_cadence >= cadence:
-            _decide(run, fits, rows, now, "cadence")
+            _decide(run, fits, rows, now, CADENCE)
             last_cadence = now
             continue
         if name != "triggers":
@@ -182,7 +189,7 @@ def _run(
         run.compute_s += time.perf_counter() - began
         if check.rate_limited:
             kind = run.champions[-1].kind
-            run.steps.append(Step(now, name, check.reason, "rate_limited", kind, False))
+            run.steps.append(Step(now, name, check.reason, RATE_LIMITED, kind, False))
         elif check.retrain:
             _decide(run, fits, rows, now, check.reason)
             last_request = _dt(now)
@@ -191,8 +198,8 @@ def _run(
 
 def _decide(run: PolicyRun, fits: FitCache, rows: np.ndarray, now: int, reason: str) -> None:
     """Train at ``now``, let the gate decide and install the winner on the rows from ``now``."""
-    began = time.perf_counter()
     candidate = fits.at(now)
+    began = time.perf_counter()
     current = run.champions[-1] if run.champions else None
     verdict, winner = gate(fits.history, fits.pair, candidate, current)
     assert winner is not None  # only a KEPT verdict keeps the current one, and there is one

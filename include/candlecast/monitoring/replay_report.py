@@ -19,7 +19,7 @@ import pandas as pd
 
 from candlecast.evaluation.metrics import directional_accuracy, interval_coverage
 from candlecast.evaluation.significance import diebold_mariano_losses
-from candlecast.monitoring.replay import PolicyRun, Replay
+from candlecast.monitoring.replay import RATE_LIMITED, PolicyRun, Replay
 
 #: Significance level of the policy comparison (the gate's default).
 ALPHA = 0.05
@@ -70,7 +70,8 @@ def policy_summary(replay: Replay, run: PolicyRun) -> dict[str, Any]:
     return {
         "realized": realized(target, run.predicted, run.half_width),
         "retrains": run.retrains,
-        "rate_limited": sum(step.outcome == "rate_limited" for step in run.steps),
+        "rate_limited": sum(step.outcome == RATE_LIMITED for step in run.steps),
+        "triggered_retrains": sum(step.triggered for step in run.steps),
         "champions": champions,
         "compute_s": round(run.compute_s, 3),
     }
@@ -97,6 +98,7 @@ def compare_runs(replay: Replay, a: PolicyRun, b: PolicyRun) -> dict[str, Any]:
         "p_value_worse": _number(1 - test.p_value),
         "forecasts": test.count,
         "identical": bool(np.array_equal(a.predicted, b.predicted)),
+        "triggered_retrains": sum(step.triggered for step in a.steps),
         "verdict": paid,
     }
 
@@ -138,7 +140,9 @@ def verdict(comparison: dict[str, Any]) -> str:
     if found is None:
         return "triggers were not compared with the cadence (run both policies)"
     if found["identical"]:
-        return "triggers never changed a forecast: they made no difference on this stream"
+        fired = found["triggered_retrains"]
+        why = "they never fired before the cadence" if not fired else "they changed nothing"
+        return f"triggers never changed a forecast ({why}): no difference on this stream"
     change = found["relative_loss_difference"] or 0.0
     return (
         f"drift-triggered retraining {found['verdict']} against the cadence alone: squared-error "
@@ -197,7 +201,7 @@ def _figures(replay: Replay) -> list[Any]:
         cover[1].plot(times, inside.rolling(ROLLING).mean(), label=name, linewidth=1)
         for step in run.steps:
             colour = "tab:green" if step.changed else "tab:grey"
-            if step.outcome == "rate_limited":
+            if step.outcome == RATE_LIMITED:
                 colour = "tab:red"
             when = pd.Timestamp(step.time, unit="ms", tz="UTC")
             timeline[1].scatter([when], [level], color=colour, s=12)
