@@ -69,7 +69,7 @@ def main() -> None:
             real = figures["realized"]
             changed = sum(t["changed_champion"] for t in payload["timeline"] if t["policy"] == name)
             print(
-                f"{name:8s} | {real['rmse_ratio']:.4f}     | {real['mae_ratio']:.4f}    | "
+                f"{name:8s} | {real['rmse_ratio']:.6f}   | {real['mae_ratio']:.6f}  | "
                 f"{_fmt(real['directional_accuracy'])} / {_fmt(real['majority_rate'])}      | "
                 f"{real['coverage']:.4f}   | {figures['retrains']:8d} | "
                 f"{figures['triggered_retrains']:9d} | {changed:17d} | {figures['compute_s']:.1f}"

@@ -49,6 +49,10 @@ def replay(
         str | None,
         typer.Option(help="Retrain period, e.g. 7d [default: the pair's training.schedule]"),
     ] = None,
+    check_every: Annotated[
+        str | None,
+        typer.Option(help="Monitoring check period, e.g. 1d [default: monitoring.schedule]"),
+    ] = None,
     kinds: Annotated[
         str | None, typer.Option(help="Comma-separated kinds [default: the pair's]")
     ] = None,
@@ -78,8 +82,8 @@ def replay(
             _trainable(chosen),
             span,
             policies=policy or engine.POLICIES,
-            cadence_ms=engine.parse_period(cadence or config.training.schedule or "@daily"),
-            check_ms=engine.parse_period(config.monitoring.schedule),
+            cadence_ms=_period(cadence or config.training.schedule or "@daily", "--cadence"),
+            check_ms=_period(check_every or config.monitoring.schedule, "--check-every"),
         )
         payload = report(found, config.stream.key)
         if html:
@@ -107,6 +111,15 @@ def _stored(config: Any, span: tuple[int, int]) -> Any:
     step = 86_400_000 * config.training.train_days
     first = int(span[0] - step) - 2 * 86_400_000
     return usable_candles(config, validated_table(config.stream).read(first, span[1]))
+
+
+def _period(text: str, option: str) -> int:
+    from candlecast.monitoring.replay import parse_period
+
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give it with {option}") from None
 
 
 def _trainable(kinds: list[str]) -> list[str]:

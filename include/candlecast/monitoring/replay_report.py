@@ -141,8 +141,15 @@ def verdict(comparison: dict[str, Any]) -> str:
         return "triggers were not compared with the cadence (run both policies)"
     if found["identical"]:
         fired = found["triggered_retrains"]
-        why = "they never fired before the cadence" if not fired else "they changed nothing"
-        return f"triggers never changed a forecast ({why}): no difference on this stream"
+        why = (
+            "they never fired before the cadence"
+            if not fired
+            else f"{fired} trigger retrains, none changed the champion's point forecasts"
+        )
+        return (
+            f"triggers never changed a point forecast ({why}): no difference in loss on this "
+            "stream (only the intervals, and so coverage, can differ)"
+        )
     change = found["relative_loss_difference"] or 0.0
     return (
         f"drift-triggered retraining {found['verdict']} against the cadence alone: squared-error "
