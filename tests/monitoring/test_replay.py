@@ -192,3 +192,42 @@ def test_cli_replay_json_and_html(tmp_path) -> None:
     assert "cadence_vs_never" in payload["comparison"]
     text = page.read_text()
     assert "<svg" in text and "http://cdn" not in text and "<script src" not in text
+
+
+@pytest.mark.slow
+def test_cli_replay_prints_a_table_and_the_verdict() -> None:
+    from candlecast.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            "--pair", "BTC/USD",
+            "--file", str(BTC_FILE),
+            "--start", "2019-02-12",
+            "--end", "2019-02-15",
+            "--kinds", "lightgbm",
+            "--policy", "never",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "never" in result.output
+    assert "triggers were not compared" in result.output
+
+
+def test_cli_replay_refuses_a_cron_cadence() -> None:
+    from candlecast.cli.main import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "replay",
+            "--pair", "BTC/USD",
+            "--file", str(BTC_FILE),
+            "--start", "2019-02-12",
+            "--end", "2019-02-15",
+            "--cadence", "0 0 * * *",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "--cadence" in result.output
