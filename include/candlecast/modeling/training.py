@@ -324,6 +324,21 @@ def trainable_kinds(pair: PairConfig) -> list[str]:
     return kinds
 
 
+def new_model(pair: PairConfig, name: str) -> ModelKind:
+    """An unfitted model of kind ``name`` with the pair's settings, as training builds it
+    (for in-memory fits such as ``candlecast replay``)."""
+    return _model(pair, name)
+
+
+def training_set(pair: PairConfig, frame: pd.DataFrame, kinds: list[str]) -> TrainingSet:
+    """The chronological split training fits ``kinds`` on (see :func:`_training_set`).
+
+    Raises:
+        NotEnoughHistoryError: too few usable rows for both parts.
+    """
+    return _training_set(pair, frame, kinds)
+
+
 def _model(pair: PairConfig, name: str) -> ModelKind:
     kind = get_kind(name)
     return kind(kind_features(kind), kind_params(pair.training, name))
