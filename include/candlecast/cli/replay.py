@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from candlecast.cli.app import (
@@ -136,25 +137,34 @@ def _ms(moment: datetime) -> int:
 
 
 def _show(payload: dict[str, Any]) -> None:
+    # short headers, no cell cut at 80 columns: ratios are to persistence, direction beside
+    # the majority direction's rate
     table = Table(
         "policy",
         "forecasts",
-        "RMSE ratio",
-        "MAE ratio",
-        "direction",
-        "majority",
-        "coverage",
-        "retrains",
-        "compute s",
-        title=f"replay: {payload['stream']} {payload['start']} .. {payload['end']}",
+        "RMSE×",
+        "MAE×",
+        "dir",
+        "major",
+        "cover",
+        "retrain",
+        "fit s",
+        title=f"replay: {payload['stream']} {payload['start'][:16]} .. {payload['end'][:16]}",
+        caption="RMSE×, MAE×: ratio to persistence; dir: directional accuracy (major: the "
+        "majority direction's rate); cover: 90% interval coverage",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
+    for column in table.columns:
+        column.no_wrap = True
     for name, figures in payload["policies"].items():
         real = figures["realized"]
         table.add_row(
             name,
             str(real["forecasts"]),
             *(_fmt(real.get(k)) for k in ("rmse_ratio", "mae_ratio")),
-            *(_fmt(real.get(k)) for k in ("directional_accuracy", "majority_rate", "coverage")),
+            *(_fmt(real.get(k), 3) for k in ("directional_accuracy", "majority_rate", "coverage")),
             str(figures["retrains"]),
             f"{figures['compute_s']:.1f}",
         )
@@ -162,5 +172,5 @@ def _show(payload: dict[str, Any]) -> None:
     console.print(payload["comparison"]["verdict"])
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
