@@ -263,12 +263,9 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     from candlecast.data.gaps import summarize
 
     config, configured = _stream(pair, exchange, timeframe)
-    native = configured or not any(
-        config.timeframe in p.data.derived_timeframes
-        for p in _config().pairs
-        if (p.exchange, p.symbol) == (config.exchange, config.symbol)
-    )
-    found = ingestion.stored_gaps(config.stream, store="raw" if native else "validated")
+    # the validated store is what features and training read: raw candles no validation
+    # passed are no history, however complete the raw store looks
+    found = ingestion.stored_gaps(config.stream, store="validated")
     table = Table(title=f"gaps in {config.stream.label}")
     for column in ("from", "to (exclusive)", "missing candles"):
         table.add_column(column)
@@ -277,6 +274,13 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     console.print(table)
     totals = summarize(found)
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+    waiting = ingestion.unvalidated_candles(config.stream)
+    if len(waiting):
+        first, last = ms_to_iso(int(waiting[0])), ms_to_iso(int(waiting[-1]))
+        console.print(
+            f"{len(waiting)} fetched candles not validated yet, from {first} to {last} "
+            "(counted missing; the next run validates them)"
+        )
     refused = quality.refused_candles(config.stream)
     if len(refused):
         first = ms_to_iso(int(refused[0]))
