@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,10 +220,25 @@ def export(pair: PairConfig, decision: Decision | None = None) -> ExportedModel:
     return onnx_export.export_version(pair, decision.champion_version)
 
 
-def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None = None) -> Deployed:
+def export_version(pair: PairConfig, version: str) -> ExportedModel:
+    """Export one registered version to ONNX with its parity check (a manual promotion's
+    first step: nothing is aliased or served yet)."""
+    from candlecast.modeling import onnx_export
+
+    return onnx_export.export_version(pair, version)
+
+
+def deploy(
+    pair: PairConfig,
+    exported: ExportedModel,
+    decision: Decision | None = None,
+    *,
+    commit: Callable[[], object] | None = None,
+) -> Deployed:
     """Deploy the exported model, smoke-test it on the latest online features, and only then
-    make it champion: the commit point of a promotion. On any failure the deployment is
-    undone, so the previous champion stays champion and stays served."""
+    make it champion (the ``decision``, or a manual move: ``commit``): the commit point of a
+    promotion. On any failure the deployment is undone, so the previous champion stays
+    champion and stays served."""
     from candlecast.modeling import promotion
     from candlecast.serving import deploy as bento_deploy
     from candlecast.serving.forecaster import Forecaster
@@ -233,6 +249,8 @@ def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None 
         forecast = Forecaster().predict(pair.symbol, pair.exchange, pair.timeframe)
         if decision is not None:
             promotion.commit_decision(pair, decision)
+        if commit is not None:
+            commit()
     except BaseException:
         if tag != before:
             bento_deploy.undeploy(pair, tag)
