@@ -133,6 +133,10 @@ class ParityError(PermanentError):
     """ONNX outputs differ from the native model's beyond the tolerance."""
 
 
+class TamperedModelError(PermanentError):
+    """A model file's sha256 differs from the one recorded when it was exported."""
+
+
 # -- serving -----------------------------------------------------------------------------------
 
 

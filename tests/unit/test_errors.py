@@ -24,6 +24,7 @@ PERMANENT = [
     errors.NoChampionError,
     errors.UnknownVersionError,
     errors.ParityError,
+    errors.TamperedModelError,
 ]
 TRANSIENT = [errors.ExchangeUnavailableError, errors.NotReadyError]
 

@@ -35,7 +35,7 @@ from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
-from candlecast.serving.modelstore import bentoml_store
+from candlecast.serving.modelstore import bentoml_store, verified_bytes
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -410,8 +410,11 @@ def load_model(stored: Any) -> LoadedModel:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # checked on every load: a file changed after export (a constant edited) still parses
+    path = Path(stored.path_of("model.onnx"))
+    payload = verified_bytes(path, meta.get("onnx_sha256"), f"{stored.tag}/model.onnx")
     session = ort.InferenceSession(
-        stored.path_of("model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+        payload, sess_options=options, providers=["CPUExecutionProvider"]
     )
     created = getattr(stored.info, "creation_time", None)
     return LoadedModel(
