@@ -54,6 +54,9 @@ class ExportedModel:
     note: str | None = None
     interval_coverage: float | None = None
     interval_half_width: float | None = None
+    #: Why this model is exported instead of the decision's winner (whose export failed its
+    #: parity check), None when it is the winner.
+    fallback: str | None = None
 
     @classmethod
     def load(cls, folder: Path) -> ExportedModel:
