@@ -63,7 +63,8 @@ stages.deploy(pair, stages.export(pair, decision), decision)
 out["first"] = state()
 other = stages.with_training(pair, ["lightgbm"], 25)
 again = stages.train(other, end)
-out["other"] = stages.promote(other, again.challenger.run_id, again.challenger.model_uri).challenger_version
+decided = stages.promote(other, again.challenger.run_id, again.challenger.model_uri)
+out["other"] = decided.challenger_version
 
 version = out["other"]
 out["parity"] = cli("promote", "--version", version, "-r", "try", CANDLECAST_PARITY_TOLERANCE="-1")

@@ -101,5 +101,5 @@ def test_a_tampered_export_is_not_deployed_again(tmp_path):
     (tmp_path / "model.onnx").write_bytes(payload)
     assert ExportedModel.load(tmp_path).onnx_sha256 == fields["onnx_sha256"]
     (tmp_path / "model.onnx").write_bytes(graph(0.05))
-    with pytest.raises(TamperedModelError, match="model.onnx: sha256"):
+    with pytest.raises(TamperedModelError, match=r"model\.onnx: sha256"):
         ExportedModel.load(tmp_path)

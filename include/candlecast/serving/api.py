@@ -306,8 +306,10 @@ def _announce(forecaster: Forecaster, chosen: list[PairConfig]) -> list[dict[str
 
 
 async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
-    """(status, body) of ``/readyz``: 200 when the online store answers a read and at least
-    one stream is served, else 503 with the reason."""
+    """(status, body) of ``/readyz``: 200 when ``/predict`` answers for at least one stream
+    (its snapshot is in memory, whatever the stores say now: a store that fails makes the
+    answers stale, not absent), else 503 with the reason. ``online_store`` says whether the
+    online store answers a read."""
     problem = await run_in_threadpool(forecaster.online_store_ok)
     served = forecaster.served()
     if not served and problem is None:
@@ -323,9 +325,10 @@ async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
         }
         for pair in forecaster.pairs.pairs
     ]
-    reason = problem and f"online store unavailable: {problem}"
-    if reason is None and not served:
+    reason = None
+    if not served:
         reason = "no stream has a deployed model and online features"
+        reason = f"online store unavailable: {problem}" if problem else reason
     body = {
         "ready": reason is None,
         "online_store": "ok" if problem is None else "unavailable",

@@ -249,7 +249,16 @@ class Forecaster:
             except NotReadyError as exc:
                 self._errors[key] = str(exc)
                 metrics.REFRESHES.labels(stream=key, outcome="not_ready").inc()
-                raise
+                if current is None or not fresh:
+                    raise
+                # A refresh that finds nothing (the model store moved away, an online store
+                # restarted empty) keeps the working snapshot: its answers turn stale with
+                # their features, and the periodic check or the next announcement tries again.
+                log.warning(
+                    "%s: refresh found nothing; serving %s: %s", key, current.model.tag, exc
+                )
+                self._seen[key] = target
+                return current
             except Exception as exc:
                 # A store that fails (online store down): keep serving what is loaded.
                 self._errors[key] = f"{type(exc).__name__}: {exc}"
