@@ -117,6 +117,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 @app.command()
 def pairs() -> None:
     """List the configured streams and the names derived from them."""
+    from candlecast.data.sources import check_source
     from candlecast.modeling.kinds import check_training
 
     config = _config()
@@ -127,6 +128,7 @@ def pairs() -> None:
     for p in config.pairs:
         with _clean_errors():
             check_training(p.training, p.stream.label)
+            check_source(p)
         start = p.start.isoformat() if p.start else "(now)"
         end = p.end.isoformat() if p.end else "-"
         kinds = ",".join(p.training.kinds)
