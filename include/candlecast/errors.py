@@ -140,5 +140,9 @@ class TamperedModelError(PermanentError):
 # -- serving -----------------------------------------------------------------------------------
 
 
+class StreamBusyError(RuntimeError):
+    """Another run of the stream is under way (it may be over any moment)."""
+
+
 class NotReadyError(RuntimeError):
     """No deployed model or no online features for the stream yet (may change any moment)."""

@@ -26,7 +26,7 @@ PERMANENT = [
     errors.ParityError,
     errors.TamperedModelError,
 ]
-TRANSIENT = [errors.ExchangeUnavailableError, errors.NotReadyError]
+TRANSIENT = [errors.ExchangeUnavailableError, errors.NotReadyError, errors.StreamBusyError]
 
 
 def test_every_error_kind_is_classified():

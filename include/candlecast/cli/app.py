@@ -158,14 +158,22 @@ def run(
     backfill_days: Annotated[int, typer.Option(help="Backfill this much history first")] = 0,
 ) -> None:
     """Run the whole pipeline once for one interval (default: the last day), without Airflow.
-    On a fresh data directory it fetches the history the features and training need first."""
+    On a fresh data directory it fetches the history the features and training need first.
+    One run of a stream at a time: a second one stops at once, naming the first."""
+    from candlecast.errors import StreamBusyError
+    from candlecast.orchestration.runlock import stream_run
+
     config = _pair(pair, exchange, timeframe)
     first, last = stages.last_complete_day(config)
     first, last = (_utc(start) if start else first), (_utc(end) if end else last)
-    with _clean_errors():
-        if backfill_days:
-            stages.backfill(config, first - timedelta(days=backfill_days), first)
-        result = stages.run_all(config, first, last)
+    try:
+        with _clean_errors(), stream_run(config.stream):
+            if backfill_days:
+                stages.backfill(config, first - timedelta(days=backfill_days), first)
+            result = stages.run_all(config, first, last)
+    except StreamBusyError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     _print(result)
 
 
