@@ -103,3 +103,33 @@ def test_a_tampered_export_is_not_deployed_again(tmp_path):
     (tmp_path / "model.onnx").write_bytes(graph(0.05))
     with pytest.raises(TamperedModelError, match=r"model\.onnx: sha256"):
         ExportedModel.load(tmp_path)
+
+
+def test_a_served_target_model_with_an_edited_constant_is_refused(tmp_path):
+    """A (target, horizon) champion carries its card inside the ONNX file, so its hash is
+    recorded beside it at export; a file changed after that is refused on load."""
+    from candlecast.modeling.card import ModelCard
+    from candlecast.modeling.target_training import _serve_copy
+    from candlecast.serving import targets as served_targets
+    from candlecast.settings import Settings
+    from tests.helpers import btc_pair
+
+    settings, pair = Settings(home=tmp_path), btc_pair()
+    target = served_targets.configured_targets(pair)[0]
+    card = ModelCard(
+        stream=pair.key, exchange=pair.exchange, symbol=pair.symbol, timeframe=pair.timeframe,
+        target=target.name, horizon=target.horizon, target_key=target.key, outputs=["y"],
+        kind="lightgbm", registered_model="m", version="1", features=["a", "b"],
+        train_start="", train_end="", holdout_start="", holdout_end="", data_version="",
+        scores={}, baseline="zero", baseline_scores={}, decision="test",
+    )  # fmt: skip
+    folder = pair.stream.target_dir(settings.paths.models, target.key)
+    served = _serve_copy(folder, card, onnx.load_from_string(graph(0.0)))
+    assert [s.target.key for s in served_targets.load(pair, settings, {})] == [target.key]
+
+    tampered = card.embed(onnx.load_from_string(graph(0.05))).SerializeToString()
+    (served.resolve() / "model.onnx").write_bytes(tampered)
+    with pytest.raises(TamperedModelError) as refused:
+        served_targets.load(pair, settings, {})
+    assert f"{target.key}/v1/model.onnx" in str(refused.value)
+    assert str(tmp_path) not in str(refused.value)
