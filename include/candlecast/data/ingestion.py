@@ -288,13 +288,23 @@ def unvalidated_candles(
     the validated candles: stored by an ingestion whose validation never ran or never
     finished (a run killed in between, a disk that filled during the write). Candles inside
     the span that are not validated were refused by it (see ``quality.refused_candles``)."""
-    raw = raw_table(stream, settings).keys(since_ms, before_ms)
-    raw = raw[(raw >= (since_ms or 0)) & (raw < (before_ms or np.iinfo(np.int64).max))]
     validated = validated_table(stream, settings)
     first, last = validated.first_key(), validated.last_key()
-    if first is None or last is None:
-        return np.sort(raw)
-    return np.sort(raw[(raw < first) | (raw > last)])
+    # only the raw partitions outside the validated span are read: a run pays for its edges,
+    # not for the stream's whole history
+    spans: list[tuple[int | None, int | None]] = [(since_ms, before_ms)]
+    if first is not None and last is not None:
+        spans = [(since_ms, first), (last + 1, before_ms)]
+    raw = raw_table(stream, settings)
+    found = [_keys_in(raw, a, b) for a, b in spans if a is None or b is None or a < b]
+    return np.sort(np.concatenate(found)) if found else np.empty(0, np.int64)
+
+
+def _keys_in(table: PartitionedTable, start_ms: int | None, end_ms: int | None) -> np.ndarray:
+    keys = table.keys(start_ms, end_ms)
+    if start_ms is not None:
+        keys = keys[keys >= start_ms]
+    return keys if end_ms is None else keys[keys < end_ms]
 
 
 def validation_backlog_ms(
