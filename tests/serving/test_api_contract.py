@@ -1,6 +1,6 @@
 """The API's error contract: strict request types (no ``"1"`` or ``true`` for a number), one
-clear line for ragged rows, one JSON error body for every path whoever answers it, and no file
-path of the service in a body.
+JSON error body for every path whoever answers it, and no file path of the service in a body
+(ragged rows, which need a served model, are in ``test_live_service``).
 
 The API app the BentoML service mounts, behind the service's :class:`Guard`, called over HTTP
 in-process; the forecaster is real, on the test session's stores, for a stream of its own.
@@ -61,15 +61,6 @@ def test_rows_of_booleans_are_refused(client):
     answer = client.post("/predict_batch", json=body)
     assert answer.status_code == 422, answer.text
     assert "valid number" in " ".join(answer.json()["detail"])
-
-
-def test_ragged_rows_get_one_line_naming_the_row(client):
-    body = {**STREAM, "features": ["a", "b"], "rows": [[0.1, 0.2], [0.3]]}
-    answer = client.post("/predict_batch", json=body)
-    assert answer.status_code == 422, answer.text
-    detail = " ".join(answer.json()["detail"])
-    assert "rows[1] holds 1 values; every row holds one per feature (2)" in detail
-    assert "sequence" not in detail and "inhomogeneous" not in detail
 
 
 def test_an_error_that_another_app_answers_in_plain_text_gets_the_json_body():

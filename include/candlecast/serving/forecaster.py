@@ -206,9 +206,13 @@ class Forecaster:
                 f"{pair.stream.label}: the model reads {len(expected)} features "
                 f"(missing: {', '.join(missing) or 'none'}; unknown: {', '.join(extra) or 'none'})"
             )
+        for index, row in enumerate(rows):  # before numpy, whose message names no row
+            if len(row) != len(features):
+                raise ValueError(
+                    f"rows[{index}] holds {len(row)} values; every row holds one per feature "
+                    f"({len(features)})"
+                )
         x = np.asarray(rows, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(features):
-            raise ValueError(f"every row must hold {len(features)} values, one per feature")
         if not np.isfinite(x).all():
             raise ValueError("feature values must be finite numbers")
         if features != expected:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 #: Largest number of pairs or feature rows one batch request may carry.
 MAX_BATCH_PAIRS = 100
@@ -213,16 +213,6 @@ class RowsBatch(_Strict):
             ]
         },
     )
-
-    @model_validator(mode="after")
-    def _rectangular(self) -> RowsBatch:
-        for index, row in enumerate(self.rows):
-            if len(row) != len(self.features):
-                raise ValueError(
-                    f"rows[{index}] holds {len(row)} values; every row holds one per feature "
-                    f"({len(self.features)})"
-                )
-        return self
 
 
 class BatchItemError(BaseModel):
