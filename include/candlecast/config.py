@@ -36,7 +36,8 @@ IDENTITY_KEYS = ("symbol", "exchange", "timeframe")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # no infinite or NaN setting: `train_days: .inf` would pass ``gt=0`` and overflow later
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataSection(_Frozen):
@@ -476,4 +477,4 @@ def load_pairs(path: Path | None = None) -> PairsConfig:
             {"defaults": raw.get("defaults") or {}, "pairs": _entries(raw, path.parent)}
         )
     except ValidationError as exc:
-        raise ConfigError(f"pair config {path} is invalid:\n{exc}") from exc
+        raise ConfigError(f"pair config {path} is invalid: {_errors(exc)}") from exc

@@ -133,11 +133,15 @@ class ParityError(PermanentError):
     """ONNX outputs differ from the native model's beyond the tolerance."""
 
 
+class TamperedModelError(PermanentError):
+    """A model file's sha256 differs from the one recorded when it was exported."""
+
+
 # -- serving -----------------------------------------------------------------------------------
 
 
-class ModelIntegrityError(PermanentError):
-    """An exported model file differs from the sha256 recorded when it was exported."""
+class StreamBusyError(RuntimeError):
+    """Another run of the stream is under way (it may be over any moment)."""
 
 
 class NotReadyError(RuntimeError):

@@ -152,6 +152,8 @@ def test_keys_are_required_except_for_probes(served):
         ({"body": {"pair": "ETH/BTC", "horizon": 3}}, 404, "no return forecast at horizon 3"),
         ({"body": {"pair": "ETH/BTC", "target": "vol"}}, 422, "target"),
         ({"body": {"pair": "ETH/BTC", "horizon": 0}}, 422, "horizon"),
+        ({"body": {"pair": "ETH/BTC", "horizon": "1"}}, 422, "horizon"),
+        ({"body": {"pair": "ETH/BTC", "horizon": True}}, 422, "horizon"),
         ({"raw": b"{not json"}, 400, "not valid JSON"),
         ({"raw": b"a=b", "content_type": "multipart/form-data; boundary=x"}, 415, "JSON"),
         ({"raw": b"pair=ETH", "content_type": "application/x-www-form-urlencoded"}, 415, "JSON"),
@@ -165,6 +167,20 @@ def test_errors_are_documented_objects(served, kwargs, status, message):
     ErrorBody.model_validate(body)
     if status == 422:
         assert all(isinstance(line, str) for line in body["detail"])
+
+
+def test_every_path_answers_errors_with_the_documented_body(served):
+    """Paths nobody routes and methods a route lacks, BentoML's own routes included."""
+    base, *_ = served
+    for path, body, status in (
+        ("/nowhere", None, 404),
+        ("/livez", {}, 405),
+        ("/metrics", {}, 405),
+        ("/predict", None, 405),
+    ):
+        got, answer = call(base, path, body)
+        assert got == status, (path, answer)
+        ErrorBody.model_validate(answer)
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(served):
@@ -222,6 +238,10 @@ def test_pairs_metrics_and_batch_rows(served):
     assert call(base, "/predict_batch", reordered)[1]["predicted_return"] == out["predicted_return"]
     status, bad = call(base, "/predict_batch", {**body, "features": info.features[:-1]})
     assert status == 422 and "missing: " + info.features[-1] in bad["error"]
+    ragged = {**body, "rows": [rows[0].tolist(), rows[1].tolist()[:-1]]}
+    status, bad = call(base, "/predict_batch", ragged)
+    assert status == 422 and bad["error"].startswith("rows[1] holds"), bad
+    assert "sequence" not in bad["error"] and "inhomogeneous" not in bad["error"]
     status, many = call(base, "/predict_batch", {"pairs": [{"pair": "ETH/BTC"}, {"pair": "X/Y"}]})
     assert status == 200
     many = BatchForecasts.model_validate(many)

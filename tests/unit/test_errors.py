@@ -24,9 +24,9 @@ PERMANENT = [
     errors.NoChampionError,
     errors.UnknownVersionError,
     errors.ParityError,
-    errors.ModelIntegrityError,
+    errors.TamperedModelError,
 ]
-TRANSIENT = [errors.ExchangeUnavailableError, errors.NotReadyError]
+TRANSIENT = [errors.ExchangeUnavailableError, errors.NotReadyError, errors.StreamBusyError]
 
 
 def test_every_error_kind_is_classified():

@@ -117,6 +117,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 @app.command()
 def pairs() -> None:
     """List the configured streams and the names derived from them."""
+    from candlecast.data.sources import check_source
     from candlecast.modeling.kinds import check_training
 
     config = _config()
@@ -127,6 +128,7 @@ def pairs() -> None:
     for p in config.pairs:
         with _clean_errors():
             check_training(p.training, p.stream.label)
+            check_source(p)
         start = p.start.isoformat() if p.start else "(now)"
         end = p.end.isoformat() if p.end else "-"
         kinds = ",".join(p.training.kinds)
@@ -156,14 +158,22 @@ def run(
     backfill_days: Annotated[int, typer.Option(help="Backfill this much history first")] = 0,
 ) -> None:
     """Run the whole pipeline once for one interval (default: the last day), without Airflow.
-    On a fresh data directory it fetches the history the features and training need first."""
+    On a fresh data directory it fetches the history the features and training need first.
+    One run of a stream at a time: a second one stops at once, naming the first."""
+    from candlecast.errors import StreamBusyError
+    from candlecast.orchestration.runlock import stream_run
+
     config = _pair(pair, exchange, timeframe)
     first, last = stages.last_complete_day(config)
     first, last = (_utc(start) if start else first), (_utc(end) if end else last)
-    with _clean_errors():
-        if backfill_days:
-            stages.backfill(config, first - timedelta(days=backfill_days), first)
-        result = stages.run_all(config, first, last)
+    try:
+        with _clean_errors(), stream_run(config.stream):
+            if backfill_days:
+                stages.backfill(config, first - timedelta(days=backfill_days), first)
+            result = stages.run_all(config, first, last)
+    except StreamBusyError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
     _print(result)
 
 
@@ -263,12 +273,9 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     from candlecast.data.gaps import summarize
 
     config, configured = _stream(pair, exchange, timeframe)
-    native = configured or not any(
-        config.timeframe in p.data.derived_timeframes
-        for p in _config().pairs
-        if (p.exchange, p.symbol) == (config.exchange, config.symbol)
-    )
-    found = ingestion.stored_gaps(config.stream, store="raw" if native else "validated")
+    # the validated store is what features and training read: raw candles no validation
+    # passed are no history, however complete the raw store looks
+    found = ingestion.stored_gaps(config.stream, store="validated")
     table = Table(title=f"gaps in {config.stream.label}")
     for column in ("from", "to (exclusive)", "missing candles"):
         table.add_column(column)
@@ -277,6 +284,13 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     console.print(table)
     totals = summarize(found)
     console.print(f"{totals['gaps']} gaps, {totals['missing_candles']} candles missing")
+    waiting = ingestion.unvalidated_candles(config.stream)
+    if len(waiting):
+        first, last = ms_to_iso(int(waiting[0])), ms_to_iso(int(waiting[-1]))
+        console.print(
+            f"{len(waiting)} fetched candles not validated yet, from {first} to {last} "
+            "(counted missing; the next run validates them)"
+        )
     refused = quality.refused_candles(config.stream)
     if len(refused):
         first = ms_to_iso(int(refused[0]))

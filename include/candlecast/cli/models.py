@@ -1,8 +1,9 @@
 """``candlecast models``, ``promote`` and ``rollback``: the registry by hand.
 
 Moving the ``champion`` alias by hand is logged on the model version (who moved it, why, and
-which version it replaced, so ``rollback`` can undo it), then the new champion is exported and
-deployed so the prediction service follows (``--no-deploy`` only moves the alias).
+which version it replaced, so ``rollback`` can undo it). It follows the pipeline's order: the
+version is exported with its parity check, deployed and smoke-tested, and only then aliased
+(``--no-deploy`` exports and aliases, leaving the service as it is).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from candlecast.config import PairConfig
 from candlecast.orchestration import stages
 
 ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why (logged on the version)")]
-DeployOpt = Annotated[bool, typer.Option(help="Export and deploy the new champion")]
+DeployOpt = Annotated[bool, typer.Option(help="Deploy the new champion before aliasing it")]
 
 
 def _client() -> Any:
@@ -73,22 +74,26 @@ def _cell(value: object) -> str:
 
 
 def _switch(config: PairConfig, version: str, reason: str, how: str, deploy: bool) -> None:
+    """Move ``champion`` in the pipeline's order: export with parity, deploy and smoke-test,
+    and only then the alias, so a failure at any step leaves the registry and the service as
+    they were (``stages.deploy`` undoes its deployment when the alias cannot move)."""
     from candlecast.modeling import registry
 
+    moved: list[tuple[str | None, str]] = []
+
+    def move() -> None:
+        moved.append(registry.move_champion(_client(), config.stream, version, reason, how))
+
     with _clean_errors():
-        previous, new = registry.move_champion(
-            _client(),
-            config.stream,
-            version,
-            reason,
-            how,
-        )
-        console.print(
-            f"{config.stream.registered_model}: champion v{previous} -> v{new} ({reason})"
-        )
+        exported = stages.export_version(config, version)
         if deploy:
-            exported = stages.export(config)
-            console.print(f"deployed {stages.deploy(config, exported).bento_model}")
+            deployed = stages.deploy(config, exported, commit=move).bento_model
+        else:
+            move()
+    previous, new = moved[0]
+    console.print(f"{config.stream.registered_model}: champion v{previous} -> v{new} ({reason})")
+    if deploy:
+        console.print(f"deployed {deployed}")
 
 
 @app.command()

@@ -288,6 +288,17 @@ class CcxtSource:
         self._sleep(delay)
 
 
+@functools.cache
+def served_timeframes(exchange_id: str) -> tuple[str, ...]:
+    """The candle timeframes ccxt says the exchange serves (its metadata: no network call);
+    empty when ccxt does not say.
+
+    Raises:
+        UnsupportedExchangeError: not a ccxt exchange id.
+    """
+    return tuple(exchange_class(exchange_id)().timeframes or ())
+
+
 def make_source(exchange_id: str, **options: Any) -> CcxtSource:
     """A live candle source for a ccxt exchange id; ``options`` as for :class:`CcxtSource`.
 

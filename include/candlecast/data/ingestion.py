@@ -63,7 +63,8 @@ FUTURE_RULE = "candle_closes_after_now"
 @dataclass(frozen=True)
 class IngestResult:
     """What an ingestion stored: ``rows`` fetched into ``files``, for the range
-    ``[start_ms, end_ms)``; fetching began at ``resumed_ms`` (after the candles of the range
+    ``[start_ms, end_ms)`` (with history: from the oldest raw candle not validated yet);
+    fetching began at ``resumed_ms`` (after the candles of the range
     stored already, e.g. by a run that crashed); ``refetched`` gap ranges now filled."""
 
     rows: int
@@ -117,7 +118,9 @@ def ingest(
     stopped. A failure keeps every page stored before it. Known gaps before ``start`` are
     asked for again. ``on_progress`` gets the open time of the newest candle stored so far.
     With ``with_history``, an empty store first gets the history that features and the
-    training window need before ``start`` (:func:`history_needed_ms`).
+    training window need before ``start`` (:func:`history_needed_ms`), and the result's
+    range reaches back to raw candles of that history no validation has passed
+    (:func:`validation_backlog_ms`), so that the validation after it covers them.
 
     A page that differs from validated candles raises :class:`~candlecast.data.integrity.
     OverlapConflictError` (kept in the quarantine) unless ``overwrite``: then the validated
@@ -145,6 +148,8 @@ def ingest(
     elif newest is not None and _lower_bound(pair, end) <= newest + step < first:
         first = newest + step
     resumed = _resume_point(table, first, last, step)
+    if with_history:
+        first = _with_backlog(pair, first, start, end, settings)
     limit = limit_of(source)
     if resumed < last:
         now = present_of(source, pair.symbol, pair.timeframe)
@@ -159,6 +164,16 @@ def ingest(
     refetched = _refetch_gaps(pair, source, table, _lower_bound(pair, end), first, write)
     log.info("ingested %d %s candles into %d partitions", rows, pair.symbol, len(files))
     return IngestResult(rows, sorted(files), first, last, refetched, resumed)
+
+
+def _with_backlog(
+    pair: PairConfig, first: int, start: datetime, end: datetime, settings: Settings
+) -> int:
+    """``first``, or the oldest raw candle a killed or failed validation left unvalidated:
+    the result's range starts there, so the validation and features after this ingestion
+    cover it (the history fetch is decided on the raw store, so nothing else would)."""
+    backlog = validation_backlog_ms(pair, start, end, settings)
+    return first if backlog is None else min(first, backlog)
 
 
 def _resume_point(table: PartitionedTable, first: int, last: int, step: int) -> int:
@@ -261,6 +276,47 @@ def _lower_bound(pair: PairConfig, end: datetime) -> int:
 def stored_gaps(stream: Stream, settings: Settings | None = None, store: str = "raw") -> list[Gap]:
     """Gaps in a stream's stored candles (``raw`` or ``validated``)."""
     return find_gaps(_table(store, stream, settings).keys(), stream.timeframe)
+
+
+def unvalidated_candles(
+    stream: Stream,
+    since_ms: int | None = None,
+    before_ms: int | None = None,
+    settings: Settings | None = None,
+) -> np.ndarray:
+    """Open times of raw candles in ``[since_ms, before_ms)`` that lie outside the span of
+    the validated candles: stored by an ingestion whose validation never ran or never
+    finished (a run killed in between, a disk that filled during the write). Candles inside
+    the span that are not validated were refused by it (see ``quality.refused_candles``)."""
+    validated = validated_table(stream, settings)
+    first, last = validated.first_key(), validated.last_key()
+    # only the raw partitions outside the validated span are read: a run pays for its edges,
+    # not for the stream's whole history
+    spans: list[tuple[int | None, int | None]] = [(since_ms, before_ms)]
+    if first is not None and last is not None:
+        spans = [(since_ms, first), (last + 1, before_ms)]
+    raw = raw_table(stream, settings)
+    found = [_keys_in(raw, a, b) for a, b in spans if a is None or b is None or a < b]
+    return np.sort(np.concatenate(found)) if found else np.empty(0, np.int64)
+
+
+def _keys_in(table: PartitionedTable, start_ms: int | None, end_ms: int | None) -> np.ndarray:
+    keys = table.keys(start_ms, end_ms)
+    if start_ms is not None:
+        keys = keys[keys >= start_ms]
+    return keys if end_ms is None else keys[keys < end_ms]
+
+
+def validation_backlog_ms(
+    pair: PairConfig, start: datetime, end: datetime, settings: Settings | None = None
+) -> int | None:
+    """The oldest raw candle of ``[start, end)`` and the history before it that no validation
+    has passed yet (None: nothing waits): what a killed or failed first validation left."""
+    step = timeframe_ms(pair.timeframe)
+    history = (to_ms(start) - history_needed_ms(pair)) // step * step  # as ingest fetches it
+    since = min(_lower_bound(pair, end), history)
+    waiting = unvalidated_candles(pair.stream, since, to_ms(end), settings)
+    return int(waiting[0]) if len(waiting) else None
 
 
 def stored_completeness(

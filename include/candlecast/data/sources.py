@@ -24,7 +24,7 @@ import pandas as pd
 from candlecast.config import PairConfig
 from candlecast.data.limits import HistoryLimit
 from candlecast.data.schema import CANDLE_COLUMNS
-from candlecast.errors import ExchangeUnavailableError, SourceError
+from candlecast.errors import ExchangeUnavailableError, SourceError, UnsupportedExchangeError
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,32 @@ class ReplayExchange:
         return page[columns].to_numpy(dtype=float).tolist()
 
 
+def check_source(pair: PairConfig) -> None:
+    """Refuse a pair that validates but cannot run (``candlecast pairs`` and every ingestion
+    ask): a ``replay_file`` that is not there, an exchange ccxt does not know, or a
+    ``timeframe`` the exchange does not serve, by ccxt's own metadata (no network).
+
+    Raises:
+        SourceError, UnsupportedExchangeError: one line naming the stream and the key.
+    """
+    label = pair.stream.label
+    if pair.replay_file is not None:
+        if not pair.replay_file.is_file():
+            raise SourceError(f"{label}: replay_file {pair.replay_file} does not exist")
+        return
+    from candlecast.data.exchanges import served_timeframes
+
+    served = served_timeframes(pair.exchange)
+    if served and pair.timeframe not in served:
+        raise UnsupportedExchangeError(
+            f"{label}: timeframe {pair.timeframe} is not served by {pair.exchange} "
+            f"(ccxt lists {', '.join(served)}); derive it with data.derived_timeframes instead"
+        )
+
+
 def source_for(pair: PairConfig) -> CandleSource:
-    """The candle source a pair's config names."""
+    """The candle source a pair's config names (checked first: :func:`check_source`)."""
+    check_source(pair)
     if pair.replay_file is not None:
         return ReplayExchange.from_pair(pair)
     from candlecast.data.exchanges import make_source  # imports ccxt: only live pairs pay for it

@@ -163,6 +163,13 @@ class PartitionedTable:
             return np.empty(0, dtype=np.int64)
         return np.concatenate([_read(f, [self.key])[self.key].to_numpy() for f in files])
 
+    def first_key(self) -> int | None:
+        """The oldest key stored, or None when the table is empty."""
+        files = self.files()
+        if not files:
+            return None
+        return int(_read(files[0], [self.key])[self.key].to_numpy().min())
+
     def last_key(self) -> int | None:
         """The newest key stored, or None when the table is empty."""
         files = self.files()

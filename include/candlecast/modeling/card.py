@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 ONNX_KEY = "candlecast.card"
 #: The MLflow artifact path of the card.
 ARTIFACT = "card.json"
+#: The sha256 of a served target model's ``model.onnx``, beside it (checked on every load).
+SHA256_FILE = "model.onnx.sha256"
 
 
 class IntervalCalibration(BaseModel):

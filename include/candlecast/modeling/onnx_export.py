@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
-from candlecast.errors import ParityError, UnknownVersionError
+from candlecast.errors import ParityError, TamperedModelError, UnknownVersionError
 from candlecast.evaluation.metrics import conformal_half_width
 from candlecast.modeling import registry
 from candlecast.modeling.datasets import holdout_inputs
@@ -54,10 +54,25 @@ class ExportedModel:
     note: str | None = None
     interval_coverage: float | None = None
     interval_half_width: float | None = None
+    #: Why this model is exported instead of the decision's winner (whose export failed its
+    #: parity check), None when it is the winner.
+    fallback: str | None = None
 
     @classmethod
     def load(cls, folder: Path) -> ExportedModel:
-        return cls(**json.loads((folder / "metadata.json").read_text()))
+        """An export written earlier, its ONNX file checked against its recorded hash.
+
+        Raises:
+            TamperedModelError: ``model.onnx`` changed since it was exported.
+        """
+        exported = cls(**json.loads((folder / "metadata.json").read_text()))
+        actual = hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest()
+        if actual != exported.onnx_sha256:
+            raise TamperedModelError(
+                f"{folder / 'model.onnx'}: sha256 {actual[:12]}… differs from the recorded "
+                f"onnx_sha256 {exported.onnx_sha256[:12]}…; delete the folder to export again"
+            )
+        return exported
 
 
 def export_champion(pair: PairConfig, settings: Settings | None = None) -> ExportedModel:

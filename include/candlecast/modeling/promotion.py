@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from candlecast.config import PairConfig
+from candlecast.errors import ParityError
 from candlecast.evaluation import metrics
 from candlecast.evaluation.significance import Loss, windowed_loss_test
 from candlecast.modeling import history, registry
@@ -190,6 +191,47 @@ def _window_start(client: MlflowClient, run: Any) -> str:
     if not parent:
         return ""
     return str(client.get_run(parent).data.params.get("train_start", ""))
+
+
+def parity_fallback(
+    pair: PairConfig, decision: Decision, failure: str, settings: Settings | None = None
+) -> tuple[str, str]:
+    """Who serves when the decision's winner cannot be exported (its ONNX graph fails the
+    parity check): the current champion when there is another one (it was exported and
+    served already), else the persistence baseline, registered from the challenger's run.
+    Returns (version, reason); the reason is logged on the challenger's run.
+
+    Raises:
+        ParityError: the winner already is the baseline (nothing simpler to fall back on).
+    """
+    settings = settings or get_settings()
+    registry.configure(settings)
+    client = MlflowClient()
+    stream = pair.stream
+    champion = registry.champion(client, stream)
+    failed = f"{decision.champion_kind} v{decision.champion_version} failed ONNX parity"
+    if champion is not None and str(champion.version) != decision.champion_version:
+        version = str(champion.version)
+        reason = f"{failed} ({failure}); champion v{version} stays"
+    elif decision.champion_kind == BASELINE:
+        raise ParityError(failure)
+    else:
+        challenger = client.get_model_version(stream.registered_model, decision.challenger_version)
+        run_id = str(challenger.run_id)
+        baseline = _register_baseline(client, stream, run_id, registry.load_holdout(run_id))
+        version = str(baseline.version)
+        reason = f"{failed} ({failure}); serving {BASELINE} v{version}"
+    log.warning("%s: %s", stream.registered_model, reason)
+    _log_fallback(client, decision, reason)
+    return version, reason
+
+
+def _log_fallback(client: MlflowClient, decision: Decision, reason: str) -> None:
+    version = client.get_model_version(decision.model_name, decision.challenger_version)
+    run = client.get_run(str(version.run_id))
+    parent = run.data.tags.get("mlflow.parentRunId")
+    for run_id in filter(None, [run.info.run_id, parent]):
+        client.set_tag(run_id, "promotion.parity_fallback", reason[:5000])
 
 
 def _evidence(

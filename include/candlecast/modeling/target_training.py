@@ -45,7 +45,7 @@ from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import significance
 from candlecast.features.engineering import compute_features
 from candlecast.modeling import registry
-from candlecast.modeling.card import ARTIFACT, IntervalCalibration, ModelCard
+from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
 from candlecast.modeling.evaluate import aligned_inputs
 from candlecast.modeling.gate import Comparison, Policy, decide_target
 from candlecast.modeling.kinds import get_kind, kind_names
@@ -432,7 +432,10 @@ def _serve_copy(folder: Path, card: ModelCard, onnx_model: Any) -> Path:
     to it, switched in one rename (a reader sees the old or the new version, never half)."""
     version_dir = folder / f"v{card.version}"
     version_dir.mkdir(parents=True, exist_ok=True)
-    (version_dir / "model.onnx").write_bytes(card.embed(onnx_model).SerializeToString())
+    payload = card.embed(onnx_model).SerializeToString()
+    (version_dir / "model.onnx").write_bytes(payload)
+    # the card is inside the ONNX file, so its hash is recorded beside it (checked on load)
+    (version_dir / SHA256_FILE).write_text(hashlib.sha256(payload).hexdigest() + "\n")
     (version_dir / ARTIFACT).write_text(card.model_dump_json(indent=2))
     link = folder / ".champion.tmp"
     link.unlink(missing_ok=True)

@@ -14,23 +14,21 @@ Monitoring judges these forecasts once their candle has closed
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from candlecast.config import PairConfig
-from candlecast.errors import ModelIntegrityError
 from candlecast.features.online import offline_table
 from candlecast.modeling import history
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import forecast_log
+from candlecast.serving.modelstore import verified_bytes
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms, to_ms
 
@@ -63,7 +61,7 @@ def score(
     and log them. Rows before the first decision have no model and are skipped.
 
     Raises:
-        ModelIntegrityError: an exported model file differs from its recorded sha256.
+        TamperedModelError: an exported model file differs from its recorded sha256.
     """
     settings = settings or get_settings()
     stream = pair.stream
@@ -148,7 +146,7 @@ class _Model:
         """The version's exported model, or None when it was never exported.
 
         Raises:
-            ModelIntegrityError: the ONNX file differs from its recorded sha256.
+            TamperedModelError: the ONNX file differs from its recorded sha256.
         """
         import json
 
@@ -159,13 +157,8 @@ class _Model:
         if not (path.exists() and meta_path.exists()):
             return None
         meta = json.loads(meta_path.read_text())
-        payload = Path(path).read_bytes()
-        recorded = meta.get("onnx_sha256")
-        if recorded and hashlib.sha256(payload).hexdigest() != recorded:
-            raise ModelIntegrityError(
-                f"{pair.stream.label} v{version}: {path.name} does not match its recorded "
-                "sha256 (changed after export); re-export it with candlecast promote"
-            )
+        name = f"{pair.stream.key}/v{version}/{path.name}"
+        payload = verified_bytes(path, meta.get("onnx_sha256"), name)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, is_dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,18 +243,40 @@ def promote(pair: PairConfig, run_id: str, model_uri: str, dry_run: bool = False
 
 def export(pair: PairConfig, decision: Decision | None = None) -> ExportedModel:
     """Export the decision's winner (or, with no decision, the current champion) to ONNX with
-    its parity check."""
-    from candlecast.modeling import onnx_export
+    its parity check. A winner that fails it is not served: the current champion, or on a
+    stream without one the persistence baseline, is exported instead, the reason in the
+    result's ``fallback`` (the run's summary), on the run and, once deployed, on the alias."""
+    from candlecast.errors import ParityError
+    from candlecast.modeling import onnx_export, promotion
 
     if decision is None:
         return onnx_export.export_champion(pair)
-    return onnx_export.export_version(pair, decision.champion_version)
+    try:
+        return onnx_export.export_version(pair, decision.champion_version)
+    except ParityError as exc:
+        version, reason = promotion.parity_fallback(pair, decision, str(exc))
+    return replace(onnx_export.export_version(pair, version), fallback=reason)
 
 
-def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None = None) -> Deployed:
+def export_version(pair: PairConfig, version: str) -> ExportedModel:
+    """Export one registered version to ONNX with its parity check (a manual promotion's
+    first step: nothing is aliased or served yet)."""
+    from candlecast.modeling import onnx_export
+
+    return onnx_export.export_version(pair, version)
+
+
+def deploy(
+    pair: PairConfig,
+    exported: ExportedModel,
+    decision: Decision | None = None,
+    *,
+    commit: Callable[[], object] | None = None,
+) -> Deployed:
     """Deploy the exported model, smoke-test it on the latest online features, and only then
-    make it champion: the commit point of a promotion. On any failure the deployment is
-    undone, so the previous champion stays champion and stays served."""
+    make it champion (the ``decision``, or a manual move: ``commit``): the commit point of a
+    promotion. On any failure the deployment is undone, so the previous champion stays
+    champion and stays served."""
     from candlecast.modeling import promotion
     from candlecast.serving import deploy as bento_deploy
     from candlecast.serving.forecaster import Forecaster
@@ -263,7 +286,9 @@ def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None 
     try:
         forecast = Forecaster().predict(pair.symbol, pair.exchange, pair.timeframe)
         if decision is not None:
-            promotion.commit_decision(pair, decision)
+            promotion.commit_decision(pair, _served_decision(decision, exported))
+        if commit is not None:
+            commit()
     except BaseException:
         if tag != before:
             bento_deploy.undeploy(pair, tag)
@@ -274,6 +299,16 @@ def deploy(pair: PairConfig, exported: ExportedModel, decision: Decision | None 
         since = datetime.fromisoformat(decision.window_end)
         scored = score(pair, since - timeframe_delta(pair.timeframe))
     return Deployed(tag, forecast, scored)
+
+
+def _served_decision(decision: Decision, exported: ExportedModel) -> Decision:
+    """The decision as served: its winner, or what the export fell back to (and why)."""
+    if exported.fallback is None or exported.version == decision.champion_version:
+        return decision
+    return replace(
+        decision, champion_version=exported.version, champion_kind=exported.kind,
+        reason=exported.fallback,
+    )  # fmt: skip
 
 
 def _announce(pair: PairConfig) -> None:

@@ -12,6 +12,7 @@ for a stream with no model or features yet (401, 413 and 415 come from :mod:`.gu
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -63,8 +64,19 @@ class OrjsonRoute(APIRoute):
         return route
 
 
+#: An absolute file path (two or more parts, not inside a URL or a symbol like ``BTC/USD``).
+_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+~-]+/)+([\w.@+~-]*)")
+
+
+def public(text: str | None) -> str | None:
+    """An error message as a body may carry it: a file path shortened to its last part (the
+    service's directories are nobody's business; the log keeps them)."""
+    return None if text is None else _PATH.sub(r"…/\1", text)
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, detail: list[str] | None = None) -> None:
+        message = public(message) or ""
         super().__init__(message)
         self.status, self.message, self.detail = status, message, detail
 
@@ -264,7 +276,7 @@ def _pairs(forecaster: Forecaster) -> list[dict[str, Any]]:
         try:
             snap = forecaster.snapshot(pair)
         except NotReadyError as exc:
-            out.append(entry | {"error": str(exc)})
+            out.append(entry | {"error": public(str(exc))})
             continue
         meta = snap.model.meta
         metrics_ = {k: float(v) for k, v in (meta.get("holdout_metrics") or {}).items()}
@@ -281,7 +293,7 @@ def _pairs(forecaster: Forecaster) -> list[dict[str, Any]]:
             "stale": snap.stale(now_ms),
         }
         if forecaster.error(pair.key):
-            entry["error"] = forecaster.error(pair.key)
+            entry["error"] = public(forecaster.error(pair.key))
         out.append(entry)
     return out
 
@@ -298,16 +310,18 @@ def _announce(forecaster: Forecaster, chosen: list[PairConfig]) -> list[dict[str
                 "feature_timestamp": answer(snap)["feature_timestamp"],
             }
         except NotReadyError as exc:
-            state["error"] = str(exc)
+            state["error"] = public(str(exc))
         if forecaster.error(pair.key) and "error" not in state:
-            state["error"] = forecaster.error(pair.key)
+            state["error"] = public(forecaster.error(pair.key))
         states.append(state)
     return states
 
 
 async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
-    """(status, body) of ``/readyz``: 200 when the online store answers a read and at least
-    one stream is served, else 503 with the reason."""
+    """(status, body) of ``/readyz``: 200 when ``/predict`` answers for at least one stream
+    (its snapshot is in memory, whatever the stores say now: a store that fails makes the
+    answers stale, not absent), else 503 with the reason. ``online_store`` says whether the
+    online store answers a read."""
     problem = await run_in_threadpool(forecaster.online_store_ok)
     served = forecaster.served()
     if not served and problem is None:
@@ -319,13 +333,14 @@ async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
             "model_version": str(served[pair.key].model.meta["version"])
             if pair.key in served
             else None,
-            "error": forecaster.error(pair.key),
+            "error": public(forecaster.error(pair.key)),
         }
         for pair in forecaster.pairs.pairs
     ]
-    reason = problem and f"online store unavailable: {problem}"
-    if reason is None and not served:
+    reason = None
+    if not served:
         reason = "no stream has a deployed model and online features"
+        reason = f"online store unavailable: {public(problem)}" if problem else reason
     body = {
         "ready": reason is None,
         "online_store": "ok" if problem is None else "unavailable",

@@ -35,7 +35,7 @@ from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
-from candlecast.serving.modelstore import bentoml_store
+from candlecast.serving.modelstore import bentoml_store, verified_bytes
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -206,9 +206,13 @@ class Forecaster:
                 f"{pair.stream.label}: the model reads {len(expected)} features "
                 f"(missing: {', '.join(missing) or 'none'}; unknown: {', '.join(extra) or 'none'})"
             )
+        for index, row in enumerate(rows):  # before numpy, whose message names no row
+            if len(row) != len(features):
+                raise ValueError(
+                    f"rows[{index}] holds {len(row)} values; every row holds one per feature "
+                    f"({len(features)})"
+                )
         x = np.asarray(rows, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != len(features):
-            raise ValueError(f"every row must hold {len(features)} values, one per feature")
         if not np.isfinite(x).all():
             raise ValueError("feature values must be finite numbers")
         if features != expected:
@@ -249,7 +253,16 @@ class Forecaster:
             except NotReadyError as exc:
                 self._errors[key] = str(exc)
                 metrics.REFRESHES.labels(stream=key, outcome="not_ready").inc()
-                raise
+                if current is None or not fresh:
+                    raise
+                # A refresh that finds nothing (the model store moved away, an online store
+                # restarted empty) keeps the working snapshot: its answers turn stale with
+                # their features, and the periodic check or the next announcement tries again.
+                log.warning(
+                    "%s: refresh found nothing; serving %s: %s", key, current.model.tag, exc
+                )
+                self._seen[key] = target
+                return current
             except Exception as exc:
                 # A store that fails (online store down): keep serving what is loaded.
                 self._errors[key] = f"{type(exc).__name__}: {exc}"
@@ -410,8 +423,11 @@ def load_model(stored: Any) -> LoadedModel:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # checked on every load: a file changed after export (a constant edited) still parses
+    path = Path(stored.path_of("model.onnx"))
+    payload = verified_bytes(path, meta.get("onnx_sha256"), f"{stored.tag}/model.onnx")
     session = ort.InferenceSession(
-        stored.path_of("model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+        payload, sess_options=options, providers=["CPUExecutionProvider"]
     )
     created = getattr(stored.info, "creation_time", None)
     return LoadedModel(

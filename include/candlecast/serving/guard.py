@@ -4,7 +4,8 @@ readiness, and one structured access-log line.
 A pure ASGI middleware (no per-request objects beyond what it needs): answers 401 to a
 missing or wrong ``Authorization: Bearer <key>`` when keys are configured (liveness and
 readiness stay open for probes), 413 to a body over the limit, 415 to a body that is not
-JSON. Every error body is the documented :class:`~candlecast.serving.schemas.ErrorBody`.
+JSON. Every error body is the documented :class:`~candlecast.serving.schemas.ErrorBody`,
+whoever answers it (:func:`json_errors`).
 The key is never logged.
 """
 
@@ -14,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -75,10 +77,12 @@ class Guard:
         started = time.perf_counter()
         status = [0]
 
+        json_send = json_errors(scope, send)
+
         async def recording_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-            await send(message)
+            await json_send(message)
 
         try:
             await self._handle(scope, receive, recording_send)
@@ -155,6 +159,46 @@ class Guard:
                 separators=(",", ":"),
             )
         )
+
+
+#: Headers an error answer keeps when its body is replaced.
+_KEPT_HEADERS = frozenset({b"allow", b"www-authenticate", b"retry-after"})
+
+
+def json_errors(scope: Scope, send: Send) -> Send:
+    """``send`` for one request, with an error answer that is not JSON (a framework's
+    plain-text ``Not Found`` or ``Method Not Allowed``, BentoML's own routes included) turned
+    into the documented ``{"error": ...}`` body: one error contract for every path."""
+    held: list[dict[str, Any]] = []
+
+    async def converting(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            headers = dict((bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ()))
+            media = headers.get(b"content-type", b"").split(b";")[0].strip()
+            if message["status"] >= 400 and not (media in JSON_TYPES or media.endswith(b"+json")):
+                held.append(message)  # answered when the body ends
+                return
+        elif held and message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            start = held.pop()
+            status = int(start["status"])
+            kept = [
+                (k, v) for k, v in start.get("headers", ()) if bytes(k).lower() in _KEPT_HEADERS
+            ]
+            text = f"{_phrase(status)}: {scope['method']} {scope['path']}"
+            await send_json(send, status, error_body(text), kept)
+            return
+        await send(message)
+
+    return converting
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower()
+    except ValueError:
+        return f"error {status}"
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

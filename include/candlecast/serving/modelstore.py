@@ -1,11 +1,14 @@
-"""Where the BentoML model store lives (a light module: the service's workers import it, and
-:mod:`.deploy`, which also reads MLflow, re-exports it for the pipeline)."""
+"""Where the BentoML model store lives, and how a model file is read from it (a light module:
+the service's workers import it, and :mod:`.deploy`, which also reads MLflow, re-exports it
+for the pipeline)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
+from candlecast.errors import TamperedModelError
 from candlecast.settings import Settings, get_settings
 
 
@@ -14,3 +17,23 @@ def bentoml_store(settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
     os.environ["BENTOML_HOME"] = str(settings.paths.bentoml)
     return settings.paths.bentoml
+
+
+def verified_bytes(path: Path, recorded: object, name: str) -> bytes:
+    """The bytes of a model file whose sha256 is the one recorded at export (``recorded``),
+    read once, so what is checked is what is loaded.
+
+    Raises:
+        TamperedModelError: no hash is recorded, or the file's differs; ``name`` names the
+            file in the message (callers pass one without the data directory).
+    """
+    payload = path.read_bytes()
+    actual = hashlib.sha256(payload).hexdigest()
+    if not isinstance(recorded, str) or not recorded:
+        raise TamperedModelError(f"{name}: no recorded onnx_sha256 to check it against")
+    if actual != recorded:
+        raise TamperedModelError(
+            f"{name}: sha256 {actual[:12]}… differs from the recorded onnx_sha256 "
+            f"{recorded[:12]}…; refusing to load it"
+        )
+    return payload

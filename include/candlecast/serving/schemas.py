@@ -17,7 +17,10 @@ MAX_BATCH_ROWS = 50_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A request body: unknown keys refused, and no coercion (``"1"`` or ``true`` is no
+    horizon, ``true`` no feature value)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class StreamRef(_Strict):
@@ -45,6 +48,7 @@ class PredictRequest(StreamRef):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"pair": "BTC/USD"},
@@ -172,6 +176,7 @@ class PairsBatch(_Strict):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         json_schema_extra={"examples": [{"pairs": [{"pair": "BTC/USD"}, {"pair": "ETH/BTC"}]}]},
     )
 
@@ -197,6 +202,7 @@ class RowsBatch(_Strict):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -263,6 +269,7 @@ class RefreshRequest(_Strict):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        strict=True,
         json_schema_extra={"examples": [{"stream": "replay_btc_usd_1h"}]},
     )
 

@@ -25,7 +25,8 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.data.store import PartitionedTable
-from candlecast.modeling.card import ARTIFACT, IntervalCalibration, ModelCard
+from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
+from candlecast.serving.modelstore import verified_bytes
 from candlecast.settings import Settings
 from candlecast.targets import MAIN, Target, configured_targets
 from candlecast.targets.volatility import VARIANCE_FLOOR
@@ -128,8 +129,14 @@ def _session(target: Target, folder: Path) -> ServedTarget:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    recorded = folder / SHA256_FILE
+    payload = verified_bytes(
+        folder / "model.onnx",
+        recorded.read_text().strip() if recorded.exists() else None,
+        f"{target.key}/{folder.name}/model.onnx",
+    )
     session = ort.InferenceSession(
-        str(folder / "model.onnx"), sess_options=options, providers=["CPUExecutionProvider"]
+        payload, sess_options=options, providers=["CPUExecutionProvider"]
     )
     card = ModelCard.from_onnx(session)
     stored = ModelCard.model_validate_json((folder / ARTIFACT).read_text())

@@ -123,10 +123,13 @@ def hyper(params: KindParams) -> LightGBMParams:
 
 
 def convert(model: Any, n_features: int) -> Any:
-    """``model`` converted by onnxmltools, input :data:`ONNX_INPUT` (float32), IR version
-    capped at what the pinned onnxruntime reads."""
+    """``model`` converted by onnxmltools, input :data:`ONNX_INPUT` (float32), its split
+    thresholds made exact for float32 inputs (:mod:`.onnx_thresholds`), IR version capped at
+    what the pinned onnxruntime reads."""
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
+
+    from candlecast.modeling.kinds.onnx_thresholds import make_exact
 
     converted = convert_lightgbm(
         model,
@@ -134,6 +137,7 @@ def convert(model: Any, n_features: int) -> Any:
         target_opset=TARGET_OPSET,
         zipmap=False,
     )
+    make_exact(converted, getattr(model, "booster_", model))
     converted.ir_version = min(converted.ir_version, IR_VERSION)
     return converted
 
