@@ -9,6 +9,7 @@ version is exported with its parity check, deployed and smoke-tested, and only t
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -73,16 +74,32 @@ def _cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _data_now(config: PairConfig) -> datetime:
+    """The data time of a manual move: the newest validated candle's close (now when none)."""
+    from candlecast.errors import MissingDataError
+
+    try:
+        return stages.newest_candle_close(config)
+    except MissingDataError:
+        return datetime.now(UTC)
+
+
 def _switch(config: PairConfig, version: str, reason: str, how: str, deploy: bool) -> None:
     """Move ``champion`` in the pipeline's order: export with parity, deploy and smoke-test,
     and only then the alias, so a failure at any step leaves the registry and the service as
     they were (``stages.deploy`` undoes its deployment when the alias cannot move)."""
-    from candlecast.modeling import registry
+    from candlecast.modeling import promotion, registry
 
     moved: list[tuple[str | None, str]] = []
 
     def move() -> None:
         moved.append(registry.move_champion(_client(), config.stream, version, reason, how))
+        # in force from now in data time: the platform forecasts later candles with it (the
+        # alias has moved: a failure to record is reported, never undoes the move)
+        try:
+            promotion.record_manual_move(config, version, how, _data_now(config))
+        except Exception as exc:
+            console.print(f"[yellow]warning: the move was not recorded in the history: {exc}")
 
     with _clean_errors():
         exported = stages.export_version(config, version)

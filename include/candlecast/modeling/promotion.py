@@ -185,6 +185,36 @@ def commit_decision(
     return moved
 
 
+def record_manual_move(
+    pair: PairConfig, version: str, how: str, since: datetime, settings: Settings | None = None
+) -> None:
+    """Record a person's champion move (``promote`` or ``rollback``) in the decision history,
+    in force from ``since`` (data time: the newest candle's close when it was made), with the
+    version's own training window as monitoring's reference."""
+    settings = settings or get_settings()
+    registry.configure(settings)
+    client = MlflowClient()
+    found = client.get_model_version(pair.stream.registered_model, version)
+    run = client.get_run(found.run_id) if found.run_id else None
+    tags = run.data.tags if run is not None else {}
+    end = datetime.fromisoformat(tags["interval_end"]) if tags.get("interval_end") else since
+    start_text = _window_start(client, run) if run is not None else ""
+    history.record(
+        pair.stream,
+        history.Decided(
+            since=since,
+            version=str(version),
+            kind=str(found.tags.get("kind", "")),
+            window_start=datetime.fromisoformat(start_text) if start_text else end,
+            window_end=end,
+            how=how,
+            changed=True,
+            recorded_at=history.now(),
+        ),
+        settings,
+    )
+
+
 def _window_start(client: MlflowClient, run: Any) -> str:
     """The first training time of a kind's run (its parent run's ``train_start``), or ''."""
     parent = run.data.tags.get("mlflow.parentRunId")
