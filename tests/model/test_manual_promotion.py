@@ -59,9 +59,16 @@ def test_promote_and_rollback_move_the_alias_with_a_logged_reason(history):
     assert moved.tags["champion.reason"] == "audit"
     assert moved.tags["champion.set_by"] == "manual promote"
     assert moved.tags["champion.previous"] == str(before.version)
+    # the decision history follows the person's move: later candles are forecast by v1
+    from candlecast.modeling import history as decided
+
+    last = decided.read(pair.stream, settings)[-1]
+    assert (last.version, last.how, last.changed) == ("1", "manual promote", True)
     code, out = cli(env, "rollback", "--pair", "BTC/USD", "-r", "undo audit", "--no-deploy")
     assert code == 0, out
     assert str(champion(settings, pair).version) == str(before.version)
+    last = decided.read(pair.stream, settings)[-1]
+    assert (last.version, last.how) == (str(before.version), "manual rollback")
 
 
 def test_promoting_an_unknown_version_fails_clearly(history):
