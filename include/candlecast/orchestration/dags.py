@@ -478,7 +478,9 @@ def build_train_dag(pair: PairConfig) -> DAG:
         def evaluate(prepared: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
             from candlecast.modeling.training import KindRun, Prepared
 
-            fitted = [KindRun(**run) for run in runs]
+            # by index up to the count: iterating a mapped task's XComs asks for one past the
+            # last, which the API server answers (and logs) as "XCom not found"
+            fitted = [KindRun(**runs[index]) for index in range(len(runs))]
             return _run(stages.select_challenger, _pair(), Prepared(**prepared), fitted)
 
         @task
