@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -52,7 +53,7 @@ def pip_requirements(*packages: str) -> list[str]:
 
 
 #: The file that defines a constant baseline's pyfunc (MLflow's "models from code").
-CONSTANT_MODEL_CODE = os.path.join(os.path.dirname(__file__), "constant_model.py")
+CONSTANT_MODEL_CODE = str(Path(__file__).with_name("constant_model.py"))
 
 
 def route_mlflow_logs() -> None:
