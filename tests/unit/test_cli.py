@@ -33,6 +33,13 @@ def test_pairs_lists_the_config(env):
     assert code == 0 and "TRX/BTC" in out and "ETH/BTC" in out
 
 
+def test_pairs_names_each_streams_three_dags(env):
+    code, out = run({**env, "COLUMNS": "300"}, "pairs")
+    assert code == 0
+    for what in ("candles", "train", "monitor"):
+        assert f"{what}_binance_trx_btc_5m" in out
+
+
 def test_import_then_gaps_shows_the_holes_of_the_bundled_data(env):
     code, out = run(
         env, "import-candles", "--pair", "TRX/BTC", "--file", str(FREQTRADE / "TRX_BTC-5m.feather")

@@ -1,4 +1,5 @@
-"""The Airflow DAG factory: per configured stream, a candles DAG and a train DAG.
+"""The Airflow DAG factory: per configured stream, a candles DAG, a train DAG and (from
+:mod:`candlecast.orchestration.monitor_dag`) a monitor DAG.
 
 The only module of the package that imports Airflow. Tasks are a few lines each: they call
 :mod:`candlecast.orchestration.stages` and pass on small dicts (row counts, MLflow run ids,
