@@ -31,6 +31,12 @@ def test_runs_succeed_for_their_data_interval(pipeline_run):
     assert {ti.state for ti in train.get_task_instances()} == {"success"}
 
 
+def test_mapped_fits_are_named_by_their_kind(pipeline_run):
+    pair, _, train = pipeline_run
+    fitted = [ti for ti in train.get_task_instances() if ti.task_id == "fit"]
+    assert sorted(ti.rendered_map_index for ti in fitted) == sorted(pair.training.kinds)
+
+
 def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):
     pair, _, _ = pipeline_run
     tracking.configure()

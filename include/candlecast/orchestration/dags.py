@@ -175,13 +175,12 @@ def run_interval(pair: PairConfig, cron: str) -> tuple[datetime, datetime]:
     """The run's data interval; a manual run without a logical date (the UI's Trigger button,
     the REST API with ``logical_date: null``) has none and gets :func:`latest_interval`."""
     context = get_current_context()
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    start: datetime | None = context.get("data_interval_start")
+    end: datetime | None = context.get("data_interval_end")
     if start is None and end is None:
         start, end = latest_interval(pair, cron, context["dag_run"].run_after)
         log.info(
-            "manual run without a logical date: the latest complete interval %s to %s",
-            start.isoformat(),
-            end.isoformat(),
+            "manual run without a logical date: the latest complete interval %s to %s", start, end
         )
     if start is None or end is None or end <= start:
         raise AirflowFailException(
@@ -469,10 +468,14 @@ def build_train_dag(pair: PairConfig) -> DAG:
         def kinds(prepared: dict[str, Any]) -> list[str]:
             return list(prepared["kinds"])
 
-        @task(pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT)
+        # the grid names each mapped fit by its kind, not by map index 0, 1, ...
+        @task(
+            pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT, map_index_template="{{ kind_name }}"
+        )
         def fit(prepared: dict[str, Any], kind: str) -> dict[str, Any]:
             from candlecast.modeling.training import Prepared
 
+            get_current_context()["kind_name"] = kind  # type: ignore[typeddict-unknown-key]
             return _run(stages.fit_kind, _pair(), Prepared(**prepared), kind)
 
         @task
