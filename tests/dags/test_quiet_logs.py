@@ -23,6 +23,14 @@ NOISY = re.compile(
     r"\[\s*(warning|error|critical)\s*\]|\b(WARNING|ERROR|CRITICAL)\b|\w+Warning:|XCom not found"
 )
 
+#: Lines of ``airflow dags test``'s own process, which a task's log never holds: the CLI's
+#: notice about graphviz, and Airflow's internals that run there only because the command
+#: hosts them (the DAG bundle sync of the DAG processor, the Execution API server that a
+#: scheduler-run task talks to over HTTP).
+HARNESS = re.compile(
+    r"Could not import graphviz|filename=\S*/site-packages/airflow/(dag_processing|api_fastapi)/"
+)
+
 
 def dags_test(dag_id: str, date: str, conf: dict | None = None) -> list[str]:
     airflow = Path(sys.executable).parent / "airflow"
@@ -37,7 +45,7 @@ def dags_test(dag_id: str, date: str, conf: dict | None = None) -> list[str]:
 
 
 def noisy(lines: list[str]) -> list[str]:
-    return [line for line in lines if NOISY.search(line)]
+    return [line for line in lines if NOISY.search(line) and not HARNESS.search(line)]
 
 
 @pytest.mark.parametrize(
