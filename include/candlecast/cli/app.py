@@ -303,7 +303,7 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
             f"fetch them with `candlecast ingest` or `candlecast import-candles`",
             soft_wrap=True,
         )
-        raise typer.Exit(1)
+        return
     found = ingestion.stored_gaps(config.stream, store=store)
     table = Table(title=f"gaps in {config.stream.label}")
     for column in ("from", "to (exclusive)", "missing candles"):
