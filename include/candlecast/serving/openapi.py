@@ -41,7 +41,7 @@ def info() -> dict[str, Any]:
     return {"title": TITLE, "version": __version__, "description": DESCRIPTION}
 
 
-class _Documented(bentoml.Service):  # type: ignore[type-arg]
+class _Documented(bentoml.Service):
     """A service whose OpenAPI document carries :func:`info` (same slots as the service)."""
 
     __slots__ = ()
