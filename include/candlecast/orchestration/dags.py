@@ -97,9 +97,11 @@ Scheduled `{cadence}`, and by the assets {assets}.
 1. **training_set**: point-in-time features from Feast over the training window, saved, and
    the parent MLflow run in experiment `{experiment}` (re-running the same interval on the
    same data reuses it).
-2. **fit** (one mapped task per model kind, pool `{pool}`): a child run per kind.
+2. **fit** (one mapped task per model kind, named after it in the grid, pool `{pool}`): a
+   child run per kind.
 3. **evaluate**: the best kind on the chronological holdout becomes the challenger.
-4. **promote**: the gate against the champion and persistence, recorded on the run. A run for
+4. **promote**: the gate against the champion and persistence, recorded on the MLflow run and
+   in this DAG run's note (the grid shows it). A run for
    an older interval (a backfill) evaluates and records but never replaces a champion
    trained on newer data.
 5. **export_onnx**: the winner to ONNX, with its parity check.
