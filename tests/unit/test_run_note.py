@@ -28,8 +28,8 @@ def test_the_note_names_the_outcome_the_champion_and_the_reason(outcome, version
 
 
 def test_a_dry_run_says_nothing_was_promoted():
-    note = decision_note(DECISION | {"outcome": "promoted", "dry_run": True})
-    assert note.startswith("dry run, nothing promoted; would have promoted lightgbm v3")
+    dry = DECISION | {"outcome": "persistence", "dry_run": True, "champion_version": ""}
+    assert decision_note(dry).startswith("dry run, nothing promoted: persistence is champion: ")
 
 
 def test_a_long_reason_is_cut_to_airflows_limit():

@@ -21,35 +21,48 @@ log = logging.getLogger(__name__)
 #: Airflow keeps notes of at most 1,000 characters.
 NOTE_LIMIT = 1000
 
-_OUTCOMES = {
-    "promoted": "promoted {challenger_kind} v{challenger_version}",
-    "kept_champion": "kept champion {champion_kind} v{champion_version}",
-    "persistence": "persistence is champion (v{champion_version})",
-}
+
+def _who(kind: Any, version: Any) -> str:
+    return f"{kind} v{version}" if version else str(kind)
 
 
 def decision_note(decision: dict[str, Any]) -> str:
     """One line for the grid: the outcome, who is champion, why (and whether only a dry run)."""
-    template = _OUTCOMES.get(str(decision.get("outcome")), "{outcome}")
-    text = template.format(**decision) + f": {decision.get('reason', '')}".rstrip(": ")
+    outcome = str(decision.get("outcome"))
+    if outcome == "promoted":
+        text = f"promoted {_who(decision['challenger_kind'], decision['challenger_version'])}"
+    elif outcome == "kept_champion":
+        text = f"kept champion {_who(decision['champion_kind'], decision['champion_version'])}"
+    elif outcome == "persistence":
+        version = decision.get("champion_version")
+        text = "persistence is champion" + (f" (v{version})" if version else "")
+    else:
+        text = outcome
+    if decision.get("reason"):
+        text += f": {decision['reason']}"
     if decision.get("dry_run"):
-        text = f"dry run, nothing promoted; would have {text}"
+        text = f"dry run, nothing promoted: {text}"
     return text[:NOTE_LIMIT]
 
 
-def _decision(dag_run: Any) -> dict[str, Any] | None:
+def _decision(session: Any, dag_run: Any) -> dict[str, Any] | None:
     from airflow.models.xcom import XComModel
-    from sqlalchemy.orm import object_session
 
-    session = object_session(dag_run)
-    if session is None:
-        return None
     query = XComModel.get_many(
         run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids="promote", key="return_value"
     )
     row = session.scalars(query).first()
     value = XComModel.deserialize_value(row) if row is not None else None
     return value if isinstance(value, dict) else None
+
+
+def _session(dag_run: Any) -> Any:
+    """The session the caller (scheduler, ``dag.test()``) is changing the run in: the run's own,
+    else the thread's scoped session, which both callers use and commit after the listener."""
+    from airflow import settings
+    from sqlalchemy.orm import object_session
+
+    return object_session(dag_run) or settings.Session()
 
 
 @hookimpl
@@ -59,9 +72,13 @@ def on_dag_run_success(dag_run: Any, msg: str) -> None:
     if stream is None or dag_run.dag_id != stream.train_dag_id:
         return
     try:
-        decision = _decision(dag_run)
-        if decision is not None:
-            dag_run.note = decision_note(decision)
+        from airflow.models.dagrun import DagRun
+
+        session = _session(dag_run)
+        decision = _decision(session, dag_run)
+        run = session.get(DagRun, dag_run.id)
+        if decision is not None and run is not None:
+            run.note = decision_note(decision)
     except Exception:  # a note is never worth failing the scheduler's loop
         log.exception("could not note the decision on %s", dag_run.run_id)
 
