@@ -1,8 +1,9 @@
 """The note of a train DAG run: what its promotion decided, so the grid says what happened.
 
 An Airflow listener (registered by the candlecast plugin): when a train run finishes, the
-scheduler (or ``dag.test()``) calls it with the run, still in its database session; it reads
-the ``promote`` task's decision from XCom and writes it as the run's note. A task cannot set
+scheduler (or ``dag.test()``) calls it with the run while it changes the run's state in its
+session; the listener reads the ``promote`` task's decision from XCom and writes it as the
+run's note in that session, which the caller commits. A task cannot set
 its own run's note (the Task SDK has no call for it), hence the listener.
 """
 
@@ -62,7 +63,8 @@ def _session(dag_run: Any) -> Any:
     from airflow import settings
     from sqlalchemy.orm import object_session
 
-    return object_session(dag_run) or settings.Session()
+    session: Any = settings.Session  # None until Airflow configured its ORM
+    return object_session(dag_run) or session()
 
 
 @hookimpl
