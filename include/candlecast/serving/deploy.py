@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import warnings
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
     """
     settings = settings or get_settings()
     bentoml_store(settings)
+    _import_bentoml_quietly()
     import bentoml
 
     name = pair.stream.bento_model
@@ -43,6 +45,17 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
         Path(model.path_of("metadata.json")).write_text(json.dumps(served, indent=2))
     log.info("deployed %s v%s as %s", exported.model_name, exported.version, model.tag)
     return str(model.tag)
+
+
+def _import_bentoml_quietly() -> None:
+    """Import BentoML's build config (which saving a model loads) without its import-time
+    DeprecationWarnings: it compiles its default ignore patterns with pathspec's deprecated
+    ``gitwildmatch`` name, two warning lines in every deploy task's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="GitWildMatchPattern", category=DeprecationWarning
+        )
+        import bentoml._internal.bento.build_config  # noqa: F401
 
 
 def _training_facts(exported: ExportedModel, settings: Settings) -> dict[str, Any]:
