@@ -25,8 +25,7 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
     Deploying the same ONNX bytes again keeps the current tag (idempotent).
     """
     settings = settings or get_settings()
-    bentoml_store(settings)
-    _import_bentoml_quietly()
+    _store(settings)
     import bentoml
 
     name = pair.stream.bento_model
@@ -47,10 +46,12 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
     return str(model.tag)
 
 
-def _import_bentoml_quietly() -> None:
-    """Import BentoML's build config (which saving a model loads) without its import-time
-    DeprecationWarnings: it compiles its default ignore patterns with pathspec's deprecated
-    ``gitwildmatch`` name, two warning lines in every deploy task's log."""
+def _store(settings: Settings | None) -> None:
+    """Point BentoML at the model store, and import its build config (which reading or
+    saving a model loads) without its import-time DeprecationWarnings: it compiles its default
+    ignore patterns with pathspec's deprecated ``gitwildmatch`` name, two warning lines in a
+    deploy task's log. (Not in :func:`bentoml_store`: the service's workers never load it.)"""
+    bentoml_store(settings)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="GitWildMatchPattern", category=DeprecationWarning
@@ -92,7 +93,7 @@ def _latest(bentoml: Any, name: str) -> Any | None:
 
 def deployed_tag(pair: PairConfig, settings: Settings | None = None) -> str | None:
     """The tag of the stream's model the service serves now (None before any deploy)."""
-    bentoml_store(settings)
+    _store(settings)
     import bentoml
 
     current = _latest(bentoml, pair.stream.bento_model)
@@ -101,7 +102,7 @@ def deployed_tag(pair: PairConfig, settings: Settings | None = None) -> str | No
 
 def undeploy(pair: PairConfig, tag: str, settings: Settings | None = None) -> None:
     """Remove a deployment that failed its checks, so the previous one is served again."""
-    bentoml_store(settings)
+    _store(settings)
     import bentoml
 
     if not tag.startswith(f"{pair.stream.bento_model}:"):
