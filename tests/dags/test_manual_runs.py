@@ -1,19 +1,20 @@
 """Manual runs without a logical date (the UI's Trigger button, the REST API with
-``logical_date: null``): real ``dag.test(logical_date=None)`` runs of each of the stream's
-DAGs. The candles and monitor DAGs work on the latest complete interval of their schedule
-(capped at the stream's ``end``); the train DAG on the newest stored candle."""
+``logical_date: null``): real ``dag.test(logical_date=None)`` runs of each of a stream's
+DAGs (a stream of their own: see conftest). The candles and monitor DAGs work on the latest
+complete interval of their schedule (capped at the stream's ``end``); the train DAG on the
+newest stored candle."""
 
 from datetime import UTC, datetime
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from tests.dags.conftest import OWN_END
 from tests.helpers import CANDLES_TASKS, btc_pair
 
 pytestmark = pytest.mark.slow
 
-#: The default pair's configured end: the bundled data stops there.
-STREAM_END = datetime(2022, 3, 1, tzinfo=UTC)
+STREAM_END = OWN_END
 
 
 def states(run) -> dict[str, str]:
@@ -30,8 +31,8 @@ def features_events(uri: str) -> list[dict]:
         return [e.extra for e in session.scalars(query.where(AssetModel.uri == uri))]
 
 
-def test_a_manual_candles_run_works_on_the_latest_complete_interval(pipeline_run, dagbag):
-    pair, _, _ = pipeline_run
+def test_a_manual_candles_run_works_on_the_latest_complete_interval(in_own_stream):
+    pair, dagbag, _ = in_own_stream
     run = dagbag.get_dag(pair.stream.candles_dag_id).test(logical_date=None)
     assert run.logical_date is None and run.run_type == "manual"
     assert states(run) == dict.fromkeys(CANDLES_TASKS, "success")
@@ -42,10 +43,10 @@ def test_a_manual_candles_run_works_on_the_latest_complete_interval(pipeline_run
     )
 
 
-def test_a_manual_monitor_run_checks_as_of_the_latest_complete_interval(pipeline_run, dagbag):
+def test_a_manual_monitor_run_checks_as_of_the_latest_complete_interval(in_own_stream):
     from candlecast.monitoring.store import MetricsStore
 
-    pair, _, _ = pipeline_run
+    pair, dagbag, _ = in_own_stream
     run = dagbag.get_dag(pair.stream.monitor_dag_id).test(logical_date=None)
     assert run.logical_date is None
     assert states(run)["check"] == "success"
@@ -54,8 +55,8 @@ def test_a_manual_monitor_run_checks_as_of_the_latest_complete_interval(pipeline
     assert latest.as_of == int(STREAM_END.timestamp() * 1000)
 
 
-def test_a_manual_train_run_trains_up_to_the_newest_candle(pipeline_run, dagbag):
-    pair, _, _ = pipeline_run
+def test_a_manual_train_run_trains_up_to_the_newest_candle(in_own_stream):
+    pair, dagbag, _ = in_own_stream
     run = dagbag.get_dag(pair.stream.train_dag_id).test(
         logical_date=None, run_conf={"kinds": ["lightgbm"], "dry_run": True}
     )

@@ -1,9 +1,9 @@
 """A healthy run logs no warning or error a user must learn to ignore.
 
-Each of the default stream's DAGs runs as a user runs it, ``airflow dags test`` in a fresh
-process (library warnings that fire once per process, on first import, show up only there),
-after the session's pipeline run has put history, features and a champion in place. The
-train run ends a day earlier than the champion's, so its kinds are fitted anew.
+Each of a stream's DAGs (a stream of their own: see conftest) runs as a user runs it,
+``airflow dags test`` in a fresh process (library warnings that fire once per process, on
+first import, show up only there): candles on backfilled history, train (every kind fitted,
+the gate, export, deploy, the other targets), then monitor with that champion.
 """
 
 import json
@@ -50,10 +50,10 @@ def noisy(lines: list[str]) -> list[str]:
 
 @pytest.mark.parametrize(
     ("dag", "date"),
-    [("candles", "2022-02-28"), ("train", "2022-02-28"), ("monitor", "2022-03-01")],
+    [("candles", "2022-02-28"), ("train", "2022-03-01"), ("monitor", "2022-03-01")],
 )
-def test_a_healthy_run_logs_no_warning_or_error(pipeline_run, dag, date):
-    pair, _, _ = pipeline_run
+def test_a_healthy_run_logs_no_warning_or_error(in_own_stream, dag, date):
+    pair, _, _ = in_own_stream
     dag_id = {
         "candles": pair.stream.candles_dag_id,
         "train": pair.stream.train_dag_id,
