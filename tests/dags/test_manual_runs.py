@@ -84,3 +84,14 @@ def test_no_interval_before_the_stream_start_fails_saying_what_to_pass():
     pair = btc_pair(start=datetime(2022, 2, 28, 12, tzinfo=UTC))
     with pytest.raises(AirflowFailException, match="trigger the run with a logical date"):
         latest_interval(pair, "@daily", datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_manual_train_run_before_any_candles_fails_once_saying_what_to_do(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from candlecast.orchestration.dags import _training_end
+
+    monkeypatch.setenv("CANDLECAST_HOME", str(tmp_path))
+    context = {"params": {}, "dag_run": SimpleNamespace(run_type="manual")}
+    with pytest.raises(AirflowFailException, match="run the candles DAG first"):
+        _training_end(btc_pair(), context)

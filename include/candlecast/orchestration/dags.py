@@ -401,7 +401,12 @@ def _training_end(pair: PairConfig, context: Any) -> datetime:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if run.run_type != "manual" and start is not None and end is not None and end > start:
         return end
-    return stages.newest_candle_close(pair)
+    try:
+        return stages.newest_candle_close(pair)
+    except PermanentError as exc:  # a manual run before any candles: failed once, not retried
+        raise AirflowFailException(
+            f"{exc}; run the candles DAG first, or trigger with the `end` param"
+        ) from exc
 
 
 def _trigger_reason(context: Any) -> str:
