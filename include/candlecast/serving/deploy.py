@@ -47,16 +47,17 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
 
 
 def _store(settings: Settings | None) -> None:
-    """Point BentoML at the model store, and import its build config (which reading or
-    saving a model loads) without its import-time DeprecationWarnings: it compiles its default
-    ignore patterns with pathspec's deprecated ``gitwildmatch`` name, two warning lines in a
-    deploy task's log. (Not in :func:`bentoml_store`: the service's workers never load it.)"""
+    """Point BentoML at the model store, and import ``bentoml.models`` without its
+    import-time DeprecationWarnings: loading it loads BentoML's cloud deployment module, which
+    compiles its ignore patterns with pathspec's deprecated ``gitwildmatch`` name, two warning
+    lines in a deploy task's log. (Not in :func:`bentoml_store`: the service's workers never
+    pay for that module.)"""
     bentoml_store(settings)
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message="GitWildMatchPattern", category=DeprecationWarning
         )
-        import bentoml._internal.bento.build_config  # noqa: F401
+        import bentoml.models  # noqa: F401
 
 
 def _training_facts(exported: ExportedModel, settings: Settings) -> dict[str, Any]:
