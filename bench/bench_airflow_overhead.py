@@ -91,7 +91,7 @@ def main() -> None:
     with running(airflow, load_pairs(config)):
         client = airflow.client()
         client.wait_for_dags(pair.stream.dag_ids)
-        for dag_id in pair.stream.dag_ids:
+        for dag_id in (pair.stream.train_dag_id, pair.stream.candles_dag_id):
             client.unpause(dag_id)
         started = time.perf_counter()
         backfill = client.create_backfill(pair.stream.candles_dag_id, airflow_day, END)

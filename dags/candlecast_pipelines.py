@@ -1,5 +1,6 @@
-"""Per stream in the pair config (CANDLECAST_PAIRS, default config/pairs.yaml): a candles DAG
-(`candles_<stream key>`) and a train DAG (`train_<stream key>`).
+"""Per stream in the pair config (CANDLECAST_PAIRS, default config/pairs.yaml), three DAGs: a
+candles DAG (`candles_<stream key>`), a train DAG (`train_<stream key>`) and a monitor DAG
+(`monitor_<stream key>`).
 
 Thin wiring only: the config is read and each stream handed to the factory; a task run builds
 only its own DAG (get_parsing_context). Nothing heavy is imported here.

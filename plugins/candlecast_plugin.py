@@ -1,5 +1,6 @@
 """candlecast's Airflow plugin: from each pair's DAGs and task instances to its MLflow
-experiment, run and registered model, the prediction service and its Grafana dashboard.
+experiment, run and registered model, the prediction service and its Grafana dashboard; the
+promotion decision as each train run's note.
 
 Thin: the links are built by ``candlecast.orchestration.links`` and shown through
 ``candlecast.orchestration.ui`` (extra links on task instances, a "Pair links" tab on DAGs).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from candlecast.orchestration import preload, ui
+from candlecast.orchestration import notes, preload, ui
 
 # In the scheduler and Celery workers only: the libraries the tasks import, once before forking.
 preload.preload()
@@ -22,3 +23,4 @@ class CandlecastPlugin(AirflowPlugin):
     global_operator_extra_links = ui.operator_links()
     external_views = ui.external_views()
     fastapi_apps = ui.fastapi_apps()
+    listeners = notes.listeners()

@@ -29,6 +29,7 @@ from candlecast.serving.api import create_app, readiness  # noqa: E402
 from candlecast.serving.auth import load_keys  # noqa: E402
 from candlecast.serving.forecaster import Forecaster  # noqa: E402
 from candlecast.serving.guard import Guard, access_log  # noqa: E402
+from candlecast.serving.openapi import document  # noqa: E402
 from candlecast.serving.options import ServiceOptions  # noqa: E402
 from candlecast.serving.refresher import Refresher  # noqa: E402
 
@@ -75,6 +76,8 @@ class Candlecast:
     def __metrics__(self, content: str) -> str:
         return content + metrics.feature_age_text(self.forecaster.served())
 
+
+document(Candlecast)  # a real title, version and description in /docs.json
 
 Candlecast.add_asgi_middleware(  # type: ignore[attr-defined]
     Guard,

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from candlecast.config_errors import describe
 from candlecast.errors import AmbiguousStreamError, ConfigError, UnknownStreamError
 from candlecast.names import Stream
 from candlecast.settings import get_settings
@@ -462,7 +463,8 @@ def load_pairs(path: Path | None = None) -> PairsConfig:
     """
     path = (path or get_settings().pairs).expanduser().resolve()
     try:
-        raw: Any = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        raw: Any = yaml.safe_load(text)
     except FileNotFoundError as exc:
         raise ConfigError(f"pair config not found: {path}") from exc
     except yaml.YAMLError as exc:
@@ -477,4 +479,4 @@ def load_pairs(path: Path | None = None) -> PairsConfig:
             {"defaults": raw.get("defaults") or {}, "pairs": _entries(raw, path.parent)}
         )
     except ValidationError as exc:
-        raise ConfigError(f"pair config {path} is invalid: {_errors(exc)}") from exc
+        raise ConfigError(describe(exc, raw, text, path, PairConfig)) from None

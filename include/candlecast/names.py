@@ -86,8 +86,9 @@ class Stream:
         return f"monitor_{self.key}"
 
     @property
-    def dag_ids(self) -> tuple[str, str]:
-        return (self.candles_dag_id, self.train_dag_id)
+    def dag_ids(self) -> tuple[str, str, str]:
+        """Every DAG of the stream: candles, train, monitor."""
+        return (self.candles_dag_id, self.train_dag_id, self.monitor_dag_id)
 
     @property
     def features_asset_uri(self) -> str:

@@ -38,7 +38,7 @@ def test_no_import_errors(dagbag):
 def test_two_dags_per_configured_stream(dagbag):
     pairs = load_pairs().pairs
     assert len(pairs) == 3
-    expected = {dag_id for p in pairs for dag_id in (*p.stream.dag_ids, p.stream.monitor_dag_id)}
+    expected = {dag_id for p in pairs for dag_id in p.stream.dag_ids}
     assert set(dagbag.dag_ids) == expected
 
 

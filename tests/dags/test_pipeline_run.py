@@ -34,6 +34,26 @@ def test_runs_succeed_for_their_data_interval(pipeline_run):
     assert set(states.values()) == {"success"}
 
 
+def test_mapped_fits_are_named_by_their_kind(pipeline_run):
+    pair, _, train = pipeline_run
+    fitted = [ti for ti in train.get_task_instances() if ti.task_id == "fit"]
+    assert sorted(ti.rendered_map_index for ti in fitted) == sorted(pair.training.kinds)
+
+
+def test_the_train_runs_note_says_what_the_gate_decided(pipeline_run):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    pair, _, train = pipeline_run
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id == train.dag_id, DagRun.run_id == train.run_id)
+        note = session.scalar(query).note
+    champion = MlflowClient().get_model_version_by_alias(pair.stream.registered_model, "champion")
+    assert note.startswith(("promoted", "kept champion", "persistence is champion"))
+    assert f"v{champion.version}" in note
+
+
 def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):
     pair, _, _ = pipeline_run
     tracking.configure()

@@ -56,7 +56,7 @@ def drill(tmp_path, monkeypatch, airflow_db):
         DagBundlesManager().sync_bundles_to_db(session=session)
     sync_bag_to_db(bag, "dags-folder", None)
     with create_session() as session:  # new DAGs start paused; the scheduler runs live ones
-        for dag_id in (*pair.stream.dag_ids, pair.stream.monitor_dag_id):
+        for dag_id in pair.stream.dag_ids:
             session.get(DagModel, dag_id).is_paused = False
     return pair, bag
 

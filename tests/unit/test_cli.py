@@ -33,6 +33,13 @@ def test_pairs_lists_the_config(env):
     assert code == 0 and "TRX/BTC" in out and "ETH/BTC" in out
 
 
+def test_pairs_names_each_streams_three_dags(env):
+    code, out = run({**env, "COLUMNS": "300"}, "pairs")
+    assert code == 0
+    for what in ("candles", "train", "monitor"):
+        assert f"{what}_binance_trx_btc_5m" in out
+
+
 def test_import_then_gaps_shows_the_holes_of_the_bundled_data(env):
     code, out = run(
         env, "import-candles", "--pair", "TRX/BTC", "--file", str(FREQTRADE / "TRX_BTC-5m.feather")
@@ -201,3 +208,50 @@ def test_a_thin_kraken_market_is_imported_and_warned_about(tmp_path):
     code, out = run(env, "gaps", "--pair", "BCH/EUR")
     assert code == 0 and "warning: thin market" in out
     assert "candles stored with flags: volume_spike" in out
+
+
+def run_lines(env, *args) -> tuple[int, list[str]]:
+    from candlecast.cli.main import app as full_app
+
+    result = CliRunner().invoke(full_app, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.output.strip().splitlines()
+
+
+def test_version():
+    from candlecast import __version__
+
+    code, out = run({}, "--version")
+    assert (code, out) == (0, f"candlecast {__version__}")
+
+
+def test_gaps_on_an_empty_store_says_no_candles_are_stored(env):
+    code, lines = run_lines(env, "gaps", "--pair", "TRX/BTC")
+    assert code == 0 and len(lines) == 1
+    assert "no candles of TRX/BTC on binance at 5m are stored" in lines[0]
+    assert "0 gaps" not in lines[0]
+
+
+def test_ingest_with_start_after_end_says_so(env):
+    args = ("ingest", "--pair", "TRX/BTC", "--start", "2018-01-20", "--end", "2018-01-10")
+    code, lines = run_lines(env, *args)
+    assert code == 1
+    assert lines == [
+        "--start (2018-01-20T00:00:00+00:00) must be before --end (2018-01-10T00:00:00+00:00)"
+    ]
+
+
+def test_a_config_typo_is_one_line_naming_the_file_line_and_nearest_key(env):
+    pairs = Path(env["CANDLECAST_PAIRS"])
+    pairs.write_text("defaults:\n  training: {kindz: [lightgbm]}\n" + pairs.read_text())
+    code, lines = run_lines(env, "pairs")
+    assert code == 2
+    assert lines == [
+        f"{pairs}:2: defaults.training.kindz: unknown key 'kindz'; did you mean 'kinds'?"
+    ]
+
+
+def test_grafana_sync_to_an_unreachable_grafana_is_one_line(env):
+    # port 1 on the loopback: nothing listens, the connection is refused at once
+    code, lines = run_lines(env, "grafana", "sync", "--url", "http://127.0.0.1:1")
+    assert code == 1
+    assert lines == ["cannot reach Grafana at http://127.0.0.1:1 (ConnectionError): is it running?"]

@@ -156,3 +156,23 @@ def test_default_config_has_several_streams_from_bundled_data():
     }
     for pair in config.pairs:
         assert pair.replay_file is not None and pair.replay_file.exists(), pair.key
+
+
+def test_a_typo_in_defaults_is_one_line_at_its_own_line_with_the_nearest_key(tmp_path):
+    path = write(tmp_path, MANY.replace("train_days: 30", "train_dys: 30"))
+    with pytest.raises(ConfigError) as caught:
+        load_pairs(path)
+    message = str(caught.value)
+    assert message == (
+        f"{path}:4: defaults.training.train_dys: unknown key 'train_dys'; "
+        "did you mean 'train_days'?"
+    )
+
+
+def test_a_typo_in_a_pair_points_at_the_pair_and_its_line(tmp_path):
+    path = write(tmp_path, GOOD.replace("timeframe: 5m", "timefrmae: 5m"))
+    with pytest.raises(ConfigError) as caught:
+        load_pairs(path)
+    assert str(caught.value) == (
+        f"{path}:8: pairs.1.timefrmae: unknown key 'timefrmae'; did you mean 'timeframe'?"
+    )

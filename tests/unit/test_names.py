@@ -10,6 +10,11 @@ def test_names_derive_from_the_three_parts():
     assert stream.key == "binance_btc_usdt_1h"
     assert stream.candles_dag_id == "candles_binance_btc_usdt_1h"
     assert stream.train_dag_id == "train_binance_btc_usdt_1h"
+    assert stream.dag_ids == (
+        "candles_binance_btc_usdt_1h",
+        "train_binance_btc_usdt_1h",
+        "monitor_binance_btc_usdt_1h",
+    )
     assert stream.retrain_asset_uri == "candlecast://retrain/binance_btc_usdt_1h"
     assert stream.exchange_pool == "exchange_binance"
     assert stream.experiment == "candlecast-binance_btc_usdt_1h"

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from candlecast.cli import embedded
@@ -44,11 +45,16 @@ StartOpt = Annotated[datetime, typer.Option(help="UTC date or datetime (inclusiv
 EndOpt = Annotated[datetime, typer.Option(help="UTC date or datetime (exclusive)")]
 
 
+def error_line(message: str) -> None:
+    """A one-line error in red: never wrapped at the terminal width, never read as markup."""
+    console.print(f"[red]{escape(message)}[/red]", soft_wrap=True)
+
+
 def _config() -> PairsConfig:
     try:
         return load_pairs(get_settings().pairs)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        error_line(str(exc))
         raise typer.Exit(2) from None
 
 
@@ -57,7 +63,7 @@ def _pair(symbol: str, exchange: str | None = None, timeframe: str | None = None
     try:
         return _config().resolve(symbol, exchange, timeframe)
     except PermanentError as exc:
-        console.print(f"[red]{exc}[/red]")
+        error_line(str(exc))
         raise typer.Exit(2) from None
 
 
@@ -69,13 +75,13 @@ def _stream(symbol: str, exchange: str | None, timeframe: str | None) -> tuple[P
         return config.resolve(symbol, exchange, timeframe), True
     except PermanentError as exc:
         if exchange is None or timeframe is None:
-            console.print(f"[red]{exc}[/red]")
+            error_line(str(exc))
             console.print("Give --exchange and --timeframe to work on a stream not configured yet.")
             raise typer.Exit(2) from None
     try:
         return config.adhoc(symbol.upper().replace("_", "/"), exchange, timeframe), False
     except (ConfigError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        error_line(str(exc))
         raise typer.Exit(2) from None
 
 
@@ -97,7 +103,7 @@ def _clean_errors() -> Iterator[None]:
     try:
         yield
     except (PermanentError, ValueError, KeyError) as exc:
-        console.print(f"[red]{type(exc).__name__}: {exc}[/red]")
+        error_line(f"{type(exc).__name__}: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -106,8 +112,24 @@ def _print(result: Any) -> None:
     console.print_json(json.dumps(payload, default=str))
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        from candlecast import __version__
+
+        console.print(f"candlecast {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -219,6 +241,11 @@ def ingest(
 
     config, configured = _stream(pair, exchange, timeframe)
     first, last = to_ms(_utc(start)), to_ms(_utc(end))
+    if last <= first:
+        error_line(
+            f"--start ({_utc(start).isoformat()}) must be before --end ({_utc(end).isoformat()})"
+        )
+        raise typer.Exit(1)
     columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
     with _clean_errors(), Progress(*columns, console=console) as progress:
         bar = progress.add_task(config.stream.label, total=last - first)
@@ -273,6 +300,14 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     from candlecast.data.gaps import summarize
 
     config, configured = _stream(pair, exchange, timeframe)
+    stored = (ingestion.validated_table(config.stream), ingestion.raw_table(config.stream))
+    if all(table.last_key() is None for table in stored):
+        console.print(
+            f"no candles of {config.stream.label} are stored yet (nothing to find gaps in): "
+            f"fetch them with `candlecast ingest` or `candlecast import-candles`",
+            soft_wrap=True,
+        )
+        return
     # the validated store is what features and training read: raw candles no validation
     # passed are no history, however complete the raw store looks
     found = ingestion.stored_gaps(config.stream, store="validated")

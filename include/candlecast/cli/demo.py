@@ -78,7 +78,8 @@ def _run_pipelines(
 ) -> None:
     client.wait_for_dags(dag_id for pair in pairs for dag_id in pair.stream.dag_ids)
     for pair in pairs:
-        for dag_id in reversed(pair.stream.dag_ids):  # train first: it must see every event
+        # train first: it must see every event (the monitor DAG stays paused in the demo)
+        for dag_id in (pair.stream.train_dag_id, pair.stream.candles_dag_id):
             client.unpause(dag_id)
     backfills = []
     for pair in pairs:

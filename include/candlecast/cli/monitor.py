@@ -22,6 +22,7 @@ from candlecast.cli.app import (
     _stream,
     app,
     console,
+    error_line,
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON on stdout")]
@@ -186,11 +187,20 @@ def grafana_sync(
     ] = None,
 ) -> None:
     """Push datasources, dashboards and annotations to Grafana (a second sync changes nothing)."""
+    from grafana_client.client import GrafanaException
+
     from candlecast.monitoring.grafana import sync
 
     credential: Any = tuple(token.split(":", 1)) if token and ":" in token else token
-    with _clean_errors():
-        report = sync(url, credential)
+    try:
+        with _clean_errors():
+            report = sync(url, credential)
+    except OSError as exc:  # requests' connection errors are OSErrors
+        error_line(f"cannot reach Grafana at {url} ({type(exc).__name__}): is it running?")
+        raise typer.Exit(1) from None
+    except GrafanaException as exc:
+        error_line(f"Grafana at {url} refused the sync: {exc}")
+        raise typer.Exit(1) from None
     for what, names in (("created", report.created), ("updated", report.updated)):
         for name in names:
             console.print(f"{what}: {name}")

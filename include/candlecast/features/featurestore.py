@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,7 +190,13 @@ def historical_features(
     event_timestamp)."""
     store = feature_store(settings)
     service = store.get_feature_service(feature_service_name(timeframe))
-    return store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    with warnings.catch_warnings():
+        # ibis (Feast's offline store) calls DuckDB's deprecated fetch_arrow_table(): a
+        # DeprecationWarning in every training_set task's log, about neither of us
+        warnings.filterwarnings(
+            "ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning
+        )
+        return store.get_historical_features(entity_df=entity_df, features=service).to_df()
 
 
 def _without_timestamps(message: Any) -> Any:

@@ -5,7 +5,10 @@ Every name (experiment, registered model) comes from :class:`~candlecast.names.S
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -27,10 +30,15 @@ CHALLENGER = "challenger"
 
 class ConstantPyfunc(PythonModel):
     """A constant-return baseline kind (persistence: 0, drift: the mean) as an MLflow pyfunc,
-    so the MLflow UI and ``mlflow models serve`` can use it."""
+    so the MLflow UI and ``mlflow models serve`` can use it. Logged as code
+    (:data:`CONSTANT_MODEL_CODE`) with its value in the model config, not cloudpickled."""
 
     def __init__(self, value: float = 0.0) -> None:
         self.value = value
+
+    def load_context(self, context: Any) -> None:
+        config = getattr(context, "model_config", None) or {}
+        self.value = float(config.get("value", getattr(self, "value", 0.0)))
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
         return np.full(len(model_input), getattr(self, "value", 0.0), dtype=np.float64)
@@ -44,9 +52,35 @@ def pip_requirements(*packages: str) -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", *packages)]
 
 
+#: The file that defines a constant baseline's pyfunc (MLflow's "models from code").
+CONSTANT_MODEL_CODE = str(Path(__file__).with_name("constant_model.py"))
+
+
+def route_mlflow_logs() -> None:
+    """Send MLflow's log records to the host's logging (Airflow's task log, the CLI's
+    handler) instead of the stderr handler MLflow installs on import: Airflow's task runner
+    logs a task's stderr at ERROR, so MLflow's ordinary INFO lines ("Registered model ...
+    already exists", "Created version") read as errors there."""
+    logger = logging.getLogger("mlflow")
+    logger.handlers = []
+    logger.propagate = True
+
+
+def import_skops() -> None:
+    """Import skops (MLflow's format for LightGBM's scikit-learn models) once, without the
+    FutureWarning per scipy ufunc and Airflow compatibility module: at import, skops looks
+    every scipy.special ufunc up in every loaded module (``skops.io._utils.whichmodule``),
+    and in a task process Airflow's deprecated-name shims (``airflow.utils.timezone`` ...)
+    warn on each lookup: about 1,150 lines a fit, none of them about our code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `airflow\.", category=FutureWarning)
+        import skops.io  # noqa: F401
+
+
 def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured tracking store; returns the URI."""
     settings = settings or get_settings()
+    route_mlflow_logs()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)

@@ -1,4 +1,5 @@
-"""The Airflow DAG factory: per configured stream, a candles DAG and a train DAG.
+"""The Airflow DAG factory: per configured stream, a candles DAG, a train DAG and (from
+:mod:`candlecast.orchestration.monitor_dag`) a monitor DAG.
 
 The only module of the package that imports Airflow. Tasks are a few lines each: they call
 :mod:`candlecast.orchestration.stages` and pass on small dicts (row counts, MLflow run ids,
@@ -9,6 +10,7 @@ DAG is scheduled on its cadence, on those events and on monitoring's ``retrain``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -32,6 +34,7 @@ from candlecast.orchestration import stages
 from candlecast.timeframes import ms_to_datetime, timeframe_delta
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "candlecast",
@@ -98,9 +101,11 @@ Scheduled `{cadence}`, and by the assets {assets}.
 1. **training_set**: point-in-time features from Feast over the training window, saved, and
    the parent MLflow run in experiment `{experiment}` (re-running the same interval on the
    same data reuses it).
-2. **fit** (one mapped task per model kind, pool `{pool}`): a child run per kind.
+2. **fit** (one mapped task per model kind, named after it in the grid, pool `{pool}`): a
+   child run per kind.
 3. **evaluate**: the best kind on the chronological holdout becomes the challenger.
-4. **promote**: the gate against the champion and persistence, recorded on the run. A run for
+4. **promote**: the gate against the champion and persistence, recorded on the MLflow run and
+   in this DAG run's note (the grid shows it). A run for
    an older interval (a backfill) evaluates and records but never replaces a champion
    trained on newer data.
 5. **export_onnx**: the winner to ONNX, with its parity check.
@@ -152,12 +157,51 @@ def _run(stage: Callable[..., R], *args: Any) -> dict[str, Any]:
         raise AirflowFailException(f"{stage.__name__}: {type(exc).__name__}: {exc}") from exc
 
 
-def _interval() -> tuple[datetime, datetime]:
-    context = get_current_context()
-    start, end = context["data_interval_start"], context["data_interval_end"]
-    if start is None or end is None or end <= start:
-        raise AirflowFailException(f"run has an empty data interval ({start} to {end})")
+def latest_interval(pair: PairConfig, cron: str, run_after: datetime) -> tuple[datetime, datetime]:
+    """The newest complete interval of ``cron`` that ends by ``run_after`` (or by the stream's
+    ``end``, when that comes first): what a manual run without a logical date works on.
+
+    Raises:
+        AirflowFailException: no such interval after the stream's ``start`` (failed at once,
+            not retried, saying what to pass instead).
+    """
+    from airflow.sdk import timezone
+    from airflow.timetables.interval import CronDataIntervalTimetable as CoreCron
+
+    moment = min(run_after, pair.end) if pair.end else run_after
+    found = CoreCron(cron, "UTC").infer_manual_data_interval(
+        run_after=timezone.coerce_datetime(moment)
+    )
+    start, end = found.start, found.end
+    if pair.start is not None and start < pair.start:
+        raise AirflowFailException(
+            f"{pair.stream.label}: no complete {cron} interval between the stream's start "
+            f"({pair.start.isoformat()}) and {moment.isoformat()}; trigger the run with a "
+            "logical date inside the stream's configured start..end"
+        )
     return start, end
+
+
+def run_interval(pair: PairConfig, cron: str) -> tuple[datetime, datetime]:
+    """The run's data interval; a manual run without a logical date (the UI's Trigger button,
+    the REST API with ``logical_date: null``) has none and gets :func:`latest_interval`."""
+    context = get_current_context()
+    start: datetime | None = context.get("data_interval_start")
+    end: datetime | None = context.get("data_interval_end")
+    if start is None and end is None:
+        start, end = latest_interval(pair, cron, context["dag_run"].run_after)
+        log.info(
+            "manual run without a logical date: the latest complete interval %s to %s", start, end
+        )
+    if start is None or end is None or end <= start:
+        raise AirflowFailException(
+            f"run has an empty data interval ({start} to {end}); trigger it with a logical date"
+        )
+    return start, end
+
+
+def _candles_interval(pair: PairConfig) -> tuple[datetime, datetime]:
+    return run_interval(pair, pair.candles_schedule)
 
 
 def build_dags(pair: PairConfig, only: str | None = None) -> dict[str, DAG]:
@@ -250,7 +294,7 @@ def _candles_task(pair: PairConfig) -> None:
         **FETCH_ARGS,
     )
     def ingest_and_materialize() -> dict[str, Any]:
-        start, end = _interval()
+        start, end = _candles_interval(pair)
         result = _run(stages.candles_run, pair, start, end)
         _emit_features(stream, start, end)
         return result
@@ -263,25 +307,25 @@ def _candles_tasks(pair: PairConfig) -> None:
 
     @task(pool=stream.exchange_pool, **FETCH_ARGS)
     def ingest() -> dict[str, Any]:
-        return _run(stages.ingest, pair, *_interval())
+        return _run(stages.ingest, pair, *_candles_interval(pair))
 
     def _fetched_from(batch: dict[str, Any]) -> datetime:
         # ingestion may have caught up from before the interval, or (fresh store) fetched
         # the warm-up and training history
-        return min(ms_to_datetime(batch["start_ms"]), _interval()[0])
+        return min(ms_to_datetime(batch["start_ms"]), _candles_interval(pair)[0])
 
     @task
     def validate(batch: dict[str, Any]) -> dict[str, Any]:
         first = _fetched_from(batch)
-        return _run(stages.validate, pair, first, _interval()[1], batch["refetched"])
+        return _run(stages.validate, pair, first, _candles_interval(pair)[1], batch["refetched"])
 
     @task(depends_on_past=True)
     def features(batch: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-        return _run(stages.features, pair, _fetched_from(batch), _interval()[1])
+        return _run(stages.features, pair, _fetched_from(batch), _candles_interval(pair)[1])
 
     @task(outlets=[features_asset(stream)])
     def materialize(written: dict[str, Any]) -> dict[str, Any]:
-        start, end = _interval()
+        start, end = _candles_interval(pair)
         result = _run(stages.materialize, pair, start, end)
         _emit_features(stream, start, end)
         scored = stages.score(pair, start, end)  # the platform forecasts every candle
@@ -367,7 +411,12 @@ def _training_end(pair: PairConfig, context: Any) -> datetime:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if run.run_type != "manual" and start is not None and end is not None and end > start:
         return end
-    return stages.newest_candle_close(pair)
+    try:
+        return stages.newest_candle_close(pair)
+    except PermanentError as exc:  # a manual run before any candles: failed once, not retried
+        raise AirflowFailException(
+            f"{exc}; run the candles DAG first, or trigger with the `end` param"
+        ) from exc
 
 
 def _trigger_reason(context: Any) -> str:
@@ -458,17 +507,23 @@ def build_train_dag(pair: PairConfig) -> DAG:
         def kinds(prepared: dict[str, Any]) -> list[str]:
             return list(prepared["kinds"])
 
-        @task(pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT)
+        # the grid names each mapped fit by its kind, not by map index 0, 1, ...
+        @task(
+            pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT, map_index_template="{{ kind_name }}"
+        )
         def fit(prepared: dict[str, Any], kind: str) -> dict[str, Any]:
             from candlecast.modeling.training import Prepared
 
+            get_current_context()["kind_name"] = kind  # type: ignore[typeddict-unknown-key]
             return _run(stages.fit_kind, _pair(), Prepared(**prepared), kind)
 
         @task
         def evaluate(prepared: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
             from candlecast.modeling.training import KindRun, Prepared
 
-            fitted = [KindRun(**run) for run in runs]
+            # by index up to the count: iterating a mapped task's XComs asks for one past the
+            # last, which the API server answers (and logs) as "XCom not found"
+            fitted = [KindRun(**runs[index]) for index in range(len(runs))]
             return _run(stages.select_challenger, _pair(), Prepared(**prepared), fitted)
 
         @task

@@ -61,8 +61,9 @@ class Links:
 
 
 def stream_of_dag(dag_id: str) -> Stream | None:
-    """The stream whose DAG this is (``candles_<key>``, ``train_<key>``), or None for any other
-    DAG. The DAG ids are derived from the stream and compared, never parsed by prefix here."""
+    """The stream whose DAG this is (``candles_<key>``, ``train_<key>``, ``monitor_<key>``), or
+    None for any other DAG. The DAG ids are derived from the stream and compared, never parsed
+    by prefix here."""
     _, _, key = dag_id.partition("_")
     try:
         stream = Stream.from_key(key)

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from candlecast.config import PairConfig
 from candlecast.errors import PermanentError
-from candlecast.orchestration.dags import retrain_asset, stream_dag
+from candlecast.orchestration.dags import retrain_asset, run_interval, stream_dag
 
 MONITOR_DOC = """\
 ### Monitoring of {label}
@@ -39,9 +39,8 @@ Scheduled `{schedule}`. Each run checks the stream as of its data interval end:
 def _checked(pair: PairConfig) -> dict[str, Any]:
     from candlecast.monitoring.check import check_pair
 
-    context = get_current_context()
     try:
-        result = check_pair(pair, context["data_interval_end"])
+        result = check_pair(pair, run_interval(pair, pair.monitoring.schedule)[1])
     except PermanentError as exc:
         raise AirflowFailException(f"check: {type(exc).__name__}: {exc}") from exc
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import warnings
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
     Deploying the same ONNX bytes again keeps the current tag (idempotent).
     """
     settings = settings or get_settings()
-    bentoml_store(settings)
+    _store(settings)
     import bentoml
 
     name = pair.stream.bento_model
@@ -43,6 +44,20 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
         Path(model.path_of("metadata.json")).write_text(json.dumps(served, indent=2))
     log.info("deployed %s v%s as %s", exported.model_name, exported.version, model.tag)
     return str(model.tag)
+
+
+def _store(settings: Settings | None) -> None:
+    """Point BentoML at the model store, and import ``bentoml.models`` without its
+    import-time DeprecationWarnings: loading it loads BentoML's cloud deployment module, which
+    compiles its ignore patterns with pathspec's deprecated ``gitwildmatch`` name, two warning
+    lines in a deploy task's log. (Not in :func:`bentoml_store`: the service's workers never
+    pay for that module.)"""
+    bentoml_store(settings)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="GitWildMatchPattern", category=DeprecationWarning
+        )
+        import bentoml.models  # noqa: F401
 
 
 def _training_facts(exported: ExportedModel, settings: Settings) -> dict[str, Any]:
@@ -78,7 +93,7 @@ def _latest(bentoml: Any, name: str) -> Any | None:
 
 def deployed_tag(pair: PairConfig, settings: Settings | None = None) -> str | None:
     """The tag of the stream's model the service serves now (None before any deploy)."""
-    bentoml_store(settings)
+    _store(settings)
     import bentoml
 
     current = _latest(bentoml, pair.stream.bento_model)
@@ -87,7 +102,7 @@ def deployed_tag(pair: PairConfig, settings: Settings | None = None) -> str | No
 
 def undeploy(pair: PairConfig, tag: str, settings: Settings | None = None) -> None:
     """Remove a deployment that failed its checks, so the previous one is served again."""
-    bentoml_store(settings)
+    _store(settings)
     import bentoml
 
     if not tag.startswith(f"{pair.stream.bento_model}:"):

@@ -45,6 +45,15 @@ def announce(stream: Stream, settings: Settings | None = None, timeout: float = 
     except urllib.error.HTTPError as exc:
         log.warning("service refused the news of %s: HTTP %s", stream.label, exc.code)
         return False
+    except urllib.error.URLError as exc:
+        if not isinstance(exc.reason, ConnectionRefusedError):
+            log.warning("could not announce %s to the service: %s", stream.label, exc)
+            return False
+        # nothing listens: no service is running (a pipeline without serving, a demo before
+        # its service starts), which is no fault of the run; a service started later loads
+        # the stores at start-up
+        log.info("no prediction service at %s to announce %s to", url, stream.label)
+        return False
     except Exception as exc:  # never fail the caller over the service
         log.warning("could not announce %s to the service: %s", stream.label, exc)
         return False

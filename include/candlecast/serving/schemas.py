@@ -7,7 +7,7 @@ response against the published document.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,13 @@ class _Strict(BaseModel):
     horizon, ``true`` no feature value)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def examples(*found: dict[str, Any]) -> dict[str, Any]:
+    """A model's examples for its JSON schema: ``examples`` (JSON Schema) and ``example``, the
+    first one, which OpenAPI 3.0 documentation (the service's ``/docs``) shows and offers as
+    the request to try, instead of ``"string"`` and ``0`` per field."""
+    return {"examples": list(found), "example": found[0]}
 
 
 class StreamRef(_Strict):
@@ -49,13 +56,11 @@ class PredictRequest(StreamRef):
         extra="forbid",
         frozen=True,
         strict=True,
-        json_schema_extra={
-            "examples": [
-                {"pair": "BTC/USD"},
-                {"pair": "ETH/BTC", "exchange": "binance", "timeframe": "5m", "horizon": 1},
-                {"pair": "BTC/USD", "target": "volatility", "horizon": 24},
-            ]
-        },
+        json_schema_extra=examples(
+            {"pair": "BTC/USD"},
+            {"pair": "ETH/BTC", "exchange": "binance", "timeframe": "5m", "horizon": 1},
+            {"pair": "BTC/USD", "target": "volatility", "horizon": 24},
+        ),
     )
 
 
@@ -137,35 +142,34 @@ class Forecast(BaseModel):
         default_factory=list, description="Configured targets with no champion yet"
     )
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "pair": "ETH/BTC",
-                    "exchange": "binance",
-                    "timeframe": "5m",
-                    "stream": "binance_eth_btc_5m",
-                    "horizon": 1,
-                    "predicted_return": 0.00012,
-                    "predicted_price": 0.10101,
-                    "last_close": 0.101,
-                    "feature_timestamp": "2018-01-30T00:00:00+00:00",
-                    "forecast_for": "2018-01-30T00:05:00+00:00",
-                    "stale": False,
-                    "model": {
-                        "name": "binance_eth_btc_5m_forecaster",
-                        "version": "3",
-                        "kind": "lightgbm",
-                        "bento_model": "binance_eth_btc_5m_forecaster:abc123",
-                    },
-                    "served_at": "2018-01-30T00:00:01+00:00",
-                    "interval": {
-                        "coverage": 0.9,
-                        "return": [-0.003, 0.003],
-                        "price": [0.1007, 0.1013],
-                    },
-                }
-            ]
-        }
+        # the bundled BTC/USD stream's answer for the candle after 2022-03-01 00:00
+        json_schema_extra=examples(
+            {
+                "pair": "BTC/USD",
+                "exchange": "replay",
+                "timeframe": "1h",
+                "stream": "replay_btc_usd_1h",
+                "horizon": 1,
+                "predicted_return": 0.00011,
+                "predicted_price": 43183.73,
+                "last_close": 43178.98,
+                "feature_timestamp": "2022-03-01T00:00:00+00:00",
+                "forecast_for": "2022-03-01T01:00:00+00:00",
+                "stale": False,
+                "model": {
+                    "name": "replay_btc_usd_1h_forecaster",
+                    "version": "1",
+                    "kind": "lightgbm",
+                    "bento_model": "replay_btc_usd_1h_forecaster:v1",
+                },
+                "served_at": "2022-03-01T00:00:02+00:00",
+                "interval": {
+                    "coverage": 0.9,
+                    "return": [-0.0124, 0.0126],
+                    "price": [42646.87, 43726.48],
+                },
+            }
+        )
     )
 
 
@@ -177,7 +181,7 @@ class PairsBatch(_Strict):
         extra="forbid",
         frozen=True,
         strict=True,
-        json_schema_extra={"examples": [{"pairs": [{"pair": "BTC/USD"}, {"pair": "ETH/BTC"}]}]},
+        json_schema_extra=examples({"pairs": [{"pair": "BTC/USD"}, {"pair": "ETH/BTC"}]}),
     )
 
 
@@ -203,15 +207,13 @@ class RowsBatch(_Strict):
         extra="forbid",
         frozen=True,
         strict=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "pair": "BTC/USD",
-                    "features": ["ret_1", "rsi_14"],
-                    "rows": [[0.001, 55.0], [-0.002, 48.5]],
-                }
-            ]
-        },
+        json_schema_extra=examples(
+            {
+                "pair": "BTC/USD",
+                "features": ["ret_1", "rsi_14"],
+                "rows": [[0.001, 55.0], [-0.002, 48.5]],
+            }
+        ),
     )
 
 

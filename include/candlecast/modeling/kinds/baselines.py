@@ -33,11 +33,12 @@ class ConstantReturn(ModelKind):
         import numpy as np
         from mlflow.models import infer_signature
 
-        from candlecast.modeling.registry import ConstantPyfunc, pip_requirements
+        from candlecast.modeling.registry import CONSTANT_MODEL_CODE, pip_requirements
 
         info = mlflow.pyfunc.log_model(
             name=name,
-            python_model=ConstantPyfunc(self.value),
+            python_model=CONSTANT_MODEL_CODE,
+            model_config={"value": self.value},
             signature=infer_signature(input_example, np.zeros(len(input_example))),
             input_example=input_example.head(3),
             pip_requirements=pip_requirements(),

@@ -101,7 +101,9 @@ class LightGBMDirection(ModelKind):
         import mlflow
         from mlflow.models import infer_signature
 
-        from candlecast.modeling.registry import pip_requirements
+        from candlecast.modeling.registry import import_skops, pip_requirements
+
+        import_skops()
 
         model = self._fitted()
         labels = model.predict(input_example.to_numpy())
@@ -133,6 +135,9 @@ class LightGBMDirection(ModelKind):
         import mlflow
         from mlflow.models import Model
 
+        from candlecast.modeling.registry import import_skops
+
+        import_skops()
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
             metadata = Model.load(local).metadata or {}

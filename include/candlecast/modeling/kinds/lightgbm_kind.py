@@ -179,7 +179,9 @@ class LightGBM(ModelKind):
         import mlflow
         from mlflow.models import infer_signature
 
-        from candlecast.modeling.registry import pip_requirements
+        from candlecast.modeling.registry import import_skops, pip_requirements
+
+        import_skops()
 
         predicted = self.predict(input_example.to_numpy())
         info = mlflow.lightgbm.log_model(
@@ -197,6 +199,9 @@ class LightGBM(ModelKind):
     def load(cls, model_uri: str, features: list[str]) -> LightGBM:
         import mlflow
 
+        from candlecast.modeling.registry import import_skops
+
+        import_skops()
         loaded = cls(features)
         loaded.model = mlflow.lightgbm.load_model(model_uri)
         return loaded

@@ -1,0 +1,46 @@
+"""Library noise is silenced where it starts, so a healthy task log holds no warning or error
+a user must learn to ignore (the full check: tests/dags/test_quiet_logs.py)."""
+
+import logging
+import subprocess
+import sys
+
+from candlecast.modeling import registry
+from tests.helpers import REPO, settings_in
+
+
+def test_mlflow_logs_reach_the_hosts_logging_not_stderr(tmp_path, caplog, capfd):
+    # Airflow's task runner logs a task's stderr at ERROR: MLflow's own stderr handler made
+    # its ordinary INFO lines ("Created version ...") read as errors
+    registry.configure(settings_in(tmp_path))
+    assert logging.getLogger("mlflow").handlers == []
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("mlflow.store.model_registry").info("Created version '2'")
+    assert [r.getMessage() for r in caplog.records] == ["Created version '2'"]
+    assert "Created version" not in capfd.readouterr().err
+
+
+SKOPS_IN_A_TASK_PROCESS = """
+import warnings
+import airflow.sdk, airflow.utils.timezone  # the compatibility shims a task process has loaded
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    from candlecast.modeling.registry import import_skops
+    import_skops()
+print("WARNINGS", len([w for w in caught if "airflow" in str(w.message)]))
+"""
+
+
+def test_skops_is_imported_without_a_warning_per_scipy_ufunc_and_airflow_shim():
+    # a fresh process: skops looks every scipy.special ufunc up in every loaded module once,
+    # on import, and Airflow's deprecated-name modules warn on each lookup
+    done = subprocess.run(
+        [sys.executable, "-c", SKOPS_IN_A_TASK_PROCESS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "WARNINGS 0" in done.stdout
