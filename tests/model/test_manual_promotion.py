@@ -43,8 +43,10 @@ def test_models_lists_versions_aliases_and_metrics(history):
     by_version = {r["version"]: r for r in rows}
     assert "champion" in by_version[decision.champion_version]["aliases"]
     assert by_version["1"]["kind"] == "lightgbm" and by_version["1"]["holdout_rmse"] > 0
-    code, out = cli(env, "models", "--pair", "BTC/USD")
+    code, out = cli({**env, "COLUMNS": "80"}, "models", "--pair", "BTC/USD")
     assert code == 0 and "replay_btc_usd_1h_forecaster" in out
+    assert "…" not in out  # nothing cut at 80 columns
+    assert f"{decision.champion_version}*" in out  # the champion, visibly
 
 
 def test_promote_and_rollback_move_the_alias_with_a_logged_reason(history):

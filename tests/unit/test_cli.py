@@ -40,6 +40,14 @@ def test_pairs_names_each_streams_three_dags(env):
         assert f"{what}_binance_trx_btc_5m" in out
 
 
+def test_pairs_cuts_nothing_at_80_columns(env):
+    code, out = run({**env, "COLUMNS": "80"}, "pairs")
+    assert code == 0 and "…" not in out
+    for what in ("candles", "train", "monitor"):
+        assert f"{what}_binance_trx_btc_5m" in out
+    assert "binance_trx_btc_5m_forecaster" in out
+
+
 def test_import_then_gaps_shows_the_holes_of_the_bundled_data(env):
     code, out = run(
         env, "import-candles", "--pair", "TRX/BTC", "--file", str(FREQTRADE / "TRX_BTC-5m.feather")

@@ -143,20 +143,25 @@ def pairs() -> None:
     from candlecast.modeling.kinds import check_training
 
     config = _config()
-    table = Table(title=f"streams in {get_settings().pairs}")
-    columns = ("symbol", "exchange", "timeframe", "DAG", "model kinds", "start", "end", "liquidity")
-    for column in columns:
-        table.add_column(column)
+    console.print(f"[bold]{len(config.pairs)} streams in {get_settings().pairs}[/bold]")
     for p in config.pairs:
         with _clean_errors():
             check_training(p.training, p.stream.label)
             check_source(p)
-        start = p.start.isoformat() if p.start else "(now)"
-        end = p.end.isoformat() if p.end else "-"
-        kinds = ",".join(p.training.kinds)
-        dags = ", ".join(p.stream.dag_ids)
-        table.add_row(p.symbol, p.exchange, p.timeframe, dags, kinds, start, end, _liquid(p))
-    console.print(table)
+        # one block per stream, one fact per line: nothing a user needs is cut at 80 columns
+        start = f"{p.start:%Y-%m-%d %H:%M}" if p.start else "now"
+        end = f"{p.end:%Y-%m-%d %H:%M}" if p.end else "ongoing"
+        block = Table.grid(padding=(0, 2))
+        block.add_column(style="dim", no_wrap=True)
+        block.add_column(overflow="fold")
+        block.add_row("key", p.stream.key)
+        block.add_row("DAGs", "\n".join(p.stream.dag_ids))
+        block.add_row("kinds", ", ".join(p.training.kinds))
+        block.add_row("data", f"{start} .. {end} (UTC)")
+        block.add_row("model", p.stream.registered_model)
+        block.add_row("liquidity", _liquid(p))
+        console.print(f"\n[bold]{p.stream.label}[/bold]")
+        console.print(block)
 
 
 def _liquid(pair: PairConfig) -> str:

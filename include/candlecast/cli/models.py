@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from candlecast.cli.app import (
@@ -56,22 +57,30 @@ def models(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{config.stream.registered_model}")
-    columns = ["version", "aliases", "kind", "interval_end", "holdout_rmse", "persistence_rmse"]
-    for column in [*columns, "outcome"]:
-        table.add_column(column)
+    # nothing cut at 80 columns: short columns that never wrap, the outcome wraps whole
+    table = Table(
+        title=f"{config.stream.registered_model} (* champion)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        caption="RMSE×: holdout RMSE over persistence's on the same rows",
+    )
+    for column in ("v", "aliases", "kind", "trained to", "RMSE×"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("outcome", overflow="fold", ratio=1)
     for row in rows:
-        cells = [_cell(row[c]) for c in columns]
-        table.add_row(*cells, row["outcome"] or row["champion_reason"][:40])
+        star = "*" if "champion" in row["aliases"] else ""
+        rmse, base = row["holdout_rmse"], row["persistence_rmse"]
+        ratio = f"{rmse / base:.4f}" if rmse is not None and base else ""
+        table.add_row(
+            f"{row['version']}{star}",
+            ",".join(row["aliases"]),
+            row["kind"],
+            str(row["interval_end"])[:16].replace("T", " "),
+            ratio,
+            row["outcome"] or row["champion_reason"],
+        )
     console.print(table)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else str(value)
 
 
 def _data_now(config: PairConfig) -> datetime:
