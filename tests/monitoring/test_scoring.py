@@ -150,3 +150,15 @@ def test_a_retrain_request_on_an_unchanged_window_is_recorded_as_changing_nothin
     assert tags["trigger.reason.reused"] == (
         "data drift: a test request (window and data unchanged: nothing retrained)"
     )
+
+
+def test_the_run_summary_says_what_was_ingested_decided_and_served(scored):
+    from candlecast.cli.app import run_summary
+
+    _, first, _, _ = scored
+    lines = dict(run_summary(first))
+    assert list(lines)[:4] == ["ingested", "validated", "features", "trained"]
+    assert first.promote.champion_version in lines["decision"]
+    assert first.promote.reason in lines["decision"]
+    assert lines["served"].startswith(first.deploy.bento_model)
+    assert "price" in lines["served"] and all(len(k) <= 10 for k in lines)

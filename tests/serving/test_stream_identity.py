@@ -53,7 +53,17 @@ def world(tmp_path_factory):
     outputs = {}
     for exchange, timeframe in STREAMS:
         out = subprocess.run(
-            [str(CANDLECAST), "run", "--pair", "ETH/BTC", "-e", exchange, "-t", timeframe],
+            [
+                str(CANDLECAST),
+                "run",
+                "--pair",
+                "ETH/BTC",
+                "-e",
+                exchange,
+                "-t",
+                timeframe,
+                "--json",
+            ],
             env=env,
             capture_output=True,
             text=True,

@@ -112,6 +112,77 @@ def _print(result: Any) -> None:
     console.print_json(json.dumps(payload, default=str))
 
 
+def backfill_summary(result: Any) -> list[tuple[str, str]]:
+    """What a backfill did, one line per stage (:class:`~candlecast.orchestration.stages.
+    Backfilled`)."""
+    fetched, checked, rows = result.ingest, result.validate, result.features
+    span = f"{ms_to_iso(fetched.start_ms)[:16]} .. {ms_to_iso(fetched.end_ms)[:16]}"
+    return [
+        ("ingested", f"{fetched.rows} candles fetched for {span}"),
+        (
+            "validated",
+            f"{checked.rows} candles passed, {checked.refused} refused, {checked.flagged} "
+            f"flagged; {checked.missing_share:.1%} missing",
+        ),
+        ("features", f"{rows.rows} feature rows"),
+    ]
+
+
+def run_summary(result: Any) -> list[tuple[str, str]]:
+    """What a pipeline run did, one line per stage, in words (:class:`~candlecast.
+    orchestration.stages.PipelineRun`; ``--json`` prints all of it)."""
+    lines = backfill_summary(result.backfill)
+    trained, decision, exported, deployed = (
+        result.train,
+        result.promote,
+        result.export,
+        result.deploy,
+    )
+    challenger = trained.challenger
+    metric = trained.metric
+    score = challenger.metrics.get(f"holdout_{metric}")
+    kinds = ", ".join(run.kind for run in trained.runs)
+    lines.append(
+        (
+            "trained",
+            f"{kinds}; challenger {challenger.kind}"
+            + (f" (holdout {metric} {score:.6g})" if score is not None else ""),
+        )
+    )
+    lines.append(
+        (
+            "decision",
+            f"{decision.outcome}: {decision.champion_kind} v{decision.champion_version} is "
+            f"champion; {decision.reason}",
+        )
+    )
+    lines.append(
+        (
+            "exported",
+            f"v{exported.version} ({exported.kind}) to ONNX, parity "
+            f"{exported.parity_max_abs_diff:.2g} on {exported.parity_rows} rows"
+            + (f"; {exported.fallback}" if getattr(exported, "fallback", None) else ""),
+        )
+    )
+    forecast = deployed.forecast
+    lines.append(
+        (
+            "served",
+            f"{deployed.bento_model}: for {str(forecast.get('forecast_for', ''))[:16]} "
+            f"price {forecast.get('predicted_price', float('nan')):.6g} "
+            f"(return {forecast.get('predicted_return', float('nan')):+.3g})",
+        )
+    )
+    targets = [t for t in result.targets if not t.skipped]
+    if targets:
+        served = ", ".join(f"{t.target_key} {t.kind}" for t in targets)
+        lines.append(("targets", served))
+    skipped = [t.target_key for t in result.targets if t.skipped]
+    if skipped:
+        lines.append(("not yet", f"{', '.join(skipped)}: too little history for their features"))
+    return lines
+
+
 def _show_version(asked: bool) -> None:
     if asked:
         from candlecast import __version__
@@ -134,6 +205,10 @@ def _main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # MLflow sets its own loggers to INFO on import ("Creating initial MLflow database
+        # tables", "Validating input example"): a command's output is its summary
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 @app.command()
@@ -183,10 +258,14 @@ def run(
     start: DateOpt = None,
     end: DateOpt = None,
     backfill_days: Annotated[int, typer.Option(help="Backfill this much history first")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole record as JSON instead")
+    ] = False,
 ) -> None:
     """Run the whole pipeline once for one interval (default: the last day), without Airflow.
     On a fresh data directory it fetches the history the features and training need first.
-    One run of a stream at a time: a second one stops at once, naming the first."""
+    One run of a stream at a time: a second one stops at once, naming the first. Prints a
+    short summary: what was ingested, the decision, what is served."""
     from candlecast.errors import StreamBusyError
     from candlecast.orchestration.runlock import stream_run
 
@@ -201,7 +280,14 @@ def run(
     except StreamBusyError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    _print(result)
+    if as_json:
+        _print(result)
+        return
+    console.print(
+        f"[bold]{config.stream.label}[/bold]: {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M}"
+    )
+    for name, text in run_summary(result):
+        console.print(f"  {name:<10} {text}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
@@ -223,11 +309,20 @@ def backfill(
     end: EndOpt,
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole record as JSON instead")
+    ] = False,
 ) -> None:
     """Ingest, validate and compute features for a stretch of history (no training)."""
     config = _pair(pair, exchange, timeframe)
     with _clean_errors():
-        _print(stages.backfill(config, _utc(start), _utc(end)))
+        result = stages.backfill(config, _utc(start), _utc(end))
+    if as_json:
+        _print(result)
+        return
+    console.print(f"[bold]{config.stream.label}[/bold]: backfilled {start} .. {end}")
+    for name, text in backfill_summary(result):
+        console.print(f"  {name:<10} {text}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
