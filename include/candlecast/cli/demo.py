@@ -129,10 +129,23 @@ def _serve_and_show(
         console.print("Press Ctrl-C to stop.")
         while True:  # until a signal (Interrupted) or a component exits
             local.check_alive()
+            _check_services(settings, procs)
             time.sleep(2)
     finally:
         with ignoring_signals():
             embedded.stop(procs)
+
+
+def _check_services(settings: Settings, procs: list[subprocess.Popen]) -> None:
+    """Raise naming the advertised service that exited (the demo then stops and exits 1)."""
+    logs = settings.paths.logs
+    for (name, log), proc in zip(
+        (("prediction service", "bentoml.log"), ("MLflow UI", "mlflow.log")), procs, strict=False
+    ):
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"the {name} stopped (exit code {proc.returncode}); its log: {logs / log}"
+            )
 
 
 def _up(console: Console, name: str, url: str, proc: subprocess.Popen) -> bool:
