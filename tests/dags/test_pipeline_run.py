@@ -70,6 +70,12 @@ def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):
     assert sorted(run.data.tags["kind"] for run in children) == sorted(pair.training.kinds)
     assert parents[0].data.tags["challenger.kind"] in pair.training.kinds
     assert parents[0].data.tags["trigger.reason"] == "manual run"  # dag.test() runs are manual
+    for run in children:  # skill as ratios to persistence (MLflow's tables round raw errors)
+        metrics = run.data.metrics
+        for name in ("rmse", "mae"):
+            ratio = metrics[f"holdout_{name}"] / metrics[f"persistence_{name}"]
+            assert metrics[f"holdout_{name}_ratio"] == pytest.approx(ratio)
+        assert "persistence_directional_accuracy" not in metrics  # persistence calls none
 
 
 def test_run_registers_a_champion_with_its_decision(pipeline_run):

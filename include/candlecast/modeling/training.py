@@ -44,7 +44,7 @@ from candlecast.features.engineering import (
 )
 from candlecast.modeling import registry
 from candlecast.modeling.datasets import TrainingSet, kind_features
-from candlecast.modeling.kinds import get_kind, kind_names, kind_params
+from candlecast.modeling.kinds import BASELINE, get_kind, kind_names, kind_params
 from candlecast.modeling.kinds.base import ModelKind, input_names
 from candlecast.names import Stream, feature_service_name
 from candlecast.settings import REPO_ROOT, Settings, get_settings
@@ -417,8 +417,23 @@ def _baseline_metrics(data: TrainingSet) -> dict[str, float]:
         model = kind(FEATURE_COLUMNS)
         model.fit(data.inputs(1, data.train, model.spec.features), data.target(data.train))
         predicted = model.predict(data.inputs(1, data.holdout, model.spec.features))
-        metrics |= _prefixed(score(data.target(data.holdout), predicted), name)
+        scores = score(data.target(data.holdout), predicted)
+        if name == BASELINE:  # persistence forecasts no change: it calls no direction
+            scores.pop("directional_accuracy")
+        metrics |= _prefixed(scores, name)
     return metrics
+
+
+def _ratios(scores: dict[str, float], baselines: dict[str, float]) -> dict[str, float]:
+    """The holdout RMSE and MAE over persistence's on the same rows (below 1: skill): MLflow's
+    compare page rounds raw returns' errors to three decimals, where every kind reads the
+    same; the gate decides on differences of a few percent, which the ratios show."""
+    found = {}
+    for name in ("rmse", "mae"):
+        base = baselines.get(f"{BASELINE}_{name}")
+        if base:
+            found[f"holdout_{name}_ratio"] = scores[name] / base
+    return found
 
 
 def _prefixed(scores: dict[str, float], prefix: str) -> dict[str, float]:
@@ -459,7 +474,7 @@ def _fit_kind(
         model.fit(data.inputs(model.window, data.train, features), data.target(data.train))
         predicted = model.predict(holdout_x)
         scores = score(data.target(data.holdout), predicted)
-        metrics = _prefixed(scores, "holdout") | baselines
+        metrics = _prefixed(scores, "holdout") | baselines | _ratios(scores, baselines)
         example = pd.DataFrame(holdout_x, columns=input_names(features, model.window))
         model.log_model(example, name="holdout_fit")
         model.fit(data.inputs(model.window, data.usable, features), data.target(data.usable))
