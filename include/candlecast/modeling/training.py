@@ -286,6 +286,13 @@ def select(
     client = mlflow.MlflowClient()
     client.set_tag(prepared.parent_run_id, "challenger.kind", best.kind)
     client.set_tag(prepared.parent_run_id, "challenger.run_id", best.run_id)
+    # the training run spans its kinds' runs (it was closed when the training set was saved,
+    # before any kind was fitted): it ends with the last of them
+    ends = [client.get_run(run.run_id).info.end_time for run in runs]
+    parent = client.get_run(prepared.parent_run_id).info
+    last = max([end for end in ends if end], default=None)
+    if last is not None and (parent.end_time or 0) < last:
+        client.set_terminated(prepared.parent_run_id, status="FINISHED", end_time=last)
     return TrainResult(runs, metric, best, prepared.lineage, prepared.parent_run_id)
 
 
