@@ -59,6 +59,8 @@ def test_each_kind_is_its_own_child_run_of_one_training_run(pipeline_run):
     tracking.configure()
     client = MlflowClient()
     experiment = client.get_experiment_by_name(pair.stream.experiment)
+    # the MLflow UI opens it as model training, not as a GenAI app
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     parents = client.search_runs(
         [experiment.experiment_id], "tags.`run.role` = 'training'", max_results=5
     )

@@ -93,20 +93,24 @@ def configure(settings: Settings | None = None) -> str:
     return settings.tracking_uri
 
 
+#: The experiment tag MLflow 3's UI reads to open an experiment as model training (runs,
+#: metrics, models), not as a GenAI app (traces, evaluations), which it assumes otherwise.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(stream: Stream, settings: Settings | None = None) -> str:
     """The stream's experiment, created with artifacts under the data directory if new."""
     settings = settings or get_settings()
     found = mlflow.get_experiment_by_name(stream.experiment)
     if found is not None:
+        if found.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # made before it was set
+            MlflowClient().set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return str(found.experiment_id)
     location = None
     if settings.mlflow_tracking_uri is None:
         location = (settings.paths.mlflow_artifacts / stream.key).as_uri()
-    return str(
-        mlflow.create_experiment(
-            stream.experiment, artifact_location=location, tags=stream.run_tags
-        )
-    )
+    tags = {**stream.run_tags, EXPERIMENT_KIND: MODEL_TRAINING}
+    return str(mlflow.create_experiment(stream.experiment, artifact_location=location, tags=tags))
 
 
 def champion(client: MlflowClient, stream: Stream) -> Any | None:
