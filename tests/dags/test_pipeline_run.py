@@ -95,6 +95,11 @@ def test_run_registers_a_champion_with_its_decision(pipeline_run):
     assert run.data.metrics["holdout_rmse"] > 0 and run.data.metrics["persistence_rmse"] > 0
     assert len(run.data.tags["data.version"]) == 32  # content version of the training data
     assert int(run.data.tags["data.partitions"]) >= pair.training.train_days
+    # the version's page says why it serves; the run shows its holdout forecasts
+    assert champion.description.split(":")[0] in ("serves", "promoted", "persistence")
+    assert run.data.tags["promotion.outcome"] in champion.description
+    plots = [a.path for a in client.list_artifacts(champion.run_id, "plots")]
+    assert "plots/holdout_forecast_vs_realized.png" in plots
 
 
 def test_run_exports_onnx_and_materializes_the_interval(pipeline_run, home):

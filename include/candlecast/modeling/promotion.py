@@ -143,11 +143,27 @@ def promote(
         window_start=_window_start(client, run),
         window_end=str(run.data.tags.get("interval_end", "")),
     )
+    if not dry_run:
+        _describe_versions(client, decision)
     if commit and not dry_run:
         commit_decision(pair, decision, settings)
     _log_decision(client, run, decision)
     log.info("%s: %s%s", stream.registered_model, "[dry run] " * dry_run, verdict.reason)
     return decision
+
+
+def _describe_versions(client: MlflowClient, decision: Decision) -> None:
+    """Write the gate's decision into the registered versions' descriptions (the MLflow UI
+    shows them on the version's page): the challenger's, and the winner's when it differs."""
+    name = decision.model_name
+    text = f"{decision.outcome}: {decision.reason}"
+    client.update_model_version(name, decision.challenger_version, description=text[:5000])
+    if decision.champion_version and decision.champion_version != decision.challenger_version:
+        found = client.get_model_version(name, decision.champion_version)
+        if not found.description:  # a new baseline version: why it serves
+            client.update_model_version(
+                name, decision.champion_version, description=f"serves: {text}"[:5000]
+            )
 
 
 def commit_decision(

@@ -514,6 +514,27 @@ def _log_holdout(data: TrainingSet, predicted: np.ndarray) -> None:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
         artifact.to_parquet(path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
+    _plot_holdout(artifact[artifact["holdout"]])
+
+
+def _plot_holdout(rows: pd.DataFrame) -> None:
+    """The holdout fit's forecasts against the realized returns, over time (``plots/``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(10, 3.5))
+    times = pd.to_datetime(rows["event_timestamp"])
+    axes.plot(times, rows["target"], linewidth=0.6, color="0.6", label="realized return")
+    axes.plot(times, rows["predicted"], linewidth=1.0, color="C0", label="forecast")
+    axes.axhline(0.0, linewidth=0.6, color="C3", linestyle="--", label="persistence (0)")
+    axes.set_title("holdout: next-candle log return, forecast vs realized")
+    axes.legend(loc="upper right", fontsize=8)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    mlflow.log_figure(figure, "plots/holdout_forecast_vs_realized.png")
+    plt.close(figure)
 
 
 def _log_importance(model: ModelKind) -> None:
