@@ -171,3 +171,16 @@ def test_a_sub_hourly_candles_run_is_one_task_that_materializes_its_candle(dagba
     online = featurestore.online_features(featurestore.feature_store(), pair.stream, ["candle_ts"])
     assert online["candle_ts"] == to_ms(end) - 300_000
     assert sorted(docs.rglob("*.html")) == pages_before  # a healthy candle builds no data docs
+
+
+def test_catch_up_sees_features_newer_than_a_runs_window(pipeline_run):
+    """The guard against a stranded features event (apache/airflow#56050): a train run whose
+    window ended before the newest materialized candle would ask for another run."""
+    from datetime import UTC, datetime
+
+    from candlecast.orchestration import stages
+
+    pair, _, _ = pipeline_run
+    newest = datetime(2022, 3, 1, tzinfo=UTC)  # the online row closes at the demo day's end
+    assert stages.untrained_features(pair, datetime(2022, 2, 27, tzinfo=UTC)) == newest
+    assert stages.untrained_features(pair, newest) is None
