@@ -458,8 +458,13 @@ def serve(
     host: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Start the BentoML prediction service (foreground)."""
+    from candlecast.serving.endpoint import record_endpoint
+
     settings = get_settings()
-    command = embedded.bentoml_command(host or settings.service_host, port or settings.service_port)
+    host, port = host or settings.service_host, port or settings.service_port
+    command = embedded.bentoml_command(host, port)
+    # this process becomes the server (exec keeps the pid): the pipeline announces news here
+    record_endpoint(f"http://{host}:{port}", os.getpid(), settings)
     os.execve(command[0], command, embedded.bentoml_env(settings))
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from candlecast.config import PairConfig
+from candlecast.serving.endpoint import record_endpoint
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 
 BIN = Path(sys.executable).parent
@@ -318,6 +319,7 @@ def start_services(settings: Settings) -> list[subprocess.Popen]:
     logs = settings.paths.logs
     host, port = settings.service_host, settings.service_port
     service = start(bentoml_command(host, port), logs / "bentoml.log", bentoml_env(settings))
+    record_endpoint(f"http://{host}:{port}", service.pid, settings)
     mlflow_ui = start(mlflow_ui_command(settings), logs / "mlflow.log")
     procs = [service, mlflow_ui]
     try:

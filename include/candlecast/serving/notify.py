@@ -17,6 +17,7 @@ import urllib.request
 
 from candlecast.names import Stream
 from candlecast.serving.auth import load_keys
+from candlecast.serving.endpoint import service_url
 from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,15 @@ REFRESH_PATH = "/refresh"
 
 
 def announce(stream: Stream, settings: Settings | None = None, timeout: float = 60.0) -> bool:
-    """POST ``{"stream": <key>}`` to the service's ``/refresh``; True when it reloaded.
+    """POST ``{"stream": <key>}`` to the service's ``/refresh`` (where the running service
+    recorded it listens, :mod:`.endpoint`); True when it reloaded.
 
     Sends the first configured API key (``CANDLECAST_API_KEYS``/``_FILE``) when there is one.
     Never raises: any failure (service down, 4xx/5xx, timeout) is logged and returns False.
     """
     try:
         settings = settings or get_settings()
-        url = settings.service_base_url.rstrip("/") + REFRESH_PATH
+        url = service_url(settings).rstrip("/") + REFRESH_PATH
         headers = {"Content-Type": "application/json"}
         keys = load_keys()
         if keys:
