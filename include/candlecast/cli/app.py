@@ -463,6 +463,11 @@ def serve(
     settings = get_settings()
     host, port = host or settings.service_host, port or settings.service_port
     command = embedded.bentoml_command(host, port)
+    stopped = embedded.replace_orphans(port)
+    if stopped:
+        console.print(
+            f"stopped what an earlier service left on port {port} (pids {stopped}); starting anew"
+        )
     # this process becomes the server (exec keeps the pid): the pipeline announces news here
     record_endpoint(f"http://{host}:{port}", os.getpid(), settings)
     os.execve(command[0], command, embedded.bentoml_env(settings))

@@ -272,6 +272,46 @@ def bentoml_command(host: str, port: int) -> list[str]:
     ]
 
 
+#: Marks of a process of this project's service: BentoML's server, its circus arbiter and
+#: workers, started for ``service:Candlecast``.
+SERVICE_MARKS = ("bentoml", "circus", "_bentoml_impl")
+
+
+def replace_orphans(port: int) -> list[int]:
+    """Stop what is left of an earlier candlecast service on ``port``: a ``bentoml serve``
+    killed with -9 leaves its circus arbiter and workers holding the port, and a restart would
+    fail with "Address already in use". Processes listening on the port whose command line is
+    BentoML's or circus's serving ``service:Candlecast`` (theirs or a child's) are stopped with
+    their children (SIGTERM, then SIGKILL after 10 s). Returns their pids; anything else on the
+    port is left alone (BentoML then says the address is in use)."""
+    import psutil
+
+    listeners = {
+        conn.pid
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
+    }
+    victims: dict[int, psutil.Process] = {}
+    for pid in listeners:
+        try:
+            proc = psutil.Process(pid)
+            family = [proc, *proc.children(recursive=True)]
+            lines = [" ".join(member.cmdline()) for member in family]
+        except psutil.Error:
+            continue
+        ours = any("service:Candlecast" in line for line in lines)
+        if ours and any(mark in lines[0] for mark in SERVICE_MARKS):
+            victims |= {member.pid: member for member in family}
+    for proc in victims.values():
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(list(victims.values()), timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return sorted(victims)
+
+
 def bentoml_env(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     env = dict(os.environ)
