@@ -162,3 +162,20 @@ def test_the_run_summary_says_what_was_ingested_decided_and_served(scored):
     assert first.promote.reason in lines["decision"]
     assert lines["served"].startswith(first.deploy.bento_model)
     assert "price" in lines["served"] and all(len(k) <= 10 for k in lines)
+
+
+def test_a_lost_online_store_is_rebuilt_by_the_next_run(scored):
+    """Issue 20 #9: `feast apply` was skipped on its stamp alone, so a deleted online.db was
+    never re-created and every later run failed on 'no such table'."""
+    from candlecast.features import featurestore
+    from candlecast.orchestration import stages
+    from candlecast.settings import get_settings
+
+    pair, *_ = scored
+    (get_settings().paths.feast / "online.db").unlink()
+    end = DAY0 + timedelta(days=3)
+    stages.materialize(pair, end - timedelta(days=1), end)  # the next run's materialize
+    store = featurestore.feature_store()
+    online = featurestore.online_features(store, pair.stream, ["candle_ts"])
+    assert online["candle_ts"] == int(end.timestamp() * 1000) - HOUR_MS
+    assert featurestore.ensure_applied(stages.configured_timeframes()) is False  # whole again

@@ -12,6 +12,7 @@ imports) and are re-exported here, where the pipeline finds them.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -29,7 +30,7 @@ from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, compute_features
-from candlecast.features.online import feature_store, offline_table, online_features
+from candlecast.features.online import PROJECT, feature_store, offline_table, online_features
 from candlecast.features.online import repo_config as repo_config
 from candlecast.names import feature_service_name, view_name
 from candlecast.settings import Settings, get_settings
@@ -113,12 +114,33 @@ def ensure_applied(timeframes: Sequence[str], settings: Settings | None = None) 
     stamp = settings.paths.feast / "applied.sha256"
     with _lock(settings):
         registry = settings.paths.feast / "registry.db"
-        if registry.exists() and stamp.exists() and stamp.read_text() == fingerprint:
+        applied = registry.exists() and stamp.exists() and stamp.read_text() == fingerprint
+        if applied and _online_tables_present(settings, defs):
             return False
         feature_store(settings).apply(defs.objects)
         stamp.write_text(fingerprint)
     log.info("applied Feast definitions for %s", ", ".join(sorted(set(timeframes))))
     return True
+
+
+def _online_tables_present(settings: Settings, defs: Definitions) -> bool:
+    """Whether the SQLite online store holds a table per feature view (a deleted or replaced
+    ``online.db`` is re-created by applying again, whatever the stamp says). Redis keeps no
+    tables: always True there."""
+    if settings.online_store == "redis":
+        return True
+    path = settings.paths.feast / "online.db"
+    if not path.exists():
+        return False
+    import sqlite3
+
+    views = {view.name for view in defs.views}
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error:
+        return False
+    return all(f"{PROJECT}_{view}" in tables for view in views)
 
 
 def write_features(
