@@ -89,8 +89,22 @@ def configure(settings: Settings | None = None) -> str:
         # MLflow creates and migrates its SQLite store on first use; two processes doing that
         # at once (two `candlecast run` on a fresh home) crash on each other's migrations.
         with FileLock(settings.paths.mlflow / ".create.lock"):
+            _create_store(settings.paths.mlflow / "mlflow.db")
             MlflowClient(settings.tracking_uri).search_experiments(max_results=1)
     return settings.tracking_uri
+
+
+def _create_store(path: Path) -> None:
+    """Create the local SQLite store atomically: migrated in a file of its own, then renamed
+    into place. A creation cut short (a full disk, a kill) leaves only that file, replaced by
+    the next try, never a half-migrated store that fails every later run ("table
+    _alembic_tmp_experiment_tags already exists")."""
+    if path.exists():
+        return
+    staged = path.with_name(path.name + ".creating")
+    staged.unlink(missing_ok=True)
+    MlflowClient(f"sqlite:///{staged}").search_experiments(max_results=1)
+    staged.replace(path)
 
 
 #: The experiment tag MLflow 3's UI reads to open an experiment as model training (runs,
