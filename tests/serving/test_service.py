@@ -81,8 +81,14 @@ def test_health_reports_the_deployed_model(service, pipeline_run):
     pair, _, _ = pipeline_run
     out = subprocess.run(["curl", "-sf", f"{base}/health"], capture_output=True, text=True)
     health = json.loads(out.stdout)
-    assert health["status"] == "ok"
     assert health["streams"][pair.key]["model_version"]
+    # "ok" only when every configured stream is answered; this session trains some of them
+    assert health["served"] >= 1
+    expected = "ok" if health["served"] == health["configured"] else "degraded"
+    assert health["status"] == expected
+    for found in health["streams"].values():
+        if "error" in found:
+            assert "candlecast run --pair" in found["error"]  # what to do about it
 
 
 @pytest.mark.parametrize(

@@ -295,7 +295,11 @@ class Forecaster:
         try:
             stored = bentoml.models.get(f"{pair.stream.bento_model}:latest")
         except bentoml.exceptions.NotFound:
-            raise NotReadyError(f"{pair.stream.label}: no model deployed yet") from None
+            raise NotReadyError(
+                f"{pair.stream.label}: no model deployed yet; train it with its train DAG "
+                f"({pair.stream.train_dag_id}) or `candlecast run --pair {pair.symbol} "
+                f"-e {pair.exchange} -t {pair.timeframe}`"
+            ) from None
         tag, key = str(stored.tag), pair.key
         if current is not None and current.model.tag == tag:
             return current.model
@@ -410,7 +414,15 @@ class Forecaster:
                 "kind": snap.model.meta["kind"],
                 "bento_model": snap.model.tag,
             }
-        return {"status": "ok", "streams": deployed}
+        served = sum("error" not in found for found in deployed.values())
+        if served == len(deployed):
+            state = "ok"
+        elif served:
+            state = "degraded"
+        else:
+            state = "nothing served"
+        # the state in plain words: "ok" only when every configured stream is answered
+        return {"status": state, "served": served, "configured": len(deployed), "streams": deployed}
 
 
 def load_model(stored: Any) -> LoadedModel:
