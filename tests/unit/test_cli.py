@@ -40,6 +40,18 @@ def test_pairs_names_each_streams_three_dags(env):
         assert f"{what}_binance_trx_btc_5m" in out
 
 
+def test_help_groups_the_commands_into_panels(env):
+    from candlecast.cli.main import app as every_command  # registers all of them
+
+    result = CliRunner().invoke(every_command, ["--help"], env={**env, "COLUMNS": "100"})
+    code, out = result.exit_code, " ".join(result.output.split())
+    assert code == 0
+    for panel in ("Data", "Pipeline", "Models", "Monitoring", "Serving", "Operations"):
+        assert f"─ {panel} ─" in out
+    # a help text is a paragraph: the source's line breaks are not kept mid-sentence
+    assert "Airflow. On a fresh data directory" in out
+
+
 def test_pairs_cuts_nothing_at_80_columns(env):
     code, out = run({**env, "COLUMNS": "80"}, "pairs")
     assert code == 0 and "…" not in out

@@ -240,7 +240,7 @@ def running(airflow: EmbeddedAirflow, config: PairsConfig) -> Iterator[EmbeddedA
         airflow.stop()
 
 
-@app.command("airflow")
+@app.command("airflow", rich_help_panel="Operations")
 def airflow_command(
     port: Annotated[int | None, typer.Option(help="default: CANDLECAST_AIRFLOW_PORT")] = None,
     host: Annotated[str | None, typer.Option(help="default: CANDLECAST_AIRFLOW_HOST")] = None,

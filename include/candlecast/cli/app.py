@@ -30,6 +30,8 @@ from candlecast.timeframes import ms_to_datetime, ms_to_iso
 
 app = typer.Typer(
     pretty_exceptions_show_locals=False,
+    # help texts are paragraphs: their line breaks are the source's, not the reader's
+    rich_markup_mode="markdown",
     help="candlecast: crypto price forecasts, honest and fresh.",
     no_args_is_help=True,
 )
@@ -211,7 +213,7 @@ def _main(
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
-@app.command()
+@app.command(rich_help_panel="Data")
 def pairs() -> None:
     """List the configured streams and the names derived from them."""
     from candlecast.data.sources import check_source
@@ -250,7 +252,7 @@ def _liquid(pair: PairConfig) -> str:
     return f"[yellow]{text}[/yellow]" if found.thin else text
 
 
-@app.command()
+@app.command(rich_help_panel="Pipeline")
 def run(
     pair: PairOpt,
     exchange: ExchangeOpt = None,
@@ -290,7 +292,7 @@ def run(
         console.print(f"  {name:<10} {text}", soft_wrap=True, highlight=False, markup=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Models")
 def publish(
     pair: PairOpt,
     out: Annotated[Path, typer.Option(help="e.g. models/replay_btc_usd_1h")],
@@ -302,7 +304,7 @@ def publish(
         _print(stages.publish(_pair(pair, exchange, timeframe), out))
 
 
-@app.command()
+@app.command(rich_help_panel="Data")
 def backfill(
     pair: PairOpt,
     start: StartOpt,
@@ -325,7 +327,7 @@ def backfill(
         console.print(f"  {name:<10} {text}", soft_wrap=True, highlight=False, markup=False)
 
 
-@app.command()
+@app.command(rich_help_panel="Data")
 def ingest(
     pair: PairOpt,
     start: StartOpt,
@@ -362,7 +364,7 @@ def ingest(
     _hint(config, configured)
 
 
-@app.command("import-candles")
+@app.command("import-candles", rich_help_panel="Data")
 def import_candles(
     pair: PairOpt,
     file: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="history file")],
@@ -393,7 +395,7 @@ def import_candles(
     _hint(config, configured)
 
 
-@app.command()
+@app.command(rich_help_panel="Data")
 def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = None) -> None:
     """Report the candles missing from a stream's store: how many, and where."""
     from candlecast.data import ingestion, quality
@@ -443,7 +445,7 @@ def gaps(pair: PairOpt, exchange: ExchangeOpt = None, timeframe: TimeframeOpt = 
     _hint(config, configured)
 
 
-@app.command("feast-apply")
+@app.command("feast-apply", rich_help_panel="Pipeline")
 def feast_apply() -> None:
     """Apply the Feast definitions (only if they changed)."""
     from candlecast.features import featurestore
@@ -452,7 +454,7 @@ def feast_apply() -> None:
     console.print("applied" if changed else "already up to date")
 
 
-@app.command()
+@app.command(rich_help_panel="Serving")
 def serve(
     port: Annotated[int | None, typer.Option(help="default: CANDLECAST_SERVICE_PORT")] = None,
     host: Annotated[str | None, typer.Option()] = None,
@@ -473,7 +475,7 @@ def serve(
     os.execve(command[0], command, embedded.bentoml_env(settings))
 
 
-@app.command()
+@app.command(rich_help_panel="Pipeline")
 def demo(
     wait: Annotated[bool, typer.Option(help="Keep the UIs and service up until Ctrl-C")] = True,
     runs: Annotated[int, typer.Option(help="Days of candles runs, ending at the data's end")] = 2,

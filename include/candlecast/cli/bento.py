@@ -10,7 +10,7 @@ from candlecast.errors import NotReadyError
 from candlecast.settings import get_settings
 
 
-@app.command("build-bento")
+@app.command("build-bento", rich_help_panel="Models")
 def build_bento() -> None:
     """Build a Bento of the service with the models deployed now (one per stream)."""
     from candlecast.serving import bento

@@ -94,7 +94,7 @@ def _pinned_ends(written: str) -> dict[str, str]:
     return {key: end for key, end in ends.items() if isinstance(end, str)}
 
 
-@app.command("dvc-streams")
+@app.command("dvc-streams", rich_help_panel="Pipeline")
 def dvc_streams(
     out: Annotated[Path, typer.Option(help="the file dvc.yaml imports")] = DEFAULT_OUT,
     check: Annotated[bool, typer.Option(help="fail if the file does not match the config")] = False,

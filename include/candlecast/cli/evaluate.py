@@ -20,7 +20,7 @@ from candlecast.cli.app import (
 from candlecast.settings import get_settings
 
 
-@app.command()
+@app.command(rich_help_panel="Models")
 def evaluate(
     pair: PairOpt,
     exchange: ExchangeOpt = None,

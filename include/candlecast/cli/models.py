@@ -41,7 +41,7 @@ def _client() -> Any:
     return MlflowClient()
 
 
-@app.command()
+@app.command(rich_help_panel="Models")
 def models(
     pair: PairOpt,
     exchange: ExchangeOpt = None,
@@ -122,7 +122,7 @@ def _switch(config: PairConfig, version: str, reason: str, how: str, deploy: boo
         console.print(f"deployed {deployed}")
 
 
-@app.command()
+@app.command(rich_help_panel="Models")
 def promote(
     pair: PairOpt,
     version: Annotated[str, typer.Option(help="Registered version to make champion")],
@@ -135,7 +135,7 @@ def promote(
     _switch(_pair(pair, exchange, timeframe), version, reason, "manual promote", deploy)
 
 
-@app.command()
+@app.command(rich_help_panel="Models")
 def rollback(
     pair: PairOpt,
     reason: ReasonOpt,

@@ -27,7 +27,7 @@ from candlecast.cli.app import (
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the JSON on stdout")]
 grafana = typer.Typer(help="Grafana: datasources, dashboards and annotations as code.")
-app.add_typer(grafana, name="grafana")
+app.add_typer(grafana, name="grafana", rich_help_panel="Monitoring")
 
 
 def parse_span(text: str) -> tuple[datetime, datetime]:
@@ -50,7 +50,7 @@ def parse_span(text: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-@app.command()
+@app.command(rich_help_panel="Monitoring")
 def monitor(
     pair: PairOpt,
     exchange: ExchangeOpt = None,
@@ -96,7 +96,7 @@ def monitor(
         console.print(f"[yellow]warning: {result.liquidity.describe()}[/yellow]")
 
 
-@app.command()
+@app.command(rich_help_panel="Monitoring")
 def drift(
     pair: PairOpt,
     reference: Annotated[str, typer.Option(help="START:END of the reference window")],
@@ -149,7 +149,7 @@ def drift(
     _drift_table(payload, f"drift: {config.stream.label}")
 
 
-@app.command()
+@app.command(rich_help_panel="Monitoring")
 def exporter(
     port: Annotated[int, typer.Option(help="Port of /metrics")] = 9108,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",

@@ -27,7 +27,7 @@ from candlecast.cli.app import (
 )
 
 
-@app.command()
+@app.command(rich_help_panel="Monitoring")
 def replay(
     pair: PairOpt,
     start: StartOpt,
