@@ -179,3 +179,38 @@ def test_a_lost_online_store_is_rebuilt_by_the_next_run(scored):
     online = featurestore.online_features(store, pair.stream, ["candle_ts"])
     assert online["candle_ts"] == int(end.timestamp() * 1000) - HOUR_MS
     assert featurestore.ensure_applied(stages.configured_timeframes()) is False  # whole again
+
+
+def test_scoring_loads_only_the_versions_in_force_and_a_tampered_one_fails_the_stage(scored):
+    """Scoring hashes and loads a model per version it uses, not per version ever decided; a
+    tampered model it needs is a permanent error that fails the stage, not a log line.
+
+    An older decision is planted before the first one: a copy of the champion as version 99,
+    in force for the day before day 0, its file tampered."""
+    import shutil
+    from dataclasses import replace
+
+    from candlecast.errors import TamperedModelError
+    from candlecast.modeling import history
+    from candlecast.monitoring.scoring import score
+    from candlecast.orchestration import stages
+    from candlecast.settings import get_settings
+
+    pair, first, _, decided = scored
+    models = get_settings().paths.models
+    served = pair.stream.model_dir(models, first.promote.champion_version)
+    planted = pair.stream.model_dir(models, "99")
+    shutil.copytree(served, planted)
+    (planted / "model.onnx").write_bytes((served / "model.onnx").read_bytes() + b"\0")
+    path = history.history_path(pair.stream)
+    kept = path.read_text()
+    history.record(pair.stream, replace(decided[0], since=DAY0 - timedelta(days=1), version="99"))
+    try:
+        # only the versions in force from day 2 are read: the tampered file is not even opened
+        after = score(pair, DAY0 + timedelta(days=2), DAY0 + timedelta(days=3))
+        assert set(after.versions) == {decided[-1].version} and after.rows == 24
+        with pytest.raises(TamperedModelError, match=r"v99/model\.onnx"):
+            stages.score(pair, DAY0 - timedelta(days=1), DAY0)
+    finally:
+        path.write_text(kept)
+        shutil.rmtree(planted)

@@ -44,3 +44,30 @@ def test_skops_is_imported_without_a_warning_per_scipy_ufunc_and_airflow_shim():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "WARNINGS 0" in done.stdout
+
+
+MLFLOW_STORE_WITH_WARNINGS_ON = """
+import sys, warnings
+warnings.simplefilter("always")  # as a host that turns deprecation warnings back on
+from candlecast.modeling import registry
+from tests.helpers import settings_in
+from pathlib import Path
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    registry.configure(settings_in(Path(sys.argv[1])))
+print("WARNINGS", [str(w.message)[:80] for w in caught if "noload" in str(w.message)])
+"""
+
+
+def test_mlflow_store_is_created_without_sqlalchemys_noload_deprecation(tmp_path):
+    # the one warning a healthy `candlecast run` still printed: MLflow's SQL store module
+    # triggers it at import, so a fresh process is needed to see it
+    done = subprocess.run(
+        [sys.executable, "-c", MLFLOW_STORE_WITH_WARNINGS_ON, str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "WARNINGS []" in done.stdout

@@ -114,5 +114,13 @@ def versions_at(history: Sequence[Decided], times_ms: np.ndarray) -> np.ndarray:
     return np.where(found >= 0, versions[np.maximum(found, 0)], "")
 
 
+def versions_in_force(history: Sequence[Decided], start_ms: int, stop_ms: int) -> set[str]:
+    """The versions in force at some time of ``[start_ms, stop_ms)`` (unix ms): the one at its
+    start and the one from each later decision's moment (the version in force only changes
+    there)."""
+    moments = [start_ms] + [t for t in (to_ms(d.since) for d in history) if start_ms < t < stop_ms]
+    return set(versions_at(history, np.array(moments, dtype=np.int64))) - {""}
+
+
 def now() -> datetime:
     return datetime.now(UTC)

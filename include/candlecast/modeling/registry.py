@@ -77,10 +77,21 @@ def import_skops() -> None:
         import skops.io  # noqa: F401
 
 
+def import_sql_store() -> None:
+    """Import MLflow's SQL store once, without the SQLAlchemy 2.1 deprecation it triggers at
+    import (``noload`` in its mappers: MLflow's code, nothing a user can act on). It is the one
+    warning a healthy run printed; where a host (Airflow, pytest) has turned deprecation
+    warnings back on, the import is the only place it can be silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*``noload``", category=DeprecationWarning)
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
 def configure(settings: Settings | None = None) -> str:
     """Point MLflow at the configured tracking store; returns the URI."""
     settings = settings or get_settings()
     route_mlflow_logs()
+    import_sql_store()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)

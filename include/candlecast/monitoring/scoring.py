@@ -28,7 +28,7 @@ from candlecast.features.online import offline_table
 from candlecast.modeling import history
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import forecast_log
-from candlecast.serving.modelstore import verified_bytes
+from candlecast.serving.modelstore import verified_session
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms, to_ms
 
@@ -79,7 +79,9 @@ def score(
     stop = to_ms(end) if end else newest + 1
     if stop <= begin:
         return Scored(stream.key, 0, 0, {}, "empty span")
-    models = {d.version: _Model.load(pair, d.version, settings) for d in decided}
+    # only the versions in force for the span's closes: each load is a hash and a session
+    needed = history.versions_in_force(decided, begin + step, stop + step)
+    models = {version: _Model.load(pair, version, settings) for version in sorted(needed)}
     widest = max((m.window for m in models.values() if m is not None), default=1)
     rows = table.read(begin - (widest - 1) * step, stop)
     if rows.empty:
@@ -150,21 +152,13 @@ class _Model:
         """
         import json
 
-        import onnxruntime as ort
-
         folder = pair.stream.model_dir(settings.paths.models, version)
         path, meta_path = folder / "model.onnx", folder / "metadata.json"
         if not (path.exists() and meta_path.exists()):
             return None
         meta = json.loads(meta_path.read_text())
         name = f"{pair.stream.key}/v{version}/{path.name}"
-        payload = verified_bytes(path, meta.get("onnx_sha256"), name)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(
-            payload, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        session = verified_session(path, meta.get("onnx_sha256"), name)
         half = meta.get("interval_half_width")
         return cls(
             session=session,

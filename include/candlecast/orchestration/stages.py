@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from candlecast.config import PairConfig, load_pairs
+from candlecast.errors import PermanentError
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_datetime, timeframe_delta
 
@@ -154,12 +155,19 @@ def materialize(pair: PairConfig, start: datetime, end: datetime) -> Materialize
 
 def score(pair: PairConfig, start: datetime | None, end: datetime | None = None) -> Scored | None:
     """The platform's forecasts of the stream's feature rows in ``[start, end)``, each by the
-    model in force for it, logged (:mod:`candlecast.monitoring.scoring`). A failure is logged
-    and returns None: it never stops the candles or the model from going on."""
+    model in force for it, logged (:mod:`candlecast.monitoring.scoring`).
+
+    A transient failure (a locked or full forecast log, an unreadable row) is logged and returns
+    None: the candles and the model go on, and the next run scores the rows again. A permanent
+    one is raised and fails the task: a tampered model file (:class:`TamperedModelError`) or a
+    broken configuration is for a person to see, not a log line to scroll past.
+    """
     from candlecast.monitoring import scoring
 
     try:
         return scoring.score(pair, start, end)
+    except PermanentError:
+        raise
     except Exception:
         log.exception("%s: the platform's forecasts were not logged", pair.stream.label)
         return None

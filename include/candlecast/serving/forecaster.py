@@ -35,7 +35,7 @@ from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
-from candlecast.serving.modelstore import bentoml_store, verified_bytes
+from candlecast.serving.modelstore import bentoml_store, verified_session
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -426,21 +426,12 @@ class Forecaster:
 
 
 def load_model(stored: Any) -> LoadedModel:
-    """An ONNX session (one intra-op and one inter-op thread: a forecast is one small row,
-    where thread hand-offs cost more than they save) for a BentoML model of the store."""
-    import onnxruntime as ort
-
+    """An ONNX session (see :func:`~candlecast.serving.modelstore.verified_session`) for a
+    BentoML model of the store, its file checked against the sha256 recorded at export."""
     meta = json.loads(Path(stored.path_of("metadata.json")).read_text())
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # checked on every load: a file changed after export (a constant edited) still parses
     path = Path(stored.path_of("model.onnx"))
-    payload = verified_bytes(path, meta.get("onnx_sha256"), f"{stored.tag}/model.onnx")
-    session = ort.InferenceSession(
-        payload, sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    session = verified_session(path, meta.get("onnx_sha256"), f"{stored.tag}/model.onnx")
     created = getattr(stored.info, "creation_time", None)
     return LoadedModel(
         tag=str(stored.tag),

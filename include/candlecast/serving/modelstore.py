@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from candlecast.errors import TamperedModelError
 from candlecast.settings import Settings, get_settings
@@ -37,3 +38,22 @@ def verified_bytes(path: Path, recorded: object, name: str) -> bytes:
             f"{recorded[:12]}…; refusing to load it"
         )
     return payload
+
+
+def verified_session(path: Path, recorded: object, name: str) -> Any:
+    """An ONNX Runtime session on the CPU for a model file checked by :func:`verified_bytes`.
+
+    One intra-op and one inter-op thread, sequential: a forecast is a few small rows, where
+    thread hand-offs cost more than they save, and a worker serves many streams side by side.
+
+    Raises:
+        TamperedModelError: as :func:`verified_bytes`.
+    """
+    import onnxruntime as ort
+
+    payload = verified_bytes(path, recorded, name)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(payload, sess_options=options, providers=["CPUExecutionProvider"])

@@ -26,7 +26,7 @@ import pandas as pd
 from candlecast.config import PairConfig
 from candlecast.data.store import PartitionedTable
 from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
-from candlecast.serving.modelstore import verified_bytes
+from candlecast.serving.modelstore import verified_session
 from candlecast.settings import Settings
 from candlecast.targets import MAIN, Target, configured_targets
 from candlecast.targets.volatility import VARIANCE_FLOOR
@@ -124,19 +124,11 @@ def _floats(row: pd.Series, names: list[str]) -> np.ndarray:
 
 
 def _session(target: Target, folder: Path) -> ServedTarget:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
     recorded = folder / SHA256_FILE
-    payload = verified_bytes(
+    session = verified_session(
         folder / "model.onnx",
         recorded.read_text().strip() if recorded.exists() else None,
         f"{target.key}/{folder.name}/model.onnx",
-    )
-    session = ort.InferenceSession(
-        payload, sess_options=options, providers=["CPUExecutionProvider"]
     )
     card = ModelCard.from_onnx(session)
     stored = ModelCard.model_validate_json((folder / ARTIFACT).read_text())
