@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from candlecast.cli.app import app
-from tests.helpers import REPO
+from tests.helpers import BTC_FILE, REPO
 
 FREQTRADE = REPO / "data" / "bundled" / "freqtrade"
 
@@ -251,8 +251,13 @@ def test_gaps_on_an_empty_store_says_no_candles_are_stored(env):
     assert "0 gaps" not in lines[0]
 
 
-def test_ingest_with_start_after_end_says_so(env):
-    args = ("ingest", "--pair", "TRX/BTC", "--start", "2018-01-20", "--end", "2018-01-10")
+@pytest.mark.parametrize(
+    "command",
+    [("ingest",), ("backfill",), ("replay", "--file", str(BTC_FILE))],
+    ids=lambda c: c[0],
+)
+def test_a_start_after_the_end_says_so(env, command):
+    args = (*command, "--pair", "TRX/BTC", "--start", "2018-01-20", "--end", "2018-01-10")
     code, lines = run_lines(env, *args)
     assert code == 1
     assert lines == [

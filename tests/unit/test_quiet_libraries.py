@@ -2,6 +2,7 @@
 a user must learn to ignore (the full check: tests/dags/test_quiet_logs.py)."""
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -71,3 +72,34 @@ def test_mlflow_store_is_created_without_sqlalchemys_noload_deprecation(tmp_path
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "WARNINGS []" in done.stdout
+
+
+CLI_WITH_DUCKDB_LOADED = """
+import atexit, sys
+import duckdb  # loaded as Feast's offline store loads it
+atexit.register(lambda: print("atexit handlers ran"))
+sys.argv = ["candlecast", *sys.argv[1:]]
+from candlecast.cli.main import main
+main()
+"""
+
+
+def test_the_cli_keeps_its_exit_status_output_and_exit_handlers_without_duckdbs_teardown(
+    tmp_path,
+):
+    # with DuckDB loaded the entry point skips the interpreter's teardown (where nanobind prints
+    # its benign "leaked" report): what a normal exit does before it must still happen
+    env = {**os.environ, "CANDLECAST_HOME": str(tmp_path / "home")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", CLI_WITH_DUCKDB_LOADED, *args],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    refused = cli("gaps", "--pair", "NOPE/USD")
+    assert refused.returncode == 2 and "NOPE/USD" in refused.stdout  # a usage error
+    assert refused.stdout.rstrip().endswith("atexit handlers ran")
+    fine = cli("--version")
+    assert (fine.returncode, fine.stdout.splitlines()[-1]) == (0, "atexit handlers ran")
+    assert fine.stdout.startswith("candlecast ") and "nanobind" not in fine.stderr

@@ -304,6 +304,16 @@ def publish(
         _print(stages.publish(_pair(pair, exchange, timeframe), out))
 
 
+def _span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``--start`` and ``--end`` in UTC; one line and exit 1 unless the start is before the
+    end (a reversed span would otherwise read as "nothing there")."""
+    first, last = _utc(start), _utc(end)
+    if last <= first:
+        error_line(f"--start ({first.isoformat()}) must be before --end ({last.isoformat()})")
+        raise typer.Exit(1)
+    return first, last
+
+
 @app.command(rich_help_panel="Data")
 def backfill(
     pair: PairOpt,
@@ -317,8 +327,9 @@ def backfill(
 ) -> None:
     """Ingest, validate and compute features for a stretch of history (no training)."""
     config = _pair(pair, exchange, timeframe)
+    first, last = _span(start, end)
     with _clean_errors():
-        result = stages.backfill(config, _utc(start), _utc(end))
+        result = stages.backfill(config, first, last)
     if as_json:
         _print(result)
         return
@@ -342,12 +353,7 @@ def ingest(
     from candlecast.timeframes import to_ms
 
     config, configured = _stream(pair, exchange, timeframe)
-    first, last = to_ms(_utc(start)), to_ms(_utc(end))
-    if last <= first:
-        error_line(
-            f"--start ({_utc(start).isoformat()}) must be before --end ({_utc(end).isoformat()})"
-        )
-        raise typer.Exit(1)
+    first, last = (to_ms(moment) for moment in _span(start, end))
     columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
     with _clean_errors(), Progress(*columns, console=console) as progress:
         bar = progress.add_task(config.stream.label, total=last - first)

@@ -164,8 +164,9 @@ def forecast_table(answer: dict[str, Any]) -> Table:
         title=f"{answer['pair']} on {answer['exchange']} at {answer['timeframe']}: last close "
         f"{answer['last_close']:.6g} at {_when(answer['feature_timestamp'])} UTC"
     )
+    # at 80 columns a cell wraps at its spaces (or folds) instead of being cut with "…"
     for column in ("target", "for (UTC)", "forecast", "90% interval", "served by"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     model = answer["model"]
     interval = answer.get("interval") or {}
     table.add_row(
@@ -197,4 +198,4 @@ def _when(iso: str) -> str:
 
 
 def _band(prices: list[float] | None) -> str:
-    return f"{prices[0]:.5g}-{prices[1]:.5g}" if prices else ""
+    return f"{prices[0]:.5g} - {prices[1]:.5g}" if prices else ""

@@ -20,6 +20,7 @@ from candlecast.cli.app import (
     StartOpt,
     TimeframeOpt,
     _clean_errors,
+    _span,
     _stream,
     _utc,
     app,
@@ -68,12 +69,13 @@ def replay(
     from candlecast.monitoring.replay_report import html_page, report
 
     stdout = sys.stdout
+    first, last = _span(start, end)
+    span = (_ms(first), _ms(last))
     with contextlib.redirect_stdout(sys.stderr), _clean_errors():
         candles, timeframe = _candles(file, timeframe)
         config, _ = _stream(pair, exchange or ("file" if file else None), timeframe)
         chosen = kinds.split(",") if kinds else list(config.training.kinds)
         chosen = [k.strip() for k in chosen if k.strip()]
-        span = (_ms(start), _ms(end))
         if candles is None:
             candles = _stored(config, span)
         history = engine.history_of(candles, config.timeframe, config.stream.market_key)

@@ -381,7 +381,7 @@ def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind:
     existing = _registered(client, stream, run_id, kind)
     if existing is not None:
         return existing
-    version = mlflow.register_model(uri, name, tags={"kind": kind, "run_id": run_id})
+    version = registry.register_model(uri, name, tags={"kind": kind, "run_id": run_id})
     return client.get_model_version(name, version.version)
 
 

@@ -5,6 +5,8 @@ Every name (experiment, registered model) comes from :class:`~candlecast.names.S
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -75,6 +77,21 @@ def import_skops() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"The `airflow\.", category=FutureWarning)
         import skops.io  # noqa: F401
+
+
+def register_model(model_uri: str, name: str, tags: dict[str, Any]) -> Any:
+    """``mlflow.register_model``, its progress lines ("Successfully registered model …",
+    "Created version …") logged at INFO on the ``mlflow`` logger: MLflow prints them straight
+    to stderr (``eprint``), where the CLI shows them on every healthy run and Airflow's task
+    runner records stderr as errors. Returns the new ModelVersion."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            return mlflow.register_model(model_uri, name, tags=tags)
+    finally:
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                logging.getLogger("mlflow").info("%s", line)
 
 
 def import_sql_store() -> None:

@@ -409,7 +409,7 @@ def _register(
                 f"{kind}.{target.primary}_ratio", float(target.loss(y, forecast).mean() / reference)
             )
         info = mlflow.onnx.log_model(card.embed(onnx_model), name="model")
-        version = mlflow.register_model(info.model_uri, name, tags={"kind": card.kind})
+        version = registry.register_model(info.model_uri, name, tags={"kind": card.kind})
         final = card.with_version(str(version.version), run.info.run_id)
         mlflow.log_text(final.model_dump_json(indent=2), ARTIFACT)
         path = _serve_copy(stream.target_dir(settings.paths.models, target.key), final, onnx_model)
