@@ -136,19 +136,18 @@ def test_the_service_uses_the_state_only_for_its_own_calibration(tmp_path):
 
 
 def test_the_reader_parses_again_only_after_a_change(tmp_path):
-    import os
-
     path = state_file.state_path(tmp_path)
     reader = state_file.StateReader()
     assert reader.read(path) is None
     first = advance(None, np.zeros(50), 49)
     state_file.write_state(path, first)
     assert reader.read(path) == first
+    assert reader.read(path) is reader.read(path)  # unchanged: not parsed again
     second = advance(None, np.full(50, 50.0), 49)
-    state_file.write_state(path, second)
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    state_file.write_state(path, second)  # at once: the same modification time, maybe
     assert reader.read(path) == second
+    path.unlink()
+    assert reader.read(path) is None
 
 
 def test_an_earlier_check_reports_the_level_of_its_time():

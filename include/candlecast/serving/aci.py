@@ -86,20 +86,23 @@ def write_state(path: Path, state: AciFile) -> None:
 
 
 class StateReader:
-    """Reads state files, each parsed again only when its modification time changes."""
+    """Reads state files, each parsed again only when it was replaced: every write renames a
+    new file into place, so its inode changes even when the clock's granularity leaves the
+    modification time as it was."""
 
     def __init__(self) -> None:
-        self._cache: dict[Path, tuple[int, AciFile | None]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int], AciFile | None]] = {}
 
     def read(self, path: Path) -> AciFile | None:
         try:
-            mtime = path.stat().st_mtime_ns
+            found = path.stat()
         except OSError:
             self._cache.pop(path, None)
             return None
+        stamp = (found.st_ino, found.st_mtime_ns)
         cached = self._cache.get(path)
-        if cached is None or cached[0] != mtime:
-            cached = (mtime, read_state(path))
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, read_state(path))
             self._cache[path] = cached
         return cached[1]
 
