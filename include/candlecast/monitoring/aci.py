@@ -12,7 +12,8 @@ A new state (a new champion, a new calibration) starts from the card's calibrati
 multipliers, read as a quantile function of the normalized scores and sampled at
 :data:`PRIOR_SCORES` points, are the scores the first quantiles are taken over; realized scores
 replace them as they come (the window keeps the newest
-:data:`~candlecast.evaluation.intervals.SCORE_WINDOW`).
+:data:`~candlecast.evaluation.intervals.SCORE_WINDOW`). Its first check replays the check's whole
+window on the new champion, as monitoring's target figures judge it.
 """
 
 from __future__ import annotations
