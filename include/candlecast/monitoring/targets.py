@@ -14,6 +14,7 @@ as its calibration is (:func:`main_aci`).
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -147,10 +148,15 @@ def _advance(
         step=step,
     )
     path = aci_state.state_path(folder)
-    before = aci_state.read_state(path)
-    after = aci.advance(before, calibration, version, target.horizon, outcomes)
-    if after is not before:
-        aci_state.write_state(path, after)
+    folder.mkdir(parents=True, exist_ok=True)
+    # a check by hand beside the monitor DAG's: one read-advance-write at a time, or one
+    # check's judgments would be lost
+    with path.with_name(f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = aci_state.read_state(path)
+        after = aci.advance(before, calibration, version, target.horizon, outcomes)
+        if after is not before:
+            aci_state.write_state(path, after)
     return aci.report(after, target.key, as_of)
 
 
