@@ -132,6 +132,72 @@ def test_monitoring_scores_each_target_on_the_candles_that_followed(world, btc_c
     assert returns.coverage_90 is not None and 0.6 < returns.coverage_90 <= 1
 
 
+def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, btc_candles):
+    from datetime import timedelta
+
+    from candlecast.monitoring.targets import main_aci, realized_targets
+    from candlecast.serving import aci
+
+    settings, pair, _ = world
+    after = btc_candles[btc_candles["ts"] >= int(END.timestamp() * 1000)].head(24 * 20)
+    validated_table(pair.stream, settings).upsert(after)
+    span = (END, END + timedelta(days=20))
+    first = {t.key: t for t in realized_targets(pair, span, settings)}
+    main = main_aci(pair, span, settings)
+    folder = pair.stream.target_dir(settings.paths.models, "return_h4")
+    path = aci.state_path(folder)
+    state = aci.read_state(path)
+    card = ModelCard.model_validate_json((folder / "champion" / "card.json").read_text())
+    assert state is not None and card.intervals is not None
+    assert state.identity == aci.identity(card.intervals, card.version)
+    assert set(state.levels) == {"0.8", "0.9", "0.95"} and state.levels["0.9"].judged > 400
+    assert [(r.level, r.judged) for r in first["return_h4"].aci] == [
+        (level, state.levels[level].judged) for level in ("0.8", "0.9", "0.95")
+    ]
+    assert {r.target for r in main} == {"return_h1"} and main[0].judged > 400
+    assert first["volatility_h24"].newest_forecast is not None
+    assert 0.05 < first["volatility_h24"].newest_forecast < 5  # annualized
+    # the same window again: every outcome was judged already, nothing moves
+    stamp = path.stat().st_mtime_ns
+    again = {t.key: t for t in realized_targets(pair, span, settings)}
+    assert again["return_h4"].aci == first["return_h4"].aci and path.stat().st_mtime_ns == stamp
+
+    loaded = served.load(pair, settings, {})
+    candles = validated_table(pair.stream, settings).read()
+    newest = compute_features(candles, "1h", pair.stream.market_key).iloc[-1]
+
+    def bands() -> tuple[dict, dict]:
+        found = served.forecasts(pair, settings, loaded, 0.0, lambda cs: {c: newest[c] for c in cs})
+        by_key = {a["key"]: a for a in found.answers}
+        assert found.main_intervals is not None
+        return by_key["return_h4"]["intervals"], found.main_intervals
+
+    h4, h1 = bands()
+    assert h4["method"].startswith("adaptive conformal")
+    for level, band in h4["levels"].items():
+        assert band["multiplier"] == state.levels[level].multiplier
+        assert band["aci_level"] == pytest.approx(1 - state.levels[level].alpha)
+        half = (band["return"][1] - band["return"][0]) / 2
+        assert half == pytest.approx(band["multiplier"] * h4["sigma"])
+    assert h1["levels"]["0.9"]["aci_level"] == pytest.approx(1 - main[1].alpha)
+    # a state moved by misses widens the served bands at once
+    wider = state.levels["0.9"].model_copy(update={"alpha": 0.02, "multiplier": 3.5})
+    aci.write_state(path, state.model_copy(update={"levels": state.levels | {"0.9": wider}}))
+    h4, _ = bands()
+    assert h4["levels"]["0.9"]["multiplier"] == 3.5 and h4["levels"]["0.9"]["aci_level"] == 0.98
+    # a state of another champion version is not used: the card's multipliers are
+    aci.write_state(path, state.model_copy(update={"identity": "0:stale"}))
+    h4, _ = bands()
+    assert h4["method"].startswith("normalized conformal")
+    assert h4["levels"]["0.9"]["multiplier"] == card.intervals.multipliers["0.9"]
+    assert h4["levels"]["0.9"]["aci_level"] == 0.9
+    # and the next check starts the new state from the champion's card
+    realized_targets(pair, span, settings)
+    restarted = aci.read_state(path)
+    assert restarted is not None and restarted.identity == state.identity
+    assert restarted.levels == state.levels
+
+
 def test_a_young_stream_skips_the_targets_its_history_cannot_feed(tmp_path, btc_candles):
     settings = settings_in(tmp_path)
     pair = btc_pair(train_days=10, targets=TARGETS, kinds=["lightgbm"])

@@ -52,3 +52,37 @@ def test_every_panel_references_a_provisioned_datasource_and_existing_metrics(tm
                     selected = re.search(r"SELECT (.*) FROM monitoring_checks", target["rawSql"])
                     named = {p.strip().split(" AS ")[0] for p in selected[1].split(",")}
                     assert named - {"to_timestamp(checked_at / 1000.0)"} <= columns
+
+
+def test_each_stream_dashboard_shows_its_targets_volatility_coverage_and_aci_level(tmp_path):
+    metrics = exported_names(tmp_path)
+    wanted = {
+        "Volatility forecast vs realized": {
+            "candlecast_monitor_target_newest_forecast",
+            "candlecast_monitor_target_newest_realized",
+        },
+        "Interval coverage over time": {
+            "candlecast_monitor_target_interval_coverage",
+            "candlecast_monitor_target_aci_coverage",
+            "candlecast_monitor_realized_interval_coverage",
+        },
+        "ACI level in use": {"candlecast_monitor_target_aci_level"},
+    }
+    for stream in load_pairs().streams:
+        board = json.loads(dashboards.dashboard_file(stream).read_text())
+        panels = {p["title"]: p for p in board["panels"]}
+        for title, names in wanted.items():
+            exprs = [t["expr"] for t in panels[title]["targets"]]
+            used = {n for e in exprs for n in re.findall(r"\bcandlecast_monitor_\w+", e)}
+            assert used == names and names <= metrics
+            for expr in exprs:
+                # one selector per query, balanced, its label matchers well formed
+                assert expr.count("{") == expr.count("}") == 1
+                matchers = expr[expr.index("{") + 1 : expr.index("}")].split(", ")
+                assert all(re.fullmatch(r'\w+(=|=~)"[^"]+"', m) for m in matchers), expr
+        assert (
+            'target=~"volatility_.*"'
+            in panels["Volatility forecast vs realized"]["targets"][0]["expr"]
+        )
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids))

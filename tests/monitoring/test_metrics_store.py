@@ -104,3 +104,37 @@ def test_targets_figures_round_trip_and_are_exported(tmp_path):
         'candlecast_monitor_target_realized_ratio{metric="qlike",stream="a_btc_usd_1h",'
         'target="volatility_h24"} 0.66' in text
     )
+
+
+def test_targets_newest_forecasts_and_aci_state_round_trip_and_are_exported(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from candlecast.monitoring.exporter import MonitoringCollector
+    from candlecast.monitoring.store import AciRow, NewestRow, TargetDetails
+
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    details = TargetDetails(
+        newest=[NewestRow("volatility_h24", 0.52, 0.61)],
+        aci=[
+            AciRow("return_h4", "0.9", 0.08, 1.83, 200, 19),
+            AciRow("return_h1", "0.95", 0.05, 2.1, 0, 0),
+        ],
+    )
+    check = store.write_check(row("a_btc_usd_1h", 1000, 0.5), [], [], details)
+    assert store.target_details(check) == TargetDetails(
+        details.newest, sorted(details.aci, key=lambda r: r.target)
+    )
+    registry = CollectorRegistry()
+    registry.register(MonitoringCollector(store))
+    text = generate_latest(registry).decode()
+    labels = 'level="0.9",stream="a_btc_usd_1h",target="return_h4"'
+    assert f"candlecast_monitor_target_aci_level{{{labels}}} 0.92" in text
+    assert f"candlecast_monitor_target_aci_multiplier{{{labels}}} 1.83" in text
+    assert f"candlecast_monitor_target_aci_coverage{{{labels}}} 0.905" in text
+    # nothing judged yet: no coverage to show, the level in use is the nominal one
+    assert 'candlecast_monitor_target_aci_coverage{level="0.95"' not in text
+    assert 'candlecast_monitor_target_aci_level{level="0.95",' in text
+    assert (
+        'candlecast_monitor_target_newest_forecast{stream="a_btc_usd_1h",'
+        'target="volatility_h24"} 0.52' in text
+    )

@@ -47,6 +47,10 @@ def test_predict_shows_a_real_request_and_answer(spec):
     # the examples are answers the service can give: they hold to its own models
     PredictRequest.model_validate(request)
     Forecast.model_validate(answer)
+    # each band says the level adaptive conformal inference serves now
+    band = answer["intervals"]["levels"]["0.9"]
+    assert band["aci_level"] == answer["interval"]["aci_level"] and band["multiplier"] > 0
+    assert {"multiplier", "aci_level"} <= set(schemas["Band"]["required"])
     operation = spec["paths"]["/predict"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/PredictRequest"

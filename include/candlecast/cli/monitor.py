@@ -88,6 +88,12 @@ def monitor(
         console.print(
             f"  v{version}: {figures['forecasts']} forecasts, RMSE ratio {figures['rmse_ratio']}"
         )
+    for level in payload["aci"]:
+        console.print(
+            f"  intervals {level['target']} {level['level']}: ACI level "
+            f"{level['level_in_use']:.3f} (multiplier {level['multiplier']:.2f}, "
+            f"{level['misses']} of {level['judged']} missed)"
+        )
     verdict = "retrain due" if payload["retrain"] else "no retrain"
     console.print(f"[bold]{verdict}[/bold]: {payload['reason']}")
     if payload["report_path"]:

@@ -33,6 +33,7 @@ from candlecast.errors import MissingDataError
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
 from candlecast.modeling.history import Decided, versions_at
 from candlecast.monitoring import decisions
+from candlecast.monitoring.aci import AciReport
 from candlecast.monitoring.drift import DriftResult, FeatureDrift, data_drift, prediction_drift
 from candlecast.monitoring.notify import notify
 from candlecast.monitoring.performance import (
@@ -42,8 +43,16 @@ from candlecast.monitoring.performance import (
     realized_performance,
     realized_returns,
 )
-from candlecast.monitoring.store import CheckRow, FeatureRow, MetricsStore, TargetRow
-from candlecast.monitoring.targets import TargetRealized, realized_targets
+from candlecast.monitoring.store import (
+    AciRow,
+    CheckRow,
+    FeatureRow,
+    MetricsStore,
+    NewestRow,
+    TargetDetails,
+    TargetRow,
+)
+from candlecast.monitoring.targets import TargetRealized, main_aci, realized_targets
 from candlecast.serving.forecast_log import PLATFORM, SERVICE, read_forecasts
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
@@ -95,6 +104,8 @@ class CheckResult:
     realized_source: str | None = None
     #: Realized figures count once at least this many forecasts were judged.
     min_forecasts: int = 0
+    #: The intervals' online ACI state per (target, level), the next candle's return included.
+    aci: tuple[AciReport, ...] = ()
 
     @property
     def realized_state(self) -> str:
@@ -125,6 +136,7 @@ class CheckResult:
             "check_id": self.check_id,
             "report_path": self.report_path,
             "targets": [t.to_dict() for t in self.targets],
+            "aci": [asdict(r) | {"level_in_use": 1 - r.alpha} for r in self.aci],
             "liquidity": self.liquidity.to_dict() if self.liquidity else None,
         }
 
@@ -283,6 +295,7 @@ def check_pair(
     served = _served(pair, champion, forecasts, current_span, settings, limits)
     prediction, realized = served.prediction, served.realized
     targets = _targets(pair, current_span, settings)
+    aci = [r for t in targets for r in t.aci] + _main_aci(pair, current_span, settings)
     evidence = decisions.Evidence(
         drift_share=drift.share if drift.features else None,
         drifted_features=tuple(drift.drifted),
@@ -316,6 +329,7 @@ def check_pair(
         realized_by_version=served.by_version,
         realized_source=served.source,
         min_forecasts=limits.min_forecasts,
+        aci=tuple(aci),
     )
     report = None
     if keep_report and drift.features:
@@ -324,6 +338,7 @@ def check_pair(
         _row(result, now, report),
         _feature_rows(drift),
         [_target_row(t) for t in targets],
+        _details(result),
     )
     timings["total_s"] = time.perf_counter() - started
     log.info("%s: %s", stream.label, decision.reason)
@@ -339,6 +354,28 @@ def _targets(
     except Exception:
         log.exception("%s: target figures unavailable", pair.stream.label)
         return []
+
+
+def _main_aci(
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+) -> list[AciReport]:
+    """The next candle's return intervals' ACI state; a failure is logged, never fails the
+    check."""
+    try:
+        return main_aci(pair, span, settings)
+    except Exception:
+        log.exception("%s: interval state not updated", pair.stream.label)
+        return []
+
+
+def _details(result: CheckResult) -> TargetDetails:
+    newest = [
+        NewestRow(t.key, t.newest_forecast, t.newest_realized)
+        for t in result.targets
+        if t.newest_forecast is not None and t.newest_realized is not None
+    ]
+    aci = [AciRow(r.target, r.level, r.alpha, r.multiplier, r.judged, r.misses) for r in result.aci]
+    return TargetDetails(newest, aci)
 
 
 def _window_liquidity(

@@ -128,6 +128,49 @@ def queries(stream: Stream) -> list[tuple[str, list[tuple[str, str]], str, str]]
             "none",
             "Age of the newest validated candle at the check; forecasts in the window.",
         ),
+        *target_queries(stream),
+    ]
+
+
+def target_queries(stream: Stream) -> list[tuple[str, list[tuple[str, str]], str, str]]:
+    """The served targets' panels: volatility forecast against realized, interval coverage
+    over time and the intervals' ACI level."""
+    s = f'stream="{stream.key}"'
+    m = "candlecast_monitor"
+    volatility = f'{s}, target=~"volatility_.*"'
+    return [
+        (
+            "Volatility forecast vs realized",
+            [
+                (f"{m}_target_newest_forecast{{{volatility}}}", "{{target}} forecast"),
+                (f"{m}_target_newest_realized{{{volatility}}}", "{{target}} realized"),
+            ],
+            "percentunit",
+            "Each volatility target's newest realized forecast and the volatility its candles "
+            "realized, annualized, at each check.",
+        ),
+        (
+            "Interval coverage over time",
+            [
+                (f"{m}_target_interval_coverage{{{s}}}", "{{target}} 90% (card width, window)"),
+                (
+                    f'{m}_target_aci_coverage{{{s}, level="0.9"}}',
+                    "{{target}} 90% as served (since the champion)",
+                ),
+                (f"{m}_realized_interval_coverage{{{s}}}", "next candle 90% (logged)"),
+            ],
+            "percentunit",
+            "Realized coverage of the 90% intervals per horizon: with the card's width over the "
+            "window, and of the adaptive intervals as served since the champion was served. "
+            "Below monitoring.min_coverage a retrain is requested.",
+        ),
+        (
+            "ACI level in use",
+            [(f"{m}_target_aci_level{{{s}}}", "{{target}} nominal {{level}}")],
+            "percentunit",
+            "The level adaptive conformal inference serves for each nominal level (1 - alpha): "
+            "above nominal after misses, below after a run of hits.",
+        ),
     ]
 
 

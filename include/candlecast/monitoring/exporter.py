@@ -52,6 +52,7 @@ class MonitoringCollector(Collector):
         yield self._requests()
         yield from self._forecasts()
         yield from self._targets(latest)
+        yield from self._details(latest)
 
     def _targets(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         """Each served target's realized figures in the newest check of its stream."""
@@ -81,6 +82,52 @@ class MonitoringCollector(Collector):
                     if value is not None:
                         family.add_metric([stream, row.target, row.metric], float(value))
         yield from families.values()
+
+    def _details(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
+        """Each target's newest realized forecast and outcome, and its intervals' ACI state
+        per level, in the newest check of its stream."""
+        target = ["stream", "target"]
+        level = [*target, "level"]
+        newest = {
+            "forecast": GaugeMetricFamily(
+                f"{PREFIX}_target_newest_forecast",
+                "Newest realized forecast (annualized volatility, or log return)",
+                labels=target,
+            ),
+            "realized": GaugeMetricFamily(
+                f"{PREFIX}_target_newest_realized",
+                "What that forecast's rows realized",
+                labels=target,
+            ),
+        }
+        aci = {
+            "level": GaugeMetricFamily(
+                f"{PREFIX}_target_aci_level",
+                "ACI's level in use (1 - alpha) per nominal level",
+                labels=level,
+            ),
+            "multiplier": GaugeMetricFamily(
+                f"{PREFIX}_target_aci_multiplier", "Normalized half-width in use", labels=level
+            ),
+            "coverage": GaugeMetricFamily(
+                f"{PREFIX}_target_aci_coverage",
+                "Realized coverage of the served intervals since the champion was served",
+                labels=level,
+            ),
+        }
+        for stream, (check_id, _) in sorted(latest.items()):
+            details = self.store.target_details(check_id)
+            for found in details.newest:
+                newest["forecast"].add_metric([stream, found.target], found.forecast)
+                newest["realized"].add_metric([stream, found.target], found.realized)
+            for row in details.aci:
+                labels = [stream, row.target, row.level]
+                aci["level"].add_metric(labels, 1 - row.alpha)
+                aci["multiplier"].add_metric(labels, row.multiplier)
+                if row.judged:
+                    aci["coverage"].add_metric(labels, 1 - row.misses / row.judged)
+        yield from newest.values()
+        yield from aci.values()
 
     def _gauges(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         for suffix, column, text in GAUGES:

@@ -77,6 +77,33 @@ TARGET_CHECKS = sa.Table(
     sa.Column("coverage_90", sa.Float),
 )
 
+# tables added after ``candlecast_target_checks``: new tables, so an existing store gains them
+# on first use (``create_all``) where a new column would need a migration
+TARGET_NEWEST = sa.Table(
+    "candlecast_target_newest",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),
+    sa.Column("forecast", sa.Float, nullable=False),  # annualized volatility, or log return
+    sa.Column("realized", sa.Float, nullable=False),
+)
+
+TARGET_ACI = sa.Table(
+    "candlecast_target_aci",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),  # nominal coverage: 0.9
+    sa.Column("alpha", sa.Float, nullable=False),  # ACI's miss level: 1 - the level in use
+    sa.Column("multiplier", sa.Float, nullable=False),
+    sa.Column("judged", sa.Integer, nullable=False),
+    sa.Column("misses", sa.Integer, nullable=False),
+)
+
 RETRAIN_REQUESTS = sa.Table(
     "monitoring_retrain_requests",
     METADATA,
@@ -140,6 +167,35 @@ class TargetRow:
     coverage_90: float | None
 
 
+@dataclass(frozen=True)
+class NewestRow:
+    """A target's newest realized forecast beside its outcome, in the answer's units."""
+
+    target: str
+    forecast: float
+    realized: float
+
+
+@dataclass(frozen=True)
+class AciRow:
+    """One (target, level)'s online interval state after a check."""
+
+    target: str
+    level: str
+    alpha: float
+    multiplier: float
+    judged: int
+    misses: int
+
+
+@dataclass(frozen=True)
+class TargetDetails:
+    """What a check stores per target besides its realized figures."""
+
+    newest: list[NewestRow]
+    aci: list[AciRow]
+
+
 class MetricsStore:
     """Reads and writes the metrics tables at a SQLAlchemy URL (created on first use)."""
 
@@ -151,18 +207,41 @@ class MetricsStore:
         METADATA.create_all(self.engine)
 
     def write_check(
-        self, row: CheckRow, features: list[FeatureRow], targets: list[TargetRow] | None = None
+        self,
+        row: CheckRow,
+        features: list[FeatureRow],
+        targets: list[TargetRow] | None = None,
+        details: TargetDetails | None = None,
     ) -> int:
         """Store one check, its per-feature drift and its targets' figures; returns its id."""
         with self.engine.begin() as db:
             inserted = db.execute(sa.insert(CHECKS).values(**asdict(row))).inserted_primary_key
             check_id = int(inserted[0]) if inserted else 0
             common = {"check_id": check_id, "stream": row.stream, "checked_at": row.checked_at}
-            if features:
-                db.execute(sa.insert(FEATURE_DRIFT), [common | asdict(f) for f in features])
-            if targets:
-                db.execute(sa.insert(TARGET_CHECKS), [common | asdict(t) for t in targets])
+            tables: list[tuple[sa.Table, list[Any]]] = [
+                (FEATURE_DRIFT, features),
+                (TARGET_CHECKS, targets or []),
+                (TARGET_NEWEST, details.newest if details else []),
+                (TARGET_ACI, details.aci if details else []),
+            ]
+            for table, rows in tables:
+                if rows:
+                    db.execute(sa.insert(table), [common | asdict(r) for r in rows])
         return check_id
+
+    def target_details(self, check_id: int) -> TargetDetails:
+        """The targets' newest realized forecasts and ACI states of one check."""
+        return TargetDetails(
+            newest=self._rows(TARGET_NEWEST, NewestRow, check_id),
+            aci=self._rows(TARGET_ACI, AciRow, check_id),
+        )
+
+    def _rows(self, table: sa.Table, cls: Any, check_id: int) -> list[Any]:
+        names = [f.name for f in fields(cls)]
+        query = sa.select(table).where(table.c.check_id == check_id)
+        with self.engine.connect() as db:
+            rows = db.execute(query.order_by(*[table.c[n] for n in names[:2]]))
+            return [cls(**{n: row._mapping[n] for n in names}) for row in rows]
 
     def target_checks(self, check_id: int) -> list[TargetRow]:
         """The targets' figures of one check."""

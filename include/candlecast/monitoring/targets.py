@@ -1,17 +1,23 @@
 """How each served target did on the candles that followed: realized primary score (QLIKE,
-RMSE), its ratio to persistence on the same rows, and realized 90% interval coverage.
+RMSE), its ratio to persistence on the same rows, realized 90% interval coverage, the newest
+realized forecast beside its outcome, and the intervals' online ACI state, moved by the
+outcomes realized since the last check (:mod:`candlecast.monitoring.aci`).
 
 The forecasts are recomputed from the validated candles with the served champion (its ONNX
 model and card) for the rows of the current window whose label was realized before ``as_of``:
 a target forecast depends only on its features, so this equals what the service answered for
 those candles while that champion was served (a champion newer than a row is judged on it too:
-the figures describe the champion, not the history of answers).
+the figures describe the champion, not the history of answers). The next candle's return (the
+main champion's target) has intervals but no card here: its ACI state is judged on "no change",
+as its calibration is (:func:`main_aci`).
 """
 
 from __future__ import annotations
 
+import fcntl
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +27,13 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.features.volatility import har_windows
+from candlecast.modeling.card import IntervalCalibration
 from candlecast.modeling.target_evaluation import target_frame
+from candlecast.monitoring import aci
+from candlecast.serving import aci as aci_state
 from candlecast.serving import targets as served_targets
 from candlecast.settings import Settings
+from candlecast.targets import MAIN, Target, get_target
 from candlecast.targets.volatility import VARIANCE_FLOOR
 from candlecast.timeframes import timeframe_ms, to_ms
 
@@ -39,6 +49,12 @@ class TargetRealized:
     persistence: float | None
     ratio: float | None
     coverage_90: float | None
+    #: The newest realized row's forecast and outcome in the answer's units (annualized
+    #: volatility; log return).
+    newest_forecast: float | None = None
+    newest_realized: float | None = None
+    #: The intervals' ACI state per level after this check.
+    aci: tuple[aci.AciReport, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,13 +67,97 @@ def realized_targets(
     served = served_targets.load(pair, settings, {})
     if not served:
         return []
+    candles = _candles(pair, span, settings)
+    return [_realized(pair, s, candles, span, settings) for s in served] if len(candles) else []
+
+
+def main_aci(
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+) -> list[aci.AciReport]:
+    """The next candle's return intervals' ACI state after the outcomes realized by the end
+    of ``span`` (none before target training calibrated them)."""
+    folder = pair.stream.target_dir(settings.paths.models, MAIN)
+    try:
+        calibration = IntervalCalibration.model_validate_json(
+            (folder / served_targets.INTERVALS).read_text()
+        )
+    except (OSError, ValueError):
+        return []
+    candles = _candles(pair, span, settings)
+    if candles.empty:
+        return []
+    target = get_target("return", 1)
+    frame = _window(pair, target, candles, span, [calibration.sigma_feature])
+    predicted = np.zeros(len(frame))  # "no change", as the calibration judged it
+    return _advance(pair, folder, target, calibration, None, frame, predicted, candles, span)
+
+
+def _candles(pair: PairConfig, span: tuple[datetime, datetime], settings: Settings) -> pd.DataFrame:
     step = timeframe_ms(pair.timeframe)
     reach = har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles
     stored = validated_table(pair.stream, settings).read(
         to_ms(span[0]) - reach * step, to_ms(span[1])
     )
-    candles = usable_candles(pair, stored)
-    return [_realized(pair, s, candles, span) for s in served] if len(candles) else []
+    return usable_candles(pair, stored)
+
+
+def _window(
+    pair: PairConfig,
+    target: Target,
+    candles: pd.DataFrame,
+    span: tuple[datetime, datetime],
+    features: list[str],
+) -> pd.DataFrame:
+    """The target's labelled rows closing in ``span`` that have ``features``."""
+    frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target)
+    inside = (frame["event_timestamp"] > pd.Timestamp(span[0])) & (
+        frame["event_timestamp"] <= pd.Timestamp(span[1])
+    )
+    return frame[inside].dropna(subset=features).reset_index(drop=True)
+
+
+def _sigmas(frame: pd.DataFrame, calibration: IntervalCalibration, horizon: int) -> np.ndarray:
+    """Each row's ex-ante sigma of the horizon's return, as the service scales intervals."""
+    variance = frame[calibration.sigma_feature].to_numpy(np.float64) * horizon
+    return np.sqrt(np.maximum(variance, VARIANCE_FLOOR))
+
+
+def _advance(
+    pair: PairConfig,
+    folder: Path,
+    target: Target,
+    calibration: IntervalCalibration,
+    version: str | None,
+    frame: pd.DataFrame,
+    predicted: np.ndarray,
+    candles: pd.DataFrame,
+    span: tuple[datetime, datetime],
+) -> list[aci.AciReport]:
+    """Move the target's persisted ACI state by the rows realized in the window."""
+    step = timeframe_ms(pair.timeframe)
+    start, as_of = to_ms(span[0]), to_ms(span[1])
+    y = frame["target"].to_numpy(np.float64)
+    scores = np.abs(y - predicted) / _sigmas(frame, calibration, target.horizon)
+    rows = candles["ts"].to_numpy(np.int64)
+    outcomes = aci.Outcomes(
+        rows=rows[rows + step > start],
+        scores=dict(
+            zip(frame["candle_ts"].astype(np.int64).tolist(), scores.tolist(), strict=True)
+        ),
+        as_of=as_of,
+        step=step,
+    )
+    path = aci_state.state_path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # a check by hand beside the monitor DAG's: one read-advance-write at a time, or one
+    # check's judgments would be lost
+    with path.with_name(f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = aci_state.read_state(path)
+        after = aci.advance(before, calibration, version, target.horizon, outcomes)
+        if after is not before:
+            aci_state.write_state(path, after)
+    return aci.report(after, target.key, as_of)
 
 
 def _realized(
@@ -65,13 +165,10 @@ def _realized(
     served: served_targets.ServedTarget,
     candles: pd.DataFrame,
     span: tuple[datetime, datetime],
+    settings: Settings,
 ) -> TargetRealized:
     target, card = served.target, served.card
-    frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target)
-    inside = (frame["event_timestamp"] > pd.Timestamp(span[0])) & (
-        frame["event_timestamp"] <= pd.Timestamp(span[1])
-    )
-    frame = frame[inside].dropna(subset=card.features).reset_index(drop=True)
+    frame = _window(pair, target, candles, span, card.features)
     if frame.empty:
         return TargetRealized(
             target.key, card.version, card.kind, 0, target.primary, None, None, None, None
@@ -85,11 +182,15 @@ def _realized(
     else:
         reference = np.zeros(len(y))
     score, persistence = target.primary_score(y, predicted), target.primary_score(y, reference)
-    coverage = None
+    coverage, levels = None, []
     if card.intervals is not None and "0.9" in card.intervals.multipliers:
-        variance = frame[card.intervals.sigma_feature].to_numpy(np.float64) * target.horizon
-        half = card.intervals.multipliers["0.9"] * np.sqrt(np.maximum(variance, VARIANCE_FLOOR))
+        half = card.intervals.multipliers["0.9"] * _sigmas(frame, card.intervals, target.horizon)
         coverage = float(np.mean(np.abs(y - predicted) <= half))
+    if card.intervals is not None:
+        folder = pair.stream.target_dir(settings.paths.models, target.key)
+        levels = _advance(
+            pair, folder, target, card.intervals, card.version, frame, predicted, candles, span
+        )
     return TargetRealized(
         key=target.key,
         version=card.version,
@@ -100,4 +201,13 @@ def _realized(
         persistence=persistence,
         ratio=score / persistence if persistence > 0 else None,
         coverage_90=coverage,
+        newest_forecast=_in_units(target, float(predicted[-1]), pair.timeframe),
+        newest_realized=_in_units(target, float(y[-1]), pair.timeframe),
+        aci=tuple(levels),
     )
+
+
+def _in_units(target: Target, value: float, timeframe: str) -> float:
+    """A forecast or outcome as users read it: annualized volatility, or the log return."""
+    answer = target.answer(value, 1.0, timeframe)
+    return float(answer.get("annualized_volatility", value))

@@ -71,22 +71,35 @@ class ModelInfo(BaseModel):
     bento_model: str = Field(description="BentoML model tag served")
 
 
+_MULTIPLIER = "m: the normalized half-width served (the band is forecast +- m * sigma)"
+_ACI_LEVEL = (
+    "The level served now (1 - alpha of adaptive conformal inference): above the nominal "
+    "level after realized misses, below it after a run of hits; the nominal level until "
+    "monitoring has judged outcomes of the served model"
+)
+
+
 class Interval(BaseModel):
     coverage: float | None = Field(description="Nominal coverage (split conformal)")
     return_: list[float] = Field(alias="return", description="[low, high] log return")
     price: list[float] = Field(description="[low, high] price")
+    multiplier: float | None = Field(default=None, description=_MULTIPLIER)
+    aci_level: float | None = Field(default=None, description=_ACI_LEVEL)
 
 
 class Band(BaseModel):
     return_: list[float] = Field(alias="return", description="[low, high] log return")
     price: list[float] = Field(description="[low, high] price")
+    multiplier: float = Field(description=_MULTIPLIER)
+    aci_level: float = Field(description=_ACI_LEVEL)
 
 
 class Intervals(BaseModel):
-    """Intervals whose width follows the volatility forecast: ``forecast +- m * sigma``."""
+    """Intervals whose width follows the volatility forecast: ``forecast +- m * sigma``, ``m``
+    moved online by adaptive conformal inference (per stream, target, horizon and level)."""
 
     sigma: float = Field(description="Ex-ante sigma of the horizon's log return (EWMA)")
-    method: str
+    method: str = Field(description="adaptive conformal (ACI), or normalized conformal before")
     levels: dict[str, Band] = Field(description="By nominal coverage ('0.9')")
 
 
@@ -165,8 +178,34 @@ class Forecast(BaseModel):
                 "served_at": "2022-03-01T00:00:02+00:00",
                 "interval": {
                     "coverage": 0.9,
-                    "return": [-0.0124, 0.0126],
-                    "price": [42646.87, 43726.48],
+                    "return": [-0.0124, 0.01262],
+                    "price": [42647.04, 43727.18],
+                    "multiplier": 1.69,
+                    "aci_level": 0.913,
+                },
+                "intervals": {
+                    "sigma": 0.0074,
+                    "method": "adaptive conformal (ACI), EWMA sigma",
+                    "levels": {
+                        "0.8": {
+                            "return": [-0.00914, 0.00936],
+                            "price": [42786.12, 43585.03],
+                            "multiplier": 1.25,
+                            "aci_level": 0.806,
+                        },
+                        "0.9": {
+                            "return": [-0.0124, 0.01262],
+                            "price": [42647.04, 43727.18],
+                            "multiplier": 1.69,
+                            "aci_level": 0.913,
+                        },
+                        "0.95": {
+                            "return": [-0.01506, 0.01528],
+                            "price": [42533.58, 43843.82],
+                            "multiplier": 2.05,
+                            "aci_level": 0.957,
+                        },
+                    },
                 },
             }
         )

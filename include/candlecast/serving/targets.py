@@ -8,7 +8,11 @@ candles (the volatility features' windows reach a month back, more than the onli
 keeps). Everything here runs when a stream's snapshot is rebuilt, never per request.
 
 Return forecasts carry intervals at every calibrated level: ``forecast +- m * sigma`` with sigma
-the EWMA volatility of the horizon and ``m`` the holdout's normalized conformal quantile.
+the EWMA volatility of the horizon and ``m`` the holdout's normalized conformal quantile, moved
+online by adaptive conformal inference: once monitoring has judged realized outcomes of the
+served champion, ``m`` is the level's current multiplier from the persisted state
+(:mod:`candlecast.serving.aci`, re-read only when its file changes), and each band says the
+level in use (``aci_level``, ``1 - alpha``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pandas as pd
 from candlecast.config import PairConfig
 from candlecast.data.store import PartitionedTable
 from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
+from candlecast.serving import aci
 from candlecast.serving.modelstore import verified_session
 from candlecast.settings import Settings
 from candlecast.targets import MAIN, Target, configured_targets
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: The main target's interval calibration (written by target training).
 INTERVALS = "intervals.json"
+#: The intervals' online states, shared by the service's snapshots (mtime-checked reads).
+STATES = aci.StateReader()
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,11 @@ def forecasts(
     # right after a gap the month-long windows are not full again: those targets wait
     ready = [s for s in served if np.isfinite(_floats(row, s.card.features)).all()]
     missing += tuple(s.target.key for s in served if s not in ready)
-    answers = tuple(_answer(pair, s, row, close, step) for s in ready)
+    models = settings.paths.models
+    answers = tuple(
+        _answer(pair, s, row, close, step, pair.stream.target_dir(models, s.target.key))
+        for s in ready
+    )
     main = _main_intervals(pair, settings, row, close, main_forecast)
     return TargetForecasts(answers, main, missing)
 
@@ -138,7 +149,7 @@ def _session(target: Target, folder: Path) -> ServedTarget:
 
 
 def _answer(
-    pair: PairConfig, served: ServedTarget, row: pd.Series, close: float, step: int
+    pair: PairConfig, served: ServedTarget, row: pd.Series, close: float, step: int, folder: Path
 ) -> dict[str, Any]:
     card, target = served.card, served.target
     x = _floats(row, card.features).astype(np.float32).reshape(1, -1)
@@ -161,7 +172,9 @@ def _answer(
     }
     if card.intervals is not None and np.isfinite(row[card.intervals.sigma_feature]):
         sigma = _sigma(row, card.intervals, target.horizon)
-        body["intervals"] = _bands(value, sigma, card.intervals, close)
+        state = STATES.read(aci.state_path(folder))
+        levels = aci.levels_in_use(card.intervals, card.version, state)
+        body["intervals"] = _bands(value, sigma, levels, close)
     if card.note:
         body["note"] = card.note
     return body
@@ -177,7 +190,8 @@ def _main_intervals(
         return None
     if not np.isfinite(row[calibration.sigma_feature]):
         return None
-    return _bands(forecast, _sigma(row, calibration, 1), calibration, close)
+    levels = aci.levels_in_use(calibration, None, STATES.read(aci.state_path(path.parent)))
+    return _bands(forecast, _sigma(row, calibration, 1), levels, close)
 
 
 def _sigma(row: pd.Series, calibration: IntervalCalibration, horizon: int) -> float:
@@ -186,13 +200,19 @@ def _sigma(row: pd.Series, calibration: IntervalCalibration, horizon: int) -> fl
 
 
 def _bands(
-    forecast: float, sigma: float, calibration: IntervalCalibration, close: float
+    forecast: float, sigma: float, levels: dict[str, tuple[float, float | None]], close: float
 ) -> dict[str, Any]:
+    """Each level's band from its (multiplier, ACI alpha); alpha None: the card's nominal
+    multiplier (no online state yet)."""
     out = {}
-    for level, multiplier in sorted(calibration.multipliers.items()):
+    for level, (multiplier, alpha) in sorted(levels.items()):
         low, high = forecast - multiplier * sigma, forecast + multiplier * sigma
         out[level] = {
             "return": [low, high],
             "price": [close * math.exp(low), close * math.exp(high)],
+            "multiplier": multiplier,
+            "aci_level": float(level) if alpha is None else 1 - alpha,
         }
-    return {"sigma": sigma, "method": "normalized conformal, EWMA sigma", "levels": out}
+    online = any(alpha is not None for _, alpha in levels.values())
+    method = "adaptive conformal (ACI)" if online else "normalized conformal"
+    return {"sigma": sigma, "method": f"{method}, EWMA sigma", "levels": out}
