@@ -87,8 +87,8 @@ def _realized(
     score, persistence = target.primary_score(y, predicted), target.primary_score(y, reference)
     coverage = None
     if card.intervals is not None and "0.9" in card.intervals.multipliers:
-        variance = frame[card.intervals.sigma_feature].to_numpy(np.float64) * target.horizon
-        half = card.intervals.multipliers["0.9"] * np.sqrt(np.maximum(variance, VARIANCE_FLOOR))
+        sigma = card.intervals.sigma(frame[card.intervals.columns].to_numpy(np.float64))
+        half = card.intervals.multipliers["0.9"] * sigma
         coverage = float(np.mean(np.abs(y - predicted) <= half))
     return TargetRealized(
         key=target.key,

@@ -8,7 +8,9 @@ candles (the volatility features' windows reach a month back, more than the onli
 keeps). Everything here runs when a stream's snapshot is rebuilt, never per request.
 
 Return forecasts carry intervals at every calibrated level: ``forecast +- m * sigma`` with sigma
-the EWMA volatility of the horizon and ``m`` the holdout's normalized conformal quantile.
+the card's forecast of the horizon's volatility (its fitted coefficients on the row's volatility
+features, :meth:`~candlecast.modeling.card.IntervalCalibration.sigma`, the computation
+evaluation scores) and ``m`` the holdout's normalized conformal quantile.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration,
 from candlecast.serving.modelstore import verified_bytes
 from candlecast.settings import Settings
 from candlecast.targets import MAIN, Target, configured_targets
-from candlecast.targets.volatility import VARIANCE_FLOOR
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -167,9 +168,8 @@ def _answer(
         },
         "decision": card.decision,
     }
-    if card.intervals is not None and np.isfinite(row[card.intervals.sigma_feature]):
-        sigma = _sigma(row, card.intervals, target.horizon)
-        body["intervals"] = _bands(value, sigma, card.intervals, close)
+    if card.intervals is not None and np.isfinite(_floats(row, card.intervals.columns)).all():
+        body["intervals"] = _bands(value, _sigma(row, card.intervals), card.intervals, close)
     if card.note:
         body["note"] = card.note
     return body
@@ -183,14 +183,14 @@ def _main_intervals(
         calibration = IntervalCalibration.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
-    if not np.isfinite(row[calibration.sigma_feature]):
+    if not np.isfinite(_floats(row, calibration.columns)).all():
         return None
-    return _bands(forecast, _sigma(row, calibration, 1), calibration, close)
+    return _bands(forecast, _sigma(row, calibration), calibration, close)
 
 
-def _sigma(row: pd.Series, calibration: IntervalCalibration, horizon: int) -> float:
-    variance = float(row[calibration.sigma_feature]) * horizon
-    return math.sqrt(max(variance, VARIANCE_FLOOR))
+def _sigma(row: pd.Series, calibration: IntervalCalibration) -> float:
+    """The row's sigma of the calibration's horizon (its columns among the row's features)."""
+    return float(calibration.sigma(_floats(row, calibration.columns).reshape(1, -1))[0])
 
 
 def _bands(
@@ -203,4 +203,5 @@ def _bands(
             "return": [low, high],
             "price": [close * math.exp(low), close * math.exp(high)],
         }
-    return {"sigma": sigma, "method": "normalized conformal, EWMA sigma", "levels": out}
+    method = f"normalized conformal, sigma: {calibration.source}"
+    return {"sigma": sigma, "method": method, "levels": out}
