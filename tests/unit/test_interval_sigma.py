@@ -25,10 +25,28 @@ from candlecast.modeling.target_evaluation import (
 )
 from candlecast.serving import targets as served
 from candlecast.targets import ReturnTarget
-from tests.unit.test_targets import random_walk
 
 HORIZON = 24
+HOUR = 3_600_000
 SETTINGS = EvaluationSettings(train_rows=1500, test_rows=500, calibration_rows=400)
+
+
+def random_walk(rows: int, seed: int, sigma: np.ndarray) -> pd.DataFrame:
+    """Hourly candles of log returns ``N(0, sigma)``."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1, rows) * sigma))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    spread = np.abs(rng.normal(0, 1, rows)) * sigma * close * 0.5
+    return pd.DataFrame(
+        {
+            "ts": np.arange(rows, dtype=np.int64) * HOUR + 1_600_000_000_000 // HOUR * HOUR,
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": rng.uniform(5, 15, rows),
+        }
+    )
 
 
 @pytest.fixture(scope="module")

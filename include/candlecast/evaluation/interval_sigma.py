@@ -17,10 +17,11 @@ rather than least squares in logs: it estimates the conditional mean itself (no 
 and a zero realized variance (a flat candle, common at 5m) is an ordinary row instead of a
 log of the floor that would dominate the fit.
 
-Chosen on the freqtrade 5m pairs (ten pairs, h = 1, 4, 24), not on the BTC/USD file the
-figures are reported on: against the EWMA sigma, the Winkler gain over the fixed width went
-from 9.2% to 11.6% at h = 1, 15.4% to 17.6% at h = 4 and 16.0% to 15.2% at h = 24, with
-coverage per volatility tercile within 1.8 points of 90% at every horizon (EWMA: up to 2.5).
+Chosen on the freqtrade 5m pairs (ten pairs, h = 1, 4, 24; ``bench/tune_interval_sigma.py``),
+not on the BTC/USD file the figures are reported on: against the EWMA sigma, the Winkler gain
+over the fixed width went from 9.2% to 11.6% at h = 1, 15.4% to 17.6% at h = 4 and 16.0% to
+15.2% at h = 24, and the spread of coverage across volatility terciles from 2.5 to 1.7, 3.0 to
+0.3 and 2.3 to 1.5 points. Those files span 20 days, so their longest horizon is two hours.
 
 :func:`horizon_variance` is the whole computation at forecast time (numpy only): evaluation,
 training's card and the service call it with the same coefficients, so a served interval is
