@@ -85,7 +85,9 @@ class Band(BaseModel):
 class Intervals(BaseModel):
     """Intervals whose width follows the volatility forecast: ``forecast +- m * sigma``."""
 
-    sigma: float = Field(description="Ex-ante sigma of the horizon's log return (EWMA)")
+    sigma: float = Field(
+        description="Ex-ante sigma of the horizon's log return (the card's fitted sigma)"
+    )
     method: str
     levels: dict[str, Band] = Field(description="By nominal coverage ('0.9')")
 
