@@ -7,8 +7,10 @@ with the embargo of each horizon, every window refitted (90 days of training, 30
 Volatility, per horizon and kind: QLIKE, its ratio to persistence and to EWMA, the one-sided
 Diebold-Mariano p-value on QLIKE against EWMA and against the best baseline, and the share of
 windows won against EWMA. Returns, per horizon: the 90% interval of each kind (normalized
-conformal with ACI) against today's fixed-width split conformal interval: coverage overall,
-per ex-ante volatility tercile, the worst 30-day block and the blocks below 80%, Winkler.
+conformal with ACI, scaled by the fitted mean-reverting sigma of
+:mod:`candlecast.evaluation.interval_sigma`) against the fixed-width split conformal interval:
+coverage overall, per ex-ante volatility tercile, the worst 30-day block and the blocks below
+80%, Winkler.
 
 Nothing here is tuned on this file: the settings are the targets' declared defaults.
 """
@@ -34,6 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from candlecast.data.importers import read_history
+    from candlecast.evaluation import interval_sigma
     from candlecast.modeling.target_evaluation import evaluate_target, target_frame
     from candlecast.modeling.target_report import target_report_dict
     from candlecast.targets import get_target
@@ -54,6 +57,9 @@ def main() -> None:
                 f"\n== {target.key}: {report['windows']} windows, "
                 f"{report['rows']['scored']} forecasts, {seconds:.0f} s"
             )
+            if name == "return":
+                columns = ", ".join(interval_sigma.sigma_columns(args.timeframe))
+                print(f"sigma: {interval_sigma.SOURCE} of {columns}, refitted per window")
             (print_volatility if name == "volatility" else print_intervals)(report)
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))

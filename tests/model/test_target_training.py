@@ -14,7 +14,9 @@ import pytest
 from mlflow import MlflowClient
 
 from candlecast.data.ingestion import validated_table
+from candlecast.evaluation import interval_sigma
 from candlecast.features.engineering import compute_features
+from candlecast.features.volatility import volatility_features
 from candlecast.modeling import registry, target_training
 from candlecast.modeling.card import ModelCard
 from candlecast.serving import targets as served
@@ -96,6 +98,14 @@ def test_the_service_answers_what_mlflow_calls_champion(world):
     assert vol["sigma"] == pytest.approx(np.sqrt(vol["variance"]))
     assert 0.1 < vol["annualized_volatility"] < 5  # BTC: tens of percent a year
     ret = by_key["return_h4"]
+    # the served sigma is the card's fitted sigma of the newest row's volatility features
+    card = next(s.card for s in loaded if s.target.key == "return_h4")
+    assert card.intervals is not None and card.intervals.source == "qlike_log_linear"
+    row = volatility_features(candles, "1h", (4,)).iloc[[-1]]
+    want = interval_sigma.SigmaFit(
+        tuple(card.intervals.columns), tuple(card.intervals.weights), card.intervals.intercept
+    ).sigma(row[card.intervals.columns].to_numpy())[0]
+    assert ret["intervals"]["sigma"] == pytest.approx(want, rel=1e-9)
     bands = ret["intervals"]["levels"]
     assert bands["0.8"]["return"][1] < bands["0.9"]["return"][1] < bands["0.95"]["return"][1]
     main = answers.main_intervals

@@ -9,9 +9,10 @@ fields, so a rename breaks loudly.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: The ONNX metadata key that holds the card.
 ONNX_KEY = "candlecast.card"
@@ -19,18 +20,64 @@ ONNX_KEY = "candlecast.card"
 ARTIFACT = "card.json"
 #: The sha256 of a served target model's ``model.onnx``, beside it (checked on every load).
 SHA256_FILE = "model.onnx.sha256"
+#: The card's shape; 2: interval calibrations carry a fitted sigma (1, ``sigma_feature``, is
+#: still read, as the same computation).
+SCHEMA_VERSION = 2
 
 
 class IntervalCalibration(BaseModel):
-    """How a return forecast becomes intervals: ``forecast +- multiplier * sigma``, sigma
-    ``sqrt(h * <sigma_feature>)`` of the row, one multiplier per level (normalized conformal
-    scores of the holdout); ACI moves the level online from there."""
+    """How a return forecast becomes intervals: ``forecast +- multiplier * sigma``, one
+    multiplier per level (normalized conformal scores of the holdout), sigma the square root
+    of :func:`~candlecast.evaluation.interval_sigma.horizon_variance` of the row's ``columns``
+    with these ``weights`` and ``intercept`` (the forecast of the horizon's realized variance
+    the multipliers were calibrated with); ACI moves the level online from there.
+
+    A schema 1 calibration (``sigma_feature``: sigma ``sqrt(h * feature)``) is read as the
+    same computation in this form (weight 1, intercept ``log h``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sigma_feature: str
+    source: str = Field(description="How sigma is forecast ('qlike_log_linear', 'ewma')")
+    columns: list[str]
+    weights: list[float]
+    intercept: float
     multipliers: dict[str, float] = Field(description="Level ('0.9') -> normalized half-width")
     holdout_coverage: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_1(cls, data: Any) -> Any:
+        return _upgraded_calibration(data, 1)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> IntervalCalibration:
+        if not self.columns or len(self.columns) != len(self.weights):
+            raise ValueError(
+                f"interval calibration: {len(self.weights)} weights for columns {self.columns}"
+            )
+        return self
+
+    def sigma(self, values: Any) -> Any:
+        """Sigma of each row of ``values`` (an array of rows x :attr:`columns`)."""
+        import numpy as np
+
+        from candlecast.evaluation.interval_sigma import horizon_variance
+
+        return np.sqrt(horizon_variance(values, self.weights, self.intercept))
+
+
+def _upgraded_calibration(data: Any, horizon: int) -> Any:
+    """A schema 1 calibration (``sigma_feature``) in today's form; anything else unchanged."""
+    if not isinstance(data, dict) or "sigma_feature" not in data:
+        return data
+    rest = {k: v for k, v in data.items() if k != "sigma_feature"}
+    return {
+        "source": "ewma",
+        "columns": [data["sigma_feature"]],
+        "weights": [1.0],
+        "intercept": math.log(horizon),
+        **rest,
+    }
 
 
 class ModelCard(BaseModel):
@@ -38,7 +85,7 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: int = 1
+    schema_version: int = SCHEMA_VERSION
     stream: str
     exchange: str
     symbol: str
@@ -69,6 +116,23 @@ class ModelCard(BaseModel):
     decision: str
     note: str | None = None
     intervals: IntervalCalibration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_1(cls, data: Any) -> Any:
+        """A schema 1 card: its calibration's ``sqrt(h * feature)`` needs the card's horizon."""
+        if not isinstance(data, dict):
+            return data
+        version = data.get("schema_version", 1)
+        if version not in (1, SCHEMA_VERSION):
+            raise ValueError(
+                f"model card schema {version}: this candlecast reads schemas 1 and "
+                f"{SCHEMA_VERSION}; upgrade candlecast or retrain the model"
+            )
+        if version == 1:
+            intervals = _upgraded_calibration(data.get("intervals"), int(data.get("horizon", 1)))
+            return {**data, "schema_version": SCHEMA_VERSION, "intervals": intervals}
+        return data
 
     def with_version(self, version: str, run_id: str | None = None) -> ModelCard:
         return self.model_copy(update={"version": version, "run_id": run_id or self.run_id})

@@ -8,9 +8,10 @@ horizon's overlapping labels) and the share of windows won. Every window is refi
 long a kind takes: figures never depend on the machine's speed.
 
 Return forecasts also get intervals at each configured level: normalized conformal scores
-scaled by the EWMA volatility forecast of the same horizon, with ACI on top
-(:mod:`candlecast.evaluation.intervals`), scored beside today's fixed-width split conformal
-interval.
+scaled by a mean-reverting forecast of the horizon's volatility, refitted at every window on
+its training rows like the kinds (:mod:`candlecast.evaluation.interval_sigma`), with ACI on
+top (:mod:`candlecast.evaluation.intervals`), scored beside today's fixed-width split
+conformal interval.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from candlecast.errors import ConfigError, NotEnoughHistoryError
+from candlecast.evaluation import interval_sigma, metrics, significance
 from candlecast.evaluation import intervals as iv
-from candlecast.evaluation import metrics, significance
 from candlecast.evaluation.walkforward import Fold, walk_forward
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
 from candlecast.features.volatility import volatility_features
@@ -35,13 +36,15 @@ from candlecast.modeling.evaluate import aligned_inputs
 from candlecast.modeling.evaluation_results import EvaluationSettings
 from candlecast.modeling.kinds import get_kind
 from candlecast.modeling.targeted import TargetModel
-from candlecast.targets import Target
-from candlecast.targets.volatility import VARIANCE_FLOOR
+from candlecast.targets import Target, get_target
 from candlecast.timeframes import timeframe_ms
 
 #: The interval levels scored by default (90% is the headline level of every figure).
 LEVELS = (0.8, 0.9, 0.95)
 OnWindow = Callable[[str, int, int], None]
+#: Return frames: the realized variance of the row's next ``h`` candles, which the interval
+#: sigma is fitted on (never a feature: it lies in the future of the row).
+REALIZED_VARIANCE = "realized_variance"
 
 
 def target_frame(
@@ -70,8 +73,13 @@ def target_frame(
     frame = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
     frame = frame.merge(target.label(ordered, timeframe), on="event_timestamp")
     if target.name == "return":
-        # intervals scale by the EWMA and are judged by terciles of the last 24 candles' variance
-        frame = frame.dropna(subset=["ewma_var", "rv_24"])
+        # intervals scale by the sigma forecast (fitted on the horizon's realized variance) and
+        # are judged by terciles of the last 24 candles' variance
+        realized = get_target("volatility", target.horizon).label(ordered, timeframe)
+        frame = frame.merge(
+            realized.rename(columns={"target": REALIZED_VARIANCE}), on="event_timestamp"
+        )
+        frame = frame.dropna(subset=[*interval_sigma.sigma_columns(timeframe), "rv_24"])
     frame = frame.dropna(subset=[*FEATURE_COLUMNS, "target"])
     return frame.sort_values("event_timestamp").reset_index(drop=True)
 
@@ -172,7 +180,7 @@ def evaluate_target(
         name: _result(name, makers[name], predicted, realized, target, folds) for name in makers
     }
     if target.name == "return":
-        sigma = _sigma(ordered, positions, target)
+        sigma = interval_sigmas(ordered, positions, folds, settings, target, timeframe)
         tercile_basis = ordered["rv_24"].to_numpy(np.float64)[positions]
         times = pd.DatetimeIndex(ordered["event_timestamp"].iloc[positions])
         for name, make in makers.items():
@@ -266,10 +274,39 @@ def _result(
     return KindResult(name, make().kind.baseline, mine, target.scores(realized, mine), versus)
 
 
-def _sigma(frame: pd.DataFrame, positions: np.ndarray, target: Target) -> np.ndarray:
-    """The ex-ante sigma of an ``h``-candle return: the EWMA variance times ``h``."""
-    variance = frame["ewma_var"].to_numpy(np.float64)[positions] * target.horizon
-    return np.sqrt(np.maximum(variance, VARIANCE_FLOOR))
+def interval_sigmas(
+    frame: pd.DataFrame,
+    positions: np.ndarray,
+    folds: Sequence[Fold],
+    settings: EvaluationSettings,
+    target: Target,
+    timeframe: str,
+) -> np.ndarray:
+    """The ex-ante sigma of each scored row's ``h``-candle return, by position (NaN where
+    unused): each window's from the sigma fitted on its own training rows, the calibration
+    tail's from the fit on the rows before it, as the kinds are refitted (causal: a fit sees
+    only labels realized before the rows it scales)."""
+    columns = interval_sigma.sigma_columns(timeframe)
+    values = frame[columns].to_numpy(np.float64)[positions]
+    realized = frame[REALIZED_VARIANCE].to_numpy(np.float64)[positions]
+    out = np.full(len(positions), np.nan)
+    tail, before = _calibration_rows(folds[0], settings, target)
+    for fit_rows, rows in [(before, tail), *((fold.train, fold.test) for fold in folds)]:
+        fit = interval_sigma.fit_sigma(values[fit_rows], realized[fit_rows], columns)
+        out[rows] = fit.sigma(values[rows])
+    return out
+
+
+def _calibration_rows(
+    first: Fold, settings: EvaluationSettings, target: Target
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first window's calibration tail, and the rows before it (and its embargo) that the
+    model and sigma it is scored with are fitted on."""
+    rows = first.train[-settings.calibration_rows :]
+    fit_rows = first.train[: len(first.train) - settings.calibration_rows - target.embargo]
+    if len(fit_rows) < 2:
+        raise NotEnoughHistoryError("too few training rows before the calibration tail")
+    return rows, fit_rows
 
 
 def _with_intervals(
@@ -347,10 +384,7 @@ def _calibration(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first window's calibration: the tail of its training rows, forecast by a model
     fitted on the rows before that tail (and its embargo)."""
-    rows = first.train[-settings.calibration_rows :]
-    fit_rows = first.train[: len(first.train) - settings.calibration_rows - target.embargo]
-    if len(fit_rows) < 2:
-        raise NotEnoughHistoryError("too few training rows before the calibration tail")
+    rows, fit_rows = _calibration_rows(first, settings, target)
     model = make()
     model.fit(x[fit_rows], y[fit_rows])
     return rows, np.asarray(model.predict(x[rows]), np.float64).reshape(-1)

@@ -73,7 +73,10 @@ def kind_dict(kind: KindResult, report: TargetReport) -> dict[str, Any]:
         headline = kind.intervals.get(HEADLINE_LEVEL) or next(iter(kind.intervals.values()))
         out["interval_coverage"] = {
             **_interval(headline),
-            "method": "normalized split conformal (EWMA sigma) with adaptive conformal inference",
+            "method": (
+                "normalized split conformal (fitted mean-reverting sigma) with adaptive "
+                "conformal inference"
+            ),
             "aci_alpha_final": kind.aci_alpha.get(headline.level),
             "levels": {f"{level:g}": _interval(s) for level, s in kind.intervals.items()},
             "fixed_width": _interval(kind.fixed_width) if kind.fixed_width else None,

@@ -18,7 +18,9 @@ For each target at each horizon, on the training window ending at ``end``:
    ``<models>/<stream>/targets/<target key>/champion`` is replaced in one rename.
 
 Return targets get interval calibration on the holdout: normalized conformal multipliers per
-configured level (sigma from the EWMA of the same horizon).
+configured level, sigma the mean-reverting forecast of the horizon's volatility fitted on the
+training rows (:mod:`candlecast.evaluation.interval_sigma`); the card records its coefficients,
+so the service scales by the very sigma the multipliers were calibrated with.
 
 A re-run of the same window on the same data, settings and code reuses its run and version.
 """
@@ -42,18 +44,17 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
-from candlecast.evaluation import significance
+from candlecast.evaluation import interval_sigma, significance
 from candlecast.features.engineering import compute_features
 from candlecast.modeling import registry
 from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
 from candlecast.modeling.evaluate import aligned_inputs
 from candlecast.modeling.gate import Comparison, Policy, decide_target
 from candlecast.modeling.kinds import get_kind, kind_names
-from candlecast.modeling.target_evaluation import LEVELS, target_frame
+from candlecast.modeling.target_evaluation import LEVELS, REALIZED_VARIANCE, target_frame
 from candlecast.modeling.targeted import TargetModel
 from candlecast.settings import Settings, get_settings
 from candlecast.targets import MAIN, Target, configured_targets, get_target
-from candlecast.targets.volatility import VARIANCE_FLOOR
 from candlecast.timeframes import (
     timeframe_delta,
     timeframe_ms,
@@ -63,8 +64,6 @@ from candlecast.timeframes import (
 
 log = logging.getLogger(__name__)
 
-#: The column whose EWMA variance scales return intervals (see :mod:`.target_evaluation`).
-SIGMA_FEATURE = "ewma_var"
 #: The main target's interval calibration file, beside the other targets' folders.
 INTERVALS = "intervals.json"
 #: ONNX and native forecasts must agree this closely (relative, float32 inputs).
@@ -131,14 +130,16 @@ def calibrate_main_intervals(
     target = get_target("return", 1)
     start = end - timedelta(days=pair.training.train_days)
     frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target, features)
-    frame = frame[frame["event_timestamp"] > pd.Timestamp(start)].dropna(subset=[SIGMA_FEATURE])
+    frame = frame[frame["event_timestamp"] > pd.Timestamp(start)].reset_index(drop=True)
     positions = np.arange(len(frame))
-    _, holdout = _split(len(frame), pair.training.holdout_fraction, target)
-    if len(holdout) < 50:
+    train, holdout = _split(len(frame), pair.training.holdout_fraction, target)
+    if len(holdout) < 50 or len(train) < interval_sigma.MIN_ROWS:
         log.info("%s: too little history to calibrate intervals yet", pair.stream.label)
         return None
     y = frame["target"].to_numpy(np.float64)
-    calibration = _calibration(target, frame, positions, holdout, y, np.zeros(len(holdout)))
+    calibration = _calibration(
+        target, pair.timeframe, frame, positions, (train, holdout), y, np.zeros(len(holdout))
+    )
     folder = pair.stream.target_dir(settings.paths.models, MAIN)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / INTERVALS
@@ -212,7 +213,15 @@ def train_target(
         ),
         decision=verdict.reason,
         note=None if verdict.learned else get_kind(verdict.champion, target.name).serving_note,
-        intervals=_calibration(target, frame, positions, holdout, y, predicted[verdict.champion]),
+        intervals=_calibration(
+            target,
+            pair.timeframe,
+            frame,
+            positions,
+            (train, holdout),
+            y,
+            predicted[verdict.champion],
+        ),
     )
     onnx_model = champion.to_onnx()
     _check_parity(onnx_model, champion, inputs[verdict.champion][holdout], target)
@@ -290,19 +299,32 @@ def _decide(
 
 def _calibration(
     target: Target,
+    timeframe: str,
     frame: pd.DataFrame,
     positions: np.ndarray,
-    holdout: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray],
     y: np.ndarray,
     predicted: np.ndarray,
 ) -> IntervalCalibration | None:
-    """Return targets: the normalized holdout scores' quantile at each level."""
+    """Return targets: the sigma fitted on the training rows, and the quantile at each level
+    of the holdout's scores normalized by it. The card keeps that fit, not a refit on the
+    whole window: the multipliers hold for the sigma they were measured with."""
     if target.name != "return":
         return None
-    variance = frame[SIGMA_FEATURE].to_numpy(np.float64)[positions][holdout] * target.horizon
-    scores = np.abs(y[holdout] - predicted) / np.sqrt(np.maximum(variance, VARIANCE_FLOOR))
+    train, holdout = split
+    columns = interval_sigma.sigma_columns(timeframe)
+    values = frame[columns].to_numpy(np.float64)[positions]
+    realized = frame[REALIZED_VARIANCE].to_numpy(np.float64)[positions]
+    fit = interval_sigma.fit_sigma(values[train], realized[train], columns)
+    scores = np.abs(y[holdout] - predicted) / fit.sigma(values[holdout])
     multipliers = {f"{lv:g}": float(np.quantile(scores, lv, method="higher")) for lv in LEVELS}
-    return IntervalCalibration(sigma_feature=SIGMA_FEATURE, multipliers=multipliers)
+    return IntervalCalibration(
+        source=interval_sigma.SOURCE,
+        columns=list(fit.columns),
+        weights=list(fit.weights),
+        intercept=fit.intercept,
+        multipliers=multipliers,
+    )
 
 
 def _check_parity(onnx_model: Any, model: TargetModel, x: np.ndarray, target: Target) -> None:

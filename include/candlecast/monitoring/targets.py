@@ -87,7 +87,7 @@ def main_aci(
     if candles.empty:
         return []
     target = get_target("return", 1)
-    frame = _window(pair, target, candles, span, [calibration.sigma_feature])
+    frame = _window(pair, target, candles, span, calibration.columns)
     predicted = np.zeros(len(frame))  # "no change", as the calibration judged it
     return _advance(pair, folder, target, calibration, None, frame, predicted, candles, span)
 
@@ -116,10 +116,10 @@ def _window(
     return frame[inside].dropna(subset=features).reset_index(drop=True)
 
 
-def _sigmas(frame: pd.DataFrame, calibration: IntervalCalibration, horizon: int) -> np.ndarray:
-    """Each row's ex-ante sigma of the horizon's return, as the service scales intervals."""
-    variance = frame[calibration.sigma_feature].to_numpy(np.float64) * horizon
-    return np.sqrt(np.maximum(variance, VARIANCE_FLOOR))
+def _sigmas(frame: pd.DataFrame, calibration: IntervalCalibration) -> np.ndarray:
+    """Each row's ex-ante sigma of the horizon's return, as the service scales intervals (the
+    card's fitted sigma of the row's columns, the function evaluation scores)."""
+    return np.asarray(calibration.sigma(frame[calibration.columns].to_numpy(np.float64)))
 
 
 def _advance(
@@ -137,7 +137,7 @@ def _advance(
     step = timeframe_ms(pair.timeframe)
     start, as_of = to_ms(span[0]), to_ms(span[1])
     y = frame["target"].to_numpy(np.float64)
-    scores = np.abs(y - predicted) / _sigmas(frame, calibration, target.horizon)
+    scores = np.abs(y - predicted) / _sigmas(frame, calibration)
     rows = candles["ts"].to_numpy(np.int64)
     outcomes = aci.Outcomes(
         rows=rows[rows + step > start],
@@ -184,7 +184,7 @@ def _realized(
     score, persistence = target.primary_score(y, predicted), target.primary_score(y, reference)
     coverage, levels = None, []
     if card.intervals is not None and "0.9" in card.intervals.multipliers:
-        half = card.intervals.multipliers["0.9"] * _sigmas(frame, card.intervals, target.horizon)
+        half = card.intervals.multipliers["0.9"] * _sigmas(frame, card.intervals)
         coverage = float(np.mean(np.abs(y - predicted) <= half))
     if card.intervals is not None:
         folder = pair.stream.target_dir(settings.paths.models, target.key)

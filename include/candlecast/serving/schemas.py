@@ -98,7 +98,9 @@ class Intervals(BaseModel):
     """Intervals whose width follows the volatility forecast: ``forecast +- m * sigma``, ``m``
     moved online by adaptive conformal inference (per stream, target, horizon and level)."""
 
-    sigma: float = Field(description="Ex-ante sigma of the horizon's log return (EWMA)")
+    sigma: float = Field(
+        description="Ex-ante sigma of the horizon's log return (the card's fitted sigma)"
+    )
     method: str = Field(description="adaptive conformal (ACI), or normalized conformal before")
     levels: dict[str, Band] = Field(description="By nominal coverage ('0.9')")
 

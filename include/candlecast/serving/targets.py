@@ -8,9 +8,11 @@ candles (the volatility features' windows reach a month back, more than the onli
 keeps). Everything here runs when a stream's snapshot is rebuilt, never per request.
 
 Return forecasts carry intervals at every calibrated level: ``forecast +- m * sigma`` with sigma
-the EWMA volatility of the horizon and ``m`` the holdout's normalized conformal quantile, moved
-online by adaptive conformal inference: once monitoring has judged realized outcomes of the
-served champion, ``m`` is the level's current multiplier from the persisted state
+the card's forecast of the horizon's volatility (its fitted coefficients on the row's volatility
+features, :meth:`~candlecast.modeling.card.IntervalCalibration.sigma`, the computation
+evaluation scores) and ``m`` the holdout's normalized conformal quantile, moved online by
+adaptive conformal inference: once monitoring has judged realized outcomes of the served
+champion, ``m`` is the level's current multiplier from the persisted state
 (:mod:`candlecast.serving.aci`, re-read only when its file changes), and each band says the
 level in use (``aci_level``, ``1 - alpha``).
 """
@@ -34,7 +36,6 @@ from candlecast.serving import aci
 from candlecast.serving.modelstore import verified_session
 from candlecast.settings import Settings
 from candlecast.targets import MAIN, Target, configured_targets
-from candlecast.targets.volatility import VARIANCE_FLOOR
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -170,11 +171,11 @@ def _answer(
         },
         "decision": card.decision,
     }
-    if card.intervals is not None and np.isfinite(row[card.intervals.sigma_feature]):
-        sigma = _sigma(row, card.intervals, target.horizon)
+    if card.intervals is not None and np.isfinite(_floats(row, card.intervals.columns)).all():
         state = STATES.read(aci.state_path(folder))
         levels = aci.levels_in_use(card.intervals, card.version, state)
-        body["intervals"] = _bands(value, sigma, levels, close)
+        sigma = _sigma(row, card.intervals)
+        body["intervals"] = _bands(value, sigma, levels, close, card.intervals.source)
     if card.note:
         body["note"] = card.note
     return body
@@ -188,19 +189,23 @@ def _main_intervals(
         calibration = IntervalCalibration.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
-    if not np.isfinite(row[calibration.sigma_feature]):
+    if not np.isfinite(_floats(row, calibration.columns)).all():
         return None
     levels = aci.levels_in_use(calibration, None, STATES.read(aci.state_path(path.parent)))
-    return _bands(forecast, _sigma(row, calibration, 1), levels, close)
+    return _bands(forecast, _sigma(row, calibration), levels, close, calibration.source)
 
 
-def _sigma(row: pd.Series, calibration: IntervalCalibration, horizon: int) -> float:
-    variance = float(row[calibration.sigma_feature]) * horizon
-    return math.sqrt(max(variance, VARIANCE_FLOOR))
+def _sigma(row: pd.Series, calibration: IntervalCalibration) -> float:
+    """The row's sigma of the calibration's horizon (its columns among the row's features)."""
+    return float(calibration.sigma(_floats(row, calibration.columns).reshape(1, -1))[0])
 
 
 def _bands(
-    forecast: float, sigma: float, levels: dict[str, tuple[float, float | None]], close: float
+    forecast: float,
+    sigma: float,
+    levels: dict[str, tuple[float, float | None]],
+    close: float,
+    source: str,
 ) -> dict[str, Any]:
     """Each level's band from its (multiplier, ACI alpha); alpha None: the card's nominal
     multiplier (no online state yet)."""
@@ -215,4 +220,4 @@ def _bands(
         }
     online = any(alpha is not None for _, alpha in levels.values())
     method = "adaptive conformal (ACI)" if online else "normalized conformal"
-    return {"sigma": sigma, "method": f"{method}, EWMA sigma", "levels": out}
+    return {"sigma": sigma, "method": f"{method}, sigma: {source}", "levels": out}
