@@ -15,9 +15,9 @@ def test_a_stopped_service_is_named_and_ends_the_demo(tmp_path):
     stopped.wait()
     try:
         _check_services(settings, [alive, alive])  # both up: nothing to say
-        with pytest.raises(RuntimeError, match=r"the prediction service stopped \(exit code 3\)"):
+        with pytest.raises(RuntimeError, match=r"the prediction service exited with code 3"):
             _check_services(settings, [stopped, alive])
-        with pytest.raises(RuntimeError, match=r"the MLflow UI stopped .*mlflow\.log"):
+        with pytest.raises(RuntimeError, match=r"the MLflow UI exited .*mlflow\.log"):
             _check_services(settings, [alive, stopped])
     finally:
         alive.kill()

@@ -156,13 +156,9 @@ class EmbeddedAirflow:
 
     def check_alive(self) -> None:
         """Raise naming the first component that exited, with its log."""
-        for component, proc in self.procs.items():
-            if proc.poll() is not None:
-                log = self.log(component)
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(
-                    f"Airflow {component} exited with code {proc.returncode}; log {log}:\n{tail}"
-                )
+        embedded.check_running(
+            ((f"Airflow {c}", proc, self.log(c)) for c, proc in self.procs.items()), tail=2000
+        )
 
     def health(self) -> dict[str, Any]:
         return dict(embedded.get_json(f"{self.url}/api/v2/monitor/health"))

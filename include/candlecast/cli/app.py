@@ -45,6 +45,15 @@ TimeframeOpt = Annotated[str | None, typer.Option("--timeframe", "-t", help="e.g
 DateOpt = Annotated[datetime | None, typer.Option(help="UTC date or datetime")]
 StartOpt = Annotated[datetime, typer.Option(help="UTC date or datetime (inclusive)")]
 EndOpt = Annotated[datetime, typer.Option(help="UTC date or datetime (exclusive)")]
+HistoryFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file",
+        exists=True,
+        dir_okay=False,
+        help="History file (any format import-candles reads) instead of stored candles",
+    ),
+]
 
 
 def error_line(message: str) -> None:

@@ -139,13 +139,10 @@ def _serve_and_show(
 def _check_services(settings: Settings, procs: list[subprocess.Popen]) -> None:
     """Raise naming the advertised service that exited (the demo then stops and exits 1)."""
     logs = settings.paths.logs
-    for (name, log), proc in zip(
-        (("prediction service", "bentoml.log"), ("MLflow UI", "mlflow.log")), procs, strict=False
-    ):
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the {name} stopped (exit code {proc.returncode}); its log: {logs / log}"
-            )
+    names = (("the prediction service", "bentoml.log"), ("the MLflow UI", "mlflow.log"))
+    embedded.check_running(
+        (name, proc, logs / log) for (name, log), proc in zip(names, procs, strict=False)
+    )
 
 
 def _up(console: Console, name: str, url: str, proc: subprocess.Popen) -> bool:

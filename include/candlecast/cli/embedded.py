@@ -190,6 +190,23 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
         )
 
 
+def check_running(watched: Iterable[tuple[str, subprocess.Popen, Path]], tail: int = 0) -> None:
+    """Raise naming the first of ``(name, process, log)`` that exited: its exit code, its log
+    and, with ``tail``, the log's last ``tail`` characters (what a user reads first).
+
+    Raises:
+        RuntimeError: a watched process is no longer running.
+    """
+    for name, proc, log in watched:
+        if proc.poll() is None:
+            continue
+        last = log.read_text(errors="replace")[-tail:] if tail and log.exists() else ""
+        raise RuntimeError(
+            f"{name} exited with code {proc.returncode}; its log: {log}"
+            + (f"\n{last}" if last else "")
+        )
+
+
 def _tree(procs: Iterable[subprocess.Popen]) -> list[Any]:
     """The processes and all their descendants that are still alive (psutil processes)."""
     import psutil

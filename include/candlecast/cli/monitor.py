@@ -15,6 +15,7 @@ from rich.table import Table
 
 from candlecast.cli.app import (
     ExchangeOpt,
+    HistoryFileOpt,
     PairOpt,
     TimeframeOpt,
     _clean_errors,
@@ -109,14 +110,7 @@ def drift(
     current: Annotated[str, typer.Option(help="START:END of the current window")],
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            help="History file (any format import-candles reads) instead of stored candles",
-        ),
-    ] = None,
+    file: HistoryFileOpt = None,
     report: Annotated[
         Path | None, typer.Option(dir_okay=False, help="Also write the Evidently HTML report")
     ] = None,

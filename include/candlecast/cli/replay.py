@@ -16,6 +16,7 @@ from rich.table import Table
 from candlecast.cli.app import (
     EndOpt,
     ExchangeOpt,
+    HistoryFileOpt,
     PairOpt,
     StartOpt,
     TimeframeOpt,
@@ -35,14 +36,7 @@ def replay(
     end: EndOpt,
     exchange: ExchangeOpt = None,
     timeframe: TimeframeOpt = None,
-    file: Annotated[
-        Path | None,
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            help="History file (any format import-candles reads) instead of stored candles",
-        ),
-    ] = None,
+    file: HistoryFileOpt = None,
     policy: Annotated[
         list[str] | None,
         typer.Option(help="never, cadence or triggers (repeat it) [default: all three]"),

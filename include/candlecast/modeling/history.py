@@ -79,6 +79,22 @@ def record(stream: Stream, decided: Decided, settings: Settings | None = None) -
         os.close(fd)
 
 
+def record_now(
+    stream: Stream,
+    since: datetime,
+    version: str,
+    kind: str,
+    window: tuple[datetime, datetime],
+    how: str,
+    changed: bool,
+    settings: Settings | None = None,
+) -> None:
+    """Append a decision made now: ``version`` (a ``kind``) serves from ``since`` on, judged
+    on the training ``window``."""
+    decided = Decided(since, version, kind, window[0], window[1], how, changed, now())
+    record(stream, decided, settings)
+
+
 def read(stream: Stream, settings: Settings | None = None) -> list[Decided]:
     """The stream's decisions in the order they were recorded (empty when none)."""
     path = history_path(stream, settings)

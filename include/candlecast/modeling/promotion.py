@@ -184,18 +184,14 @@ def commit_decision(
     if decision.window_end:
         end = datetime.fromisoformat(decision.window_end)
         start = datetime.fromisoformat(decision.window_start) if decision.window_start else end
-        history.record(
+        history.record_now(
             pair.stream,
-            history.Decided(
-                since=end,
-                version=decision.champion_version,
-                kind=decision.champion_kind,
-                window_start=start,
-                window_end=end,
-                how="gate",
-                changed=moved[0] != moved[1],
-                recorded_at=history.now(),
-            ),
+            end,
+            decision.champion_version,
+            decision.champion_kind,
+            (start, end),
+            "gate",
+            moved[0] != moved[1],
             settings,
         )
     return moved
@@ -215,20 +211,9 @@ def record_manual_move(
     tags = run.data.tags if run is not None else {}
     end = datetime.fromisoformat(tags["interval_end"]) if tags.get("interval_end") else since
     start_text = _window_start(client, run) if run is not None else ""
-    history.record(
-        pair.stream,
-        history.Decided(
-            since=since,
-            version=str(version),
-            kind=str(found.tags.get("kind", "")),
-            window_start=datetime.fromisoformat(start_text) if start_text else end,
-            window_end=end,
-            how=how,
-            changed=True,
-            recorded_at=history.now(),
-        ),
-        settings,
-    )
+    start = datetime.fromisoformat(start_text) if start_text else end
+    kind = str(found.tags.get("kind", ""))
+    history.record_now(pair.stream, since, str(version), kind, (start, end), how, True, settings)
 
 
 def _window_start(client: MlflowClient, run: Any) -> str:
