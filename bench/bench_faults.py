@@ -44,7 +44,16 @@ BODY = json.dumps({"pair": "ETH/BTC"}).encode()
 HEADERS = {"Content-Type": "application/json"}
 
 
-def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None):
+def request(port: int, method: str, path: str, body: bytes | None = None):
+    """One request on a new connection (a kept-alive one may have been closed while idle)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        return exchange(conn, method, path, body)
+    finally:
+        conn.close()
+
+
+def exchange(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None):
     conn.request(method, path, body=body, headers=HEADERS if body else {})
     response = conn.getresponse()
     return response.status, json.loads(response.read() or b"null")
@@ -62,7 +71,7 @@ def load(port: int, seconds: float, clients: int) -> dict[str, float]:
         while time.monotonic() < end:
             started = time.perf_counter()
             try:
-                status, body = request(conn, "POST", "/predict", BODY)
+                status, body = exchange(conn, "POST", "/predict", BODY)
                 stale = bool(body and body.get("stale_reason"))
             except (OSError, http.client.HTTPException):
                 status, stale = 0, False
@@ -110,11 +119,10 @@ def fault_run(
     port: int, args: argparse.Namespace, start: Callable, clear: Callable, fresh: Callable
 ):
     """Healthy load, then the fault with news announced, then recovery: one row per phase."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     healthy = load(port, args.seconds, args.clients)
     start()
     started = time.perf_counter()
-    status, _ = request(conn, "POST", "/refresh", json.dumps({"stream": "ETH/BTC"}).encode())
+    status, _ = request(port, "POST", "/refresh", json.dumps({"stream": "ETH/BTC"}).encode())
     refresh_s = time.perf_counter() - started
     during = load(port, args.seconds, args.clients)
     clear()
@@ -156,18 +164,16 @@ def run(root: Path, env: dict[str, str], proxy: FaultProxy, args: argparse.Names
     service = embedded.start(embedded.bentoml_command("127.0.0.1", port), log, env)
     try:
         embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600, proc=service)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
         polled = [0]  # answers of the polls below, logged like any other
 
         def fresh_answer() -> bool:
-            status, body = request(conn, "POST", "/predict", BODY)
+            status, body = request(port, "POST", "/predict", BODY)
             polled[0] += status == 200
             return status == 200 and not body.get("stale_reason")
 
         def log_ok() -> bool:
-            polled[0] += request(conn, "POST", "/predict", BODY)[0] == 200
-            return request(conn, "GET", "/health")[1]["status"] == "ok"
+            polled[0] += request(port, "POST", "/predict", BODY)[0] == 200
+            return request(port, "GET", "/health")[1]["status"] == "ok"
 
         path = root / "home" / "forecasts" / "forecast_log.db"
         rows = []
