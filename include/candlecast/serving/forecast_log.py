@@ -172,7 +172,7 @@ class ForecastLog:
 
     def _recovered(self) -> None:
         if self._failing is not None:
-            log.info(
+            log.warning(
                 "forecast log: writing again after %.0f s (%d forecasts dropped)",
                 time.time() - self._failing[0],
                 self.dropped,

@@ -450,7 +450,7 @@ class Forecaster:
             message = outage.describe(time.time()) if outage else f"{type(exc).__name__}: {exc}"
             raise StoreUnavailableError(f"online store {message}") from exc
         if before is not None:
-            log.info("online store answers again after %.0f s", time.time() - before.since)
+            log.warning("online store answers again after %.0f s", time.time() - before.since)
         return values
 
     def _window_row(
