@@ -42,7 +42,7 @@ def clone_exchange(index: int) -> str:
     return f"synth{index:04d}"
 
 
-def environment(root: Path) -> dict[str, str]:
+def environment(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     home = root / "home"
     return {
         **os.environ,
@@ -50,15 +50,17 @@ def environment(root: Path) -> dict[str, str]:
         "CANDLECAST_PAIRS": str(root / "pairs.yaml"),
         "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "True",
+        **(extra or {}),
     }
 
 
-def build(root: Path) -> dict[str, str]:
+def build(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The ETH/BTC 5m pipeline run for 2018-01-28 (features online up to 23:55), served by
-    whichever kind won the gate. Returns the world's environment."""
+    whichever kind won the gate; ``extra`` environment variables (another online store) hold
+    for the run and the world. Returns the world's environment."""
     root.mkdir(parents=True, exist_ok=True)
     write_config(root / "pairs.yaml")
-    env = environment(root)
+    env = environment(root, extra)
     out = subprocess.run(
         [str(CANDLECAST), "run", "--pair", "ETH/BTC", *DAY],
         env=env,

@@ -23,14 +23,18 @@ PROJECT = "candlecast"
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 
 
-def repo_config(settings: Settings | None = None) -> Any:
-    """The Feast RepoConfig for these settings."""
+def repo_config(settings: Settings | None = None, read_timeout_s: float | None = None) -> Any:
+    """The Feast RepoConfig for these settings; with ``read_timeout_s``, a Redis online store
+    is read with that connect and read timeout and no retry (:func:`bounded_redis_url`)."""
     from feast.repo_config import RepoConfig
 
     settings = settings or get_settings()
     feast_dir = settings.paths.feast
     if settings.online_store == "redis":
-        online: dict[str, Any] = {"type": "redis", "connection_string": settings.redis_url}
+        url = settings.redis_url
+        if read_timeout_s is not None:
+            url = bounded_redis_url(url, read_timeout_s)
+        online: dict[str, Any] = {"type": "redis", "connection_string": url}
     else:
         online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
     return RepoConfig(
@@ -44,12 +48,32 @@ def repo_config(settings: Settings | None = None) -> Any:
     )
 
 
-def feature_store(settings: Settings | None = None) -> FeatureStore:
+def bounded_redis_url(url: str, timeout_s: float) -> str:
+    """A Feast Redis connection string (``host:port,db=1,...``) whose reads give up after
+    ``timeout_s``: redis-py waits forever on a hung server by default, and retries a refused
+    connection three times with backoff (seconds per read). Timeouts the URL sets are kept;
+    ``retry=null`` makes redis-py try once (the service's circuit breaker decides when to
+    try again)."""
+    given = {part.split("=", 1)[0] for part in url.split(",") if "=" in part}
+    bounds = {
+        "socket_connect_timeout": str(timeout_s),
+        "socket_timeout": str(timeout_s),
+        "retry": "null",
+    }
+    return ",".join([url, *(f"{k}={v}" for k, v in bounds.items() if k not in given)])
+
+
+def feature_store(
+    settings: Settings | None = None, read_timeout_s: float | None = None
+) -> FeatureStore:
+    """The Feast store; ``read_timeout_s`` bounds each online read (the service's setting:
+    the pipeline's materialization keeps the client's defaults)."""
     from feast import FeatureStore
 
     settings = settings or get_settings()
     settings.paths.feast.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=repo_config(settings), repo_path=str(FEATURE_REPO))
+    config = repo_config(settings, read_timeout_s)
+    return FeatureStore(config=config, repo_path=str(FEATURE_REPO))
 
 
 def offline_table(stream: Stream, settings: Settings | None = None) -> PartitionedTable:

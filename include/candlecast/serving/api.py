@@ -115,7 +115,7 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
         forecaster = get_forecaster()
         snap = await _snapshot(forecaster, _resolve(forecaster, request))
         metrics.PREDICTIONS.labels(stream=snap.pair.key, endpoint="predict").inc()
-        body = answer(snap)
+        body = _answer(forecaster, snap)
         if request.target is not None or request.horizon != 1:
             try:
                 body = select(body, request.target, request.horizon)
@@ -181,6 +181,11 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
     @app.get("/health", responses=errors(401), summary="Deployed model per stream")
     async def health() -> dict[str, Any]:
         status = await run_in_threadpool(get_forecaster().status)
+        logging = forecast_log.problem()
+        if logging is not None:  # answers still go out: degraded, not down
+            status["degraded"] = [*status["degraded"], logging]
+            status["status"] = "degraded" if status["status"] == "ok" else status["status"]
+        status["degraded"] = [public(line) for line in status["degraded"]]
         return {**status, "process": lean.process_facts()}  # the answering worker's footprint
 
     return app
@@ -221,11 +226,24 @@ def _resolve(forecaster: Forecaster, ref: StreamRef) -> PairConfig:
 
 async def _snapshot(forecaster: Forecaster, pair: PairConfig) -> Snapshot:
     try:
-        if forecaster.needs_refresh(pair):
-            return await run_in_threadpool(forecaster.refresh, pair, False)
+        if forecaster.waits(pair):  # may read a store (bounded): off the event loop
+            return await run_in_threadpool(forecaster.snapshot, pair)
         return forecaster.snapshot(pair)
     except NotReadyError as exc:
         raise ApiError(503, str(exc)) from None
+
+
+def _answer(forecaster: Forecaster, snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
+    """The snapshot's answer; while the online store is down it is marked stale, with why
+    and how old the snapshot is (its features may have moved on in the store)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    body = answer(snap, now_ms)
+    outage = forecaster.online.outage()
+    if outage is not None:
+        body["stale"] = True
+        body["stale_reason"] = public(f"online store {outage.describe(now_ms / 1000)}")
+        body["snapshot_age_seconds"] = round(now_ms / 1000 - snap.loaded_at, 3)
+    return body
 
 
 async def _many_pairs(forecaster: Forecaster, refs: list[StreamRef]) -> dict[str, Any]:
@@ -238,7 +256,7 @@ async def _many_pairs(forecaster: Forecaster, refs: list[StreamRef]) -> dict[str
             failed.append({"request": ref.model_dump(), "status": exc.status, "error": exc.message})
             continue
         metrics.PREDICTIONS.labels(stream=snap.pair.key, endpoint="predict_batch").inc()
-        forecasts.append(answer(snap, now_ms))
+        forecasts.append(_answer(forecaster, snap, now_ms))
         forecast_log.record(forecasts[-1])
     return {"forecasts": forecasts, "errors": failed}
 
@@ -321,7 +339,8 @@ async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
     """(status, body) of ``/readyz``: 200 when ``/predict`` answers for at least one stream
     (its snapshot is in memory, whatever the stores say now: a store that fails makes the
     answers stale, not absent), else 503 with the reason. ``online_store`` says whether the
-    online store answers a read."""
+    online store answers a read (at once while its breaker is open), ``forecast_log`` whether
+    answers are being logged (a failing log degrades, it does not make the service unready)."""
     problem = await run_in_threadpool(forecaster.online_store_ok)
     served = forecaster.served()
     if not served and problem is None:
@@ -346,5 +365,6 @@ async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
         "online_store": "ok" if problem is None else "unavailable",
         "streams": streams,
         "reason": reason,
+        "forecast_log": public(forecast_log.problem()) or "ok",
     }
     return (200 if reason is None else 503), orjson.dumps(body)

@@ -6,7 +6,9 @@ append: no lock, no I/O, no parsing); a daemon thread per process flushes the qu
 (``$CANDLECAST_HOME/forecasts/forecast_log.db``, WAL mode, so service workers in several
 processes and a reading monitor share it). If the writer falls behind by
 :data:`MAX_PENDING` rows, new forecasts are dropped and counted rather than letting memory
-grow or the request wait. A rejected or failed flush is logged and retried on the next tick.
+grow or the request wait. A failed flush (a full disk, an unwritable directory, the size cap
+``CANDLECAST_SERVICE_FORECAST_LOG_MAX_MB``) keeps its rows for the next tick, is counted and
+logged once, and is said on ``/health`` and ``/readyz`` (:meth:`ForecastLog.problem`).
 
 Monitoring reads the log with :func:`read_forecasts` and joins it with realized returns
 (:mod:`candlecast.monitoring.performance`).
@@ -15,6 +17,7 @@ Monitoring reads the log with :func:`read_forecasts` and joins it with realized 
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import os
 import sqlite3
@@ -27,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 
+from candlecast.serving import metrics
+from candlecast.serving.options import ServiceOptions
 from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -76,17 +81,33 @@ def log_path(settings: Settings | None = None) -> Path:
 
 
 class ForecastLog:
-    """A buffered writer of served forecasts into the SQLite table at ``path``."""
+    """A buffered writer of served forecasts into the SQLite table at ``path``.
+
+    A write that fails (a full disk, a directory that became unwritable, a log at its size
+    cap ``max_bytes``) never reaches the request: its rows wait, converted once, for the next
+    tick, up to ``max_pending`` rows in all, beyond which answers are dropped from the log
+    and counted. The failure is counted per tick (``candlecast_store_failures``), logged once
+    where it starts and once where it ends, and said by :meth:`problem` (``/health``,
+    ``/readyz``).
+    """
 
     def __init__(
-        self, path: Path, flush_interval: float = FLUSH_INTERVAL_S, max_pending: int = MAX_PENDING
+        self,
+        path: Path,
+        flush_interval: float = FLUSH_INTERVAL_S,
+        max_pending: int = MAX_PENDING,
+        max_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.flush_interval = flush_interval
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
         self.dropped = 0
         self.written = 0
+        self._counted_drops = 0
         self._pending: deque[tuple[float, Any, Any, Any, Any, Any, Any]] = deque()
+        self._unwritten: list[tuple[Any, ...]] = []  # rows a failed write left, in order
+        self._failing: tuple[float, str] | None = None  # (since, why)
         self._stop = threading.Event()
         self._flushing = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="forecast-log", daemon=True)
@@ -94,7 +115,7 @@ class ForecastLog:
 
     def record(self, body: dict[str, Any]) -> None:
         """Queue one ``/predict`` answer (:func:`candlecast.serving.forecaster.answer`)."""
-        if len(self._pending) >= self.max_pending:
+        if len(self._pending) + len(self._unwritten) >= self.max_pending:
             self.dropped += 1
             return
         interval = body.get("interval") or {}
@@ -113,20 +134,50 @@ class ForecastLog:
     def flush(self) -> int:
         """Write every queued forecast now (one transaction); returns how many."""
         with self._flushing:
-            rows = []
+            rows = self._unwritten
             while self._pending:
                 rows.append(_row(self._pending.popleft()))
+            self._unwritten = []
             if not rows:
                 return 0
             try:
-                with _connect(self.path) as db:
+                with _connect(self.path, self.max_bytes) as db:
                     db.executemany(_INSERT, rows)
-            except (sqlite3.Error, OSError):
-                log.exception("forecast log: %d rows not written to %s", len(rows), self.path)
-                self._pending.extendleft(reversed([_queued(row) for row in rows]))
+            except (sqlite3.Error, OSError) as exc:
+                self._unwritten = rows
+                self._failed(exc)
                 return 0
             self.written += len(rows)
+            self._recovered()
             return len(rows)
+
+    def problem(self) -> str | None:
+        """Why forecasts are not being logged now (None while they are)."""
+        failing = self._failing
+        if failing is None:
+            return None
+        since, why = failing
+        waiting = len(self._unwritten) + len(self._pending)
+        return (
+            f"forecast log not written for {time.time() - since:.0f} s ({why}); "
+            f"{waiting} forecasts waiting, {self.dropped} dropped"
+        )
+
+    def _failed(self, exc: BaseException) -> None:
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        metrics.STORE_FAILURES.labels(store="forecast_log", outcome=_outcome(exc)).inc()
+        if self._failing is None:
+            self._failing = (time.time(), why)
+            log.error("forecast log: %s: %s; forecasts wait in memory", self.path, why)
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            log.warning(
+                "forecast log: writing again after %.0f s (%d forecasts dropped)",
+                time.time() - self._failing[0],
+                self.dropped,
+            )
+            self._failing = None
 
     def close(self) -> None:
         """Stop the writer thread after a last flush."""
@@ -138,8 +189,26 @@ class ForecastLog:
         while not self._stop.wait(self.flush_interval):
             try:
                 self.flush()
+                self._count_drops()
             except Exception:  # the writer must outlive any one bad row
                 log.exception("forecast log: flush failed")
+
+    def _count_drops(self) -> None:
+        """Publish the drops since the last tick (counted here, not on the request path)."""
+        dropped = self.dropped
+        if dropped > self._counted_drops:
+            metrics.forecasts_unlogged(dropped - self._counted_drops)
+            self._counted_drops = dropped
+
+
+def _outcome(exc: BaseException) -> str:
+    """The failure's kind for the metric: disk_full, unwritable or error."""
+    text = str(exc).lower()
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG) or "full" in text:
+        return "disk_full"
+    if isinstance(exc, PermissionError) or "readonly" in text or "unable to open" in text:
+        return "unwritable"
+    return "error"
 
 
 def _ms(iso: str) -> int:
@@ -162,18 +231,12 @@ def _row(queued: tuple[float, Any, Any, Any, Any, Any, Any]) -> tuple[Any, ...]:
     )
 
 
-def _queued(row: tuple[Any, ...]) -> tuple[float, Any, Any, Any, Any, Any, Any]:
-    """A row back in the queue's shape (after a failed write)."""
-    stream, version, feature_ts, target_ts, predicted, lower, upper, served, _ = row
-    iso = pd.Timestamp(feature_ts, unit="ms", tz="UTC").isoformat()
-    target = pd.Timestamp(target_ts, unit="ms", tz="UTC").isoformat()
-    bounds = None if lower is None else [lower, upper]
-    return (served / 1000, stream, version, iso, target, predicted, bounds)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=30)
+    if max_bytes is not None:  # a write that would grow the file past it fails as "full"
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(_SCHEMA)
     columns = {row[1] for row in db.execute("PRAGMA table_info(forecasts)")}
@@ -221,10 +284,20 @@ def process_log(settings: Settings | None = None) -> ForecastLog:
         return current[1]
     with _process_lock:
         if _process_log is None or _process_log[0] != os.getpid():
-            writer = ForecastLog(log_path(settings))
+            cap = ServiceOptions().forecast_log_max_mb
+            max_bytes = None if cap is None else int(cap * 1024 * 1024)
+            writer = ForecastLog(log_path(settings), max_bytes=max_bytes)
             atexit.register(writer.close)
             _process_log = (os.getpid(), writer)
         return _process_log[1]
+
+
+def problem() -> str | None:
+    """Why this process's forecast log is not being written (None while it is)."""
+    current = _process_log
+    if current is None or current[0] != os.getpid():
+        return None
+    return current[1].problem()
 
 
 def record(body: dict[str, Any]) -> None:

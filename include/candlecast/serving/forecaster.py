@@ -10,6 +10,13 @@ new snapshot replaces the old one in one assignment, so a request is answered by
 version; a model that fails to load or to forecast on the current features is never switched
 to (the previous one keeps serving and the failure is logged and counted).
 
+Degrade, don't stall: online store reads are bounded (a connect and read timeout, no retry)
+and pass a :class:`~candlecast.serving.breaker.CircuitBreaker`. A request never waits on
+another request's refresh, and while the store is down a stream that has a snapshot is
+answered from it at once (marked stale, with why and since when) and refreshed in the
+background once the breaker allows a trial; a stream with nothing in memory gets a 503 whose
+one line says why.
+
 A request names a stream by symbol alone when that is unambiguous, else with its exchange and
 timeframe too (:meth:`candlecast.config.PairsConfig.resolve`).
 """
@@ -35,7 +42,9 @@ from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
+from candlecast.serving.breaker import CircuitBreaker, StoreUnavailableError
 from candlecast.serving.modelstore import bentoml_store, verified_session
+from candlecast.serving.options import ServiceOptions
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
@@ -96,12 +105,21 @@ class Snapshot:
 class Forecaster:
     """Answers forecasts for the configured streams from in-memory snapshots."""
 
-    def __init__(self, settings: Settings | None = None, pairs: PairsConfig | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        pairs: PairsConfig | None = None,
+        options: ServiceOptions | None = None,
+    ) -> None:
         self.settings = settings or get_settings()
+        options = options or ServiceOptions()
         self._fixed = pairs
         self._config: tuple[tuple[int, int] | None, PairsConfig] = (None, pairs or self._load())
         bentoml_store(self.settings)
-        self._store = featurestore.feature_store(self.settings)
+        timeout = options.store_timeout_seconds
+        self._store = featurestore.feature_store(self.settings, read_timeout_s=timeout)
+        self.online = CircuitBreaker("online store", cooldown_s=options.store_cooldown_seconds)
+        self._reviving: set[str] = set()
         self._snapshots: dict[str, Snapshot] = {}
         self._errors: dict[str, str] = {}
         self._rejected: dict[str, tuple[str, str]] = {}  # stream key -> (tag, why)
@@ -167,10 +185,49 @@ class Forecaster:
         return self.announcements.counts().get(key, 0) != self._seen.get(key, 0)
 
     def snapshot(self, pair: PairConfig) -> Snapshot:
-        """The stream's current snapshot, refreshed first when :meth:`needs_refresh`."""
+        """The snapshot to answer from now, waiting only when it must and never long.
+
+        A stream with nothing in memory is refreshed first (a read bounded by the store
+        timeout, or refused at once by the open breaker). A stream with a snapshot is
+        refreshed first only when news is pending, the store is healthy and no other request
+        is refreshing it; during an outage its snapshot answers at once and a background
+        refresh tries the store when the breaker allows.
+
+        Raises:
+            NotReadyError: nothing in memory and nothing loadable (the message says why).
+        """
+        current = self._snapshots.get(pair.key)
+        if current is None or current.pair is not pair:
+            return self.refresh(pair, force=False)
+        if self.online.outage() is not None:
+            if self.online.trial_due():
+                self._revive(pair)
+            return current
         if self.needs_refresh(pair):
-            return self.refresh(pair)
-        return self._snapshots[pair.key]
+            return self.refresh(pair, force=False, wait=False)
+        return current
+
+    def waits(self, pair: PairConfig) -> bool:
+        """Whether :meth:`snapshot` may touch a store (then call it off the event loop)."""
+        return self.needs_refresh(pair) or self.online.outage() is not None
+
+    def _revive(self, pair: PairConfig) -> None:
+        """Refresh the stream in a background thread, unless one already is."""
+        with self._locks_guard:
+            if pair.key in self._reviving:
+                return
+            self._reviving.add(pair.key)
+
+        def run() -> None:
+            try:
+                self.refresh(pair)
+            except NotReadyError:
+                pass  # said by error() and the answers
+            finally:
+                with self._locks_guard:
+                    self._reviving.discard(pair.key)
+
+        threading.Thread(target=run, name=f"revive-{pair.key}", daemon=True).start()
 
     def predict(
         self,
@@ -231,17 +288,21 @@ class Forecaster:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def refresh(self, pair: PairConfig, force: bool = True) -> Snapshot:
+    def refresh(self, pair: PairConfig, force: bool = True, wait: bool = True) -> Snapshot:
         """Rebuild the stream's snapshot from the stores: the newest deployed model (loaded
         and smoke-tested only when it changed) and the newest online features. Without
         ``force``, only when :meth:`needs_refresh` still holds once the stream's lock is held
-        (requests that waited for one refresh do not each repeat it).
+        (requests that waited for one refresh do not each repeat it). Without ``wait``, a
+        stream that another thread is refreshing returns its current snapshot at once.
 
         Raises:
             NotReadyError: nothing deployed, or no usable features.
         """
         key = pair.key
-        with self._lock(key):
+        lock = self._lock(key)
+        if not lock.acquire(blocking=wait or key not in self._snapshots):
+            return self._snapshots[key]
+        try:
             target = self.announcements.counts().get(key, 0)
             current = self._snapshots.get(key)
             fresh = current is not None and current.pair is pair
@@ -265,15 +326,19 @@ class Forecaster:
                 return current
             except Exception as exc:
                 # A store that fails (online store down): keep serving what is loaded.
-                self._errors[key] = f"{type(exc).__name__}: {exc}"
+                down = isinstance(exc, StoreUnavailableError)
+                self._errors[key] = str(exc) if down else f"{type(exc).__name__}: {exc}"
                 metrics.REFRESHES.labels(stream=key, outcome="error").inc()
                 if current is None:
                     raise NotReadyError(f"{pair.stream.label}: {exc}") from exc
-                log.exception("%s: refresh failed; still serving the loaded snapshot", key)
+                if not down:  # an outage is logged once, where it starts (_online)
+                    log.exception("%s: refresh failed; still serving the loaded snapshot", key)
                 return current
             self._snapshots[key] = snap  # the atomic switch
             self._seen[key] = target
             self._errors.pop(key, None)
+        finally:
+            lock.release()
         metrics.REFRESHES.labels(stream=key, outcome="ok").inc()
         metrics.observe_snapshot(snap)
         return snap
@@ -309,6 +374,8 @@ class Forecaster:
         try:
             loaded = load_model(stored)
             self._smoke(pair, loaded)
+        except StoreUnavailableError:
+            raise  # the store's fault, not the model's: tried again with the store
         except Exception as exc:
             metrics.REFRESHES.labels(stream=pair.key, outcome="model_rejected").inc()
             if current is None:
@@ -328,7 +395,7 @@ class Forecaster:
 
     def _build(self, pair: PairConfig, model: LoadedModel) -> Snapshot:
         columns = [*model.features, "close", "candle_ts"]
-        values = featurestore.online_features(self._store, pair.stream, columns)
+        values = self._online(pair, columns)
         missing = [c for c in columns if values.get(c) is None]
         if missing:
             raise NotReadyError(
@@ -351,12 +418,40 @@ class Forecaster:
             loaded = served_targets.load(pair, self.settings, self._target_models)
 
             def online(columns: list[str]) -> dict[str, Any]:
-                return featurestore.online_features(self._store, pair.stream, columns)
+                return self._online(pair, columns)
 
             return served_targets.forecasts(pair, self.settings, loaded, predicted, online)
+        except StoreUnavailableError:
+            raise  # a snapshot without its targets is not switched to during an outage
         except Exception:
             log.exception("%s: target forecasts unavailable", pair.key)
             return None
+
+    def _online(self, pair: PairConfig, columns: list[str]) -> dict[str, Any]:
+        """The stream's online values, read through the breaker; a failure is logged where an
+        outage starts and where it ends, not per read.
+
+        Raises:
+            StoreUnavailableError: the read failed or the breaker refused it.
+        """
+        before = self.online.outage()
+        try:
+            values = self.online.call(
+                lambda: featurestore.online_features(self._store, pair.stream, columns)
+            )
+        except StoreUnavailableError:
+            metrics.STORE_FAILURES.labels(store="online", outcome="refused").inc()
+            raise
+        except Exception as exc:
+            metrics.STORE_FAILURES.labels(store="online", outcome="error").inc()
+            outage = self.online.outage()
+            if before is None and outage is not None:
+                log.error("online store %s; serving snapshots from memory", outage.reason)
+            message = outage.describe(time.time()) if outage else f"{type(exc).__name__}: {exc}"
+            raise StoreUnavailableError(f"online store {message}") from exc
+        if before is not None:
+            log.warning("online store answers again after %.0f s", time.time() - before.since)
+        return values
 
     def _window_row(
         self, pair: PairConfig, features: list[str], window: int, candle_ts: int
@@ -392,9 +487,9 @@ class Forecaster:
         if not config:
             return "no stream configured"
         try:
-            featurestore.online_features(self._store, config[0].stream, ["candle_ts"])
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
+            self._online(config[0], ["candle_ts"])
+        except StoreUnavailableError as exc:
+            return str(exc)
         return None
 
     def status(self) -> dict[str, Any]:
@@ -415,14 +510,21 @@ class Forecaster:
                 "bento_model": snap.model.tag,
             }
         served = sum("error" not in found for found in deployed.values())
-        if served == len(deployed):
+        outage = self.online.outage()
+        if served == len(deployed) and outage is None:
             state = "ok"
         elif served:
             state = "degraded"
         else:
             state = "nothing served"
-        # the state in plain words: "ok" only when every configured stream is answered
-        return {"status": state, "served": served, "configured": len(deployed), "streams": deployed}
+        # the state in plain words: "ok" only when every configured stream is answered fresh
+        return {
+            "status": state,
+            "served": served,
+            "configured": len(deployed),
+            "streams": deployed,
+            "degraded": [f"online store {outage.describe(time.time())}"] if outage else [],
+        }
 
 
 def load_model(stored: Any) -> LoadedModel:

@@ -51,6 +51,17 @@ def _registry() -> dict[str, Any]:
             "Snapshot refreshes per stream and outcome (ok, not_ready, error, model_rejected)",
             ["stream", "outcome"],
         ),
+        "store_failures": Counter(
+            "candlecast_store_failures",
+            "Failed store operations of the service: store (online, forecast_log) and outcome "
+            "(error: tried and failed; refused: skipped by the open circuit breaker; "
+            "disk_full, unwritable: a forecast log write)",
+            ["store", "outcome"],
+        ),
+        "forecasts_unlogged": Counter(
+            "candlecast_forecasts_unlogged",
+            "Answered forecasts dropped from the forecast log (it failed for too long)",
+        ),
     }
 
 
@@ -70,6 +81,12 @@ class _Lazy:
 PREDICTIONS = _Lazy("predictions")
 LATENCY = _Lazy("latency")
 REFRESHES = _Lazy("refreshes")
+STORE_FAILURES = _Lazy("store_failures")
+
+
+def forecasts_unlogged(count: int) -> None:
+    """Count ``count`` answered forecasts that the forecast log dropped."""
+    _registry()["forecasts_unlogged"].inc(count)
 
 
 def observe_snapshot(snap: Snapshot) -> None:

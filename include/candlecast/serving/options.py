@@ -19,3 +19,15 @@ class ServiceOptions(BaseSettings):
         default=8 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )
     access_log: bool = Field(default=True, description="One JSON line per request")
+    store_timeout_seconds: float = Field(
+        default=1.0, gt=0, description="Connect and read timeout of an online store read"
+    )
+    store_cooldown_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="After a failed online store read, answer from memory "
+        "this long before trying the store again",
+    )
+    forecast_log_max_mb: float | None = Field(
+        default=None, gt=0, description="Cap on the forecast log's size (None: the disk's)"
+    )

@@ -144,7 +144,16 @@ class Forecast(BaseModel):
     last_close: float
     feature_timestamp: str = Field(description="Close time of the candle the features describe")
     forecast_for: str = Field(description="Close time of the forecast candle")
-    stale: bool = Field(description="Features older than the pair's serving tolerance")
+    stale: bool = Field(
+        description="Features older than the pair's serving tolerance, or answered from memory "
+        "while the online store is unavailable (stale_reason)"
+    )
+    stale_reason: str | None = Field(
+        default=None, description="Why an answer is served from memory (the online store is down)"
+    )
+    snapshot_age_seconds: float | None = Field(
+        default=None, description="Age of the in-memory snapshot answered from (with stale_reason)"
+    )
     model: ModelInfo
     served_at: str
     interval: Interval | None = None
@@ -333,6 +342,9 @@ class Readiness(BaseModel):
     online_store: Literal["ok", "unavailable"]
     streams: list[StreamState]
     reason: str | None = None
+    forecast_log: str = Field(
+        default="ok", description="ok, or why answered forecasts are not being logged"
+    )
 
 
 class ErrorBody(BaseModel):

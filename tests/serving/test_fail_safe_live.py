@@ -1,0 +1,153 @@
+"""Degrade, don't stall, on a real ``bentoml serve``: the online store is the real Redis behind
+a proxy that hangs (answers nothing) or goes down (refuses), and the forecast log is filled to
+the service's cap by another writer (SQLite's "database or disk is full"). Through each fault
+``/predict`` answers from memory, marked stale with the reason, and ``/health`` and
+``/readyz`` say what is degraded; once the fault clears the answers are fresh again.
+
+Only outcomes are asserted: a request either answers (within a client timeout minutes long,
+which the old service blew through by waiting forever on a hung Redis) or it does not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from candlecast.cli import embedded
+from candlecast.testing.faultproxy import FaultProxy
+from tests.serving import faults
+from tests.serving.test_live_service import call
+from tests.serving.test_service import free_port
+
+pytestmark = pytest.mark.slow
+
+#: Redis database of this test (the integration tests use 13 to 15).
+REDIS_DB = 12
+ETH = {"pair": "ETH/BTC"}
+DEADLINE_S = 300  # for a recovery that the service makes in seconds on an idle machine
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    root = tmp_path_factory.mktemp("faults")
+    proxy = FaultProxy(faults.REDIS)
+    try:
+        env = faults.redis_world(root, proxy, REDIS_DB)
+        env["CANDLECAST_API_KEYS"] = ""
+        port = free_port()
+        log = root / "bentoml.log"
+        proc = embedded.start(embedded.bentoml_command("127.0.0.1", port), log, env)
+        try:
+            embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600, proc=proc)
+            yield f"http://127.0.0.1:{port}", proxy, root, log
+        finally:
+            embedded.stop([proc])
+    finally:
+        proxy.close()
+        redis.Redis(*faults.REDIS, db=REDIS_DB).flushdb()
+
+
+def predict_many(base: str, count: int = 40, clients: int = 4) -> list[tuple[int, dict]]:
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(lambda _: call(base, "/predict", ETH, key=None), range(count)))
+
+
+def wait_until(check, what: str):
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("mode", ["hang", "refuse"])
+def test_an_online_store_outage_never_stalls_predict(service, mode):
+    base, proxy, *_ = service
+    status, healthy = call(base, "/predict", ETH, key=None)
+    assert status == 200 and healthy.get("stale_reason") is None, healthy
+    proxy.set(mode)
+    try:
+        # what every deploy and materialize does: announce news, then clients keep asking
+        status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+        assert status == 200 and "online store" in refreshed["refreshed"][0]["error"], refreshed
+        answers = predict_many(base)
+        assert {status for status, _ in answers} == {200}, answers[:3]
+        for _, body in answers:
+            assert body["stale"] is True and "online store unavailable" in body["stale_reason"]
+            assert body["snapshot_age_seconds"] >= 0
+            assert body["predicted_return"] == healthy["predicted_return"]
+        status, ready = call(base, "/readyz", key=None)
+        assert status == 200 and ready["ready"] is True and ready["online_store"] == "unavailable"
+        status, health = call(base, "/health", key=None)
+        assert health["status"] == "degraded" and "online store" in health["degraded"][0]
+    finally:
+        proxy.set("pass")
+
+    def fresh():
+        status, body = call(base, "/predict", ETH, key=None)
+        return status == 200 and body.get("stale_reason") is None and body
+
+    recovered = wait_until(fresh, "a fresh answer after the store came back")
+    assert recovered["predicted_return"] == healthy["predicted_return"]
+    status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert "error" not in refreshed["refreshed"][0], refreshed
+    assert call(base, "/health", key=None)[1]["status"] == "ok"
+
+
+def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
+    base, _, root, log = service
+    path = root / "home" / "forecasts" / "forecast_log.db"
+    assert call(base, "/predict", ETH, key=None)[0] == 200
+    wait_until(lambda: service_rows(path), "the forecast log written")
+    faults.fill_log(path)  # the disk is full for the service's writer from now on
+    before, answered = service_rows(path), []
+
+    def reported():
+        answers = predict_many(base, count=8)
+        assert {status for status, _ in answers} == {200}, answers[:3]
+        answered.extend(answers)
+        health = call(base, "/health", key=None)[1]
+        return health["status"] == "degraded" and health
+
+    health = wait_until(reported, "/health reporting the full forecast log")
+    assert any("database or disk is full" in line for line in health["degraded"]), health
+    ready = call(base, "/readyz", key=None)[1]
+    assert ready["ready"] is True and "database or disk is full" in ready["forecast_log"]
+    answers = predict_many(base)
+    assert {status for status, _ in answers} == {200}
+    answered.extend(answers)
+    metrics = call(base, "/metrics", key=None)[1]
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("candlecast_store_failures_total{")
+        and 'store="forecast_log"' in line
+        and 'outcome="disk_full"' in line
+    ]
+    assert counted and float(counted[0].split()[-1]) > 0, metrics[-3000:]
+    text = log.read_text()
+    assert text.count("forecasts wait in memory") == 1  # logged once, not per request or tick
+
+    faults.clear_log(path)
+
+    wait_until(lambda: call(base, "/health", key=None)[1]["status"] == "ok", "logged again")
+    # every answer made while the disk was full was written once space came back
+    assert service_rows(path) >= before + len(answered)
+
+
+def service_rows(path) -> int:
+    """Forecasts the service logged (the filler rows left out)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != 'filler'"
+        return int(db.execute(query).fetchone()[0])
+    finally:
+        db.close()
