@@ -78,21 +78,3 @@ def pipeline_run(dagbag):
     train = dagbag.get_dag(pair.stream.train_dag_id).test(logical_date=end)
     return pair, candles, train
 
-
-#: Files that share a costly session fixture: under xdist they run on one worker, so it is built
-#: once (the fixture is per worker process).
-_SHARED_WORKER = {
-    "tests/dags/test_pipeline_run.py": "pipeline_run",
-    "tests/serving/test_service.py": "pipeline_run",
-    "tests/dags/test_manual_runs.py": "own_stream",
-    "tests/dags/test_quiet_logs.py": "own_stream",
-    "tests/serving/test_many_streams.py": "own_stream",
-}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (scripts/test.sh), the tests of one file share
-    a worker, so its module fixtures (a trained home, a running service) are built once."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(_SHARED_WORKER.get(path, path)))
