@@ -77,4 +77,3 @@ def pipeline_run(dagbag):
     candles = dagbag.get_dag(pair.stream.candles_dag_id).test(logical_date=end)
     train = dagbag.get_dag(pair.stream.train_dag_id).test(logical_date=end)
     return pair, candles, train
-
