@@ -43,7 +43,7 @@ from candlecast.monitoring.performance import (
     realized_performance,
     realized_returns,
 )
-from candlecast.monitoring.shadow import ShadowSkill, shadow_skill
+from candlecast.monitoring.shadow import ShadowSkill, shadow_skill, shadows_in_force
 from candlecast.monitoring.store import (
     AciRow,
     CheckRow,
@@ -455,6 +455,8 @@ def _served(
         served = distinct_forecasts(mine)["predicted"].to_numpy(dtype=np.float64)
         prediction = prediction_drift(champion.holdout_predicted, served, limits.feature_threshold)
     shadows = forecasts[forecasts["source"] == SHADOW]
+    if champion.history:
+        shadows = shadows_in_force(shadows, champion.history)
     judged = shadow_skill(pair, shadows, as_served, returns, limits.min_forecasts)
     return _Served(prediction, realized, by_version, source, tuple(judged))
 

@@ -14,6 +14,7 @@ Only the next candle's return (horizon 1, the main target) is forecast in the sh
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.modeling.gate import Comparison, Policy
+from candlecast.modeling.history import Decided, shadows_at
 from candlecast.monitoring.decisions import ShadowEvidence
 from candlecast.monitoring.performance import join_realized, realized_performance
 
@@ -68,6 +70,18 @@ class ShadowSkill:
             "beats_champion": self.beats,
             "comparisons": [c.describe() for c in self.comparisons],
         }
+
+
+def shadows_in_force(shadows: pd.DataFrame, history: Sequence[Decided]) -> pd.DataFrame:
+    """The shadow forecasts whose version was a challenger of the decision in force for their
+    row (by the recorded history, as the champion's rows are picked)."""
+    times = shadows["feature_ts"].to_numpy(dtype=np.int64)
+    keep = np.zeros(len(shadows), dtype=bool)
+    for version in set(shadows["model_version"]):
+        keep |= (shadows["model_version"].to_numpy() == version) & shadows_at(
+            history, times, str(version)
+        )
+    return shadows[keep]
 
 
 def shadow_skill(
