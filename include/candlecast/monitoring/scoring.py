@@ -101,22 +101,7 @@ def score(
     chosen = np.where(in_span, history.versions_at(decided, closes), "")
     jobs = [(PLATFORM, v, chosen == v) for v in sorted(set(chosen) - {""})]
     jobs += [(SHADOW, v, in_span & history.shadows_at(decided, closes, v)) for v in sorted(shadows)]
-    frames: list[pd.DataFrame] = []
-    counts: dict[str, int] = {}
-    shadowed: dict[str, int] = {}
-    for source, version, mine in jobs:
-        model = models.get(version)
-        if model is None:
-            if source == PLATFORM:
-                log.warning(
-                    "%s: v%s was never exported; its rows are not scored", stream.key, version
-                )
-            continue  # a challenger that failed its parity check has no shadow forecasts
-        found = _forecast(model, rows, mine, closes, step)
-        if found is None:
-            continue
-        frames.append(found.assign(stream=stream.key, model_version=version, source=source))
-        (counts if source == PLATFORM else shadowed)[version] = len(found)
+    frames, counts, shadowed = _forecast_jobs(stream.key, jobs, models, rows, closes, step)
     if not frames:
         return Scored(stream.key, 0, 0, {}, "no complete feature row had a model in force")
     forecasts = pd.concat(frames, ignore_index=True)
@@ -130,6 +115,33 @@ def score(
         logged,
     )  # fmt: skip
     return Scored(stream.key, sum(counts.values()), logged, counts, shadows=shadowed)
+
+
+def _forecast_jobs(
+    key: str,
+    jobs: list[tuple[str, str, np.ndarray]],
+    models: dict[str, _Model | None],
+    rows: pd.DataFrame,
+    closes: np.ndarray,
+    step: int,
+) -> tuple[list[pd.DataFrame], dict[str, int], dict[str, int]]:
+    """Each (source, version, rows picked) job's forecasts, and how many rows each champion
+    and each shadow version forecast."""
+    frames: list[pd.DataFrame] = []
+    counts: dict[str, int] = {}
+    shadowed: dict[str, int] = {}
+    for source, version, mine in jobs:
+        model = models.get(version)
+        if model is None:
+            if source == PLATFORM:
+                log.warning("%s: v%s was never exported; its rows are not scored", key, version)
+            continue  # a challenger that failed its parity check has no shadow forecasts
+        found = _forecast(model, rows, mine, closes, step)
+        if found is None:
+            continue
+        frames.append(found.assign(stream=key, model_version=version, source=source))
+        (counts if source == PLATFORM else shadowed)[version] = len(found)
+    return frames, counts, shadowed
 
 
 def _forecast(
