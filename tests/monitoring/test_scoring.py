@@ -227,6 +227,7 @@ def test_scoring_loads_only_the_versions_in_force_and_a_tampered_one_fails_the_s
 
 def test_the_losing_challenger_forecasts_every_candle_in_the_shadow_point_in_time_once(scored):
     from candlecast.modeling import history
+    from candlecast.monitoring.exporter import newest_realized
     from candlecast.monitoring.scoring import score
     from candlecast.serving.forecast_log import SHADOW, read_forecasts
     from candlecast.settings import get_settings
@@ -259,6 +260,8 @@ def test_the_losing_challenger_forecasts_every_candle_in_the_shadow_point_in_tim
         in_force = rows[history.shadows_at(decided, rows, version)]
         assert in_force.tolist() == expected.tolist() and len(expected) >= 24
         judged += len(in_force)
+    # the exporter's newest forecast beside its outcome is a served one, never a shadow's
+    assert newest_realized()[pair.stream.key]["source"] != SHADOW
     before = len(logged)
     again = score(pair)  # every row again, by the history as it is now: nothing new
     assert again.logged == 0 and sum(again.shadows.values()) == judged == again.rows
