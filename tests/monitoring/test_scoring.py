@@ -306,6 +306,9 @@ def _planted_check(pair, champion: str, kind: str, shadow: str):
     """Check day 3 as if ``champion`` had served from :data:`PLANTED` (the start of the
     check's window) with ``shadow`` in the shadow (a planted decision history, restored
     afterwards)."""
+    from typer.testing import CliRunner
+
+    from candlecast.cli.main import app
     from candlecast.modeling import history
     from candlecast.monitoring.check import check_pair
     from candlecast.monitoring.scoring import score
@@ -321,7 +324,13 @@ def _planted_check(pair, champion: str, kind: str, shadow: str):
     try:
         scored = score(pair)
         assert scored.shadows.get(shadow, 0) == 61  # noon of day 0 to day 3, point in time
-        return check_pair(pair, DAY0 + timedelta(days=3), store=MetricsStore(), keep_report=False)
+        end = DAY0 + timedelta(days=3)
+        text = CliRunner().invoke(
+            app, ["monitor", "--pair", pair.stream.key, "--as-of", f"{end:%Y-%m-%dT%H:%M:%S}"]
+        )
+        assert text.exit_code == 0, text.output
+        assert f"shadow v{shadow} vs champion v{champion}: 60 realized" in text.output
+        return check_pair(pair, end, store=MetricsStore(), keep_report=False)
     finally:
         path.write_text(kept)
 
