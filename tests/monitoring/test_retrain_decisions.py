@@ -5,10 +5,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from candlecast.config import MonitoringSection
-from candlecast.monitoring.decisions import Evidence, Thresholds, decide, triggers
+from candlecast.monitoring.decisions import (
+    Evidence,
+    ShadowEvidence,
+    Thresholds,
+    decide,
+    triggers,
+)
 
 NOW = datetime(2022, 3, 1, tzinfo=UTC)
 LIMITS = Thresholds()  # drift share 0.5, RMSE ratio 1.05 over >= 100 forecasts, 24 h cooldown
+
+
+def shadow(count: int, beats: bool) -> Evidence:
+    return Evidence(shadows=(ShadowEvidence("7", ("5",), count, 0.9, 0.01, beats),))
 
 
 def drift(share: float, features: int = 10) -> Evidence:
@@ -30,6 +40,9 @@ def drift(share: float, features: int = 10) -> Evidence:
         (Evidence(rmse_ratio=2.0, forecasts=99), []),  # too few forecasts to judge
         (Evidence(rmse_ratio=2.0, forecasts=100), ["decay"]),
         (Evidence(rmse_ratio=0.9, forecasts=1000), []),
+        (shadow(100, beats=True), ["shadow challenger v7 beats champion v5 on 100 realized"]),
+        (shadow(99, beats=True), []),  # too few realized rows to judge
+        (shadow(1000, beats=False), []),  # not significant, or not by the margin
         (
             Evidence(0.7, ("a", "b"), 3, prediction_drifted=True, rmse_ratio=1.2, forecasts=200),
             ["data drift", "prediction drift", "decay"],
@@ -38,7 +51,7 @@ def drift(share: float, features: int = 10) -> Evidence:
 )
 def test_triggers(evidence, expected):
     found = triggers(evidence, LIMITS)
-    assert [reason.split(":")[0] for reason in found] == expected
+    assert [reason.split(":")[0].split(" candles")[0] for reason in found] == expected
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,12 @@ forecast once by the version in force for it, never by a model trained on later 
 re-run logs nothing twice. ``check_pair`` then judges the platform's forecasts, with realized
 skill per version and for the stream as served; as of day 1 it reports the day-0 champion
 and its window even after the day-2 decision (point in time).
+
+Shadow challengers (issue 16): each decision's losing challenger is exported and forecasts the
+same candles in the shadow, point in time and once. Two planted decision histories judge a
+shadow on realized rows: persistence in the shadow of a deliberately overfitted LightGBM
+champion beats it (a retrain reason), the overfitted model in the shadow of persistence does
+not.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ pytestmark = pytest.mark.slow
 
 DAY0 = datetime(2021, 11, 1, tzinfo=UTC)
 HOUR_MS = 3_600_000
+#: When the planted decisions hold from: the first candle of day 3's 60-candle check window.
+PLANTED = DAY0 + timedelta(hours=12)
 
 PAIRS = f"""\
 pairs:
@@ -79,13 +87,14 @@ def scored(tmp_path_factory):
 
 def test_every_candle_after_the_first_decision_is_forecast_once_by_the_model_in_force(scored):
     from candlecast.modeling import history
-    from candlecast.serving.forecast_log import PLATFORM, read_forecasts
+    from candlecast.serving.forecast_log import PLATFORM, SHADOW, read_forecasts
 
     pair, first, second, decided = scored
     assert [d.since for d in decided] == [DAY0, DAY0 + timedelta(days=2)]
     assert decided[0].version == first.promote.champion_version
     logged = read_forecasts(pair.stream.key)
-    assert set(logged["source"]) == {PLATFORM}  # nobody called /predict
+    assert set(logged["source"]) <= {PLATFORM, SHADOW}  # nobody called /predict
+    logged = logged[logged["source"] == PLATFORM]
     since_ms = int(DAY0.timestamp() * 1000)
     # nothing before the first decision: no model existed for those candles
     assert logged["feature_ts"].min() == since_ms
@@ -214,3 +223,142 @@ def test_scoring_loads_only_the_versions_in_force_and_a_tampered_one_fails_the_s
     finally:
         path.write_text(kept)
         shutil.rmtree(planted)
+
+
+def test_the_losing_challenger_forecasts_every_candle_in_the_shadow_point_in_time_once(scored):
+    from candlecast.modeling import history
+    from candlecast.monitoring.exporter import newest_realized
+    from candlecast.monitoring.scoring import score
+    from candlecast.serving.forecast_log import SHADOW, read_forecasts
+    from candlecast.settings import get_settings
+
+    pair, first, _, decided = scored
+    # every gate decision names the challenger it judged unless the challenger won
+    for d in decided:
+        assert d.how == "gate"
+    challenger = first.promote.challenger_version
+    lost = challenger != first.promote.champion_version
+    assert decided[0].challengers == ((challenger,) if lost else ())
+    shadowed = [d for d in decided if d.challengers]
+    assert shadowed, "no decision kept a losing challenger: the scenario tests nothing"
+    logged = read_forecasts(pair.stream.key)
+    shadow = logged[logged["source"] == SHADOW]
+    models = get_settings().paths.models
+    judged = 0
+    for version in {v for d in shadowed for v in d.challengers}:
+        assert (pair.stream.model_dir(models, version) / "model.onnx").exists()  # exported
+        rows = shadow[shadow["model_version"] == version]["feature_ts"].to_numpy()
+        assert len(set(rows.tolist())) == len(rows)  # each candle once
+        # never before a decision naming it held (point in time)
+        earliest = min(d.since for d in shadowed if version in d.challengers)
+        assert rows.min() >= int(earliest.timestamp() * 1000)
+        # every close at which the decision in force names it (rows forecast before a later
+        # decision was recorded stay logged; monitoring picks by the history, as for champions)
+        since_ms = int(DAY0.timestamp() * 1000)
+        closes = np.arange(since_ms, since_ms + 3 * 24 * HOUR_MS + 1, HOUR_MS)
+        expected = closes[history.shadows_at(decided, closes, version)]
+        in_force = rows[history.shadows_at(decided, rows, version)]
+        assert in_force.tolist() == expected.tolist() and len(expected) >= 24
+        judged += len(in_force)
+    # the exporter's newest forecast beside its outcome is a served one, never a shadow's
+    assert newest_realized()[pair.stream.key]["source"] != SHADOW
+    before = len(logged)
+    again = score(pair)  # every row again, by the history as it is now: nothing new
+    assert again.logged == 0 and sum(again.shadows.values()) == judged == again.rows
+    assert len(read_forecasts(pair.stream.key)) == before
+
+
+@pytest.fixture(scope="module")
+def rivals(scored):
+    """(persistence version, overfitted LightGBM version): two registered, exported versions
+    of the stream whose realized skill differs clearly. The LightGBM one is trained on the
+    window ending at noon of day 0 with settings that fit noise (many deep trees, no shrinkage, no
+    early stopping): on hourly returns it forecasts far worse than 'no change'."""
+    from candlecast.modeling import promotion
+    from candlecast.orchestration import stages
+
+    pair, _, _, decided = scored
+    noisy = {
+        "n_estimators": 300,
+        "learning_rate": 0.3,
+        "num_leaves": 31,
+        "min_child_samples": 2,
+        "reg_lambda": 0.0,
+        "early_stopping_rounds": 0,
+    }
+    training = pair.training.model_validate(
+        {**pair.training.model_dump(), "params": {"lightgbm": noisy}}
+    )
+    overfit_pair = pair.model_copy(update={"training": training})
+    trained = stages.train(overfit_pair, PLANTED)
+    decision = promotion.promote(
+        overfit_pair, trained.challenger.run_id, trained.challenger.model_uri, commit=False
+    )
+    overfit = decision.challenger_version
+    stages.export_version(pair, overfit)
+    baseline = [d.version for d in decided if d.kind == "persistence"]
+    assert baseline, "the scenario's gate never served persistence: nothing to plant"
+    stages.export_version(pair, baseline[0])
+    return baseline[0], overfit
+
+
+def _planted_check(pair, champion: str, kind: str, shadow: str):
+    """Check day 3 as if ``champion`` had served from :data:`PLANTED` (the start of the
+    check's window) with ``shadow`` in the shadow (a planted decision history, restored
+    afterwards)."""
+    from typer.testing import CliRunner
+
+    from candlecast.cli.main import app
+    from candlecast.modeling import history
+    from candlecast.monitoring.check import check_pair
+    from candlecast.monitoring.scoring import score
+    from candlecast.monitoring.store import MetricsStore
+
+    path = history.history_path(pair.stream)
+    kept = path.read_text()
+    since = PLANTED
+    planted = history.Decided(
+        since, champion, kind, DAY0 - timedelta(days=11), since, "gate", True, since, (shadow,)
+    )
+    path.write_text(planted.to_json() + "\n")
+    try:
+        scored = score(pair)
+        assert scored.shadows.get(shadow, 0) == 61  # noon of day 0 to day 3, point in time
+        end = DAY0 + timedelta(days=3)
+        text = CliRunner().invoke(
+            app, ["monitor", "--pair", pair.stream.key, "--as-of", f"{end:%Y-%m-%dT%H:%M:%S}"]
+        )
+        assert text.exit_code == 0, text.output
+        assert f"shadow v{shadow} vs champion v{champion}: 60 realized" in text.output
+        return check_pair(pair, end, store=MetricsStore(), keep_report=False)
+    finally:
+        path.write_text(kept)
+
+
+def test_a_shadow_that_beats_the_champion_on_realized_candles_is_a_retrain_reason(scored, rivals):
+    pair, *_ = scored
+    baseline, overfit = rivals
+    result = _planted_check(pair, overfit, "lightgbm", baseline)
+    (judged,) = result.shadows
+    body = result.to_dict()["shadows"][0]
+    assert body["version"] == baseline and body["champions"] == [overfit]
+    assert body["forecasts"] == 60 and body["state"] == "judged"  # the window's realized rows
+    assert body["rmse_ratio"] == pytest.approx(1.0)  # persistence is persistence
+    assert body["champion_rmse_ratio"] > 1.05 and body["rmse_vs_champion"] < 0.95
+    assert judged.beats and body["p_value"] < pair.training.gate.alpha
+    reason = next(t for t in result.decision.triggers if t.startswith("shadow challenger"))
+    assert reason.startswith(
+        f"shadow challenger v{baseline} beats champion v{overfit} on 60 realized candles"
+    )
+    assert "p=" in reason and result.decision.retrain and reason in result.decision.reason
+
+
+def test_a_shadow_worse_than_the_champion_is_no_reason(scored, rivals):
+    pair, *_ = scored
+    baseline, overfit = rivals
+    result = _planted_check(pair, baseline, "persistence", overfit)
+    (judged,) = result.shadows
+    assert judged.version == overfit and judged.forecasts == 60 and judged.judged
+    assert not judged.beats and judged.evidence().rmse_vs_champion > 1.05
+    assert not [t for t in result.decision.triggers if t.startswith("shadow")]
+    assert "shadow" not in result.decision.reason

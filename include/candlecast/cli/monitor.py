@@ -89,6 +89,12 @@ def monitor(
         console.print(
             f"  v{version}: {figures['forecasts']} forecasts, RMSE ratio {figures['rmse_ratio']}"
         )
+    for shadow in payload["shadows"]:
+        console.print(
+            f"  shadow v{shadow['version']} vs champion v{'/v'.join(shadow['champions'])}: "
+            f"{shadow['forecasts']} realized, RMSE {shadow['rmse_vs_champion']}x the champion's "
+            f"(p={shadow['p_value']}, {shadow['state']})"
+        )
     for level in payload["aci"]:
         console.print(
             f"  intervals {level['target']} {level['level']}: ACI level "

@@ -10,7 +10,10 @@ or rolls back.
 Each line is stamped with the data time it holds from (``since``): the end of the training
 window the decision was made on, or for a manual move the newest candle's close at that moment.
 A forecast for a candle closing at ``t`` comes from the decision with the latest ``since <= t``,
-so no forecast ever uses a model trained on data after its candle, backfills included.
+so no forecast ever uses a model trained on data after its candle, backfills included. A gate
+decision also names the challenger it judged when that challenger lost (``challengers``): the
+platform forecasts the same candles with it in the shadow, point in time the same way (issue 16).
+Lines written before that field existed read as having no challenger.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class Decided:
     #: Whether the champion changed with this decision.
     changed: bool
     recorded_at: datetime
+    #: The losing challenger versions of a gate decision, forecast in the shadow while it holds.
+    challengers: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         row = asdict(self)
@@ -59,6 +64,7 @@ class Decided:
         row = json.loads(line)
         for key in ("since", "window_start", "window_end", "recorded_at"):
             row[key] = datetime.fromisoformat(row[key])
+        row["challengers"] = tuple(str(v) for v in row.get("challengers", ()))
         return cls(**row)
 
 
@@ -88,10 +94,12 @@ def record_now(
     how: str,
     changed: bool,
     settings: Settings | None = None,
+    challengers: Sequence[str] = (),
 ) -> None:
     """Append a decision made now: ``version`` (a ``kind``) serves from ``since`` on, judged
-    on the training ``window``."""
-    decided = Decided(since, version, kind, window[0], window[1], how, changed, now())
+    on the training ``window``; the ``challengers`` it beat are forecast in the shadow."""
+    shadows = tuple(str(v) for v in challengers if str(v) != version)
+    decided = Decided(since, version, kind, window[0], window[1], how, changed, now(), shadows)
     record(stream, decided, settings)
 
 
@@ -118,16 +126,35 @@ def as_of(history: Sequence[Decided], moment: datetime) -> Decided | None:
     return max(enumerate(valid), key=lambda item: (item[1].since, item[0]))[1]
 
 
-def versions_at(history: Sequence[Decided], times_ms: np.ndarray) -> np.ndarray:
-    """:func:`as_of` for many times at once (unix ms): the version in force at each, '' before
-    the first decision."""
-    order = sorted(range(len(history)), key=lambda i: (history[i].since, i))
+def decisions_at(history: Sequence[Decided], times_ms: np.ndarray) -> np.ndarray:
+    """:func:`as_of` for many times at once (unix ms): the index in ``history`` of the
+    decision in force at each, -1 before the first decision."""
+    order = np.array(sorted(range(len(history)), key=lambda i: (history[i].since, i)), dtype=int)
     since = np.array([to_ms(history[i].since) for i in order], dtype=np.int64)
-    versions = np.array([history[i].version for i in order], dtype=object)
     found = np.searchsorted(since, np.asarray(times_ms, dtype=np.int64), side="right") - 1
-    if not len(versions):
-        return np.full(len(found), "", dtype=object)
-    return np.where(found >= 0, versions[np.maximum(found, 0)], "")
+    if not len(order):
+        return np.full(len(found), -1, dtype=int)
+    return np.where(found >= 0, order[np.maximum(found, 0)], -1)
+
+
+def versions_at(history: Sequence[Decided], times_ms: np.ndarray) -> np.ndarray:
+    """The version in force at each time (unix ms), '' before the first decision."""
+    versions = np.array([d.version for d in history] + [""], dtype=object)
+    return versions[decisions_at(history, times_ms)]  # -1 picks the trailing ''
+
+
+def shadows_at(history: Sequence[Decided], times_ms: np.ndarray, version: str) -> np.ndarray:
+    """Whether ``version`` is a shadow challenger of the decision in force at each time."""
+    shadowed = np.array([version in d.challengers for d in history] + [False], dtype=bool)
+    return shadowed[decisions_at(history, times_ms)]
+
+
+def shadows_in_force(history: Sequence[Decided], start_ms: int, stop_ms: int) -> set[str]:
+    """The shadow challengers of the decisions in force at some time of ``[start_ms,
+    stop_ms)`` (unix ms)."""
+    moments = [start_ms] + [t for t in (to_ms(d.since) for d in history) if start_ms < t < stop_ms]
+    found = decisions_at(history, np.array(moments, dtype=np.int64))
+    return {v for i in set(found.tolist()) if i >= 0 for v in history[i].challengers}
 
 
 def versions_in_force(history: Sequence[Decided], start_ms: int, stop_ms: int) -> set[str]:

@@ -193,6 +193,8 @@ def commit_decision(
             "gate",
             moved[0] != moved[1],
             settings,
+            # a losing challenger is forecast in the shadow while this decision holds
+            challengers=[decision.challenger_version] if decision.challenger_version else [],
         )
     return moved
 

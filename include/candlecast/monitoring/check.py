@@ -43,6 +43,7 @@ from candlecast.monitoring.performance import (
     realized_performance,
     realized_returns,
 )
+from candlecast.monitoring.shadow import ShadowSkill, shadow_skill, shadows_in_force
 from candlecast.monitoring.store import (
     AciRow,
     CheckRow,
@@ -53,7 +54,7 @@ from candlecast.monitoring.store import (
     TargetRow,
 )
 from candlecast.monitoring.targets import TargetRealized, main_aci, realized_targets
-from candlecast.serving.forecast_log import PLATFORM, SERVICE, read_forecasts
+from candlecast.serving.forecast_log import PLATFORM, SERVICE, SHADOW, read_forecasts
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import ms_to_datetime, timeframe_ms, to_ms
 
@@ -106,6 +107,8 @@ class CheckResult:
     min_forecasts: int = 0
     #: The intervals' online ACI state per (target, level), the next candle's return included.
     aci: tuple[AciReport, ...] = ()
+    #: Shadow challengers against the champion as served on the same realized rows.
+    shadows: tuple[ShadowSkill, ...] = ()
 
     @property
     def realized_state(self) -> str:
@@ -138,6 +141,7 @@ class CheckResult:
             "targets": [t.to_dict() for t in self.targets],
             "aci": [asdict(r) | {"level_in_use": 1 - r.alpha} for r in self.aci],
             "liquidity": self.liquidity.to_dict() if self.liquidity else None,
+            "shadows": [s.to_dict() for s in self.shadows],
         }
 
 
@@ -306,6 +310,7 @@ def check_pair(
         coverage=tuple(
             (t.key, t.coverage_90, t.forecasts) for t in targets if t.coverage_90 is not None
         ),
+        shadows=tuple(s.evidence() for s in served.shadows),
     )
     # the cooldown counts in data time: a backfill of any length gets one request per cooldown
     last_request = store.last_retrain_request(stream.key, until=as_of)
@@ -330,6 +335,7 @@ def check_pair(
         realized_source=served.source,
         min_forecasts=limits.min_forecasts,
         aci=tuple(aci),
+        shadows=served.shadows,
     )
     report = None
     if keep_report and drift.features:
@@ -408,6 +414,7 @@ class _Served:
     realized: Realized | None = None
     by_version: dict[str, Realized] = field(default_factory=dict)
     source: str | None = None
+    shadows: tuple[ShadowSkill, ...] = ()
 
 
 def _served(
@@ -421,12 +428,13 @@ def _served(
     """Prediction drift of the champion's forecasts, and realized skill: of the stream as
     served (each feature row forecast by the version in force for it, across champion
     changes) and of each version. The platform's own forecasts are judged when there are any
-    (every candle), else the forecasts clients were served."""
+    (every candle), else the forecasts clients were served; shadow challengers are judged
+    against the stream as served on the same rows (:mod:`candlecast.monitoring.shadow`)."""
     if champion is None or forecasts.empty:
         return _Served()
     platform = forecasts[forecasts["source"] == PLATFORM]
     source = PLATFORM if len(platform) else SERVICE
-    logged = platform if len(platform) else forecasts
+    logged = platform if len(platform) else forecasts[forecasts["source"] == SERVICE]
     step = timeframe_ms(pair.timeframe)
     candles = validated_table(pair.stream, settings).read(to_ms(span[0]) - step, to_ms(span[1]))
     returns = realized_returns(candles, pair.timeframe)
@@ -446,7 +454,11 @@ def _served(
     if champion.holdout_predicted is not None and len(mine):
         served = distinct_forecasts(mine)["predicted"].to_numpy(dtype=np.float64)
         prediction = prediction_drift(champion.holdout_predicted, served, limits.feature_threshold)
-    return _Served(prediction, realized, by_version, source)
+    shadows = forecasts[forecasts["source"] == SHADOW]
+    if champion.history:
+        shadows = shadows_in_force(shadows, champion.history)
+    judged = shadow_skill(pair, shadows, as_served, returns, limits.min_forecasts)
+    return _Served(prediction, realized, by_version, source, tuple(judged))
 
 
 def _keep_report(

@@ -5,8 +5,9 @@ wanted when any trigger fires (a drifted share of input features at or above
 ``drift_share``, served forecasts drifted from the champion's holdout forecasts, realized RMSE
 above ``max_rmse_ratio`` times persistence's over at least ``min_forecasts`` forecasts, the
 realized 90% interval coverage of any (target, horizon) below ``min_coverage`` over at least
-``min_forecasts`` forecasts), and requested only when no drift-triggered request was made
-within the cooldown.
+``min_forecasts`` forecasts, a shadow challenger beating the champion on at least
+``min_forecasts`` realized forecasts by the gate's significance rules), and requested only when
+no drift-triggered request was made within the cooldown.
 """
 
 from __future__ import annotations
@@ -41,6 +42,21 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class ShadowEvidence:
+    """A shadow challenger against the champion as served, on the same realized forecasts."""
+
+    version: str
+    champions: tuple[str, ...]
+    forecasts: int
+    #: The shadow's realized RMSE over the champion's (below 1: the shadow is better).
+    rmse_vs_champion: float
+    #: The gate's one-sided test, the largest p-value over its metrics.
+    p_value: float
+    #: It passed the gate's test and margin on every metric.
+    beats: bool
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What one check measured; None where it could not be measured."""
 
@@ -52,6 +68,8 @@ class Evidence:
     forecasts: int = 0
     #: Per (target, horizon) key: realized 90% interval coverage and how many forecasts.
     coverage: tuple[tuple[str, float, int], ...] = ()
+    #: Shadow challengers compared with the champion (:mod:`candlecast.monitoring.shadow`).
+    shadows: tuple[ShadowEvidence, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,19 @@ def triggers(evidence: Evidence, limits: Thresholds) -> list[str]:
                 f"coverage collapse: {key} 90% intervals held {rate:.1%} of {count} realized "
                 f"forecasts (< {limits.min_coverage:.0%})"
             )
+    found.extend(_shadow_reasons(evidence, limits))
     return found
+
+
+def _shadow_reasons(evidence: Evidence, limits: Thresholds) -> list[str]:
+    """One sentence per shadow challenger that beat the champion on enough realized rows."""
+    return [
+        f"shadow challenger v{s.version} beats champion v{'/v'.join(s.champions)} on "
+        f"{s.forecasts} realized candles (RMSE {s.rmse_vs_champion:.3f}x the champion's, "
+        f"p={s.p_value:.3g})"
+        for s in evidence.shadows
+        if s.beats and s.forecasts >= limits.min_forecasts
+    ]
 
 
 def decide(

@@ -202,7 +202,7 @@ def newest_realized(settings: Settings | None = None) -> dict[str, dict[str, Any
     from candlecast.data.ingestion import validated_table
     from candlecast.monitoring.performance import join_realized, realized_returns
     from candlecast.names import Stream
-    from candlecast.serving.forecast_log import logged_streams, read_forecasts
+    from candlecast.serving.forecast_log import SHADOW, logged_streams, read_forecasts
     from candlecast.timeframes import timeframe_ms
 
     found: dict[str, dict[str, Any]] = {}
@@ -213,6 +213,7 @@ def newest_realized(settings: Settings | None = None) -> dict[str, dict[str, Any
         if last is None:
             continue
         recent = read_forecasts(key, last - 48 * step, last + step, settings)
+        recent = recent[recent["source"] != SHADOW]  # a shadow challenger's are not served
         candles = validated_table(stream, settings).read(last - 50 * step, last + step)
         joined = join_realized(recent, realized_returns(candles, stream.timeframe))
         if len(joined):

@@ -10,13 +10,18 @@ same way, point in time: a row is never forecast by a model trained on data afte
 Monitoring judges these forecasts once their candle has closed
 (:mod:`candlecast.monitoring.performance`): per model version, and for the stream as served
 (each row by the version in force for it, across champion changes).
+
+The losing challenger of the decision in force for a row (``Decided.challengers``), when it
+was exported, forecasts the same row in the shadow: logged with source ``shadow``, once per
+(stream, version, feature time), point in time the same way. Monitoring compares it with the
+champion on the same realized rows (:mod:`candlecast.monitoring.shadow`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +33,7 @@ from candlecast.features.online import offline_table
 from candlecast.modeling import history
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import forecast_log
+from candlecast.serving.forecast_log import PLATFORM, SHADOW
 from candlecast.serving.modelstore import verified_session
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms, to_ms
@@ -48,6 +54,8 @@ class Scored:
     versions: dict[str, int]
     #: Why nothing was scored, when nothing was.
     reason: str = ""
+    #: Shadow challenger versions used (source ``shadow``), with how many rows each.
+    shadows: dict[str, int] = field(default_factory=dict)
 
 
 def score(
@@ -81,7 +89,8 @@ def score(
         return Scored(stream.key, 0, 0, {}, "empty span")
     # only the versions in force for the span's closes: each load is a hash and a session
     needed = history.versions_in_force(decided, begin + step, stop + step)
-    models = {version: _Model.load(pair, version, settings) for version in sorted(needed)}
+    shadows = history.shadows_in_force(decided, begin + step, stop + step)
+    models = {version: _Model.load(pair, version, settings) for version in sorted(needed | shadows)}
     widest = max((m.window for m in models.values() if m is not None), default=1)
     rows = table.read(begin - (widest - 1) * step, stop)
     if rows.empty:
@@ -90,35 +99,9 @@ def score(
     closes = rows["candle_ts"].to_numpy(dtype=np.int64) + step
     in_span = rows["candle_ts"].to_numpy(dtype=np.int64) >= begin
     chosen = np.where(in_span, history.versions_at(decided, closes), "")
-    frames, counts = [], {}
-    for version in sorted(set(chosen) - {""}):
-        model = models.get(version)
-        if model is None:
-            log.warning("%s: v%s was never exported; its rows are not scored", stream.key, version)
-            continue
-        mine = chosen == version
-        x, usable = window_inputs(rows, model.features, model.window, step)
-        usable &= mine & np.isfinite(x).all(axis=1)
-        if not usable.any():
-            continue
-        predicted = model.run(x[usable])
-        feature_ts = closes[usable]
-        half = model.half_width
-        frames.append(
-            pd.DataFrame(
-                {
-                    "stream": stream.key,
-                    "model_version": version,
-                    "feature_ts": feature_ts,
-                    "target_ts": feature_ts + step,
-                    "predicted": predicted,
-                    "lower": predicted - half if half is not None else np.nan,
-                    "upper": predicted + half if half is not None else np.nan,
-                    "served_at": int(time.time() * 1000),
-                }
-            )
-        )
-        counts[version] = int(usable.sum())
+    jobs = [(PLATFORM, v, chosen == v) for v in sorted(set(chosen) - {""})]
+    jobs += [(SHADOW, v, in_span & history.shadows_at(decided, closes, v)) for v in sorted(shadows)]
+    frames, counts, shadowed = _forecast_jobs(stream.key, jobs, models, rows, closes, step)
     if not frames:
         return Scored(stream.key, 0, 0, {}, "no complete feature row had a model in force")
     forecasts = pd.concat(frames, ignore_index=True)
@@ -126,11 +109,62 @@ def score(
     log.info(
         "%s: forecast %d candles (%s), %d newly logged",
         stream.label,
-        len(forecasts),
-        ", ".join(f"v{v}: {n}" for v, n in counts.items()),
+        sum(counts.values()),
+        ", ".join([f"v{v}: {n}" for v, n in counts.items()]
+                  + [f"shadow v{v}: {n}" for v, n in shadowed.items()]),
         logged,
+    )  # fmt: skip
+    return Scored(stream.key, sum(counts.values()), logged, counts, shadows=shadowed)
+
+
+def _forecast_jobs(
+    key: str,
+    jobs: list[tuple[str, str, np.ndarray]],
+    models: dict[str, _Model | None],
+    rows: pd.DataFrame,
+    closes: np.ndarray,
+    step: int,
+) -> tuple[list[pd.DataFrame], dict[str, int], dict[str, int]]:
+    """Each (source, version, rows picked) job's forecasts, and how many rows each champion
+    and each shadow version forecast."""
+    frames: list[pd.DataFrame] = []
+    counts: dict[str, int] = {}
+    shadowed: dict[str, int] = {}
+    for source, version, mine in jobs:
+        model = models.get(version)
+        if model is None:
+            if source == PLATFORM:
+                log.warning("%s: v%s was never exported; its rows are not scored", key, version)
+            continue  # a challenger that failed its parity check has no shadow forecasts
+        found = _forecast(model, rows, mine, closes, step)
+        if found is None:
+            continue
+        frames.append(found.assign(stream=key, model_version=version, source=source))
+        (counts if source == PLATFORM else shadowed)[version] = len(found)
+    return frames, counts, shadowed
+
+
+def _forecast(
+    model: _Model, rows: pd.DataFrame, mine: np.ndarray, closes: np.ndarray, step: int
+) -> pd.DataFrame | None:
+    """The model's forecasts of the complete rows picked by ``mine`` (None when none is)."""
+    x, usable = window_inputs(rows, model.features, model.window, step)
+    usable &= mine & np.isfinite(x).all(axis=1)
+    if not usable.any():
+        return None
+    predicted = model.run(x[usable])
+    feature_ts = closes[usable]
+    half = model.half_width
+    return pd.DataFrame(
+        {
+            "feature_ts": feature_ts,
+            "target_ts": feature_ts + step,
+            "predicted": predicted,
+            "lower": predicted - half if half is not None else np.nan,
+            "upper": predicted + half if half is not None else np.nan,
+            "served_at": int(time.time() * 1000),
+        }
     )
-    return Scored(stream.key, len(forecasts), logged, counts)
 
 
 @dataclass(frozen=True)

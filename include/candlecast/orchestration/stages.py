@@ -260,10 +260,31 @@ def export(pair: PairConfig, decision: Decision | None = None) -> ExportedModel:
     if decision is None:
         return onnx_export.export_champion(pair)
     try:
-        return onnx_export.export_version(pair, decision.champion_version)
+        exported = onnx_export.export_version(pair, decision.champion_version)
     except ParityError as exc:
         version, reason = promotion.parity_fallback(pair, decision, str(exc))
-    return replace(onnx_export.export_version(pair, version), fallback=reason)
+        return replace(onnx_export.export_version(pair, version), fallback=reason)
+    export_shadow(pair, decision)
+    return exported
+
+
+def export_shadow(pair: PairConfig, decision: Decision) -> str | None:
+    """Export the decision's losing challenger to ONNX with its parity check, so the platform
+    forecasts every candle with it in the shadow (issue 16). Returns its version, or None when
+    there is none (it won, or a dry run) or it fails parity: a shadow is evidence, never a
+    reason to stop serving the winner, so that failure is logged, not raised."""
+    from candlecast.errors import ParityError
+    from candlecast.modeling import onnx_export
+
+    version = decision.challenger_version
+    if not version or version == decision.champion_version:
+        return None
+    try:
+        onnx_export.export_version(pair, version)
+    except ParityError as exc:
+        log.warning("%s: no shadow forecasts of v%s: %s", pair.stream.label, version, exc)
+        return None
+    return version
 
 
 def export_version(pair: PairConfig, version: str) -> ExportedModel:

@@ -51,9 +51,10 @@ COLUMNS = [
     "served_at",
     "source",
 ]
-#: Who made a logged forecast: the service answering a client, or the platform forecasting
-#: every materialized candle itself (:mod:`candlecast.monitoring.scoring`).
-SERVICE, PLATFORM = "service", "platform"
+#: Who made a logged forecast: the service answering a client, the platform forecasting
+#: every materialized candle itself with the model in force (:mod:`candlecast.monitoring.
+#: scoring`), or the same with a losing challenger in the shadow (issue 16).
+SERVICE, PLATFORM, SHADOW = "service", "platform", "shadow"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS forecasts (
     stream TEXT NOT NULL,
@@ -72,6 +73,8 @@ CREATE INDEX IF NOT EXISTS forecasts_stream_time ON forecasts (stream, feature_t
 _PLATFORM_INDEX = """
 CREATE UNIQUE INDEX IF NOT EXISTS forecasts_platform_once
 ON forecasts (stream, model_version, feature_ts) WHERE source = 'platform';
+CREATE UNIQUE INDEX IF NOT EXISTS forecasts_shadow_once
+ON forecasts (stream, model_version, feature_ts) WHERE source = 'shadow';
 """
 _INSERT = f"INSERT INTO forecasts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
@@ -247,9 +250,10 @@ def _connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
 
 
 def write_platform(rows: pd.DataFrame, settings: Settings | None = None) -> int:
-    """Log the platform's own forecasts (columns of :data:`COLUMNS` but ``source``); a row
-    already logged for the same stream, model version and feature time is kept as it was.
-    Returns how many rows were new."""
+    """Log the platform's own forecasts (columns of :data:`COLUMNS`; ``source`` is
+    :data:`PLATFORM` unless given, or :data:`SHADOW`); a row already logged for the same
+    source, stream, model version and feature time is kept as it was. Returns how many rows
+    were new."""
     if rows.empty:
         return 0
     values = [
@@ -262,7 +266,7 @@ def write_platform(rows: pd.DataFrame, settings: Settings | None = None) -> int:
             None if pd.isna(r.lower) else float(r.lower),
             None if pd.isna(r.upper) else float(r.upper),
             int(r.served_at),
-            PLATFORM,
+            str(getattr(r, "source", PLATFORM)),
         )
         for r in rows.itertuples(index=False)
     ]
