@@ -1,0 +1,90 @@
+"""What the platform's own forecasts cost a live sub-hourly candles run (issue 16 on issue 18's
+5m streams).
+
+    .venv/bin/python bench/bench_scoring.py [--candles 24] [--decisions 3]
+
+ETH/BTC 5m from the bundled freqtrade file, in a fresh data directory: a first run trains and
+decides (LightGBM, next-candle return), then ``--decisions - 1`` more decisions a day apart,
+so the history holds several versions and shadows. Then, one candle at a time as a live
+5m stream's candles run does, the candle is materialized and ``scoring.score`` forecasts it
+with the champion and the shadow in force. Prints the median and worst CPU seconds (this
+process's, so other load on the machine does not count) and wall seconds of the scoring step
+per candle, beside the 2.8 CPU-seconds a whole 5m candles run costs under the scheduler
+(issue 18's figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FILE = REPO / "data" / "bundled" / "freqtrade" / "ETH_BTC-5m.feather"
+PAIRS = f"""\
+pairs:
+  - symbol: ETH/BTC
+    exchange: binance
+    replay_file: {FILE}
+    timeframe: 5m
+    start: 2018-01-20T00:00:00Z
+    training:
+      kinds: [lightgbm]
+      train_days: 3
+      min_train_rows: 300
+      targets: [{{target: return, horizons: [1]}}]
+"""
+DAY0 = datetime(2018, 1, 24, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--candles", type=int, default=24)
+    parser.add_argument("--decisions", type=int, default=3)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    (tmp / "pairs.yaml").write_text(PAIRS)
+    os.environ["CANDLECAST_HOME"] = str(tmp / "home")
+    os.environ["CANDLECAST_PAIRS"] = str(tmp / "pairs.yaml")
+
+    from candlecast.config import load_pairs
+    from candlecast.modeling import history
+    from candlecast.monitoring import scoring
+    from candlecast.orchestration import stages
+
+    (pair,) = load_pairs().pairs
+    end = DAY0
+    stages.run_all(pair, end - timedelta(days=1), end)
+    for _ in range(args.decisions - 1):
+        stages.candles_run(pair, end, end + timedelta(days=1))
+        end += timedelta(days=1)
+        trained = stages.train(pair, end)
+        decision = stages.promote(pair, trained.challenger.run_id, trained.challenger.model_uri)
+        stages.deploy(pair, stages.export(pair, decision), decision)
+    decided = history.read(pair.stream)
+    cpu, wall, logged = [], [], 0
+    for i in range(args.candles):
+        start = end + i * STEP
+        stages.backfill(pair, start, start + STEP, docs=False)
+        stages.materialize(pair, start, start + STEP)
+        began_cpu, began = time.process_time(), time.perf_counter()
+        done = scoring.score(pair, start, start + STEP)
+        cpu.append(time.process_time() - began_cpu)
+        wall.append(time.perf_counter() - began)
+        logged += done.logged
+    print(f"ETH/BTC 5m, {len(decided)} decisions in the history, {args.candles} live candles")
+    print(f"forecasts logged: {logged} (champion and shadow per candle)")
+    print(
+        f"scoring per candle: CPU {statistics.median(cpu):.3f} s median, {max(cpu):.3f} s "
+        f"worst; wall {statistics.median(wall):.3f} s median"
+    )
+    print(f"share of a 5m candles run's 2.8 CPU-s: {statistics.median(cpu) / 2.8:.1%}")
+
+
+if __name__ == "__main__":
+    main()
