@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from candlecast.timeframes import timeframe_ms
@@ -213,3 +214,9 @@ def feature_service_name(timeframe: str, version: int = 1) -> str:
 def exchange_pool(exchange: str) -> str:
     """Airflow pool of one exchange's fetch tasks (``exchange_binance``)."""
     return f"exchange_{exchange}"
+
+
+def run_name(what: str, end: datetime, dry_run: bool = False) -> str:
+    """An MLflow run's name: what it is (``train``, a kind) and its window end, marked when it
+    belongs to a dry run (which promotes nothing): ``lightgbm-20220301T0000 (dry run)``."""
+    return f"{what}-{end:%Y%m%dT%H%M}" + (" (dry run)" if dry_run else "")

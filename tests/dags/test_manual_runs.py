@@ -63,6 +63,17 @@ def test_a_manual_train_run_trains_up_to_the_newest_candle(in_own_stream):
     assert run.logical_date is None
     assert states(run)["promote"] == "success"
     assert {states(run)[t] for t in ("export_onnx", "deploy", "train_targets")} == {"skipped"}
+    # the dry run's MLflow runs say so in their names
+    import mlflow
+
+    from candlecast.modeling import registry
+
+    registry.configure()
+    runs = mlflow.search_runs(experiment_names=[pair.stream.experiment], order_by=["start_time"])
+    parent = runs[runs["tags.run.role"] == "training"]["run_id"].iloc[-1]
+    family = runs[(runs["run_id"] == parent) | (runs["tags.mlflow.parentRunId"] == parent)]
+    names = list(family["tags.mlflow.runName"])
+    assert len(names) == 2 and all(name.endswith(" (dry run)") for name in names), names
 
 
 def test_the_latest_interval_is_of_the_schedule_and_capped_at_the_stream_end():

@@ -1,6 +1,7 @@
 """Ingestion from the replay exchange: idempotent, and a corrupted batch stops at validation."""
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -177,7 +178,15 @@ def test_validation_builds_linkable_data_docs(tmp_path):
     docs = tmp_path / "data_docs" / "replay" / "BTC_USD" / "1h"
     assert (docs / "index.html").exists()
     assert report.docs.is_file() and report.docs.is_relative_to(docs / "validations")
-    assert "candles_1h" in report.docs.read_text()
+    page = report.docs.read_text()
+    assert "candles_1h" in page
+    # the page names the stream and the interval it validated, not GE's defaults
+    run = "replay_btc_usd_1h_20220110T0000-20220111T0000"
+    assert report.docs.relative_to(docs / "validations").parts[:2] == ("candles_1h", run)
+    text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    assert "Data asset: replay_btc_usd_1h candles 2022-01-10 00:00 .. 2022-01-11 00:00 UTC" in text
+    assert f"Run Name {run}" in text
+    assert "__none__" not in page and "Data asset: None" not in text
 
 
 def test_higher_timeframes_are_derived_from_validated_candles(tmp_path):

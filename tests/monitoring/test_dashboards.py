@@ -39,7 +39,7 @@ def test_every_panel_references_a_provisioned_datasource_and_existing_metrics(tm
     columns = {c.name for c in CHECKS.columns}
     for stream in load_pairs().streams:
         board = json.loads(dashboards.dashboard_file(stream).read_text())
-        assert board["annotations"]["list"][0]["target"]["tags"] == ["candlecast", stream.key]
+        assert board["annotations"]["list"][0]["target"]["tags"] == ["candlecast", "$stream"]
         for panel in board["panels"]:
             for target in [panel, *panel["targets"]]:
                 assert sources[target["datasource"]["uid"]] == target["datasource"]["type"]
@@ -47,8 +47,9 @@ def test_every_panel_references_a_provisioned_datasource_and_existing_metrics(tm
                 if "expr" in target:
                     used = set(re.findall(r"\bcandlecast_monitor_\w+", target["expr"]))
                     assert used and used <= metrics, (panel["title"], used - metrics)
-                    assert f'stream="{stream.key}"' in target["expr"]
+                    assert 'stream="$stream"' in target["expr"]
                 else:
+                    assert "WHERE stream = ${stream:sqlstring} " in target["rawSql"]
                     selected = re.search(r"SELECT (.*) FROM monitoring_checks", target["rawSql"])
                     named = {p.strip().split(" AS ")[0] for p in selected[1].split(",")}
                     assert named - {"to_timestamp(checked_at / 1000.0)"} <= columns
@@ -86,3 +87,22 @@ def test_each_stream_dashboard_shows_its_targets_volatility_coverage_and_aci_lev
         )
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids))
+
+
+def test_each_stream_dashboard_switches_stream_and_opens_on_its_own():
+    streams = load_pairs().streams
+    keys = [s.key for s in streams]
+    for stream in streams:
+        board = json.loads(dashboards.dashboard_file(stream).read_text())
+        (variable,) = board["templating"]["list"]
+        assert variable["name"] == "stream" and variable["type"] == "custom"
+        assert variable["query"].split(",") == keys
+        assert [o["value"] for o in variable["options"]] == keys
+        assert variable["current"]["value"] == stream.key
+        assert [o["value"] for o in variable["options"] if o["selected"]] == [stream.key]
+
+
+def test_a_stream_dashboard_alone_lists_its_own_stream():
+    (stream, *_) = load_pairs().streams
+    (variable,) = dashboards.pair_dashboard(stream)["templating"]["list"]
+    assert variable["query"] == stream.key and variable["current"]["value"] == stream.key

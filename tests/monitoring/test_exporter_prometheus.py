@@ -176,13 +176,18 @@ def scrape_config(ports: dict[str, int], key_file: Path) -> dict:
 
 
 def dashboard_queries() -> list[str]:
-    return [
-        target["expr"]
-        for path in DASHBOARDS
-        for panel in json.loads(path.read_text())["panels"]
-        for target in panel["targets"]
-        if "expr" in target
-    ]
+    """Every Prometheus query of the dashboards, with the ``stream`` variable interpolated as
+    Grafana does when a dashboard opens (its own stream)."""
+    found = []
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        opened = {v["name"]: v["current"]["value"] for v in board["templating"]["list"]}
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                if "expr" in target:
+                    expr = target["expr"]
+                    found.append(expr.replace("$stream", opened.get("stream", "$stream")))
+    return found
 
 
 def query(base: str, expr: str) -> list:

@@ -361,6 +361,25 @@ def test_the_published_openapi_document_holds_for_every_response(served):
     assert {"POST /predict", "POST /predict_batch", "GET /pairs", "GET /readyz"} <= set(checked)
 
 
+def test_the_docs_page_loads_every_script_and_style_from_the_service(served):
+    """/docs works without internet: every script and stylesheet it references is served by
+    the service itself (200), and the document it renders is the service's /docs.json."""
+    import re
+    import urllib.parse
+
+    base, *_ = served
+    status, page = call(base, "/docs")
+    assert status == 200 and "<title>candlecast prediction service</title>" in page
+    referenced = re.findall(r'<(?:script|link)[^>]*?(?:src|href)="([^"]+)"', page)
+    assert len(referenced) == 2 and "SwaggerUIBundle" in page and 'url: "docs.json"' in page
+    for reference in [*referenced, "docs.json"]:
+        url = urllib.parse.urljoin(f"{base}/docs", reference)
+        assert url.startswith(f"{base}/"), reference  # nothing from another host
+        status, body = call(base, url.removeprefix(base))
+        assert status == 200 and body, reference
+    assert call(base, "/redoc")[0] == 404  # FastAPI's CDN-loaded pages are not served
+
+
 def test_served_forecasts_are_recorded_in_the_forecast_log(served):
     """What monitoring joins with realized returns: every /predict answer, written behind the
     request by the service's background writer."""

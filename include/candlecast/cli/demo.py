@@ -32,6 +32,8 @@ from candlecast.cli.airflow_local import (
     running,
     stop_on_signals,
 )
+from candlecast.cli.embedded import NO_PROMOTION
+from candlecast.cli.verdict import stream_verdict
 from candlecast.config import PairConfig, load_pairs
 from candlecast.errors import ConfigError
 from candlecast.orchestration import stages
@@ -118,7 +120,11 @@ def _serve_and_show(
         for pair in pairs:
             body = {"pair": pair.symbol, "exchange": pair.exchange, "timeframe": pair.timeframe}
             console.print(f"POST /predict {json.dumps(body)}")
-            console.print(forecast_table(embedded.post_json(f"{base}/predict", body)))
+            answer = embedded.post_json(f"{base}/predict", body)
+            console.print(forecast_table(answer))
+            reason = embedded.latest_decision(pair)
+            for line in stream_verdict(answer, None if reason == NO_PROMOTION else reason):
+                console.print(f"  {line}", overflow="fold")
         if not wait:
             return  # everything stops now: no URL of a stopped service is printed
         mlflow_up = _up(console, "MLflow UI", settings.mlflow_ui_url + "/health", procs[1])

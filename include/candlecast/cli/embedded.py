@@ -339,6 +339,10 @@ def bentoml_env(settings: Settings | None = None) -> dict[str, str]:
     return env
 
 
+#: :func:`latest_decision` of a stream never trained.
+NO_PROMOTION = "no promotion yet"
+
+
 def latest_decision(pair: PairConfig) -> str:
     """The promotion reason of the pair's latest training run, in one line."""
     import mlflow
@@ -352,7 +356,7 @@ def latest_decision(pair: PairConfig) -> str:
         order_by=["start_time DESC"],
         max_results=1,
     )
-    return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else "no promotion yet"
+    return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else NO_PROMOTION
 
 
 def mlflow_ui_command(settings: Settings) -> list[str]:

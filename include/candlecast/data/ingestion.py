@@ -520,13 +520,16 @@ def validate_frame(
     batch, future = split_future(pair, batch, folder, now_ms)
     options = options or check_options(pair)
     docs_dir = pair.stream.candle_dir(settings.paths.data_docs)
-    report = validate_candles(batch, pair.timeframe, options, docs_dir=docs_dir if docs else None)
+    key = pair.stream.key
+    report = validate_candles(
+        batch, pair.timeframe, options, docs_dir=docs_dir if docs else None, stream=key
+    )
     if len(future):
         report.rows += len(future)
         report.refused = pd.concat([report.refused, future], ignore_index=True)
     if not report.success or report.batch is None:
         if not docs:  # the quarantine's summary links the failed validation's page
-            report = validate_candles(batch, pair.timeframe, options, docs_dir=docs_dir)
+            report = validate_candles(batch, pair.timeframe, options, docs_dir=docs_dir, stream=key)
         quarantine_batch(batch, report, folder)
         raise CandleValidationError(report)
     quarantine_rows(report, folder)

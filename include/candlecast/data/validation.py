@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from candlecast.data.checks import (
     expected_columns,
 )
 from candlecast.data.gaps import Completeness
+from candlecast.data.ge_run import DocsNames, run_suite
 from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.data.schema import FLAGS
 from candlecast.timeframes import ms_to_iso
@@ -137,13 +137,15 @@ def validate_candles(
     timeframe: str,
     options: CheckOptions | None = None,
     docs_dir: Path | None = None,
+    stream: str = "candles",
 ) -> ValidationReport:
     """Repair known source defects, then run the timeframe's suite on the batch (in the
     order it arrived). ``report.batch`` is the repaired batch without its refused rows, with
     the ``flags`` column (no derived columns); ``report.refused`` holds the refused rows.
 
     With ``docs_dir``, the run goes through a GE checkpoint that also builds the data docs
-    (HTML) there; ``report.docs`` is the page of this validation.
+    (HTML) there; ``report.docs`` is the page of this validation, whose data asset, checkpoint
+    and run are named after ``stream`` (its key) and the batch's interval.
     """
     batch, repairs = frame.reset_index(drop=True), {}
     for name, rule in REPAIRS.items():
@@ -154,8 +156,11 @@ def validate_candles(
     columns, options = expected_columns(batch), options or CheckOptions()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result, docs = _run_suite(
-            checked, lambda: build_suite(timeframe, columns, options, len(checked)), docs_dir
+        result, docs = run_suite(
+            checked,
+            lambda: build_suite(timeframe, columns, options, len(checked)),
+            DocsNames.of(stream, checked, timeframe) if docs_dir else None,
+            docs_dir,
         )
     found = _Findings.of(result, checked)
     out = batch.assign(**{FLAGS: found.flags})[found.rules == ""].reset_index(drop=True)
@@ -204,55 +209,6 @@ class _Findings:
             self.rules.iloc[rows] = self.rules.iloc[rows] + "; " + finding.rule
         else:
             self.flags[rows] |= FLAG_BITS[str(res.expectation_config.kwargs["column"])]
-
-
-def _run_suite(
-    checked: pd.DataFrame, make_suite: Callable[[], Any], docs_dir: Path | None
-) -> tuple[Any, Path | None]:
-    """Validate in a fresh ephemeral GE context (the suite is built inside it)."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),
-        progress_bars=ProgressBarsConfig(globally=False),
-        analytics_enabled=False,
-    )
-    context = gx.get_context(mode="ephemeral", project_config=config)
-    asset = context.data_sources.add_pandas("candles").add_dataframe_asset("batch")
-    definition = asset.add_batch_definition_whole_dataframe("whole")
-    complete = {"result_format": "COMPLETE"}
-    suite = make_suite()
-    if docs_dir is None:
-        batch = definition.get_batch(batch_parameters={"dataframe": checked})
-        return batch.validate(suite, result_format=complete), None
-    site: Any = {
-        "class_name": "SiteBuilder",
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        "store_backend": {
-            "class_name": "TupleFilesystemStoreBackend",
-            "base_directory": str(docs_dir),
-        },
-    }
-    context.add_data_docs_site(site_name="candlecast", site_config=site)
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name=suite.name, data=definition, suite=context.suites.add(suite))
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{suite.name}_checkpoint",
-            validation_definitions=[validation],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["candlecast"])],
-            result_format=complete,
-        )
-    )
-    outcome = checkpoint.run(batch_parameters={"dataframe": checked})
-    pages = sorted((docs_dir / "validations").rglob("*.html"), key=lambda p: p.stat().st_mtime)
-    return next(iter(outcome.run_results.values())), pages[-1] if pages else None
 
 
 #: Rows a finding names (the summary shows five; the quarantine keeps them all).

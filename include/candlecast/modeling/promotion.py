@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
@@ -27,10 +26,10 @@ from candlecast.errors import ParityError
 from candlecast.evaluation import metrics
 from candlecast.evaluation.significance import Loss, windowed_loss_test
 from candlecast.modeling import history, registry
+from candlecast.modeling.baseline_run import baseline_run
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
-from candlecast.modeling.kinds.base import model_inputs
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms
@@ -375,15 +374,14 @@ def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind:
 def _register_baseline(
     client: MlflowClient, stream: Stream, run_id: str, holdout: pd.DataFrame
 ) -> Any:
-    """Log the baseline kind on the challenger's run (same input schema) and register it."""
-    existing = _registered(client, stream, run_id, BASELINE)
+    """Register the baseline kind from its own run beside the challenger's (same window and
+    inputs, :mod:`.baseline_run`), so its version's source run is persistence's, not the
+    challenger's that lost."""
+    existing = _registered(client, stream, run_id, BASELINE)  # registered on it before
     if existing is not None:
         return existing
-    columns = registry.run_features(client, run_id)
-    example = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
-    with mlflow.start_run(run_id=run_id):
-        uri = get_kind(BASELINE)(columns).log_model(example, name="persistence")
-    return _register(client, stream, uri, run_id, BASELINE)
+    run = baseline_run(client, run_id, holdout)
+    return _register(client, stream, run.data.tags["model_uri"], run.info.run_id, BASELINE)
 
 
 def _registered(client: MlflowClient, stream: Stream, run_id: str, kind: str) -> Any | None:

@@ -190,9 +190,10 @@ def load_holdout(run_id: str) -> pd.DataFrame:
 
 def holdout_metrics(metrics: dict[str, float], kind: str) -> dict[str, float]:
     """A version's own holdout figures (``holdout_rmse``...) from its run's metrics. A baseline
-    version is registered on the challenger's run (same inputs), whose ``holdout_*`` metrics
-    are the challenger's: a baseline's figures are the run's ``<baseline>_*`` ones instead,
-    and persistence, which calls no direction, has no directional accuracy."""
+    version registered on the challenger's run (before baselines had runs of their own) sees
+    the challenger's ``holdout_*`` metrics there: a baseline's figures are the run's
+    ``<baseline>_*`` ones instead, and persistence, which calls no direction, has no
+    directional accuracy."""
     from candlecast.modeling.kinds import BASELINE
 
     if kind and kind in _baseline_names():

@@ -46,7 +46,7 @@ from candlecast.modeling import registry
 from candlecast.modeling.datasets import TrainingSet, kind_features
 from candlecast.modeling.kinds import BASELINE, get_kind, kind_names, kind_params
 from candlecast.modeling.kinds.base import ModelKind, input_names
-from candlecast.names import Stream, feature_service_name
+from candlecast.names import Stream, feature_service_name, run_name
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 from candlecast.timeframes import timeframe_ms, to_ms
 
@@ -148,6 +148,8 @@ class Prepared:
     baselines: dict[str, float]
     lineage: dict[str, str]
     reused: bool = False
+    #: A dry run's training (nothing is promoted): its runs are named so.
+    dry_run: bool = False
 
 
 def train(pair: PairConfig, end: datetime, settings: Settings | None = None) -> TrainResult:
@@ -180,6 +182,7 @@ def prepare(
     frame: pd.DataFrame | None = None,
     lineage: dict[str, str] | None = None,
     reason: str = "",
+    dry_run: bool = False,
 ) -> Prepared:
     """Build the training set of the window ending at ``end`` (or take ``frame``), save it,
     and log the parent run with the split, the baselines' scores and the dataset.
@@ -187,6 +190,7 @@ def prepare(
     Reuses the parent run of an earlier identical training (same end, data version, kinds
     and settings) instead of logging a new one. ``reason`` (what asked for this training: a
     schedule, new features, a drift-triggered retrain request) is tagged ``trigger.reason``.
+    A ``dry_run`` training (the train DAG's ``dry_run`` param) names its runs "(dry run)".
 
     Raises:
         NotEnoughHistoryError: too little data, or no trainable kind configured.
@@ -198,7 +202,7 @@ def prepare(
         frame = training_frame(pair, end, settings)
         lineage = data_lineage(pair, end, settings)
     lineage = lineage or {"data.version": _frame_version(frame)}
-    signature = _signature(pair, kinds, end, lineage)
+    signature = _signature(pair, kinds, end, lineage, dry_run)
     stream = pair.stream
     path = settings.paths.training_sets / stream.key / f"{signature}.parquet"
     reused = _finished_parent(stream, signature, settings)
@@ -227,6 +231,7 @@ def prepare(
             {k: v for k, v in reused.data.metrics.items()},
             lineage,
             reused=True,
+            dry_run=dry_run,
         )
     data = _training_set(pair, frame, kinds)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,14 +244,21 @@ def prepare(
         tags["trigger.reason"] = reason[:5000]
     with mlflow.start_run(
         experiment_id=registry.experiment_id(stream, settings),
-        run_name=f"train-{end:%Y%m%dT%H%M}",
+        run_name=run_name("train", end, dry_run),
         tags={**tags, "run.role": "training", "training.kinds": ",".join(kinds)},
     ) as parent:
         mlflow.log_params(_split_params(pair, data))
         mlflow.log_metrics(baselines)
         _log_dataset(data)
     return Prepared(
-        parent.info.run_id, str(path), end.isoformat(), kinds, len(data.frame), baselines, lineage
+        parent.info.run_id,
+        str(path),
+        end.isoformat(),
+        kinds,
+        len(data.frame),
+        baselines,
+        lineage,
+        dry_run=dry_run,
     )
 
 
@@ -269,7 +281,8 @@ def fit_one(
     end = datetime.fromisoformat(prepared.end)
     tags = _run_tags(pair, end, prepared.lineage) | {"mlflow.parentRunId": prepared.parent_run_id}
     experiment = registry.experiment_id(pair.stream, settings)
-    return _fit_kind(model, data, end, prepared.baselines, tags, experiment)
+    name = run_name(kind, end, prepared.dry_run)
+    return _fit_kind(model, data, name, prepared.baselines, tags, experiment)
 
 
 def select(
@@ -374,9 +387,12 @@ def _run_tags(pair: PairConfig, end: datetime, lineage: dict[str, str]) -> dict[
     }
 
 
-def _signature(pair: PairConfig, kinds: list[str], end: datetime, lineage: dict[str, str]) -> str:
+def _signature(
+    pair: PairConfig, kinds: list[str], end: datetime, lineage: dict[str, str], dry_run: bool
+) -> str:
     """What makes two trainings the same: window end, data version, kinds, their settings
-    and the code version."""
+    and the code version; and a dry run, whose runs are named so, is never the same training
+    as a real one (neither reuses the other's runs under the wrong name)."""
     training = pair.training.model_dump(mode="json")
     payload = {
         "end": end.isoformat(),
@@ -384,7 +400,7 @@ def _signature(pair: PairConfig, kinds: list[str], end: datetime, lineage: dict[
         "kinds": kinds,
         "training": {k: training[k] for k in training if k != "kinds"},
         "code": _git_tags().get("git.commit", ""),
-    }
+    } | ({"dry_run": True} if dry_run else {})
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     return f"{end:%Y%m%dT%H%M}-{digest.hexdigest()[:16]}"
 
@@ -464,7 +480,7 @@ def _split_params(pair: PairConfig, data: TrainingSet) -> dict[str, object]:
 def _fit_kind(
     model: ModelKind,
     data: TrainingSet,
-    end: datetime,
+    run_label: str,
     baselines: dict[str, float],
     tags: dict[str, str],
     experiment_id: str,
@@ -473,7 +489,7 @@ def _fit_kind(
     last_event = data.frame["event_timestamp"].iloc[int(data.usable[-1])].isoformat()
     with mlflow.start_run(
         experiment_id=experiment_id,  # else the default experiment, whose artifacts go to ./mlruns
-        run_name=f"{name}-{end:%Y%m%dT%H%M}",
+        run_name=run_label,
         tags={**tags, "kind": name, "run.role": "kind", "data.last_event": last_event},
     ) as run:
         features = model.spec.features

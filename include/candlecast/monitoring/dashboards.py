@@ -1,5 +1,7 @@
 """Grafana dashboards as code: one per stream (uid ``Stream.dashboard_uid``), from Prometheus,
-and the prediction service's health (uid :data:`SERVICE_UID`).
+and the prediction service's health (uid :data:`SERVICE_UID`). Every stream panel selects its
+stream through the dashboard variable ``stream`` (:data:`STREAM`), which lists every configured
+stream and opens on the dashboard's own: any stream's dashboard shows every stream.
 
 Every panel queries the monitoring exporter's metrics (:mod:`candlecast.monitoring.exporter`)
 through the provisioned Prometheus datasource (uid :data:`PROMETHEUS`), except the table of
@@ -28,6 +30,9 @@ DASHBOARDS_DIR = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 SCHEMA_VERSION = 39
 SERVICE_UID = "candlecast-service-health"
 SERVICE_FILE = "service-health.json"
+#: The dashboard variable that selects the stream every stream panel shows.
+STREAM = "$stream"
+STREAM_MATCHER = f'stream="{STREAM}"'
 
 
 def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
@@ -65,9 +70,10 @@ def _panel(
     }
 
 
-def queries(stream: Stream) -> list[tuple[str, list[tuple[str, str]], str, str]]:
-    """(title, [(PromQL, legend)], unit, description) of every Prometheus panel."""
-    s = f'stream="{stream.key}"'
+def queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
+    """(title, [(PromQL, legend)], unit, description) of every Prometheus panel, for the stream
+    the dashboard's ``stream`` variable selects."""
+    s = STREAM_MATCHER
     m = "candlecast_monitor"
     return [
         (
@@ -128,14 +134,14 @@ def queries(stream: Stream) -> list[tuple[str, list[tuple[str, str]], str, str]]
             "none",
             "Age of the newest validated candle at the check; forecasts in the window.",
         ),
-        *target_queries(stream),
+        *target_queries(),
     ]
 
 
-def target_queries(stream: Stream) -> list[tuple[str, list[tuple[str, str]], str, str]]:
+def target_queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
     """The served targets' panels: volatility forecast against realized, interval coverage
     over time and the intervals' ACI level."""
-    s = f'stream="{stream.key}"'
+    s = STREAM_MATCHER
     m = "candlecast_monitor"
     volatility = f'{s}, target=~"volatility_.*"'
     return [
@@ -174,12 +180,13 @@ def target_queries(stream: Stream) -> list[tuple[str, list[tuple[str, str]], str
     ]
 
 
-def checks_table(stream: Stream, number: int) -> dict[str, Any]:
-    """Recent checks with their reasons, from the metrics table (Postgres)."""
+def checks_table(number: int) -> dict[str, Any]:
+    """Recent checks with their reasons, from the metrics table (Postgres), of the stream the
+    ``stream`` variable selects (quoted and escaped by Grafana's ``sqlstring`` format)."""
     sql = (
         "SELECT to_timestamp(checked_at / 1000.0) AS time, champion_version, drift_share, "
         "rmse_ratio, retrain, rate_limited, reason, report_path FROM monitoring_checks "
-        f"WHERE stream = '{stream.key}' ORDER BY checked_at DESC LIMIT 50"
+        "WHERE stream = ${stream:sqlstring} ORDER BY checked_at DESC LIMIT 50"
     )
     return {
         "id": number,
@@ -214,13 +221,35 @@ def _dashboard(uid: str, title: str, tags: list[str], refresh: str, span: str) -
     }
 
 
-def pair_dashboard(stream: Stream) -> dict[str, Any]:
-    """The stream's monitoring dashboard."""
+def stream_variable(stream: Stream, streams: list[Stream]) -> dict[str, Any]:
+    """The ``stream`` variable: a list of the configured streams (it works before Prometheus
+    has any data), ``stream`` selected, so each stream's dashboard opens on its own."""
+    keys = (
+        [s.key for s in streams] if stream in streams else [stream.key, *(s.key for s in streams)]
+    )
+    return {
+        "name": "stream",
+        "label": "Stream",
+        "type": "custom",
+        "description": "The configured stream every panel shows",
+        "query": ",".join(keys),
+        "current": {"selected": True, "text": stream.key, "value": stream.key},
+        "options": [{"selected": key == stream.key, "text": key, "value": key} for key in keys],
+        "multi": False,
+        "includeAll": False,
+        "hide": 0,
+        "skipUrlSync": False,
+    }
+
+
+def pair_dashboard(stream: Stream, streams: list[Stream] | None = None) -> dict[str, Any]:
+    """The stream's monitoring dashboard; its ``stream`` variable switches to any of
+    ``streams`` (default: only this one)."""
     panels = [
         _panel(n, title, text, targets, unit)
-        for n, (title, targets, unit, text) in enumerate(queries(stream), start=1)
+        for n, (title, targets, unit, text) in enumerate(queries(), start=1)
     ]
-    panels.append(checks_table(stream, len(panels) + 1))
+    panels.append(checks_table(len(panels) + 1))
     tags = ["candlecast", "monitoring", stream.key]
     board = _dashboard(stream.dashboard_uid, f"candlecast {stream.label}", tags, "1m", "now-7d")
     return board | {
@@ -233,7 +262,7 @@ def pair_dashboard(stream: Stream) -> dict[str, Any]:
                     "iconColor": "orange",
                     "target": {
                         "type": "tags",
-                        "tags": ["candlecast", stream.key],
+                        "tags": ["candlecast", STREAM],
                         "matchAny": False,
                         "limit": 500,
                     },
@@ -241,6 +270,7 @@ def pair_dashboard(stream: Stream) -> dict[str, Any]:
             ]
         },
         "panels": panels,
+        "templating": {"list": [stream_variable(stream, streams or [stream])]},
     }
 
 
@@ -343,7 +373,8 @@ def generated(streams: list[Stream], folder: Path = DASHBOARDS_DIR) -> dict[str,
     (path, rendered JSON)."""
     files = {"service-health": (folder / SERVICE_FILE, render(service_dashboard()))}
     for stream in streams:
-        files[stream.key] = (dashboard_file(stream, folder), render(pair_dashboard(stream)))
+        board = pair_dashboard(stream, streams)
+        files[stream.key] = (dashboard_file(stream, folder), render(board))
     return files
 
 

@@ -501,7 +501,9 @@ def build_train_dag(pair: PairConfig) -> DAG:
         def training_set() -> dict[str, Any]:
             context = get_current_context()
             end = _training_end(pair, context)
-            return _run(stages.prepare_training, _pair(), end, _trigger_reason(context))
+            dry_run = bool(context["params"].get("dry_run"))
+            reason = _trigger_reason(context)
+            return _run(stages.prepare_training, _pair(), end, reason, dry_run)
 
         @task
         def kinds(prepared: dict[str, Any]) -> list[str]:

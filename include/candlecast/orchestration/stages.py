@@ -202,12 +202,14 @@ def with_training(
     return pair.model_copy(update={"training": training})
 
 
-def prepare_training(pair: PairConfig, end: datetime, reason: str = "") -> Prepared:
+def prepare_training(
+    pair: PairConfig, end: datetime, reason: str = "", dry_run: bool = False
+) -> Prepared:
     """The training set of the window ending at ``end``, saved, and its parent run (tagged
-    with the ``reason`` the training was asked for)."""
+    with the ``reason`` the training was asked for; named as a dry run's when ``dry_run``)."""
     from candlecast.modeling import training
 
-    return training.prepare(pair, end, reason=reason)
+    return training.prepare(pair, end, reason=reason, dry_run=dry_run)
 
 
 def fit_kind(pair: PairConfig, prepared: Prepared, kind: str) -> KindRun:

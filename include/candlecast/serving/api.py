@@ -28,7 +28,9 @@ from starlette.responses import Response
 from candlecast.config import PairConfig
 from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStreamError
 from candlecast.serving import forecast_log, lean, metrics
+from candlecast.serving.docs_page import add_docs_page
 from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info, select
+from candlecast.serving.openapi import TITLE
 from candlecast.serving.schemas import (
     BatchForecasts,
     ErrorBody,
@@ -100,9 +102,12 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
     """The API app; ``get_forecaster`` returns the service's forecaster (made at start-up)."""
-    app = FastAPI(title="candlecast", version="1")
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: the service serves its
+    # own page instead (docs_page), which works offline
+    app = FastAPI(title="candlecast", version="1", docs_url=None, redoc_url=None)
     app.router.route_class = OrjsonRoute
     _handlers(app)
+    add_docs_page(app, TITLE)
 
     @app.post(
         "/predict",
