@@ -77,3 +77,22 @@ def pipeline_run(dagbag):
     candles = dagbag.get_dag(pair.stream.candles_dag_id).test(logical_date=end)
     train = dagbag.get_dag(pair.stream.train_dag_id).test(logical_date=end)
     return pair, candles, train
+
+
+#: Files that take minutes, mostly waiting on schedulers and servers: started first, so under
+#: xdist (scripts/test.sh) they overlap each other and the rest of the suite fills in beside
+#: them, instead of one of them starting last and running alone.
+_LONG_FIRST = (
+    "tests/integration/test_celery_stack.py",
+    "tests/dags/test_scheduler_e2e.py",
+    "tests/serving/test_live_service.py",
+    "tests/dags/test_ui_screenshot.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return _LONG_FIRST.index(path) if path in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: each file's own order is kept
