@@ -406,7 +406,11 @@ def import_candles(
         trades_to = config.timeframe if from_trades else None
         batch = read_history(file, fmt, symbol=config.symbol, from_trades=trades_to)
         report = ingestion.import_history(config, batch, f"import-{file.stem}", overwrite=overwrite)
-    console.print(f"{file}: {len(batch)} candles imported; {report.summary()}")
+    console.print(
+        f"{file}: {len(batch)} candles imported; {report.summary()}",
+        soft_wrap=True,
+        highlight=False,
+    )
     _hint(config, configured)
 
 

@@ -105,7 +105,7 @@ def dvc_streams(
     if not check:
         text = render(root, today)
         out.write_text(text)
-        console.print(f"wrote {out} from {get_settings().pairs}")
+        console.print(f"wrote {out} from {get_settings().pairs}", soft_wrap=True, highlight=False)
         return
     written = out.read_text() if out.exists() else ""
     if written != render(root, today, _pinned_ends(written)):

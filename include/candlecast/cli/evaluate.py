@@ -144,7 +144,7 @@ def evaluate(
         }
         path = html or reports.default_path(config.stream, get_settings().paths.home)
         info["html"] = str(reports.write_html(result, info, path))
-        console.print(f"HTML report: {path}")
+        console.print(f"HTML report: {path}", soft_wrap=True, highlight=False)
         if configured and log_run:
             from candlecast.modeling import registry
 
@@ -201,7 +201,7 @@ def _evaluate_target(
     info = {"stream": config.stream.key, "source": str(file or validated_table(config.stream).root)}
     path = html or default_path(config.stream, get_settings().paths.home)
     info["html"] = str(reports.write_html(result, info, path))
-    console.print(f"HTML report: {path}")
+    console.print(f"HTML report: {path}", soft_wrap=True, highlight=False)
     if log_run:
         from candlecast.modeling import registry
 

@@ -232,4 +232,4 @@ def grafana_dashboards(
         console.print("dashboards are up to date")
         return
     for path in write_dashboards(streams):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", soft_wrap=True, highlight=False)
