@@ -204,8 +204,47 @@ def run(root: Path, env: dict[str, str], proxy: FaultProxy, args: argparse.Names
             rows.append((name, healthy, during, recovery, lost))
         print_table(rows, args)
         print(f"\nservice log lines mentioning the faults: {faulty_lines(log)}")
+        crash(port, service, path, args, polled)
     finally:
         embedded.stop([service])
+
+
+def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list[int]) -> None:
+    """kill -9 of the serving worker halfway through ``--seconds`` of load: the answers it gave
+    that never reached the log (its queue is flushed every second, so at most about a second's
+    worth), and how soon the respawned worker answers."""
+    import psutil
+
+    wait(lambda: request(port, "GET", "/health")[1]["status"] == "ok")
+    time.sleep(2)  # one flush tick after the last answers
+    before, polled[0] = logged(path), 0
+    workers = [
+        p for p in psutil.Process(service.pid).children(recursive=True)
+        if "_bentoml_impl.worker" in " ".join(p.cmdline())
+    ]  # fmt: skip
+    killer = threading.Timer(args.seconds / 2, lambda: [w.kill() for w in workers])
+    killer.start()
+    during = load(port, args.seconds, args.clients)
+    killer.join()
+
+    def answering() -> bool:
+        try:
+            ok = request(port, "POST", "/predict", BODY)[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        polled[0] += ok
+        return ok
+
+    back = wait(answering)
+    time.sleep(2)  # one flush tick after the last answers
+    answered = during["answered"] + polled[0]
+    lost = answered - (logged(path) - before)
+    per_second = during["answered"] / args.seconds
+    print(
+        f"\nworker killed (kill -9) under load: {during['answered']}/{during['sent']} answered, "
+        f"{lost} answered forecasts not logged ({lost / per_second:.2f} s of answers at "
+        f"{per_second:.0f}/s); answering again {back:.1f} s after the load ended"
+    )
 
 
 def faulty_lines(log: Path) -> int:
