@@ -109,6 +109,7 @@ def promote(
     evidence, scores = _evidence(client, pair, run, holdout, champion, policy)
     kind = run.data.tags.get("kind", "")
     verdict = decide(evidence, policy)
+    baseline_run_id = None  # persistence's own run, when this decision registered it
     if dry_run:
         challenger_version = winner_version = ""
         winner_kind = kind if verdict.outcome is Outcome.PROMOTED else ""
@@ -121,6 +122,7 @@ def promote(
             winner = challenger
         elif verdict.register_baseline:
             winner = _register_baseline(client, stream, run_id, holdout)
+            baseline_run_id = winner.run_id
         else:
             winner = champion
         challenger_version, winner_version = str(challenger.version), str(winner.version)
@@ -146,7 +148,7 @@ def promote(
         _describe_versions(client, decision)
     if commit and not dry_run:
         commit_decision(pair, decision, settings)
-    _log_decision(client, run, decision)
+    _log_decision(client, run, decision, baseline_run_id)
     log.info("%s: %s%s", stream.registered_model, "[dry run] " * dry_run, verdict.reason)
     return decision
 
@@ -400,9 +402,13 @@ def _as_dict(evidence: Evidence) -> dict[str, Any]:
     return payload
 
 
-def _log_decision(client: MlflowClient, run: Any, decision: Decision) -> None:
+def _log_decision(
+    client: MlflowClient, run: Any, decision: Decision, baseline_run_id: str | None = None
+) -> None:
+    """The decision as tags of the challenger's run, its training run and, when the decision
+    serves the baseline, the baseline's own run (the source run of the version served)."""
     parent = run.data.tags.get("mlflow.parentRunId")
-    for run_id in filter(None, [run.info.run_id, parent]):
+    for run_id in dict.fromkeys(filter(None, [run.info.run_id, parent, baseline_run_id])):
         client.set_tag(run_id, "promotion.outcome", decision.outcome)
         client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
         client.set_tag(run_id, "promotion.champion_version", decision.champion_version)
