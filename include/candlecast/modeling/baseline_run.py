@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from candlecast.modeling import registry
 from candlecast.modeling.kinds import BASELINE, get_kind
 from candlecast.modeling.kinds.base import model_inputs
+from candlecast.modeling.training import plot_holdout
 from candlecast.names import run_name
 
 #: Tag of the baseline run naming the challenger run it was registered beside.
@@ -76,3 +77,4 @@ def _log_holdout(holdout: pd.DataFrame) -> None:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
         frame.to_parquet(path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
+    plot_holdout(frame[frame["holdout"]])  # the plot every kind's run shows: here a flat line

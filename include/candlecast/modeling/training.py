@@ -530,10 +530,10 @@ def _log_holdout(data: TrainingSet, predicted: np.ndarray) -> None:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
         artifact.to_parquet(path)
         mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
-    _plot_holdout(artifact[artifact["holdout"]])
+    plot_holdout(artifact[artifact["holdout"]])
 
 
-def _plot_holdout(rows: pd.DataFrame) -> None:
+def plot_holdout(rows: pd.DataFrame) -> None:
     """The holdout fit's forecasts against the realized returns, over time (``plots/``)."""
     import matplotlib
 
