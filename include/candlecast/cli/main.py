@@ -27,8 +27,9 @@ def main() -> None:
     Feast's offline store loads DuckDB, whose nanobind bindings print ``nanobind: leaked …``
     (about 40 lines) at every interpreter teardown: its module-level types outlive the
     interpreter, a report of nanobind's that is benign and that DuckDB offers no switch for.
-    So after the command, this does what a normal exit does before the teardown (joins the
-    non-daemon threads, runs the ``atexit`` handlers, flushes) and ends the process.
+    So after the command, this does what a normal exit does before the teardown (threading's
+    exit hooks and the join of non-daemon threads, the ``atexit`` handlers, a flush) and ends
+    the process.
     """
     code: int | str | None = 0
     try:
@@ -44,9 +45,9 @@ def _exit_without_teardown(code: int | str | None) -> None:
     if isinstance(code, str):  # sys.exit("message"): printed, status 1
         print(code, file=sys.stderr)
         code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # the interpreter's own order: threading's exit hooks (a thread pool's workers are told to
+    # stop there) and the join of non-daemon threads, then the atexit handlers
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
