@@ -49,9 +49,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
     echo "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-      $SUDO apt-get update -q >/dev/null
-      $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    # another setup (a second checkout) may hold dpkg's lock: wait for it, do not fail
+    apt=($SUDO apt-get -o DPkg::Lock::Timeout=900)
+    "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
+      "${apt[@]}" update -q >/dev/null
+      "${apt[@]}" install -y -q --no-install-recommends "${missing[@]}" >/dev/null
     }
   else
     echo "warning: cannot install ${missing[*]} (not root, no sudo); tests that need them skip" >&2

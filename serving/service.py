@@ -32,9 +32,10 @@ from candlecast.serving.guard import Guard, access_log  # noqa: E402
 from candlecast.serving.openapi import document  # noqa: E402
 from candlecast.serving.options import ServiceOptions  # noqa: E402
 from candlecast.serving.refresher import Refresher  # noqa: E402
+from candlecast.settings import read_settings  # noqa: E402
 
 # Read at import: BentoML needs the worker count when the class is declared.
-OPTIONS = ServiceOptions()
+OPTIONS = read_settings(ServiceOptions)
 _current: list[Forecaster] = []
 
 

@@ -27,6 +27,10 @@ class ConfigError(PermanentError, ValueError):
     """The pair config file is missing or invalid; the message names the key."""
 
 
+class SettingsError(ConfigError):
+    """An environment setting (``CANDLECAST_*``) is invalid; the message names the variable."""
+
+
 class UnknownStreamError(PermanentError, KeyError):
     """No configured forecast stream matches the request."""
 

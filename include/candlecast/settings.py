@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from candlecast.errors import SettingsError
+
+S = TypeVar("S", bound=BaseSettings)
 
 #: The repository root (the package is installed editable from ``include/``).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class Settings(BaseSettings):
     """Where state lives and which services the platform talks to."""
 
-    model_config = SettingsConfigDict(env_prefix="CANDLECAST_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CANDLECAST_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     home: Path = Field(
         default=Path("~/.candlecast"),
@@ -131,4 +137,23 @@ class Paths:
 
 def get_settings() -> Settings:
     """Read the settings from the environment now."""
-    return Settings()
+    return read_settings(Settings)
+
+
+def read_settings(cls: type[S]) -> S:
+    """``cls()`` read from the environment, with a bad value as one line naming its variable.
+
+    Raises:
+        SettingsError: e.g. ``CANDLECAST_PARITY_TOLERANCE='inf': Input should be a finite
+            number``.
+    """
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = [
+            f"{prefix}{'_'.join(str(part) for part in error['loc']).upper()}="
+            f"{error.get('input')!r}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -109,15 +109,16 @@ def test_targets_figures_round_trip_and_are_exported(tmp_path):
 def test_targets_newest_forecasts_and_aci_state_round_trip_and_are_exported(tmp_path):
     from prometheus_client import CollectorRegistry, generate_latest
 
+    from candlecast.monitoring.aci import AciReport
     from candlecast.monitoring.exporter import MonitoringCollector
-    from candlecast.monitoring.store import AciRow, NewestRow, TargetDetails
+    from candlecast.monitoring.store import NewestRow, TargetDetails
 
     store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
     details = TargetDetails(
         newest=[NewestRow("volatility_h24", 0.52, 0.61)],
         aci=[
-            AciRow("return_h4", "0.9", 0.08, 1.83, 200, 19),
-            AciRow("return_h1", "0.95", 0.05, 2.1, 0, 0),
+            AciReport("return_h4", "0.9", 0.08, 1.83, 200, 19),
+            AciReport("return_h1", "0.95", 0.05, 2.1, 0, 0),
         ],
     )
     check = store.write_check(row("a_btc_usd_1h", 1000, 0.5), [], [], details)

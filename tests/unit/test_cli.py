@@ -280,3 +280,41 @@ def test_grafana_sync_to_an_unreachable_grafana_is_one_line(env):
     code, lines = run_lines(env, "grafana", "sync", "--url", "http://127.0.0.1:1")
     assert code == 1
     assert lines == ["cannot reach Grafana at http://127.0.0.1:1 (ConnectionError): is it running?"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("CANDLECAST_PARITY_TOLERANCE", "inf", "Input should be a finite number"),
+        (
+            "CANDLECAST_SERVICE_PORT",
+            "abc",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        ("CANDLECAST_FIT_THREADS", "0", "Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_bad_environment_setting_is_one_line_naming_the_variable(env, variable, value, reason):
+    import os
+    import subprocess
+    import sys
+
+    # the installed entry point (candlecast.cli.main:main): a setting is read wherever a
+    # command needs it, so the one line comes from there, not from one command's handler
+    command = [sys.executable, "-c", "from candlecast.cli.main import main; main()", "pairs"]
+    done = subprocess.run(
+        command, env=os.environ | env | {variable: value}, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines == [f"invalid setting {variable}={value!r}: {reason}"]
+
+
+def test_the_service_options_refuse_an_infinite_interval(monkeypatch):
+    from candlecast.errors import SettingsError
+    from candlecast.serving.options import ServiceOptions
+    from candlecast.settings import read_settings
+
+    monkeypatch.setenv("CANDLECAST_SERVICE_REFRESH_SECONDS", "inf")
+    with pytest.raises(SettingsError, match="CANDLECAST_SERVICE_REFRESH_SECONDS='inf'"):
+        read_settings(ServiceOptions)

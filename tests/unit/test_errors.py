@@ -7,6 +7,7 @@ from candlecast.errors import PermanentError
 
 PERMANENT = [
     errors.ConfigError,
+    errors.SettingsError,
     errors.UnknownStreamError,
     errors.AmbiguousStreamError,
     errors.UnknownModelKindError,

@@ -16,7 +16,8 @@ from candlecast.cli import (  # noqa: F401
     monitor,
     replay,
 )
-from candlecast.cli.app import app
+from candlecast.cli.app import app, error_line
+from candlecast.errors import ConfigError
 
 __all__ = ["app", "main"]
 
@@ -36,6 +37,9 @@ def main() -> None:
         app()
     except SystemExit as done:
         code = done.code
+    except ConfigError as exc:  # a bad setting wherever it is read: one line, not a traceback
+        error_line(str(exc))
+        code = 2
     if "_duckdb" not in sys.modules:
         sys.exit(code)
     _exit_without_teardown(code)

@@ -45,7 +45,6 @@ from candlecast.monitoring.performance import (
 )
 from candlecast.monitoring.shadow import ShadowSkill, shadow_skill, shadows_in_force
 from candlecast.monitoring.store import (
-    AciRow,
     CheckRow,
     FeatureRow,
     MetricsStore,
@@ -380,8 +379,7 @@ def _details(result: CheckResult) -> TargetDetails:
         for t in result.targets
         if t.newest_forecast is not None and t.newest_realized is not None
     ]
-    aci = [AciRow(r.target, r.level, r.alpha, r.multiplier, r.judged, r.misses) for r in result.aci]
-    return TargetDetails(newest, aci)
+    return TargetDetails(newest, list(result.aci))
 
 
 def _window_liquidity(

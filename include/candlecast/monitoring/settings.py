@@ -9,13 +9,15 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from candlecast.settings import Settings, get_settings
+from candlecast.settings import Settings, get_settings, read_settings
 
 
 class MonitoringSettings(BaseSettings):
     """Where monitoring writes its figures and whom it tells."""
 
-    model_config = SettingsConfigDict(env_prefix="CANDLECAST_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CANDLECAST_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     metrics_url: str | None = Field(
         default=None,
@@ -38,4 +40,4 @@ class MonitoringSettings(BaseSettings):
 
 
 def get_monitoring_settings() -> MonitoringSettings:
-    return MonitoringSettings()
+    return read_settings(MonitoringSettings)

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from candlecast.monitoring.aci import AciReport
 from candlecast.monitoring.settings import get_monitoring_settings
 
 METADATA = sa.MetaData()
@@ -177,23 +178,11 @@ class NewestRow:
 
 
 @dataclass(frozen=True)
-class AciRow:
-    """One (target, level)'s online interval state after a check."""
-
-    target: str
-    level: str
-    alpha: float
-    multiplier: float
-    judged: int
-    misses: int
-
-
-@dataclass(frozen=True)
 class TargetDetails:
     """What a check stores per target besides its realized figures."""
 
     newest: list[NewestRow]
-    aci: list[AciRow]
+    aci: list[AciReport]
 
 
 class MetricsStore:
@@ -233,7 +222,7 @@ class MetricsStore:
         """The targets' newest realized forecasts and ACI states of one check."""
         return TargetDetails(
             newest=self._rows(TARGET_NEWEST, NewestRow, check_id),
-            aci=self._rows(TARGET_ACI, AciRow, check_id),
+            aci=self._rows(TARGET_ACI, AciReport, check_id),
         )
 
     def _rows(self, table: sa.Table, cls: Any, check_id: int) -> list[Any]:

@@ -13,11 +13,15 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from candlecast.settings import read_settings
+
 
 class KeySettings(BaseSettings):
     """Where the service's API keys come from."""
 
-    model_config = SettingsConfigDict(env_prefix="CANDLECAST_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CANDLECAST_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     api_keys: str = ""
     api_keys_file: Path | None = None
@@ -25,7 +29,7 @@ class KeySettings(BaseSettings):
 
 def load_keys(settings: KeySettings | None = None) -> tuple[bytes, ...]:
     """The configured keys (empty: no authentication)."""
-    settings = settings or KeySettings()
+    settings = settings or read_settings(KeySettings)
     keys = [k.strip() for k in settings.api_keys.split(",")]
     if settings.api_keys_file is not None:
         lines = settings.api_keys_file.expanduser().read_text().splitlines()

@@ -32,7 +32,7 @@ import pandas as pd
 
 from candlecast.serving import metrics
 from candlecast.serving.options import ServiceOptions
-from candlecast.settings import Settings, get_settings
+from candlecast.settings import Settings, get_settings, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ def process_log(settings: Settings | None = None) -> ForecastLog:
         return current[1]
     with _process_lock:
         if _process_log is None or _process_log[0] != os.getpid():
-            cap = ServiceOptions().forecast_log_max_mb
+            cap = read_settings(ServiceOptions).forecast_log_max_mb
             max_bytes = None if cap is None else int(cap * 1024 * 1024)
             writer = ForecastLog(log_path(settings), max_bytes=max_bytes)
             atexit.register(writer.close)

@@ -45,7 +45,7 @@ from candlecast.serving.announcements import Announcements
 from candlecast.serving.breaker import CircuitBreaker, StoreUnavailableError
 from candlecast.serving.modelstore import bentoml_store, verified_session
 from candlecast.serving.options import ServiceOptions
-from candlecast.settings import Settings, get_settings
+from candlecast.settings import Settings, get_settings, read_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Forecaster:
         options: ServiceOptions | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        options = options or ServiceOptions()
+        options = options or read_settings(ServiceOptions)
         self._fixed = pairs
         self._config: tuple[tuple[int, int] | None, PairsConfig] = (None, pairs or self._load())
         bentoml_store(self.settings)

@@ -9,7 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServiceOptions(BaseSettings):
     """How the service runs; each default was measured (bench/bench_serving.py)."""
 
-    model_config = SettingsConfigDict(env_prefix="CANDLECAST_SERVICE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CANDLECAST_SERVICE_", frozen=True, extra="ignore", allow_inf_nan=False
+    )
 
     workers: int = Field(default=1, ge=1, description="BentoML worker processes")
     refresh_seconds: float = Field(
