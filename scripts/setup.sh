@@ -14,7 +14,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 if [ ! -x .venv/bin/uv ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+  # -qq: errors only (a machine's pip config may name index folders it lacks: pip warns of each)
+  .venv/bin/pip install -qq --disable-pip-version-check uv==0.13.9
 fi
 
 # PyTorch's CPU wheel: the lock pins torch==2.13.0+cpu. uv does not read pip's config, so the

@@ -155,7 +155,8 @@ def test_onnx_gives_the_native_forecasts(name, real_rows):
     rx, ry, columns = real_rows
     real = get_kind(name)(columns)  # the defaults, on real features
     real.fit(rx[:2000], ry[:2000])
-    assert real.best_iteration is not None  # early stopping ran
+    # early stopping ran where the defaults ask for it (the direction kind's)
+    assert (real.best_iteration is not None) == (real.params.early_stopping_rounds > 0)
     for model, rows in ((synthetic, x[1500:]), (real, rx[2000:])):
         graph = model.to_onnx()
         onnx.checker.check_model(graph)
@@ -174,7 +175,9 @@ def test_registry_knows_the_direction_kind_and_checks_its_parameters():
     assert (parsed.num_leaves, parsed.early_stopping_rounds) == (8, 0)
     assert parsed.validation_fraction == 0.15  # a default
     defaults = kind_params(TrainingSection(), "lightgbm")
-    assert (defaults.validation_fraction, defaults.early_stopping_rounds) == (0.15, 50)
+    assert (defaults.validation_fraction, defaults.early_stopping_rounds) == (0.15, 0)
+    direction = kind_params(TrainingSection(kinds=["lightgbm_direction"]), "lightgbm_direction")
+    assert (direction.learning_rate, direction.early_stopping_rounds) == (0.005, 50)
     for bad, key in (({"leaves": 8}, "leaves"), ({"validation_fraction": 0.9}, "validation")):
         wrong = TrainingSection(kinds=["lightgbm_direction"], params={"lightgbm_direction": bad})
         with pytest.raises(ConfigError, match=f"(?s)lightgbm_direction.*{key}"):

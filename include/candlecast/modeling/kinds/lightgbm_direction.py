@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from candlecast.modeling.kinds import register
 from candlecast.modeling.kinds.base import ONNX_INPUT, KindParams, ModelKind
 from candlecast.modeling.kinds.lightgbm_kind import (
@@ -49,8 +51,13 @@ PROBABILITIES = "probabilities"
 
 
 class DirectionParams(LightGBMParams):
-    """The regressor's parameters and conservative defaults: few shallow trees keep ``P(up)``
-    close to 0.5, so the forecast shrinks towards "no change" unless the data insist."""
+    """The regressor's parameters with conservative defaults of its own (not re-tuned with the
+    regressor's): few shallow trees, a slow rate and early stopping keep ``P(up)`` close to
+    0.5, so the forecast shrinks towards "no change" unless the data insist."""
+
+    learning_rate: float = Field(default=0.005, gt=0)
+    num_leaves: int = Field(default=4, gt=1)
+    early_stopping_rounds: int = Field(default=50, ge=0)
 
 
 @register

@@ -42,12 +42,17 @@ MIN_VALIDATION_ROWS = 50
 
 
 class LightGBMParams(KindParams):
-    """Defaults are deliberately conservative: hourly returns are mostly noise, and a model
-    that shrinks towards "no change" is the only kind with a chance to beat persistence."""
+    """Defaults chosen by walk-forward on the ten freqtrade 5m pairs (``bench/tune_lightgbm.py``),
+    never on a reported file or a stream's holdout: 200 trees at rate 0.02 with 8 leaves, strong
+    leaf and L2 shrinkage, all trees kept. Against persistence there they had an RMSE ratio of
+    0.953 on average (below 1 on all ten pairs) and forecasts that move (their spread 0.26 of
+    the realized returns'), where the earlier defaults (rate 0.005, 4 leaves, early stopping)
+    had 0.968 and 0.13 and, on hourly BTC/USD, forecast a near-constant. Hourly BTC/USD has no
+    edge for either (ratios 1.002 and 1.000): the gate serves persistence there, and says so."""
 
     n_estimators: int = Field(default=200, gt=0)
-    learning_rate: float = Field(default=0.005, gt=0)
-    num_leaves: int = Field(default=4, gt=1)
+    learning_rate: float = Field(default=0.02, gt=0)
+    num_leaves: int = Field(default=8, gt=1)
     min_child_samples: int = Field(default=300, gt=0)
     subsample: float = Field(default=0.8, gt=0, le=1)
     colsample_bytree: float = Field(default=0.8, gt=0, le=1)
@@ -55,8 +60,9 @@ class LightGBMParams(KindParams):
     seed: int = 42
     #: The last share of the training rows (chronological) that early stopping watches.
     validation_fraction: float = Field(default=0.15, ge=0.05, le=0.5)
-    #: Rounds without a better validation loss before boosting stops; 0 disables.
-    early_stopping_rounds: int = Field(default=50, ge=0)
+    #: Rounds without a better validation loss before boosting stops; 0 (the default) keeps
+    #: every tree: with this much shrinkage, stopping on a noisy tail stopped too early.
+    early_stopping_rounds: int = Field(default=0, ge=0)
 
 
 def estimator_options(params: LightGBMParams) -> dict[str, Any]:
