@@ -139,3 +139,30 @@ def test_targets_newest_forecasts_and_aci_state_round_trip_and_are_exported(tmp_
         'candlecast_monitor_target_newest_forecast{stream="a_btc_usd_1h",'
         'target="volatility_h24"} 0.52' in text
     )
+
+
+def test_shadow_challengers_round_trip_and_are_exported(tmp_path):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from candlecast.monitoring.exporter import MonitoringCollector
+    from candlecast.monitoring.store import ShadowRow, TargetDetails
+
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    beaten = ShadowRow("2", "4", 60, 0.85, 1.0, 0.85, 0.0156, True, True)
+    young = ShadowRow("5", "3/4", 12, None, None, None, None, False, False)
+    check = store.write_check(
+        row("a_btc_usd_1h", 1000, 0.5), [], [], TargetDetails([], [], [beaten, young])
+    )
+    assert store.target_details(check).shadows == [beaten, young]
+    registry = CollectorRegistry()
+    registry.register(MonitoringCollector(store))
+    text = generate_latest(registry).decode()
+    labels = 'champions="4",stream="a_btc_usd_1h",version="2"'
+    assert f"candlecast_monitor_shadow_rmse_vs_champion{{{labels}}} 0.85" in text
+    assert f"candlecast_monitor_shadow_beats_champion{{{labels}}} 1.0" in text
+    assert f"candlecast_monitor_shadow_forecasts{{{labels}}} 60.0" in text
+    assert f"candlecast_monitor_shadow_p_value{{{labels}}} 0.0156" in text
+    # not judged yet: counted, no figures
+    young_labels = 'champions="3/4",stream="a_btc_usd_1h",version="5"'
+    assert f"candlecast_monitor_shadow_forecasts{{{young_labels}}} 12.0" in text
+    assert f"candlecast_monitor_shadow_rmse_vs_champion{{{young_labels}}}" not in text

@@ -351,6 +351,12 @@ def test_a_shadow_that_beats_the_champion_on_realized_candles_is_a_retrain_reaso
         f"shadow challenger v{baseline} beats champion v{overfit} on 60 realized candles"
     )
     assert "p=" in reason and result.decision.retrain and reason in result.decision.reason
+    # the metrics table keeps it (Prometheus and Grafana read it from there)
+    from candlecast.monitoring.store import MetricsStore
+
+    (stored,) = MetricsStore().target_details(result.check_id).shadows
+    assert (stored.version, stored.champions, stored.forecasts) == (baseline, overfit, 60)
+    assert stored.beats and stored.rmse_vs_champion == pytest.approx(body["rmse_vs_champion"])
 
 
 def test_a_shadow_worse_than_the_champion_is_no_reason(scored, rivals):

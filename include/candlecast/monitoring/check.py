@@ -379,7 +379,7 @@ def _details(result: CheckResult) -> TargetDetails:
         for t in result.targets
         if t.newest_forecast is not None and t.newest_realized is not None
     ]
-    return TargetDetails(newest, list(result.aci))
+    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows])
 
 
 def _window_liquidity(

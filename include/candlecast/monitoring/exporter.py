@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from candlecast.monitoring.store import CheckRow, MetricsStore
+from candlecast.monitoring.store import CheckRow, MetricsStore, ShadowRow
 from candlecast.settings import Settings
 
 PREFIX = "candlecast_monitor"
@@ -84,8 +84,9 @@ class MonitoringCollector(Collector):
         yield from families.values()
 
     def _details(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
-        """Each target's newest realized forecast and outcome, and its intervals' ACI state
-        per level, in the newest check of its stream."""
+        """Each target's newest realized forecast and outcome, its intervals' ACI state per
+        level, and each shadow challenger against the champion, in the newest check of its
+        stream."""
         target = ["stream", "target"]
         level = [*target, "level"]
         newest = {
@@ -115,8 +116,11 @@ class MonitoringCollector(Collector):
                 labels=level,
             ),
         }
+        shadow = _shadow_gauges()
         for stream, (check_id, _) in sorted(latest.items()):
             details = self.store.target_details(check_id)
+            for judged in details.shadows:
+                _add_shadow(shadow, stream, judged)
             for found in details.newest:
                 newest["forecast"].add_metric([stream, found.target], found.forecast)
                 newest["realized"].add_metric([stream, found.target], found.realized)
@@ -128,6 +132,7 @@ class MonitoringCollector(Collector):
                     aci["coverage"].add_metric(labels, 1 - row.misses / row.judged)
         yield from newest.values()
         yield from aci.values()
+        yield from shadow.values()
 
     def _gauges(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         for suffix, column, text in GAUGES:
@@ -230,3 +235,31 @@ def registry(store: MetricsStore | None = None) -> CollectorRegistry:
 def serve(port: int, host: str = "127.0.0.1", store: MetricsStore | None = None) -> Any:
     """Serve ``/metrics`` on a background thread; returns (server, thread)."""
     return start_http_server(port, addr=host, registry=registry(store))
+
+
+def _shadow_gauges() -> dict[str, GaugeMetricFamily]:
+    labels = ["stream", "version", "champions"]
+    described = {
+        "forecasts": "Realized rows both the shadow challenger and the champion forecast",
+        "rmse_ratio": "The shadow challenger's realized RMSE over persistence's",
+        "rmse_vs_champion": "The shadow challenger's realized RMSE over the champion's",
+        "p_value": "The gate's one-sided test of shadow against champion (largest p-value)",
+        "beats_champion": "1 when the shadow beat the champion by the gate's rules",
+    }
+    return {
+        name: GaugeMetricFamily(f"{PREFIX}_shadow_{name}", text, labels=labels)
+        for name, text in described.items()
+    }
+
+
+def _add_shadow(gauges: dict[str, GaugeMetricFamily], stream: str, row: ShadowRow) -> None:
+    labels = [stream, row.version, row.champions]
+    gauges["forecasts"].add_metric(labels, row.forecasts)
+    gauges["beats_champion"].add_metric(labels, float(row.beats))
+    for name, value in (
+        ("rmse_ratio", row.rmse_ratio),
+        ("rmse_vs_champion", row.rmse_vs_champion),
+        ("p_value", row.p_value),
+    ):
+        if value is not None:
+            gauges[name].add_metric(labels, value)

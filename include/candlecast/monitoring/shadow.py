@@ -26,6 +26,7 @@ from candlecast.modeling.gate import Comparison, Policy
 from candlecast.modeling.history import Decided, shadows_at
 from candlecast.monitoring.decisions import ShadowEvidence
 from candlecast.monitoring.performance import join_realized, realized_performance
+from candlecast.monitoring.store import ShadowRow
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,21 @@ class ShadowSkill:
         p_value = max((c.p_value for c in self.comparisons), default=math.nan)
         return ShadowEvidence(
             self.version, self.champions, self.forecasts, ratio, p_value, self.beats
+        )
+
+    def stored(self) -> ShadowRow:
+        """The row the metrics table keeps (and Prometheus exports) of this comparison."""
+        evidence = self.evidence()
+        return ShadowRow(
+            version=self.version,
+            champions="/".join(self.champions),
+            forecasts=self.forecasts,
+            rmse_ratio=_finite(self.rmse_ratio),
+            champion_rmse_ratio=_finite(self.champion_rmse_ratio),
+            rmse_vs_champion=_finite(evidence.rmse_vs_champion),
+            p_value=_finite(evidence.p_value),
+            judged=self.judged,
+            beats=self.beats,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,5 +147,5 @@ def _judged(pair: PairConfig, version: str, both: pd.DataFrame, minimum: int) ->
     return replace(skill, comparisons=comparisons, beats=beats)
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -8,7 +8,7 @@ tables; the Prometheus exporter serves their latest rows.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,23 @@ TARGET_ACI = sa.Table(
     sa.Column("misses", sa.Integer, nullable=False),
 )
 
+SHADOW_CHECKS = sa.Table(
+    "candlecast_shadow_checks",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.String(20), nullable=False),  # the shadow challenger
+    sa.Column("champions", sa.String(200), nullable=False),  # who served those rows: "3/4"
+    sa.Column("forecasts", sa.Integer, nullable=False),  # realized rows both forecast
+    sa.Column("rmse_ratio", sa.Float),  # the shadow's realized RMSE over persistence's
+    sa.Column("champion_rmse_ratio", sa.Float),
+    sa.Column("rmse_vs_champion", sa.Float),  # below 1: the shadow is better
+    sa.Column("p_value", sa.Float),  # the gate's test, its largest p-value over the metrics
+    sa.Column("judged", sa.Boolean, nullable=False),  # at least min_forecasts rows
+    sa.Column("beats", sa.Boolean, nullable=False),  # passed the gate: a retrain reason
+)
+
 RETRAIN_REQUESTS = sa.Table(
     "monitoring_retrain_requests",
     METADATA,
@@ -178,11 +195,28 @@ class NewestRow:
 
 
 @dataclass(frozen=True)
+class ShadowRow:
+    """A shadow challenger against the champion as served, on the same realized rows (None:
+    not measurable yet)."""
+
+    version: str
+    champions: str
+    forecasts: int
+    rmse_ratio: float | None
+    champion_rmse_ratio: float | None
+    rmse_vs_champion: float | None
+    p_value: float | None
+    judged: bool
+    beats: bool
+
+
+@dataclass(frozen=True)
 class TargetDetails:
-    """What a check stores per target besides its realized figures."""
+    """What a check stores per target besides its realized figures, and its shadows."""
 
     newest: list[NewestRow]
     aci: list[AciReport]
+    shadows: list[ShadowRow] = field(default_factory=list)
 
 
 class MetricsStore:
@@ -212,6 +246,7 @@ class MetricsStore:
                 (TARGET_CHECKS, targets or []),
                 (TARGET_NEWEST, details.newest if details else []),
                 (TARGET_ACI, details.aci if details else []),
+                (SHADOW_CHECKS, details.shadows if details else []),
             ]
             for table, rows in tables:
                 if rows:
@@ -219,10 +254,12 @@ class MetricsStore:
         return check_id
 
     def target_details(self, check_id: int) -> TargetDetails:
-        """The targets' newest realized forecasts and ACI states of one check."""
+        """The targets' newest realized forecasts and ACI states, and the shadow challengers'
+        figures, of one check."""
         return TargetDetails(
             newest=self._rows(TARGET_NEWEST, NewestRow, check_id),
             aci=self._rows(TARGET_ACI, AciReport, check_id),
+            shadows=self._rows(SHADOW_CHECKS, ShadowRow, check_id),
         )
 
     def _rows(self, table: sa.Table, cls: Any, check_id: int) -> list[Any]:
