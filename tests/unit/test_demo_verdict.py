@@ -45,10 +45,29 @@ def test_every_target_says_what_is_served_and_why():
     ).reason
     lines = stream_verdict(_answer({"return": _lost(), "volatility": _won()}), main)
     assert lines == [
-        "return h1: persistence served - no learned kind beat it significantly (best p=0.41)",
+        "return h1: persistence served - the challenger did not beat it on every gate metric "
+        "(weakest: RMSE 0.98% lower, p=0.41)",
         "return h24: persistence served - no learned kind beat it significantly (best p=0.41)",
         "volatility h24: lightgbm served, QLIKE 0.57x persistence (p=0.001, 480 rows)",
     ]
+
+
+def test_a_main_challenger_significant_on_one_metric_only_is_shown_by_the_other():
+    # the gate asks every metric to pass: a small p on RMSE is not "beat it"
+    main = decide(
+        Evidence(
+            (
+                Comparison("rmse", 0.0099, 0.0100, 0.009, 480),
+                Comparison("mae", 0.01001, 0.0100, 0.62, 480),
+            )
+        ),
+        POLICY,
+    ).reason
+    line = stream_verdict(_answer({"return": _lost(), "volatility": _won()}), main)[0]
+    assert line == (
+        "return h1: persistence served - the challenger did not beat it on every gate metric "
+        "(weakest: MAE 0.10% higher, p=0.62)"
+    )
 
 
 def test_a_promoted_main_model_shows_its_ratio_to_persistence():

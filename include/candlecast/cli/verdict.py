@@ -9,6 +9,7 @@ decided on without the full sentence.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -18,6 +19,8 @@ COMPARISON = re.compile(
     r"\((?P<margin>[-+.\d]+%), p=(?P<p>[-+.\deE]+|nan), (?P<rows>\d+) rows\)"
 )
 BEST_BASELINE = re.compile(r"beats the best baseline (?P<name>\w+)")
+#: How the gate's reason starts when the next candle's return keeps persistence.
+NO_EDGE = "no demonstrated edge"
 
 
 def stream_verdict(answer: dict[str, Any], main_reason: str | None) -> list[str]:
@@ -44,7 +47,16 @@ def _line(label: str, kind: str, baseline: bool, reason: str | None) -> str:
     if baseline:
         if not comparisons:
             return f"{head} - {_first_clause(reason)}"
-        p = min(float(c["p"]) for c in comparisons)
+        if reason.startswith(NO_EDGE):
+            # one challenger that had to pass on every gate metric: its weakest one decided
+            worst = max(comparisons, key=lambda c: _p(c["p"]))
+            margin = float(worst["margin"].rstrip("%")) / 100
+            loss = f"{abs(margin):.2%} {'lower' if margin >= 0 else 'higher'}"
+            return (
+                f"{head} - the challenger did not beat it on every gate metric (weakest: "
+                f"{worst['metric'].upper()} {loss}, p={_p(worst['p']):.2g})"
+            )
+        p = min(_p(c["p"]) for c in comparisons)
         return f"{head} - no learned kind beat it significantly (best p={p:.2g})"
     kept = "champion kept ("
     if reason.startswith(kept):
@@ -62,6 +74,12 @@ def _line(label: str, kind: str, baseline: bool, reason: str | None) -> str:
         f"{head}, {first['metric'].upper()} {ratio:.2f}x {opponent} "
         f"(p={float(first['p']):.2g}, {first['rows']} rows)"
     )
+
+
+def _p(text: str) -> float:
+    """A p-value as the reason words it; an untestable one ('nan') counts as the worst."""
+    value = float(text)
+    return 1.0 if math.isnan(value) else value
 
 
 def _first_clause(reason: str) -> str:
