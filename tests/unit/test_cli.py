@@ -280,3 +280,83 @@ def test_grafana_sync_to_an_unreachable_grafana_is_one_line(env):
     code, lines = run_lines(env, "grafana", "sync", "--url", "http://127.0.0.1:1")
     assert code == 1
     assert lines == ["cannot reach Grafana at http://127.0.0.1:1 (ConnectionError): is it running?"]
+
+
+# -- progress bars: counts on a terminal, nothing when the output is captured ------------------
+
+
+def in_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run the real ``candlecast`` in a pseudo-terminal; its exit code and everything it
+    wrote, escape codes stripped (a transient bar's last frame is written, then erased)."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    command = [str(Path(sys.executable).parent / "candlecast"), *args]
+    environ = os.environ | env | {"COLUMNS": "160", "TERM": "xterm"}
+    environ.pop("NO_COLOR", None)
+    process = subprocess.Popen(command, stdout=secondary, stderr=secondary, env=environ)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the process exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    code = process.wait(timeout=600)
+    text = b"".join(chunks).decode(errors="replace")
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_import_candles_shows_its_steps_on_a_terminal_and_no_bar_when_captured(env):
+    feather = str(FREQTRADE / "TRX_BTC-5m.feather")
+    code, shown = in_terminal(env, "import-candles", "--pair", "TRX/BTC", "--file", feather)
+    assert code == 0, shown
+    assert "2/2 steps" in shown and "5754 candles imported" in shown
+    code, out = run(env, "import-candles", "--pair", "TRX/BTC", "--file", feather)
+    assert code == 0 and "steps" not in out and "━" not in out
+
+
+def test_backfill_counts_its_steps_on_a_terminal_and_prints_a_summary(tmp_path):
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text(
+        f"pairs:\n  - {{symbol: BTC/USD, exchange: replay, replay_file: {BTC_FILE}, "
+        "timeframe: 1h, start: 2021-06-01}\n"
+    )
+    env = {"CANDLECAST_HOME": str(tmp_path / "home"), "CANDLECAST_PAIRS": str(pairs)}
+    args = ["backfill", "--pair", "BTC/USD", "--start", "2022-02-20", "--end", "2022-03-01"]
+    code, shown = in_terminal(env, *args)
+    assert code == 0, shown
+    assert "3/3 steps" in shown and "features" in shown
+    code, out = run(env, *args)
+    assert code == 0 and "steps" not in out and "━" not in out
+    # a summary in words, not JSON with epoch milliseconds
+    assert "validated 216 candles passed" in out and "{" not in out, out
+
+
+def test_ingest_counts_candles_on_a_terminal_and_no_bar_when_captured(tmp_path, btc_candles):
+    from candlecast.testing.exchange_server import ExchangeServer
+
+    pairs = tmp_path / "live.yaml"
+    pairs.write_text("pairs:\n  - {symbol: BTC/USDT, exchange: binance, start: 2021-01-01}\n")
+    candles = btc_candles[btc_candles["ts"] >= 1609459200000]
+    args = ["ingest", "--pair", "BTC/USDT", "--start", "2021-01-01", "--end", "2021-02-01"]
+    with ExchangeServer({"BTC/USDT": candles}) as server:
+        env = {
+            "CANDLECAST_HOME": str(tmp_path / "home"),
+            "CANDLECAST_PAIRS": str(pairs),
+            "CANDLECAST_EXCHANGE_URL": server.url,
+        }
+        code, shown = in_terminal(env, *args)
+        assert code == 0, shown
+        assert "744/744 candles" in shown and "744 candles stored" in shown
+        code, out = run({**env, "CANDLECAST_HOME": str(tmp_path / "again")}, *args)
+    assert code == 0 and "744 candles stored" in out
+    assert "━" not in out
