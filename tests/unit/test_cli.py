@@ -360,3 +360,34 @@ def test_ingest_counts_candles_on_a_terminal_and_no_bar_when_captured(tmp_path, 
         code, out = run({**env, "CANDLECAST_HOME": str(tmp_path / "again")}, *args)
     assert code == 0 and "744 candles stored" in out
     assert "━" not in out
+
+
+def every_command_path(group) -> list[list[str]]:
+    """The argument lists that reach each command of a click group, subgroups included."""
+    import click
+
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += [[name, *rest] for rest in every_command_path(command)]
+        else:
+            found.append([name])
+    return found
+
+
+def test_flags_show_no_value_placeholder_in_help(env):
+    """A flag takes no value: its help row shows none (Typer drew `<bool>` beside every flag,
+    `--help` included), while options that take one keep theirs."""
+    import typer
+
+    from candlecast.cli.main import app as every_command
+
+    group = typer.main.get_command(every_command)
+    paths = every_command_path(group)
+    assert len(paths) >= 20
+    for path in [[], *paths]:
+        result = CliRunner().invoke(every_command, [*path, "--help"], env={**env, "COLUMNS": "120"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output, (path, result.output)
+    result = CliRunner().invoke(every_command, ["import-candles", "--help"], env=env)
+    assert "<str>" in result.output and "--overwrite" in result.output

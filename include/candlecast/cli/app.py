@@ -29,6 +29,25 @@ from candlecast.orchestration import stages
 from candlecast.settings import get_settings
 from candlecast.timeframes import ms_to_datetime, ms_to_iso
 
+
+def _flags_take_no_placeholder() -> None:
+    """Typer (0.29) draws a value placeholder (``<bool>``) beside every flag in help, as if
+    it took a value; a flag's type column stays empty instead (options with a value keep
+    theirs)."""
+    from typer.core import TyperOption
+
+    drawn = TyperOption.display_type_rich
+    if getattr(drawn, "candlecast", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and not self.count else drawn(self, ctx)
+
+    display_type_rich.candlecast = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_placeholder()
 app = typer.Typer(
     pretty_exceptions_show_locals=False,
     # help texts are paragraphs: their line breaks are the source's, not the reader's
