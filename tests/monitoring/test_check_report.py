@@ -134,3 +134,31 @@ def test_checks_keep_headed_reports_up_to_the_configured_number(tmp_path, monkey
     assert "Reference window 2020-02-09 08:00 UTC .. 2020-03-01 04:00 UTC" in text
     assert "Current window 2020-03-01 04:00 UTC .. 2020-03-22 00:00 UTC" in text
     assert "none yet" in text
+    header_in_browser(kept[-1])
+
+
+def header_in_browser(page: Path) -> None:
+    """The kept report in headless Chromium: the header reads first, above Evidently's own
+    report; a screenshot is kept as a test artifact (DOM assertions, the PNG is for people)."""
+    import os
+
+    from tests.browser import Browser, chromium
+    from tests.helpers import REPO
+
+    if chromium() is None:
+        pytest.skip("chromium missing (scripts/setup.sh)")
+    folder = Path(os.environ.get("CANDLECAST_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
+    with Browser.launch(page.parent / "chromium") as browser:
+        browser.goto(page.as_uri())
+        text = browser.wait_for(
+            "(() => { const s = document.querySelector('#candlecast-check');"
+            " return s && document.body.innerText.length > s.innerText.length + 500"
+            " ? s.innerText : null; })()",
+            "the header above Evidently's rendered report",
+        )
+        top = browser.evaluate(
+            "document.querySelector('#candlecast-check').getBoundingClientRect().top"
+        )
+        browser.screenshot(folder / "evidently-drift-header.png")
+    assert "Current window" in text and "replay_btc_usd_1h" in text
+    assert top < 100  # first on the page
