@@ -243,6 +243,11 @@ class MonitoringSection(_Frozen):
         "retrain (judged over at least min_forecasts forecasts).",
     )
     schedule: str = Field(default="@daily", description="Cadence of the monitor DAG.")
+    reports_kept: int = Field(
+        default=30,
+        ge=1,
+        description="Evidently reports kept per stream (a few MB each); older ones are deleted.",
+    )
 
 
 class ServingSection(_Frozen):

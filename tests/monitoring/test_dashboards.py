@@ -9,7 +9,8 @@ import yaml
 from candlecast.config import load_pairs
 from candlecast.monitoring import dashboards, grafana
 from candlecast.monitoring.exporter import MonitoringCollector
-from candlecast.monitoring.store import CHECKS, MetricsStore
+from candlecast.monitoring.store import MetricsStore
+from candlecast.names import Stream
 from tests.helpers import REPO
 
 PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"
@@ -36,23 +37,19 @@ def test_every_panel_references_a_provisioned_datasource_and_existing_metrics(tm
     providers = yaml.safe_load((PROVISIONING / "dashboards" / "dashboards.yml").read_text())
     assert providers["providers"][0]["options"]["path"] == "/etc/grafana/dashboards"
     metrics = exported_names(tmp_path)
-    columns = {c.name for c in CHECKS.columns}
     for stream in load_pairs().streams:
         board = json.loads(dashboards.dashboard_file(stream).read_text())
         assert board["annotations"]["list"][0]["target"]["tags"] == ["candlecast", "$stream"]
         for panel in board["panels"]:
             for target in [panel, *panel["targets"]]:
                 assert sources[target["datasource"]["uid"]] == target["datasource"]["type"]
+            # every panel reads Prometheus: the recent checks too, so they show whichever
+            # store holds the metrics table (a local SQLite file as well as Postgres)
+            assert panel["datasource"] == dashboards.PROMETHEUS, panel["title"]
             for target in panel["targets"]:
-                if "expr" in target:
-                    used = set(re.findall(r"\bcandlecast_monitor_\w+", target["expr"]))
-                    assert used and used <= metrics, (panel["title"], used - metrics)
-                    assert 'stream="$stream"' in target["expr"]
-                else:
-                    assert "WHERE stream = ${stream:sqlstring} " in target["rawSql"]
-                    selected = re.search(r"SELECT (.*) FROM monitoring_checks", target["rawSql"])
-                    named = {p.strip().split(" AS ")[0] for p in selected[1].split(",")}
-                    assert named - {"to_timestamp(checked_at / 1000.0)"} <= columns
+                used = set(re.findall(r"\bcandlecast_monitor_\w+", target["expr"]))
+                assert used and used <= metrics, (panel["title"], used - metrics)
+                assert 'stream="$stream"' in target["expr"]
 
 
 def test_each_stream_dashboard_shows_its_targets_volatility_coverage_and_aci_level(tmp_path):
@@ -106,3 +103,95 @@ def test_a_stream_dashboard_alone_lists_its_own_stream():
     (stream, *_) = load_pairs().streams
     (variable,) = dashboards.pair_dashboard(stream)["templating"]["list"]
     assert variable["query"] == stream.key and variable["current"]["value"] == stream.key
+
+
+#: The unit a series must be drawn in, by its metric's name.
+UNIT_OF = [
+    (r"_seconds(_bucket)?\b", "s"),
+    (r"_(share|accuracy|rate|coverage)\b", "percentunit"),
+    (
+        r"_(drifted_features|forecasts_logged|forecasts_realized|champion_version"
+        r"|served_model_version|retrain_requests_total|cache_refreshes_total)\b",
+        "none",
+    ),
+]
+
+
+def test_each_panel_draws_one_unit_the_unit_of_its_metrics():
+    """One unit per panel, so one per axis: seconds are drawn in seconds, shares and rates as
+    percentages, counts plainly (staleness in seconds was plotted on the axis of forecast
+    counts)."""
+    streams = load_pairs().streams
+    boards = [json.loads(dashboards.dashboard_file(s).read_text()) for s in streams]
+    boards.append(json.loads((dashboards.DASHBOARDS_DIR / dashboards.SERVICE_FILE).read_text()))
+    checked = 0
+    for board in boards:
+        for panel in (p for p in board["panels"] if p["type"] == "timeseries"):
+            assert panel["fieldConfig"]["overrides"] == [], panel["title"]
+            unit = panel["fieldConfig"]["defaults"]["unit"]
+            for target in panel["targets"]:
+                for pattern, wanted in UNIT_OF:
+                    if re.search(r"(candlecast|bentoml)_\w*" + pattern, target["expr"]):
+                        assert unit == wanted, (panel["title"], target["expr"])
+                        checked += 1
+                        break
+    assert checked >= 20
+
+
+def test_each_stream_dashboard_links_its_mlflow_airflow_and_service_pages():
+    from candlecast.settings import Settings
+
+    settings = Settings(
+        mlflow_ui_url="http://mlflow.example:5000/",
+        airflow_host="airflow.example",
+        airflow_port=8081,
+        service_url="http://api.example",
+    )
+    for stream in load_pairs().streams:
+        links = dashboards.pair_dashboard(stream, settings=settings)["links"]
+        urls = {link["title"]: link.get("url") for link in links}
+        assert urls["MLflow experiment"].startswith("http://mlflow.example:5000/#/experiments")
+        assert stream.experiment.replace("/", "%2F") in urls["MLflow experiment"]
+        assert urls["Registered model"].startswith("http://mlflow.example:5000/#/models/")
+        for dag_id in stream.dag_ids:
+            assert urls[f"Airflow {dag_id}"] == f"http://airflow.example:8081/dags/{dag_id}"
+        assert urls["Prediction service"] == "http://api.example/docs"
+        assert links[-1]["type"] == "dashboards" and links[-1]["tags"] == ["candlecast"]
+        # the committed files link the default local addresses
+        committed = json.loads(dashboards.dashboard_file(stream).read_text())["links"]
+        assert {link["title"] for link in committed} == set(urls)
+        assert all("127.0.0.1" in link.get("url", "127.0.0.1") for link in committed)
+
+
+def test_recent_checks_come_from_the_exporter_of_a_local_sqlite_store(tmp_path):
+    """Checks written to a SQLite metrics table reach the "Recent checks" table through the
+    exporter: its series carry every column the panel shows, newest checks only."""
+    from dataclasses import replace
+
+    from candlecast.monitoring.exporter import RECENT_CHECKS, MonitoringCollector
+    from candlecast.monitoring.store import CheckRow
+
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    row = CheckRow(
+        stream="replay_btc_usd_1h", checked_at=0, as_of=0, champion_version="2", features=15,
+        drifted_features=3, drift_share=0.2, drift_detected=False, prediction_drift_score=None,
+        prediction_drifted=None, forecasts_logged=10, forecasts_realized=9, rmse_ratio=0.98,
+        mae_ratio=0.97, directional_accuracy=0.52, majority_rate=0.5, coverage=0.9,
+        feature_staleness_s=60.0, retrain=False, rate_limited=False, reason="no drift",
+    )  # fmt: skip
+    hour = 3_600_000
+    for i in range(RECENT_CHECKS + 5):
+        store.write_check(replace(row, checked_at=i * hour, as_of=i * hour), [], [])
+    store.write_check(replace(row, stream="other_x_y_1h", reason="drift"), [], [])
+    (family,) = [
+        f for f in MonitoringCollector(store).collect() if f.name.endswith("_recent_check")
+    ]
+    mine = [s.labels for s in family.samples if s.labels["stream"] == "replay_btc_usd_1h"]
+    assert len(mine) == RECENT_CHECKS
+    assert mine[0]["as_of"] == "1970-01-02 00:00" and mine[0]["champion"] == "v2"
+    assert mine[0]["drift_share"] == "0.20" and mine[0]["rmse_ratio"] == "0.980"
+    assert mine[0]["decision"] == "keep" and mine[0]["reason"] == "no drift"
+    (panel,) = [p for p in dashboards.pair_dashboard(Stream.from_key(row.stream))["panels"]
+                if p["title"] == "Recent checks"]  # fmt: skip
+    (organize,) = panel["transformations"]
+    assert set(organize["options"]["indexByName"]) == set(mine[0]) - {"stream"}

@@ -135,12 +135,19 @@ def test_monitoring_judges_the_platform_forecasts_as_of_its_interval(scored):
     assert body["realized_state"] == "judged"
     assert set(body["realized_by_version"]) == {d.version for d in decided}
     assert body["forecasts_logged"] >= 61  # the newest candle's forecast counts as logged
-    # the reference is the latest decision's training window
-    assert result.reference == (decided[-1].window_start, decided[-1].window_end)
+    # the reference is the latest decision's training window, cut where the current window
+    # starts (the day-2 champion trained on candles the day-3 check's window holds)
+    assert result.current == (end - timedelta(hours=60), end)
+    assert decided[-1].window_end > result.current[0]
+    assert result.reference == (decided[-1].window_start, result.current[0])
     # as of day 1 the day-0 champion is in force, whatever was decided since
     past = check_pair(pair, DAY0 + timedelta(days=1), store=store, keep_report=False)
     assert past.champion_version == first.promote.champion_version
-    assert past.reference == (decided[0].window_start, decided[0].window_end)
+    assert past.reference == (
+        decided[0].window_start,
+        min(decided[0].window_end, past.current[0]),
+    )
+    assert past.reference[1] <= past.current[0]
     assert past.realized is not None and past.realized.forecasts == 24
     assert past.realized_state.startswith("not judged yet (24 of 50")
 

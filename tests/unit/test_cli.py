@@ -318,3 +318,114 @@ def test_the_service_options_refuse_an_infinite_interval(monkeypatch):
     monkeypatch.setenv("CANDLECAST_SERVICE_REFRESH_SECONDS", "inf")
     with pytest.raises(SettingsError, match="CANDLECAST_SERVICE_REFRESH_SECONDS='inf'"):
         read_settings(ServiceOptions)
+
+
+# -- progress bars: counts on a terminal, nothing when the output is captured ------------------
+
+
+def in_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run the real ``candlecast`` in a pseudo-terminal; its exit code and everything it
+    wrote, escape codes stripped (a transient bar's last frame is written, then erased)."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    primary, secondary = pty.openpty()
+    command = [str(Path(sys.executable).parent / "candlecast"), *args]
+    environ = os.environ | env | {"COLUMNS": "160", "TERM": "xterm"}
+    environ.pop("NO_COLOR", None)
+    process = subprocess.Popen(command, stdout=secondary, stderr=secondary, env=environ)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the terminal closed: the process exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    code = process.wait(timeout=600)
+    text = b"".join(chunks).decode(errors="replace")
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_import_candles_shows_its_steps_on_a_terminal_and_no_bar_when_captured(env):
+    feather = str(FREQTRADE / "TRX_BTC-5m.feather")
+    code, shown = in_terminal(env, "import-candles", "--pair", "TRX/BTC", "--file", feather)
+    assert code == 0, shown
+    assert "2/2 steps" in shown and "5754 candles imported" in shown
+    code, out = run(env, "import-candles", "--pair", "TRX/BTC", "--file", feather)
+    assert code == 0 and "steps" not in out and "━" not in out
+
+
+def test_backfill_counts_its_steps_on_a_terminal_and_prints_a_summary(tmp_path):
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text(
+        f"pairs:\n  - {{symbol: BTC/USD, exchange: replay, replay_file: {BTC_FILE}, "
+        "timeframe: 1h, start: 2021-06-01}\n"
+    )
+    env = {"CANDLECAST_HOME": str(tmp_path / "home"), "CANDLECAST_PAIRS": str(pairs)}
+    args = ["backfill", "--pair", "BTC/USD", "--start", "2022-02-20", "--end", "2022-03-01"]
+    code, shown = in_terminal(env, *args)
+    assert code == 0, shown
+    assert "3/3 steps" in shown and "features" in shown
+    code, out = run(env, *args)
+    assert code == 0 and "steps" not in out and "━" not in out
+    # a summary in words, not JSON with epoch milliseconds
+    assert "validated 216 candles passed" in out and "{" not in out, out
+
+
+def test_ingest_counts_candles_on_a_terminal_and_no_bar_when_captured(tmp_path, btc_candles):
+    from candlecast.testing.exchange_server import ExchangeServer
+
+    pairs = tmp_path / "live.yaml"
+    pairs.write_text("pairs:\n  - {symbol: BTC/USDT, exchange: binance, start: 2021-01-01}\n")
+    candles = btc_candles[btc_candles["ts"] >= 1609459200000]
+    args = ["ingest", "--pair", "BTC/USDT", "--start", "2021-01-01", "--end", "2021-02-01"]
+    with ExchangeServer({"BTC/USDT": candles}) as server:
+        env = {
+            "CANDLECAST_HOME": str(tmp_path / "home"),
+            "CANDLECAST_PAIRS": str(pairs),
+            "CANDLECAST_EXCHANGE_URL": server.url,
+        }
+        code, shown = in_terminal(env, *args)
+        assert code == 0, shown
+        assert "744/744 candles" in shown and "744 candles stored" in shown
+        code, out = run({**env, "CANDLECAST_HOME": str(tmp_path / "again")}, *args)
+    assert code == 0 and "744 candles stored" in out
+    assert "━" not in out
+
+
+def every_command_path(group) -> list[list[str]]:
+    """The argument lists that reach each command of a click group, subgroups included."""
+    import click
+
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += [[name, *rest] for rest in every_command_path(command)]
+        else:
+            found.append([name])
+    return found
+
+
+def test_flags_show_no_value_placeholder_in_help(env):
+    """A flag takes no value: its help row shows none (Typer drew `<bool>` beside every flag,
+    `--help` included), while options that take one keep theirs."""
+    import typer
+
+    from candlecast.cli.main import app as every_command
+
+    group = typer.main.get_command(every_command)
+    paths = every_command_path(group)
+    assert len(paths) >= 20
+    for path in [[], *paths]:
+        result = CliRunner().invoke(every_command, [*path, "--help"], env={**env, "COLUMNS": "120"})
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output, (path, result.output)
+    result = CliRunner().invoke(every_command, ["import-candles", "--help"], env=env)
+    assert "<str>" in result.output and "--overwrite" in result.output

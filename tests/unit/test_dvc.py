@@ -121,6 +121,70 @@ def test_streams_of_one_symbol_get_distinct_stages_and_outputs(tmp_path):
     assert stale.returncode == 1 and "dvc-streams" in stale.stdout, stale.stdout
 
 
+def stale_lock_entries(repo: Path) -> list[str]:
+    """Where dvc.lock does not match the project, as DVC's own status sees it: a stage not in
+    the lock, a changed command, a changed dependency that git tracks (the config, a source
+    file, the package). Stage outputs (``.candlecast/``, ``models/``) are not in a clone, so
+    their absence is no staleness; a fresh clone's ``dvc repro`` would rewrite the lock for
+    any entry listed."""
+    from dvc.repo import Repo
+
+    locked = set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"])
+    with Repo(str(repo)) as dvc_repo:
+        stages = list(dvc_repo.index.stages)
+        produced = {out.def_path for stage in stages for out in stage.outs}
+        status = dvc_repo.status()
+    found = [f"{s.name}: not in dvc.lock" for s in stages if s.name not in locked]
+    for where, entries in sorted(status.items()):
+        name = where.rsplit(":", 1)[-1]  # "<path of dvc.yaml>:<stage>" outside the project
+        for entry in entries:
+            if isinstance(entry, str):
+                found.append(f"{name}: {entry}")
+                continue
+            for path, state in entry.get("changed deps", {}).items():
+                if path not in produced:
+                    found.append(f"{name}: {path} {state}")
+    return found
+
+
+def project_copy(folder: Path) -> Path:
+    """What a fresh clone has of the stages' inputs (the working tree's dvc files, config,
+    bundled data and package), as a DVC project of its own: no stage output, no DVC lock
+    held by a `dvc repro` running in the checkout."""
+    for name in ("dvc.yaml", "dvc.lock", "dvc.streams.yaml", ".dvcignore", "config/pairs.yaml"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, folder / name)
+    shutil.copytree(REPO / "data" / "bundled", folder / "data" / "bundled")
+    shutil.copytree(
+        REPO / "include" / "candlecast",
+        folder / "include" / "candlecast",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    assert run([DVC, "init", "--no-scm", "-q"], folder).returncode == 0
+    return folder
+
+
+def test_the_committed_dvc_lock_is_current(tmp_path):
+    """A fresh clone's `dvc repro` leaves dvc.lock as committed: every stage's command and
+    git-tracked dependencies hash as locked. After changing the config, the bundled data or
+    the package: `dvc repro` (see README), then commit dvc.lock."""
+    stale = stale_lock_entries(project_copy(tmp_path / "project"))
+    assert stale == [], "dvc.lock is stale; run `dvc repro` and commit it:\n" + "\n".join(stale)
+
+
+def test_a_stale_lock_is_found(tmp_path):
+    """The check itself: a changed package file and a changed stage command are each found."""
+    folder = project_copy(tmp_path / "project")
+    with (folder / "include" / "candlecast" / "names.py").open("a") as changed:
+        changed.write("# changed\n")
+    lock = (folder / "dvc.lock").read_text()
+    (folder / "dvc.lock").write_text(lock.replace("dvc-streams --check", "dvc-streams  --check", 1))
+    stale = set(stale_lock_entries(folder))
+    keys = yaml.safe_load((REPO / "dvc.streams.yaml").read_text())["streams"]
+    assert {f"pipeline@{key}: include/candlecast modified" for key in keys} <= stale, stale
+    assert "ingest@binance_eth_btc_5m: changed command" in stale, stale
+
+
 def absolute_paths(node: Any) -> list[str]:
     if isinstance(node, dict):
         return [p for value in node.values() for p in absolute_paths(value)]
@@ -165,11 +229,17 @@ def test_dvc_repro_publishes_a_path_free_model_and_leaves_status_clean(tmp_path)
 
     done = run([DVC, "repro"], folder, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # a short account: each stage's summary lines, no progress bar, JSON or warning
+    printed = (done.stdout + done.stderr).splitlines()
+    assert len(printed) < 60, "\n".join(printed)
+    assert not [line for line in printed if "━" in line or line.startswith("{")], printed
+    assert not [line for line in printed if "warning" in line.lower()], printed
 
     published = folder / "models" / "binance_eth_btc_5m"
     metadata = json.loads((published / "metadata.json").read_text())
     assert metadata["path"] == "model.onnx" and (published / metadata["path"]).is_file()
     assert metadata["stream"] == "binance_eth_btc_5m"
+    assert "run_id" not in metadata  # a random id would change the lock at every repro
     assert absolute_paths(metadata) == []
     assert str(tmp_path) not in (published / "metadata.json").read_text()
 

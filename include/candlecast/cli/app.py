@@ -22,12 +22,32 @@ from rich.markup import escape
 from rich.table import Table
 
 from candlecast.cli import embedded
+from candlecast.cli.progress import count_bar, steps_bar
 from candlecast.config import PairConfig, PairsConfig, load_pairs
 from candlecast.errors import ConfigError, PermanentError
 from candlecast.orchestration import stages
 from candlecast.settings import get_settings
 from candlecast.timeframes import ms_to_datetime, ms_to_iso
 
+
+def _flags_take_no_placeholder() -> None:
+    """Typer (0.29) draws a value placeholder (``<bool>``) beside every flag in help, as if
+    it took a value; a flag's type column stays empty instead (options with a value keep
+    theirs)."""
+    from typer.core import TyperOption
+
+    drawn = TyperOption.display_type_rich
+    if getattr(drawn, "candlecast", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and not self.count else drawn(self, ctx)
+
+    display_type_rich.candlecast = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_take_no_placeholder()
 app = typer.Typer(
     pretty_exceptions_show_locals=False,
     # help texts are paragraphs: their line breaks are the source's, not the reader's
@@ -283,11 +303,21 @@ def run(
     config = _pair(pair, exchange, timeframe)
     first, last = stages.last_complete_day(config)
     first, last = (_utc(start) if start else first), (_utc(end) if end else last)
+    steps: tuple[str, ...] = stages.RUN_STEPS
+    if backfill_days:
+        steps = tuple(f"history {step}" for step in stages.BACKFILL_STEPS) + steps
     try:
-        with _clean_errors(), stream_run(config.stream):
+        with (
+            _clean_errors(),
+            stream_run(config.stream),
+            steps_bar(console, config.stream.label, steps) as starting,
+        ):
             if backfill_days:
-                stages.backfill(config, first - timedelta(days=backfill_days), first)
-            result = stages.run_all(config, first, last)
+                history = first - timedelta(days=backfill_days)
+                stages.backfill(
+                    config, history, first, on_step=lambda step: starting(f"history {step}")
+                )
+            result = stages.run_all(config, first, last, on_step=starting)
     except StreamBusyError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
@@ -309,8 +339,15 @@ def publish(
     timeframe: TimeframeOpt = None,
 ) -> None:
     """Copy the stream's exported champion into a (DVC-tracked) folder."""
+    config = _pair(pair, exchange, timeframe)
     with _clean_errors():
-        _print(stages.publish(_pair(pair, exchange, timeframe), out))
+        published = stages.publish(config, out)
+    console.print(
+        f"{config.stream.label}: champion v{published['version']} published to {published['out']}",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
 
 
 def _span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -337,8 +374,11 @@ def backfill(
     """Ingest, validate and compute features for a stretch of history (no training)."""
     config = _pair(pair, exchange, timeframe)
     first, last = _span(start, end)
-    with _clean_errors():
-        result = stages.backfill(config, first, last)
+    with (
+        _clean_errors(),
+        steps_bar(console, config.stream.label, stages.BACKFILL_STEPS) as starting,
+    ):
+        result = stages.backfill(config, first, last, on_step=starting)
     if as_json:
         _print(result)
         return
@@ -356,27 +396,29 @@ def ingest(
     timeframe: TimeframeOpt = None,
 ) -> None:
     """Fetch candles from the stream's exchange into the raw store, then validate them."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from candlecast.data import ingestion
-    from candlecast.timeframes import to_ms
+    from candlecast.timeframes import timeframe_ms, to_ms
 
     config, configured = _stream(pair, exchange, timeframe)
     first, last = (to_ms(moment) for moment in _span(start, end))
-    columns = [TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()]
-    with _clean_errors(), Progress(*columns, console=console) as progress:
-        bar = progress.add_task(config.stream.label, total=last - first)
+    step = timeframe_ms(config.timeframe)
+    total = -(-(last - first) // step)  # candles opening in [start, end)
+    with _clean_errors(), count_bar(console, config.stream.label, total, "candles") as fetched:
         result = ingestion.ingest(
             config,
             _utc(start),
             _utc(end),
-            on_progress=lambda ts: progress.update(bar, completed=ts - first),
+            # a fresh store's history before --start counts as none of the interval's
+            on_progress=lambda ts: fetched(max(0, (ts - first) // step + 1)),
         )
-        progress.update(bar, completed=last - first)
     with _clean_errors():
         report = ingestion.validate(config, ms_to_datetime(result.start_ms), _utc(end))
     console.print(f"{result.rows} candles stored; {report.summary()}")
     _hint(config, configured)
+
+
+#: The steps of ``import-candles``, as its progress bar counts them.
+IMPORT_STEPS = ("read", "validate and store")
 
 
 @app.command("import-candles", rich_help_panel="Data")
@@ -402,9 +444,14 @@ def import_candles(
     from candlecast.data.importers import read_history
 
     config, configured = _stream(pair, exchange, timeframe)
-    with _clean_errors():
+    with (
+        _clean_errors(),
+        steps_bar(console, f"{file.name} into {config.stream.label}", IMPORT_STEPS) as starting,
+    ):
         trades_to = config.timeframe if from_trades else None
+        starting("read")
         batch = read_history(file, fmt, symbol=config.symbol, from_trades=trades_to)
+        starting("validate and store")
         report = ingestion.import_history(config, batch, f"import-{file.stem}", overwrite=overwrite)
     console.print(
         f"{file}: {len(batch)} candles imported; {report.summary()}",

@@ -2,7 +2,8 @@
 
 Windows (``W`` = ``monitoring.window_candles``): the **current** window is the ``W`` candles
 before ``as_of``; the **reference** is the champion's own training window (from its training
-run's ``train_start`` to its ``interval_end``), on the champion's inputs (its run's
+run's ``train_start`` to its ``interval_end``), cut where the current window starts so the
+two never share a candle (:func:`check_windows`), on the champion's inputs (its run's
 ``features``). With no champion (nothing trained yet) the reference is the ``W`` candles before
 the current window, on the default feature set. Feature rows are computed from validated
 candles by the one feature function, exactly as training and serving compute them.
@@ -10,8 +11,9 @@ candles by the one feature function, exactly as training and serving compute the
 Prediction drift compares the champion's distinct served forecasts in the current window with
 its holdout forecasts (the training run's ``holdout`` artifact); realized skill joins the same
 forecasts with the returns that followed (:mod:`candlecast.monitoring.performance`). Every
-check is stored in the metrics table; its Evidently report is kept under
-``$CANDLECAST_HOME/monitoring/reports/`` and logged to the champion's MLflow run.
+check is stored in the metrics table; its Evidently report, headed by what was compared
+(:mod:`candlecast.monitoring.report`), is kept under ``$CANDLECAST_HOME/monitoring/reports/``
+(the newest ``monitoring.reports_kept`` per stream) and logged to the champion's MLflow run.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from candlecast.monitoring.performance import (
     realized_performance,
     realized_returns,
 )
+from candlecast.monitoring.report import ReportHeader, prune_reports, report_name, with_header
 from candlecast.monitoring.shadow import ShadowSkill, shadow_skill, shadows_in_force
 from candlecast.monitoring.store import (
     CheckRow,
@@ -246,6 +249,20 @@ def compare_windows(
     return drift, before, after
 
 
+def check_windows(
+    as_of: datetime, window: timedelta, trained: tuple[datetime, datetime] | None
+) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
+    """The (reference, current) windows of a check as of ``as_of``: the current one is the
+    ``window`` before ``as_of``; the reference is the champion's training window (``trained``)
+    cut where the current one starts, so no candle is in both (a check soon after training
+    would otherwise compare a window with itself); with no champion, or a training window
+    that starts within the current one, the ``window`` before the current one."""
+    current = (as_of - window, as_of)
+    if trained is not None and trained[0] < current[0]:
+        return (trained[0], min(trained[1], current[0])), current
+    return (current[0] - window, current[0]), current
+
+
 def check_pair(
     pair: PairConfig,
     as_of: datetime | None = None,
@@ -275,13 +292,9 @@ def check_pair(
     as_of = min(as_of or datetime.max.replace(tzinfo=UTC), ms_to_datetime(newest + step))
     champion = champion_of(pair, settings, as_of)
     window = timedelta(milliseconds=pair.monitoring.window_candles * step)
-    current_span = (as_of - window, as_of)
-    if champion is not None:
-        reference_span = (champion.train_start, champion.train_end)
-        columns = champion.features
-    else:
-        reference_span = (as_of - 2 * window, as_of - window)
-        columns = list(FEATURE_COLUMNS)
+    trained = (champion.train_start, champion.train_end) if champion else None
+    reference_span, current_span = check_windows(as_of, window, trained)
+    columns = champion.features if champion is not None else list(FEATURE_COLUMNS)
     current = feature_window(pair, *current_span, settings)
     if current.empty:
         raise MissingDataError(
@@ -339,6 +352,7 @@ def check_pair(
     report = None
     if keep_report and drift.features:
         report = _keep_report(result, reference, current, champion, settings, now)
+        prune_reports(Path(report).parent, pair.monitoring.reports_kept)
     check_id = store.write_check(
         _row(result, now, report),
         _feature_rows(drift),
@@ -466,17 +480,35 @@ def _keep_report(
     champion: Champion | None,
     settings: Settings,
     now: datetime,
-) -> str | None:
-    """The Evidently HTML report under the data directory, logged to the champion's run."""
+) -> str:
+    """The Evidently HTML report under the data directory, headed by what was compared,
+    logged to the champion's run."""
     from candlecast.monitoring.drift import report_html
 
     folder = settings.paths.home / "monitoring" / "reports" / result.stream
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"drift-{result.as_of:%Y%m%dT%H%M}-{now:%Y%m%dT%H%M%S}.html"
-    path.write_text(report_html(reference, current, result.drift))
+    path = folder / report_name(result.as_of, now)
+    page = report_html(reference, current, result.drift)
+    path.write_text(with_header(page, report_header(result, champion)))
     if champion is not None:
         _log_report(champion.run_id, path)
     return str(path)
+
+
+def report_header(result: CheckResult, champion: Champion | None) -> ReportHeader:
+    """The header of a check's report: what was compared and what was found."""
+    return ReportHeader(
+        stream=result.stream,
+        as_of=result.as_of,
+        champion_version=champion.version if champion else None,
+        champion_kind=champion.kind if champion else None,
+        reference=result.reference,
+        current=result.current,
+        decision=result.decision.reason,
+        prediction=result.prediction,
+        realized=result.realized,
+        realized_state=result.realized_state,
+    )
 
 
 def _log_report(run_id: str, path: Path) -> None:

@@ -1,17 +1,23 @@
-"""Grafana dashboards as code: one per stream (uid ``Stream.dashboard_uid``), from Prometheus,
-and the prediction service's health (uid :data:`SERVICE_UID`). Every stream panel selects its
-stream through the dashboard variable ``stream`` (:data:`STREAM`), which lists every configured
-stream and opens on the dashboard's own: any stream's dashboard shows every stream.
+"""Grafana dashboards as code: one per stream (uid ``Stream.dashboard_uid``), from Prometheus, and
+the prediction service's health (uid :data:`SERVICE_UID`). Every stream panel selects its stream
+through the dashboard variable ``stream`` (:data:`STREAM`), which lists every configured stream
+and opens on the dashboard's own: any stream's dashboard shows every stream.
 
 Every panel queries the monitoring exporter's metrics (:mod:`candlecast.monitoring.exporter`)
-through the provisioned Prometheus datasource (uid :data:`PROMETHEUS`), except the table of
-recent checks, which reads the metrics table through the Postgres datasource (uid
-:data:`POSTGRES`). Promotions and retrain requests are Grafana annotations tagged
-``candlecast`` and the stream key (pushed by ``candlecast grafana sync``), shown by the
-dashboard's tag query. ``candlecast grafana dashboards`` writes the files under
-``deploy/grafana/dashboards/`` (one per configured stream) that provisioning loads, and
-``--check`` fails when they differ from what this module generates. The files follow Grafana's
-dashboard JSON schema (vendored under ``deploy/grafana/schema/``, checked by the tests).
+through the provisioned Prometheus datasource (uid :data:`PROMETHEUS`), the table of recent
+checks too, so it works with the local SQLite metrics table as with Postgres. No axis mixes two
+units: each panel draws quantities of one unit (seconds, shares, counts), so Grafana's one axis
+fits them all.
+Each stream's dashboard links to the stream's MLflow experiment and registered model, its
+Airflow DAGs and the prediction service's documentation, at the configured URLs
+(``CANDLECAST_MLFLOW_UI_URL``, ``CANDLECAST_AIRFLOW_HOST``/``_PORT``,
+``CANDLECAST_SERVICE_URL``; the committed files use the defaults). Promotions and retrain
+requests are Grafana annotations tagged ``candlecast`` and the stream key (pushed by
+``candlecast grafana sync``), shown by the dashboard's tag query. ``candlecast grafana
+dashboards`` writes the files under ``deploy/grafana/dashboards/`` (one per configured stream)
+that provisioning loads, and ``--check`` fails when they differ from what this module generates.
+The files follow Grafana's dashboard JSON schema (vendored under ``deploy/grafana/schema/``,
+checked by the tests).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from candlecast import urls
 from candlecast.names import Stream
-from candlecast.settings import REPO_ROOT
+from candlecast.settings import REPO_ROOT, Settings, get_settings
 
 PROMETHEUS = {"type": "prometheus", "uid": "prometheus"}
 POSTGRES = {"type": "grafana-postgresql-datasource", "uid": "candlecast-postgres"}
@@ -35,6 +42,10 @@ STREAM = "$stream"
 STREAM_MATCHER = f'stream="{STREAM}"'
 
 
+#: A query of a panel: (PromQL, legend).
+Query = tuple[str, str]
+
+
 def _target(expr: str, legend: str, ref: str) -> dict[str, Any]:
     return {"refId": ref, "datasource": PROMETHEUS, "expr": expr, "legendFormat": legend}
 
@@ -43,7 +54,7 @@ def _panel(
     number: int,
     title: str,
     description: str,
-    targets: list[tuple[str, str]],
+    targets: list[Query],
     unit: str = "none",
     **extra: Any,
 ) -> dict[str, Any]:
@@ -70,20 +81,23 @@ def _panel(
     }
 
 
-def queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
-    """(title, [(PromQL, legend)], unit, description) of every Prometheus panel, for the stream
+def queries() -> list[tuple[str, list[Query], str, str]]:
+    """(title, [query], unit, description) of every Prometheus panel, for the stream
     the dashboard's ``stream`` variable selects."""
     s = STREAM_MATCHER
     m = "candlecast_monitor"
     return [
         (
             "Drift share",
-            [
-                (f"{m}_drift_share{{{s}}}", "drifted share"),
-                (f"{m}_drifted_features{{{s}}}", "drifted features"),
-            ],
+            [(f"{m}_drift_share{{{s}}}", "drifted share")],
+            "percentunit",
+            "Share of the champion's input features that drifted (Evidently tests).",
+        ),
+        (
+            "Drifted feature count",
+            [(f"{m}_drifted_features{{{s}}}", "drifted features")],
             "none",
-            "Share and number of the champion's input features that drifted (Evidently tests).",
+            "Number of the champion's input features that drifted.",
         ),
         (
             "Drifted features",
@@ -108,12 +122,20 @@ def queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
             [
                 (f"{m}_realized_rmse_ratio{{{s}}}", "RMSE / persistence"),
                 (f"{m}_realized_mae_ratio{{{s}}}", "MAE / persistence"),
+            ],
+            "none",
+            "Below 1: the champion beats persistence on the forecasts realized in the window.",
+        ),
+        (
+            "Realized direction and coverage",
+            [
                 (f"{m}_realized_directional_accuracy{{{s}}}", "directional accuracy"),
                 (f"{m}_realized_majority_rate{{{s}}}", "majority direction rate"),
                 (f"{m}_realized_interval_coverage{{{s}}}", "interval coverage"),
             ],
-            "none",
-            "Below 1: the champion beats persistence on the forecasts realized in the window.",
+            "percentunit",
+            "Directional accuracy beside always calling the commoner direction, and the share "
+            "of realized returns inside the served interval.",
         ),
         (
             "Model versions",
@@ -125,20 +147,25 @@ def queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
             "Champion version at each check; promotions and retrains are annotations.",
         ),
         (
-            "Feature staleness and forecasts",
+            "Feature staleness",
+            [(f"{m}_feature_staleness_seconds{{{s}}}", "newest candle age")],
+            "s",
+            "Age of the newest validated candle at the check.",
+        ),
+        (
+            "Forecasts in the window",
             [
-                (f"{m}_feature_staleness_seconds{{{s}}}", "newest candle age (s)"),
                 (f"{m}_forecasts_logged{{{s}}}", "forecasts logged"),
                 (f"{m}_forecasts_realized{{{s}}}", "forecasts realized"),
             ],
             "none",
-            "Age of the newest validated candle at the check; forecasts in the window.",
+            "Forecasts logged in the current window, and those whose candle has closed.",
         ),
         *target_queries(),
     ]
 
 
-def target_queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
+def target_queries() -> list[tuple[str, list[Query], str, str]]:
     """The served targets' panels: volatility forecast against realized, interval coverage
     over time and the intervals' ACI level."""
     s = STREAM_MATCHER
@@ -180,28 +207,105 @@ def target_queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
     ]
 
 
+#: The recent-checks table's columns: exporter label -> header (in this order).
+CHECK_COLUMNS = {
+    "as_of": "as of (UTC)",
+    "champion": "champion",
+    "drift_share": "drift share",
+    "rmse_ratio": "RMSE / persistence",
+    "decision": "decision",
+    "reason": "reason",
+}
+
+
 def checks_table(number: int) -> dict[str, Any]:
-    """Recent checks with their reasons, from the metrics table (Postgres), of the stream the
-    ``stream`` variable selects (quoted and escaped by Grafana's ``sqlstring`` format)."""
-    sql = (
-        "SELECT to_timestamp(checked_at / 1000.0) AS time, champion_version, drift_share, "
-        "rmse_ratio, retrain, rate_limited, reason, report_path FROM monitoring_checks "
-        "WHERE stream = ${stream:sqlstring} ORDER BY checked_at DESC LIMIT 50"
-    )
+    """The stream's recent checks with their figures and reasons, newest first, from the
+    exporter's ``candlecast_monitor_recent_check`` series through Prometheus: it works
+    whichever store holds the metrics table (a local SQLite file no datasource reads, or
+    Postgres)."""
+    hidden = ["Time", "Value", "__name__", "instance", "job", "stream"]
     return {
         "id": number,
         "type": "table",
         "title": "Recent checks",
-        "description": "Every check's figures and decision, newest first.",
-        "datasource": POSTGRES,
+        "description": "The stream's newest checks, their figures and decisions, newest first.",
+        "datasource": PROMETHEUS,
         "gridPos": {"h": 10, "w": 24, "x": 0, "y": 100},
-        "options": {"frameIndex": 0, "showHeader": True},
+        "options": {
+            "frameIndex": 0,
+            "showHeader": True,
+            "sortBy": [{"displayName": CHECK_COLUMNS["as_of"], "desc": True}],
+        },
         "fieldConfig": {
             "defaults": {"custom": {"align": "auto", "inspect": False}},
             "overrides": [],
         },
-        "targets": [{"refId": "A", "datasource": POSTGRES, "format": "table", "rawSql": sql}],
+        "transformations": [
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": dict.fromkeys(hidden, True),
+                    "indexByName": {name: i for i, name in enumerate(CHECK_COLUMNS)},
+                    "renameByName": CHECK_COLUMNS,
+                },
+            }
+        ],
+        "targets": [
+            {
+                "refId": "A",
+                "datasource": PROMETHEUS,
+                "expr": f"candlecast_monitor_recent_check{{{STREAM_MATCHER}}}",
+                "format": "table",
+                "instant": True,
+                "legendFormat": "__auto",
+            }
+        ],
     }
+
+
+def stream_links(stream: Stream, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The dashboard's links: the stream's MLflow experiment and registered model, its three
+    Airflow DAGs, the prediction service's documentation (configured base URLs,
+    :mod:`candlecast.urls`), and the other candlecast dashboards."""
+    settings = settings or get_settings()
+    pages = [
+        ("MLflow experiment", urls.experiment_url(stream, settings), "Training runs"),
+        ("Registered model", urls.model_url(stream, settings), "Versions and aliases"),
+        *(
+            (f"Airflow {dag_id}", urls.dag_url(dag_id, settings), "Runs of the DAG")
+            for dag_id in stream.dag_ids
+        ),
+        ("Prediction service", urls.service_url(settings), "The service's API documentation"),
+    ]
+    found = [
+        {
+            "title": title,
+            "type": "link",
+            "url": url,
+            "icon": "external link",
+            "tooltip": f"{tooltip} ({stream.key})",
+            "tags": [],
+            "asDropdown": False,
+            "targetBlank": True,
+            "includeVars": False,
+            "keepTime": False,
+        }
+        for title, url, tooltip in pages
+    ]
+    found.append(
+        {
+            "title": "candlecast dashboards",
+            "type": "dashboards",
+            "icon": "external link",
+            "tooltip": "",
+            "tags": ["candlecast"],
+            "asDropdown": True,
+            "targetBlank": False,
+            "includeVars": False,
+            "keepTime": True,
+        }
+    )
+    return found
 
 
 def _dashboard(uid: str, title: str, tags: list[str], refresh: str, span: str) -> dict[str, Any]:
@@ -242,9 +346,12 @@ def stream_variable(stream: Stream, streams: list[Stream]) -> dict[str, Any]:
     }
 
 
-def pair_dashboard(stream: Stream, streams: list[Stream] | None = None) -> dict[str, Any]:
+def pair_dashboard(
+    stream: Stream, streams: list[Stream] | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
     """The stream's monitoring dashboard; its ``stream`` variable switches to any of
-    ``streams`` (default: only this one)."""
+    ``streams`` (default: only this one); its links go to the stream's pages at the URLs of
+    ``settings`` (default: the configured ones)."""
     panels = [
         _panel(n, title, text, targets, unit)
         for n, (title, targets, unit, text) in enumerate(queries(), start=1)
@@ -269,13 +376,14 @@ def pair_dashboard(stream: Stream, streams: list[Stream] | None = None) -> dict[
                 }
             ]
         },
+        "links": stream_links(stream, settings),
         "panels": panels,
         "templating": {"list": [stream_variable(stream, streams or [stream])]},
     }
 
 
-def service_queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
-    """(title, [(PromQL, legend)], unit, description) of every service-health panel: BentoML's
+def service_queries() -> list[tuple[str, list[Query], str, str]]:
+    """(title, [query], unit, description) of every service-health panel: BentoML's
     request metrics and the service's own (:mod:`candlecast.serving.metrics`), job
     ``predictor`` of ``deploy/prometheus/prometheus.yml``."""
     job = 'job="predictor"'
@@ -332,18 +440,23 @@ def service_queries() -> list[tuple[str, list[tuple[str, str]], str, str]]:
             "Forecasts answered per second, by stream.",
         ),
         (
-            "Served model and features",
+            "Served model and refreshes",
             [
                 (f"candlecast_served_model_version{{{job}}}", "{{stream}} model version"),
-                (f"candlecast_feature_age_seconds{{{job}}}", "{{stream}} feature age (s)"),
                 (
                     f"sum by (stream, outcome) (candlecast_cache_refreshes_total{{{job}}})",
                     "{{stream}} refreshes {{outcome}}",
                 ),
             ],
             "none",
-            "Model version each stream serves, the age of its served features and its cache "
-            "refreshes by outcome (model_rejected: a new model that failed to load).",
+            "Model version each stream serves and its cache refreshes by outcome "
+            "(model_rejected: a new model that failed to load).",
+        ),
+        (
+            "Served feature age",
+            [(f"candlecast_feature_age_seconds{{{job}}}", "{{stream}}")],
+            "s",
+            "Age of each stream's served features.",
         ),
     ]
 
@@ -368,12 +481,14 @@ def render(dashboard: dict[str, Any]) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
 
 
-def generated(streams: list[Stream], folder: Path = DASHBOARDS_DIR) -> dict[str, tuple[Path, str]]:
+def generated(
+    streams: list[Stream], folder: Path = DASHBOARDS_DIR, settings: Settings | None = None
+) -> dict[str, tuple[Path, str]]:
     """Every dashboard file this module makes: name (stream key, or ``service-health``) to
     (path, rendered JSON)."""
     files = {"service-health": (folder / SERVICE_FILE, render(service_dashboard()))}
     for stream in streams:
-        board = pair_dashboard(stream, streams)
+        board = pair_dashboard(stream, streams, settings)
         files[stream.key] = (dashboard_file(stream, folder), render(board))
     return files
 

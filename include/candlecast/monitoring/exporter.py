@@ -1,10 +1,11 @@
 """Prometheus exporter of the monitoring figures, read from the metrics table at each scrape.
 
-Per stream, from its newest check: drift share, per-feature drift score and verdict,
-prediction drift, realized skill (RMSE and MAE ratio to persistence, directional accuracy and
-the majority rate, interval coverage), forecasts logged and realized, feature staleness, the
-champion version; and the number of retrain requests. ``candlecast exporter --port`` serves
-it; ``deploy/prometheus/prometheus.yml`` scrapes it as job ``monitoring``.
+Per stream, from its newest check: drift share, per-feature drift score and verdict, prediction
+drift, realized skill (RMSE and MAE ratio to persistence, directional accuracy and the majority
+rate, interval coverage), forecasts logged and realized, feature staleness, the champion
+version; the number of retrain requests; and the newest checks, one series each with their
+figures and decision as labels (the dashboards' "Recent checks" table). ``candlecast exporter
+--port`` serves it; ``deploy/prometheus/prometheus.yml`` scrapes it as job ``monitoring``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from candlecast.monitoring.store import CheckRow, MetricsStore, ShadowRow
 from candlecast.settings import Settings
+from candlecast.timeframes import ms_to_iso
 
 PREFIX = "candlecast_monitor"
 #: Gauges of a check row: metric suffix, column, help.
@@ -37,6 +39,34 @@ GAUGES = [
 ]
 
 
+#: Checks per stream in the recent-checks series (one series each: a bounded label churn).
+RECENT_CHECKS = 20
+#: Labels of a recent check's series, in the table's column order.
+RECENT_LABELS = (
+    "stream",
+    "as_of",
+    "champion",
+    "drift_share",
+    "rmse_ratio",
+    "decision",
+    "reason",
+)
+
+
+def recent_labels(row: CheckRow) -> list[str]:
+    """A check's label values (:data:`RECENT_LABELS`): times in UTC, figures rounded."""
+    decision = "retrain" if row.retrain else "rate limited" if row.rate_limited else "keep"
+    return [
+        row.stream,
+        ms_to_iso(row.as_of)[:16].replace("T", " "),
+        f"v{row.champion_version}" if row.champion_version else "none",
+        "-" if row.drift_share is None else f"{row.drift_share:.2f}",
+        "-" if row.rmse_ratio is None else f"{row.rmse_ratio:.3f}",
+        decision,
+        row.reason,
+    ]
+
+
 class MonitoringCollector(Collector):
     """Collects the newest check of every stream from a :class:`MetricsStore`."""
 
@@ -53,6 +83,20 @@ class MonitoringCollector(Collector):
         yield from self._forecasts()
         yield from self._targets(latest)
         yield from self._details(latest)
+        yield self._recent()
+
+    def _recent(self) -> GaugeMetricFamily:
+        """The newest :data:`RECENT_CHECKS` checks of every stream, one series each: the
+        dashboards' "Recent checks" table, from Prometheus in every mode (the metrics table
+        may be a local SQLite file no Grafana datasource reads)."""
+        family = GaugeMetricFamily(
+            f"{PREFIX}_recent_check",
+            "A recent check (value: when it ran, unix seconds) with its figures and decision",
+            labels=list(RECENT_LABELS),
+        )
+        for row in self.store.recent_checks(RECENT_CHECKS):
+            family.add_metric(recent_labels(row), row.checked_at / 1000)
+        return family
 
     def _targets(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         """Each served target's realized figures in the newest check of its stream."""

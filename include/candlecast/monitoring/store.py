@@ -286,6 +286,26 @@ class MetricsStore:
         with self.engine.connect() as db:
             return [CheckRow(**{n: row._mapping[n] for n in names}) for row in db.execute(query)]
 
+    def recent_checks(self, per_stream: int) -> list[CheckRow]:
+        """The newest ``per_stream`` checks of every stream, by stream, newest first."""
+        rank = (
+            sa.func.row_number()
+            .over(
+                partition_by=CHECKS.c.stream,
+                order_by=(CHECKS.c.checked_at.desc(), CHECKS.c.id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = sa.select(CHECKS, rank).subquery()
+        query = (
+            sa.select(ranked)
+            .where(ranked.c.rank <= per_stream)
+            .order_by(ranked.c.stream, ranked.c.rank)
+        )
+        names = [f.name for f in fields(CheckRow)]
+        with self.engine.connect() as db:
+            return [CheckRow(**{n: row._mapping[n] for n in names}) for row in db.execute(query)]
+
     def latest_checks(self) -> dict[str, tuple[int, CheckRow]]:
         """The newest check per stream, with its id."""
         newest = (

@@ -1,7 +1,8 @@
 """Where a stream's work can be seen outside Airflow, for the Airflow plugin's links.
 
 From a DAG id or a stream: its MLflow experiment, an MLflow run, its registered model, the
-prediction service's API docs and its Grafana dashboard, with base URLs from the settings.
+prediction service's API docs and its Grafana dashboard, with base URLs from the settings
+(the URLs themselves are :mod:`candlecast.urls`).
 MLflow's UI addresses experiments by id, not by name, so the id is looked up by name in the
 tracking store; when that store cannot be reached the experiment link becomes a search of
 the experiment list for the name, so a link always works (never an error, never a hang).
@@ -21,6 +22,7 @@ from typing import Any
 
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
+from candlecast.urls import dashboard_url, experiment_url, model_url, run_url, service_url
 
 log = logging.getLogger(__name__)
 
@@ -84,41 +86,6 @@ def links(stream: Stream, settings: Settings | None = None, run_id: str | None =
         dashboard=dashboard_url(stream, settings),
         run=None if run_id is None else run_url(settings, run_id, found),
     )
-
-
-# -- URLs ----------------------------------------------------------------------------------
-
-
-def _ui(settings: Settings) -> str:
-    return settings.mlflow_ui_url.rstrip("/")
-
-
-def experiment_url(stream: Stream, settings: Settings, found_id: str | None) -> str:
-    """The experiment's page, or (id unknown) the experiment list searched for its name."""
-    if found_id is not None:
-        return f"{_ui(settings)}/#/experiments/{found_id}"
-    query = urllib.parse.urlencode({"experimentSearchFilter": stream.experiment})
-    return f"{_ui(settings)}/#/experiments?{query}"
-
-
-def run_url(settings: Settings, run_id: str, found_id: str | None) -> str:
-    """A run's page; MLflow's UI resolves ``#/runs/<id>`` itself when the experiment is
-    unknown."""
-    if found_id is not None:
-        return f"{_ui(settings)}/#/experiments/{found_id}/runs/{run_id}"
-    return f"{_ui(settings)}/#/runs/{run_id}"
-
-
-def model_url(stream: Stream, settings: Settings) -> str:
-    return f"{_ui(settings)}/#/models/{urllib.parse.quote(stream.registered_model)}"
-
-
-def service_url(settings: Settings) -> str:
-    return f"{settings.service_base_url.rstrip('/')}/docs"
-
-
-def dashboard_url(stream: Stream, settings: Settings) -> str:
-    return f"{settings.grafana_url.rstrip('/')}/d/{stream.dashboard_uid}"
 
 
 # -- run ids returned by tasks ---------------------------------------------------------------

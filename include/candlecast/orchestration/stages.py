@@ -350,13 +350,41 @@ def _announce(pair: PairConfig) -> None:
     notify.announce(pair.stream)
 
 
-def backfill(pair: PairConfig, start: datetime, end: datetime, docs: bool = True) -> Backfilled:
+#: The steps of :func:`backfill` and :func:`run_all`, in order, as ``on_step`` is told them.
+BACKFILL_STEPS = ("ingest", "validate", "features")
+RUN_STEPS = (
+    *BACKFILL_STEPS,
+    "materialize",
+    "score",
+    "train",
+    "promote",
+    "export",
+    "deploy",
+    "train targets",
+)
+
+
+def _quiet(step: str) -> None:
+    """The default ``on_step``: nobody is told."""
+
+
+def backfill(
+    pair: PairConfig,
+    start: datetime,
+    end: datetime,
+    docs: bool = True,
+    on_step: Callable[[str], None] = _quiet,
+) -> Backfilled:
     """Ingest, validate and compute features for a stretch (no training). Validation and
     features cover whatever ingestion fetched too: a catch-up from before ``start``, or on a
-    fresh store the history the features and the training window need."""
+    fresh store the history the features and the training window need. ``on_step`` is told
+    each of :data:`BACKFILL_STEPS` as it starts (a progress bar)."""
+    on_step("ingest")
     fetched = ingest(pair, start, end)
     first = min(start, ms_to_datetime(fetched.start_ms))
+    on_step("validate")
     checked = validate(pair, first, end, fetched.refetched, docs=docs)
+    on_step("features")
     return Backfilled(fetched, checked, features(pair, first, end))
 
 
@@ -369,19 +397,28 @@ def candles_run(pair: PairConfig, start: datetime, end: datetime) -> CandlesRun:
     return CandlesRun(filled, written, score(pair, start, end))
 
 
-def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:
+def run_all(
+    pair: PairConfig, start: datetime, end: datetime, on_step: Callable[[str], None] = _quiet
+) -> PipelineRun:
     """All stages in order, without Airflow (``candlecast run``). On a fresh data directory
-    the ingest fetches the warm-up and training history first."""
-    filled = backfill(pair, start, end)
+    the ingest fetches the warm-up and training history first. ``on_step`` is told each of
+    :data:`RUN_STEPS` as it starts."""
+    filled = backfill(pair, start, end, on_step=on_step)
+    on_step("materialize")
     online = materialize(pair, start, end)
+    on_step("score")
     score(pair, start, end)
+    on_step("train")
     trained = train(pair, end)
+    on_step("promote")
     decision = promote(pair, trained.challenger.run_id, trained.challenger.model_uri)
+    on_step("export")
     exported = export(pair, decision)
+    on_step("deploy")
     deployed = deploy(pair, exported, decision)
-    return PipelineRun(
-        filled, online, trained, decision, exported, deployed, train_targets(pair, end)
-    )
+    on_step("train targets")
+    targets = train_targets(pair, end)
+    return PipelineRun(filled, online, trained, decision, exported, deployed, targets)
 
 
 def publish(pair: PairConfig, out: Path) -> dict[str, str]:
@@ -400,9 +437,12 @@ def publish(pair: PairConfig, out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(folder / "model.onnx", out / "model.onnx")
     # The published copy names its model relative to itself: an absolute path differs per
-    # clone, so `dvc status` would never be clean.
+    # clone, so `dvc status` would never be clean. Nor does it name the MLflow run, a random
+    # id in a tracking store that is not published: the same data and code publish the same
+    # bytes, so a fresh clone's `dvc repro` leaves dvc.lock as committed.
     metadata = json.loads((folder / "metadata.json").read_text()) | {"path": "model.onnx"}
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    metadata.pop("run_id", None)
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return {"version": str(champion.version), "out": str(out)}
 
 
