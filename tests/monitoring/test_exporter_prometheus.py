@@ -114,16 +114,18 @@ def check(pair: Any, store: Any) -> None:
 
 def served_targets() -> tuple[list, Any]:
     """What a check stores of a stream's served targets (this world trains none): realized
-    figures, the volatility target's newest forecast beside its outcome, the ACI state."""
+    figures, the volatility target's newest forecast beside its outcome, the ACI state, and a
+    shadow challenger's comparison with the champion."""
     from candlecast.monitoring.aci import AciReport
-    from candlecast.monitoring.store import NewestRow, TargetDetails, TargetRow
+    from candlecast.monitoring.store import NewestRow, ShadowRow, TargetDetails, TargetRow
 
     figures = [
         TargetRow("volatility_h24", "2", "har", 480, "qlike", 0.41, 0.62, 0.66, None),
         TargetRow("return_h4", "1", "persistence", 500, "rmse", 0.02, 0.02, 1.0, 0.874),
     ]
     aci = [AciReport("return_h4", level, 0.08, 1.8, 480, 40) for level in ("0.8", "0.9", "0.95")]
-    return figures, TargetDetails([NewestRow("volatility_h24", 0.52, 0.61)], aci)
+    shadow = ShadowRow("2", "1", 480, 1.0, 1.02, 0.98, 0.2, True, False)
+    return figures, TargetDetails([NewestRow("volatility_h24", 0.52, 0.61)], aci, [shadow])
 
 
 @pytest.fixture

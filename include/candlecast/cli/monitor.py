@@ -219,7 +219,8 @@ def grafana_dashboards(
         bool, typer.Option("--check", help="Fail if the files differ from the generated ones")
     ] = False,
 ) -> None:
-    """Write deploy/grafana/dashboards/<uid>.json for every configured stream."""
+    """Write deploy/grafana/dashboards/cc-STREAM.json for every configured stream, and the
+    service's dashboard."""
     from candlecast.cli.app import _config
     from candlecast.monitoring.dashboards import stale_dashboards, write_dashboards
 

@@ -167,7 +167,7 @@ def queries() -> list[tuple[str, list[Query], str, str]]:
 
 def target_queries() -> list[tuple[str, list[Query], str, str]]:
     """The served targets' panels: volatility forecast against realized, interval coverage
-    over time and the intervals' ACI level."""
+    over time and the intervals' ACI level; and the shadow challengers against the champion."""
     s = STREAM_MATCHER
     m = "candlecast_monitor"
     volatility = f'{s}, target=~"volatility_.*"'
@@ -203,6 +203,19 @@ def target_queries() -> list[tuple[str, list[Query], str, str]]:
             "percentunit",
             "The level adaptive conformal inference serves for each nominal level (1 - alpha): "
             "above nominal after misses, below after a run of hits.",
+        ),
+        (
+            "Shadow challengers vs champion",
+            [
+                (
+                    f"{m}_shadow_rmse_vs_champion{{{s}}}",
+                    "shadow v{{version}} / champion v{{champions}}",
+                )
+            ],
+            "none",
+            "Each shadow challenger's realized RMSE over the champion's on the same candles "
+            "(below 1: the shadow is better). One that beats the champion by the gate's test "
+            "and margin is a retrain reason.",
         ),
     ]
 
