@@ -253,6 +253,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
     )
     from candlecast.cli.airflow_local import EmbeddedAirflow, running
     from candlecast.config import load_pairs
+    from candlecast.names import TRAINING_POOL
     from candlecast.settings import Settings
     from candlecast.timeframes import timeframe_delta
 
@@ -285,7 +286,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
             flush=True,
         )
         db = settings.paths.airflow / "airflow.db"
-        for timeframe in timeframes:
+        for timeframe in timeframes if args.candles else ():
             group = [p for p in pairs if p.timeframe == timeframe]
             end = datetime.fromisoformat(SOURCES[timeframe][2]).replace(tzinfo=UTC)
             stop = end + timeframe_delta(timeframe) * args.candles
@@ -326,6 +327,11 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
                     idle_rate,
                     args.timeout,
                 )
+                if kind == "train":
+                    print(
+                        f"train: pool {TRAINING_POOL} of {settings.training_pool_slots} slots, "
+                        f"{settings.fit_threads} fit thread(s) each, on {os.cpu_count()} cores"
+                    )
     return figures
 
 
@@ -408,7 +414,9 @@ def main() -> None:
     )
     parser.add_argument("--counts", default="1,4", help="stream counts N per timeframe, ascending")
     parser.add_argument("--timeframes", default="5m,1h", help="of 1m, 5m, 1h")
-    parser.add_argument("--candles", type=int, default=6, help="candles replayed per stream")
+    parser.add_argument(
+        "--candles", type=int, default=6, help="candles replayed per stream (0: none)"
+    )
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle measured")
     parser.add_argument("--train", type=int, default=0, help="train runs triggered (streams)")
     parser.add_argument("--monitor", type=int, default=0, help="monitor runs triggered")
@@ -442,7 +450,8 @@ def main() -> None:
         if not all(f.keeps_up for f in figures):
             print(f"N={count} falls behind: not growing N further")
             break
-    cost_model(measured)
+    if measured:
+        cost_model(measured)
 
 
 if __name__ == "__main__":
