@@ -77,7 +77,7 @@ def main() -> None:
                 f"{phase.workers} worker(s): {len(phase.runs)} runs in {phase.wall_s:.0f} s",
                 flush=True,
             )
-        print(scaleout.table(phases))
+        print(scaleout.table(phases, idle))
     left = stack.leftovers()
     if left:
         sys.exit(f"processes outlived the stack: {[p.pid for p in left]}")

@@ -230,12 +230,27 @@ class Phase:
         return sum(self.cpu_s.values()) / (self.wall_s * (os.cpu_count() or 1))
 
     def bottleneck(self) -> str:
-        if self.slots_busy >= BUSY_SLOTS:
-            return "the workers (their slots are busy: more workers help)"
-        if self.cores_busy + self.load[0] / (os.cpu_count() or 1) >= 1.0:
-            return "the machine's cores (shared: see the load)"
+        """Where the phase waited: on busy worker slots, on the machine's cores (a load
+        average at or above them, this deployment's own CPU named), or between tasks."""
+        cores = os.cpu_count() or 1
         top = max(("scheduler", "api-server", "postgres", "redis"), key=self.cpu_s.__getitem__)
-        return f"scheduling between tasks (largest non-worker CPU: {top})"
+        if self.slots_busy >= BUSY_SLOTS:
+            return f"the workers: their slots {self.slots_busy:.0%} busy (more workers help)"
+        if self.load[0] >= cores:
+            workers = self.cpu_s["workers"] / total(self)
+            return (
+                f"the machine's {cores} cores (load {self.load[0]:.1f}; this deployment used "
+                f"{self.cores_busy:.0%} of them, its workers {workers:.0%} of that); worker "
+                f"slots {self.slots_busy:.0%} busy"
+            )
+        return (
+            f"scheduling between tasks: worker slots {self.slots_busy:.0%} busy; the largest "
+            f"share beside the workers is the {top}'s"
+        )
+
+
+def total(phase: Phase) -> float:
+    return sum(phase.cpu_s.values()) or 1.0
 
 
 def run_phase(
@@ -286,20 +301,29 @@ def scale_out(
             yield run_phase(stack, meter, dag_ids, start, candles, timeout)
 
 
-def table(phases: list[Phase]) -> str:
-    """The phases as a Markdown table, then each phase's bottleneck."""
+def table(phases: list[Phase], idle: dict[str, float] | None = None) -> str:
+    """The phases as a Markdown table (CPU-s per run all told, and with ``idle``, the idle
+    deployment's CPU-s per second, net of it), then the speed-up and each bottleneck."""
     lines = [
-        "| workers | runs | DAG runs/min | CPU-s/run | scheduler | DAG processor | API server "
-        "| PostgreSQL | Redis | workers | worker slots busy | tasks per worker | load avg |",
+        "| workers | runs | DAG runs/min | CPU-s/run (net of idle) | scheduler | DAG processor "
+        "| API server | PostgreSQL | Redis | workers | worker slots busy | tasks per worker "
+        "| load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in phases:
-        total = sum(p.cpu_s.values()) or 1.0
-        shares = " | ".join(f"{p.cpu_s[role] / total:.0%}" for role in ROLES)
+        shares = " | ".join(f"{p.cpu_s[role] / total(p):.0%}" for role in ROLES)
         spread = ", ".join(f"{k} {v}" for k, v in p.tasks_per_worker.items())
+        net = (
+            f" ({p.cpu_per_run - sum(idle.values()) * p.wall_s / len(p.runs):.2f})" if idle else ""
+        )
         lines.append(
-            f"| {p.workers} | {len(p.runs)} | {p.per_minute:.1f} | {p.cpu_per_run:.2f} | "
+            f"| {p.workers} | {len(p.runs)} | {p.per_minute:.1f} | {p.cpu_per_run:.2f}{net} | "
             f"{shares} | {p.slots_busy:.0%} | {spread} | {p.load[0]:.1f} |"
         )
-    lines += [f"{p.workers} worker(s): bottleneck {p.bottleneck()}" for p in phases]
+    first = phases[0]
+    lines += [
+        f"{p.workers} worker(s): {p.per_minute / first.per_minute:.2f}x the DAG runs per minute "
+        f"of {first.workers}; bottleneck {p.bottleneck()}"
+        for p in phases
+    ]
     return "\n".join(lines)
