@@ -29,7 +29,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--candles", type=int, default=12, help="candles run, one at a time")
-    parser.add_argument("--top", type=int, default=25, help="functions printed")
+    parser.add_argument("--top", type=int, default=25, help="functions printed (0: no profile)")
     args = parser.parse_args()
     if args.candles < 1:
         parser.error("--candles: at least 1")
@@ -61,6 +61,8 @@ def main() -> None:
         f"candles runs: first {spent[0]:.2f} CPU-s, then mean {sum(steady) / len(steady):.2f} "
         f"(min {min(steady):.2f}, max {max(steady):.2f}); load {os.getloadavg()[0]:.1f}"
     )
+    if not args.top:
+        return
     profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
     for index in range(args.candles, 2 * args.candles):  # profiled: where it goes
         start = scaleout.END + scaleout.CANDLE * index
