@@ -304,8 +304,9 @@ def scale_out(
 def table(phases: list[Phase], idle: dict[str, float] | None = None) -> str:
     """The phases as a Markdown table (CPU-s per run all told, and with ``idle``, the idle
     deployment's CPU-s per second, net of it), then the speed-up and each bottleneck."""
+    cpu = "CPU-s/run (net of idle)" if idle else "CPU-s/run"
     lines = [
-        "| workers | runs | DAG runs/min | CPU-s/run (net of idle) | scheduler | DAG processor "
+        f"| workers | runs | DAG runs/min | {cpu} | scheduler | DAG processor "
         "| API server | PostgreSQL | Redis | workers | worker slots busy | tasks per worker "
         "| load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
