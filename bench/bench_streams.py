@@ -4,6 +4,7 @@ one machine carries live.
     .venv/bin/python bench/bench_streams.py                       # N = 1, 4 (a few minutes)
     .venv/bin/python bench/bench_streams.py --counts 1,10,50,100,300 --candles 12
     .venv/bin/python bench/bench_streams.py --counts 3 --train 3 --monitor 3
+    .venv/bin/python bench/bench_streams.py --counts 50 --timeframes 5m --candles 0 --train 50
 
 For each N (ascending), in a throwaway data directory: N streams per timeframe built from the
 bundled files under distinct synthetic exchange ids (``synth0000`` ...; 5m: freqtrade's
@@ -20,7 +21,8 @@ processes) share of the CPU, metadata DB rows per stream-day, and whether the re
 candle of every stream processed, by CPU on 2 cores at 70%, before the next closes); it stops
 growing N at the first N that falls behind. ``--train K`` and ``--monitor K`` also trigger K
 streams' train and monitor DAGs and print CPU and wall seconds per run (and, for train, the
-wall time and peak memory of the K trainings together). Last, a cost model fitted over the
+wall time and peak memory of the K trainings together, and the training pool's size);
+``--candles 0`` replays nothing (only the triggered runs). Last, a cost model fitted over the
 measured N: CPU-seconds per stream-day per timeframe, and the streams that fit on this
 machine's cores at 70%.
 """
