@@ -4,6 +4,7 @@ one machine carries live.
     .venv/bin/python bench/bench_streams.py                       # N = 1, 4 (a few minutes)
     .venv/bin/python bench/bench_streams.py --counts 1,10,50,100,300 --candles 12
     .venv/bin/python bench/bench_streams.py --counts 3 --train 3 --monitor 3
+    .venv/bin/python bench/bench_streams.py --counts 50 --timeframes 5m --candles 0 --train 50
 
 For each N (ascending), in a throwaway data directory: N streams per timeframe built from the
 bundled files under distinct synthetic exchange ids (``synth0000`` ...; 5m: freqtrade's
@@ -20,7 +21,8 @@ processes) share of the CPU, metadata DB rows per stream-day, and whether the re
 candle of every stream processed, by CPU on 2 cores at 70%, before the next closes); it stops
 growing N at the first N that falls behind. ``--train K`` and ``--monitor K`` also trigger K
 streams' train and monitor DAGs and print CPU and wall seconds per run (and, for train, the
-wall time and peak memory of the K trainings together). Last, a cost model fitted over the
+wall time and peak memory of the K trainings together, and the training pool's size);
+``--candles 0`` replays nothing (only the triggered runs). Last, a cost model fitted over the
 measured N: CPU-seconds per stream-day per timeframe, and the streams that fit on this
 machine's cores at 70%.
 """
@@ -253,6 +255,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
     )
     from candlecast.cli.airflow_local import EmbeddedAirflow, running
     from candlecast.config import load_pairs
+    from candlecast.names import TRAINING_POOL
     from candlecast.settings import Settings
     from candlecast.timeframes import timeframe_delta
 
@@ -285,7 +288,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
             flush=True,
         )
         db = settings.paths.airflow / "airflow.db"
-        for timeframe in timeframes:
+        for timeframe in timeframes if args.candles else ():
             group = [p for p in pairs if p.timeframe == timeframe]
             end = datetime.fromisoformat(SOURCES[timeframe][2]).replace(tzinfo=UTC)
             stop = end + timeframe_delta(timeframe) * args.candles
@@ -326,6 +329,11 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
                     idle_rate,
                     args.timeout,
                 )
+                if kind == "train":
+                    print(
+                        f"train: pool {TRAINING_POOL} of {settings.training_pool_slots} slots, "
+                        f"{settings.fit_threads} fit thread(s) each, on {os.cpu_count()} cores"
+                    )
     return figures
 
 
@@ -408,7 +416,9 @@ def main() -> None:
     )
     parser.add_argument("--counts", default="1,4", help="stream counts N per timeframe, ascending")
     parser.add_argument("--timeframes", default="5m,1h", help="of 1m, 5m, 1h")
-    parser.add_argument("--candles", type=int, default=6, help="candles replayed per stream")
+    parser.add_argument(
+        "--candles", type=int, default=6, help="candles replayed per stream (0: none)"
+    )
     parser.add_argument("--idle", type=float, default=20, help="seconds of idle measured")
     parser.add_argument("--train", type=int, default=0, help="train runs triggered (streams)")
     parser.add_argument("--monitor", type=int, default=0, help="monitor runs triggered")
@@ -442,7 +452,8 @@ def main() -> None:
         if not all(f.keeps_up for f in figures):
             print(f"N={count} falls behind: not growing N further")
             break
-    cost_model(measured)
+    if measured:
+        cost_model(measured)
 
 
 if __name__ == "__main__":

@@ -226,3 +226,26 @@ def test_failure_names_the_offending_row(batch):
     report = validate_candles(frame, "1h")
     stamp = pd.Timestamp(frame.loc[9, "ts"], unit="ms", tz="UTC").isoformat()
     assert stamp in report.summary()
+
+
+@pytest.mark.parametrize("timeframe", ["1m", "5m", "1h"])
+def test_the_suite_holds_each_expectation_once(timeframe):
+    # build_suite hands GE the expectations whole, past its set-like add_expectation: they
+    # must be distinct by construction (with quote volume and the freshness check too)
+    import great_expectations as gx
+
+    from candlecast.data.checks import build_suite
+    from candlecast.data.schema import CANDLE_COLUMNS
+
+    columns = [*CANDLE_COLUMNS, "quote_volume"]
+    options = CheckOptions(max_staleness_candles=3, as_of_ms=1_700_000_000_000)
+    suite = build_suite(timeframe, columns, options, rows=288)
+    same = gx.ExpectationSuite._expectations_are_equalish
+    expectations = suite.expectations
+    assert len(expectations) > 20
+    assert not [
+        (a.expectation_type, b.expectation_type)
+        for i, a in enumerate(expectations)
+        for b in expectations[i + 1 :]
+        if same(a, b)
+    ]

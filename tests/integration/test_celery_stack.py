@@ -5,6 +5,12 @@ processes, the MLflow server (basic-auth app) on PostgreSQL, the Feast online st
 the REST API; its features asset events trigger the train DAG; every task runs on a worker.
 Then the stores under the stack's data directory, the online features in Redis, the registry
 in MLflow's PostgreSQL database and the workers' own logs are checked.
+
+Before that, the set-up measures scale-out (:mod:`candlecast.testing.scaleout`, the small
+version of ``bench/bench_scaleout.py``): the stack starts with one worker, a few 5m streams'
+candles backfills run, the second worker joins and the next candles run; it prints DAG runs per
+minute and where the CPU went. Only correctness is asserted: every run succeeded, on the one
+worker, then on both.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pytest
 
 from candlecast.cli.airflow_api import DagRun
 from candlecast.config import PairConfig, load_pairs
+from candlecast.testing import scaleout
 from candlecast.testing.stack import CeleryStack, running
 from candlecast.timeframes import to_ms
 from tests.helpers import CANDLES_TASKS, REPO, TRAIN_TASKS, healthy
@@ -52,6 +59,8 @@ pairs:
     start: 2022-02-01T00:00:00Z
     end: {END.isoformat()}
 """
+#: Scale-out in the set-up: streams x candles per phase, with one worker and then two.
+SCALE_STREAMS, SCALE_CANDLES, SCALE_WORKERS = 2, 3, [1, 2]
 
 
 @dataclass
@@ -63,18 +72,31 @@ class Outcome:
     runs: dict[str, list[DagRun]] = field(default_factory=dict)
     tasks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    scale: list[scaleout.Phase] = field(default_factory=list)
 
     def all_tasks(self) -> list[dict[str, Any]]:
-        return [task for tasks in self.tasks.values() for task in tasks]
+        """Every task instance: the stream's pipeline's and the scale-out phases'."""
+        ours = [task for tasks in self.tasks.values() for task in tasks]
+        return ours + [task for phase in self.scale for task in phase.tasks]
+
+
+def measure_scale_out(outcome: Outcome) -> None:
+    """The synthetic 5m streams' candles with one worker, then two (the second one started
+    here); print the figures."""
+    stack = outcome.stack
+    began = time.monotonic()
+    scaleout.load_history(stack, scaleout.synthetic_dag_ids(stack))
+    outcome.seconds["scale-out history"] = time.monotonic() - began
+    for phase in scaleout.scale_out(stack, SCALE_WORKERS, SCALE_CANDLES, RUNS_TIMEOUT_S):
+        outcome.scale.append(phase)
+    outcome.seconds["scale-out"] = time.monotonic() - began
+    print(f"\nscale-out on the Celery stack:\n{scaleout.table(outcome.scale)}")
 
 
 def run_pipeline(outcome: Outcome) -> None:
     """Pools, unpause, a backfill of the candles DAG; wait for it and the train runs its
     features events trigger; collect every run's task instances."""
-    from candlecast.cli.airflow_local import pools
-
     stack, stream = outcome.stack, outcome.pair.stream
-    stack.create_pools(pools(load_pairs(stack.pairs)))
     client = stack.client()
     client.wait_for_dags(stream.dag_ids)
     for dag_id in (stream.train_dag_id, stream.candles_dag_id):
@@ -94,13 +116,18 @@ def run_pipeline(outcome: Outcome) -> None:
 def outcome(tmp_path_factory):
     root = tmp_path_factory.mktemp("celery-stack")
     pairs = root / "pairs.yaml"
-    pairs.write_text(CONFIG)
-    stack = CeleryStack(root, pairs, broker_db=BROKER_DB, online_db=ONLINE_DB, workers=2)
+    phases = len(SCALE_WORKERS)
+    pairs.write_text(CONFIG + scaleout.stream_pairs(SCALE_STREAMS, SCALE_CANDLES * phases))
+    stack = CeleryStack(root, pairs, broker_db=BROKER_DB, online_db=ONLINE_DB, workers=1)
     outcome = Outcome(stack, load_pairs(pairs).pairs[0])
     began = time.monotonic()
     try:
         with running(stack):
+            from candlecast.cli.airflow_local import pools
+
             outcome.seconds["start"] = time.monotonic() - began
+            stack.create_pools(pools(load_pairs(stack.pairs)))
+            measure_scale_out(outcome)
             run_pipeline(outcome)
             yield outcome
         assert stack.leftovers() == [], "processes outlived the stack"
@@ -132,12 +159,25 @@ def test_backfill_and_triggered_train_runs_succeeded(outcome):
             assert healthy(states, expected), (run.run_id, states)
 
 
+def test_scale_out_runs_succeeded_on_one_worker_then_two(outcome):
+    stack = outcome.stack
+    assert [phase.workers for phase in outcome.scale] == SCALE_WORKERS
+    for phase in outcome.scale:
+        runs = {(r.dag_id, r.run_type, r.state) for r in phase.runs}
+        assert len(phase.runs) == SCALE_STREAMS * SCALE_CANDLES, phase.workers
+        assert {(run_type, state) for _, run_type, state in runs} == {("backfill", "success")}
+        assert {t["state"] for t in phase.tasks} == {"success"}, phase.workers
+        # every worker of the phase took tasks, and no other process did
+        assert set(phase.tasks_per_worker) == set(stack.worker_names[: phase.workers])
+
+
 def test_airflow_metadata_is_in_postgres(outcome):
     stack = outcome.stack
     rows = stack.services.query(
         stack.airflow_database, "SELECT dag_id, run_id, state FROM dag_run ORDER BY id"
     )
-    api = {(r.dag_id, r.run_id, r.state) for runs in outcome.runs.values() for r in runs}
+    every = [*outcome.runs.values(), *(phase.runs for phase in outcome.scale)]
+    api = {(r.dag_id, r.run_id, r.state) for runs in every for r in runs}
     assert set(rows) == api
     assert not list(stack.home.rglob("airflow.db")), "a SQLite metadata DB was created"
 

@@ -275,12 +275,42 @@ class CeleryStack:
         self._start("scheduler", [airflow, "scheduler", "--skip-serve-logs"], env)
         self._start("dag-processor", [airflow, "dag-processor"], env)
         for name in self.worker_names:
-            command = [
-                *(airflow, "celery", "worker", "--concurrency", "1", "--skip-serve-logs"),
-                *("--celery-hostname", f"{name}@%h"),
-                *("--pid", str(self.home / "airflow" / f"{name}.pid")),
-            ]
-            self._start(name, command, self.worker_env(name))
+            self._start_worker(name)
+
+    def _start_worker(self, name: str) -> None:
+        command = [
+            *(str(embedded.BIN / "airflow"), "celery", "worker", "--concurrency", "1"),
+            *("--skip-serve-logs", "--celery-hostname", f"{name}@%h"),
+            *("--pid", str(self.home / "airflow" / f"{name}.pid")),
+        ]
+        self._start(name, command, self.worker_env(name))
+
+    def add_worker(self) -> str:
+        """Start one more Celery worker (scale out a running stack); returns its name."""
+        self.workers += 1
+        name = self.worker_names[-1]
+        self._start_worker(name)
+        return name
+
+    def wait_workers(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait until every worker answers a Celery ping on the broker (it takes tasks)."""
+        from celery import Celery
+
+        app = Celery(broker=self.services.redis_url(self.broker_db))
+        deadline, answered = time.monotonic() + timeout, set[str]()
+        try:
+            while time.monotonic() < deadline:
+                self.check_alive()
+                replies = app.control.ping(timeout=5)
+                answered = {node.split("@")[0] for reply in replies for node in reply}
+                if answered >= set(self.worker_names):
+                    return
+        finally:
+            app.close()
+        raise TimeoutError(
+            f"workers not answering within {timeout:.0f} s: "
+            f"{sorted(set(self.worker_names) - answered)}"
+        )
 
     def check_alive(self) -> None:
         """Raise naming the first process that exited, with its log's tail."""
