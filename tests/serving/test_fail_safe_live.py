@@ -10,10 +10,18 @@ which the old service blew through by waiting forever on a hung Redis) or it doe
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import sqlite3
+import stat
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
@@ -43,7 +51,7 @@ def service(tmp_path_factory):
         proc = embedded.start(embedded.bentoml_command("127.0.0.1", port), log, env)
         try:
             embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600, proc=proc)
-            yield f"http://127.0.0.1:{port}", proxy, root, log
+            yield f"http://127.0.0.1:{port}", proxy, root, log, proc
         finally:
             embedded.stop([proc])
     finally:
@@ -101,7 +109,7 @@ def test_an_online_store_outage_never_stalls_predict(service, mode):
 
 
 def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
-    base, _, root, log = service
+    base, _, root, log, _ = service
     path = root / "home" / "forecasts" / "forecast_log.db"
     assert call(base, "/predict", ETH, key=None)[0] == 200
     wait_until(lambda: service_rows(path), "the forecast log written")
@@ -151,3 +159,41 @@ def service_rows(path) -> int:
         return int(db.execute(query).fetchone()[0])
     finally:
         db.close()
+
+
+def test_the_process_manager_takes_orders_from_its_owner_only(service):
+    """circus's control endpoint (list, stop, respawn the workers; no key asked) and its event
+    stream are owner-only Unix sockets, not TCP ports anyone on the machine can reach."""
+    base, *_, proc = service
+    port = int(base.rsplit(":", 1)[1])
+    arbiter = psutil.Process(proc.pid)
+    listening = {
+        conn.laddr.port
+        for conn in arbiter.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    }
+    assert listening == {port}  # BentoML's own arbiter also listens on two more TCP ports
+    bound = {conn.laddr for conn in arbiter.net_connections(kind="unix") if conn.laddr}
+    control = next(path for path in bound if path.endswith("/control"))
+    folder = Path(control).parent.stat()
+    assert folder.st_uid == os.getuid() and stat.S_IMODE(folder.st_mode) == 0o700
+    ctl = [sys.executable, "-m", "circus.circusctl", "--endpoint", f"ipc://{control}"]
+    listed = subprocess.run([*ctl, "list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "service" in listed.stdout, listed  # the owner's
+    outsider_python = shutil.which("python3", path="/usr/bin:/bin")  # one anybody may run
+    if os.geteuid() == 0 and outsider_python:  # another user is refused at the directory
+        tried = subprocess.run(
+            [outsider_python, "-c", CONNECT, control],
+            user="nobody",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert tried.returncode != 0 and "PermissionError" in tried.stderr, tried
+    with socket.create_connection(("127.0.0.1", port), timeout=30):
+        pass
+    assert call(base, "/predict", ETH, key=None)[0] == 200
+
+
+CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+
