@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -59,15 +60,17 @@ def exchange(conn: http.client.HTTPConnection, method: str, path: str, body: byt
     return response.status, json.loads(response.read() or b"null")
 
 
-def load(port: int, seconds: float, clients: int) -> dict[str, float]:
-    """``clients`` threads calling /predict for ``seconds``: sent, answered, stale, p50/p99."""
+def load(port: int, seconds: float, clients: int) -> dict[str, Any]:
+    """``clients`` threads calling /predict for ``seconds``: sent, answered, stale, p50/p99
+    and when each answer came (wall clock)."""
     results: list[tuple[int, float, bool]] = []
+    answered_at: list[float] = []  # wall-clock time of each 200 (to compare with the log)
     lock = threading.Lock()
     end = time.monotonic() + seconds
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        mine = []
+        mine, times = [], []
         while time.monotonic() < end:
             started = time.perf_counter()
             try:
@@ -77,8 +80,11 @@ def load(port: int, seconds: float, clients: int) -> dict[str, float]:
                 status, stale = 0, False
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             mine.append((status, time.perf_counter() - started, stale))
+            if status == 200:
+                times.append(time.time())
         with lock:
             results.extend(mine)
+            answered_at.extend(times)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
@@ -93,6 +99,7 @@ def load(port: int, seconds: float, clients: int) -> dict[str, float]:
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),
         "max_ms": float(latencies.max()),
+        "answered_at": sorted(answered_at),
     }
 
 
@@ -211,8 +218,9 @@ def run(root: Path, env: dict[str, str], proxy: FaultProxy, args: argparse.Names
 
 def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list[int]) -> None:
     """kill -9 of the serving worker halfway through ``--seconds`` of load: the answers it gave
-    that never reached the log (its queue is flushed every second, so at most about a second's
-    worth), and how soon the respawned worker answers."""
+    that never reached the log, in answers and in seconds (the kill's time less the serving
+    time of the newest forecast the killed worker logged, read from the log itself), and how
+    soon the respawned worker answers."""
     import psutil
 
     wait(lambda: request(port, "GET", "/health")[1]["status"] == "ok")
@@ -222,7 +230,14 @@ def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list
         p for p in psutil.Process(service.pid).children(recursive=True)
         if "_bentoml_impl.worker" in " ".join(p.cmdline())
     ]  # fmt: skip
-    killer = threading.Timer(args.seconds / 2, lambda: [w.kill() for w in workers])
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        killed_at.append(time.time())
+        for worker in workers:
+            worker.kill()
+
+    killer = threading.Timer(args.seconds / 2, kill)
     killer.start()
     during = load(port, args.seconds, args.clients)
     killer.join()
@@ -239,11 +254,17 @@ def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list
     time.sleep(2)  # one flush tick after the last answers
     answered = during["answered"] + polled[0]
     lost = answered - (logged(path) - before)
-    per_second = during["answered"] / args.seconds
+    kill_s = killed_at[0]
+    newest = faults.newest_service_row(path, until_ms=int(kill_s * 1000)) / 1000
+    times = np.array(during["answered_at"])
+    last_second = int(((times > kill_s - 1) & (times <= kill_s)).sum())
+    unlogged = int(((times > newest) & (times <= kill_s)).sum())
     print(
         f"\nworker killed (kill -9) under load: {during['answered']}/{during['sent']} answered, "
-        f"{lost} answered forecasts not logged ({lost / per_second:.2f} s of answers at "
-        f"{per_second:.0f}/s); answering again {back:.1f} s after the load ended"
+        f"{lost} answered forecasts not logged; the killed worker's newest logged forecast was "
+        f"served {kill_s - newest:.2f} s before the kill ({unlogged} answers after it, "
+        f"{last_second} in the last second before the kill); answering again {back:.1f} s "
+        "after the load ended"
     )
 
 
