@@ -10,6 +10,7 @@ which the old service blew through by waiting forever on a hung Redis) or it doe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -197,3 +198,52 @@ def test_the_process_manager_takes_orders_from_its_owner_only(service):
 
 CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
 
+
+@pytest.fixture
+def full_serving_dir(service):
+    """The service's announcements directory on a tmpfs that is full (a real ENOSPC);
+    yields (the directory, the filler file that takes its space)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = service[2] / "home" / "serving"
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", folder], check=True)
+    filler = folder / "filler"
+    try:
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            handle.write(b"\0" * (1024 * 1024))  # ENOSPC past 256 kB: the disk is full
+        yield folder, filler
+    finally:
+        subprocess.run(["umount", "-l", folder], check=True)
+
+
+def test_a_full_disk_for_announcements_takes_nothing_down_and_is_reported(
+    service, full_serving_dir
+):
+    base, _, _, log, _ = service
+    _, filler = full_serving_dir
+    status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert status == 200, refreshed  # answered, and this worker reloaded the stream
+    state = refreshed["refreshed"][0]
+    assert state["model_version"] and "error" not in state, state
+    assert "No space left on device" in state["announcement"], state
+    assert "/" not in state["announcement"].replace("…/", ""), state  # no file path
+    assert {status for status, _ in predict_many(base)} == {200}
+    health = call(base, "/health", key=None)[1]
+    assert health["status"] == "degraded", health
+    assert any("announcements not shared" in line for line in health["degraded"]), health
+    assert call(base, "/readyz", key=None)[1]["ready"] is True
+    metrics = call(base, "/metrics", key=None)[1]
+    assert any(
+        line.startswith("candlecast_store_failures_total{")
+        and 'store="announcements"' in line
+        and 'outcome="disk_full"' in line
+        for line in metrics.splitlines()
+    ), metrics[-3000:]
+    call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)  # still failing: logged once
+    assert log.read_text().count("other workers refresh periodically") == 1
+
+    filler.unlink()  # space again
+    status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert status == 200 and "announcement" not in refreshed["refreshed"][0], refreshed
+    assert call(base, "/health", key=None)[1]["status"] == "ok"
