@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -113,15 +112,6 @@ def wait(check: Callable[[], bool], limit_s: float = 600) -> float:
     return time.monotonic() - started
 
 
-def logged(path: Path) -> int:
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != 'filler'"
-        return int(db.execute(query).fetchone()[0])
-    finally:
-        db.close()
-
-
 def fault_run(
     port: int, args: argparse.Namespace, start: Callable, clear: Callable, fresh: Callable
 ):
@@ -202,12 +192,12 @@ def run(root: Path, env: dict[str, str], proxy: FaultProxy, args: argparse.Names
             load(port, 2, args.clients)  # settle
             wait(log_ok)
             time.sleep(2)  # one flush tick after the last answers
-            before, polled[0] = logged(path), 0
+            before, polled[0] = faults.service_rows(path), 0
             healthy, during, recovery = fault_run(port, args, start, clear, fresh)
             wait(log_ok)
             time.sleep(2)  # one flush tick after the last answers
             answered = healthy["answered"] + during["answered"] + polled[0]
-            lost = answered - (logged(path) - before)
+            lost = answered - (faults.service_rows(path) - before)
             rows.append((name, healthy, during, recovery, lost))
         print_table(rows, args)
         print(f"\nservice log lines mentioning the faults: {faulty_lines(log)}")
@@ -225,7 +215,7 @@ def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list
 
     wait(lambda: request(port, "GET", "/health")[1]["status"] == "ok")
     time.sleep(2)  # one flush tick after the last answers
-    before, polled[0] = logged(path), 0
+    before, polled[0] = faults.service_rows(path), 0
     workers = [
         p for p in psutil.Process(service.pid).children(recursive=True)
         if "_bentoml_impl.worker" in " ".join(p.cmdline())
@@ -253,7 +243,7 @@ def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list
     back = wait(answering)
     time.sleep(2)  # one flush tick after the last answers
     answered = during["answered"] + polled[0]
-    lost = answered - (logged(path) - before)
+    lost = answered - (faults.service_rows(path) - before)
     kill_s = killed_at[0]
     newest = faults.newest_service_row(path, until_ms=int(kill_s * 1000)) / 1000
     times = np.array(during["answered_at"])

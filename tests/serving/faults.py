@@ -58,6 +58,19 @@ def clear_log(path: Path) -> None:
         db.close()
 
 
+def service_rows(path: Path) -> int:
+    """Forecasts the service logged in the log at ``path`` (the filler rows left out; 0 before
+    the log exists)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != ?"
+        return int(db.execute(query, (FILLER,)).fetchone()[0])
+    finally:
+        db.close()
+
+
 def newest_service_row(path: Path, until_ms: int) -> int:
     """``served_at`` (ms) of the newest service forecast in the log at ``path`` served at or
     before ``until_ms`` (0 when there is none)."""

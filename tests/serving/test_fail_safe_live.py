@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import socket
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -113,9 +112,9 @@ def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
     base, _, root, log, _ = service
     path = root / "home" / "forecasts" / "forecast_log.db"
     assert call(base, "/predict", ETH, key=None)[0] == 200
-    wait_until(lambda: service_rows(path), "the forecast log written")
+    wait_until(lambda: faults.service_rows(path), "the forecast log written")
     faults.fill_log(path)  # the disk is full for the service's writer from now on
-    before, answered = service_rows(path), []
+    before, answered = faults.service_rows(path), []
 
     def reported():
         answers = predict_many(base, count=8)
@@ -147,19 +146,7 @@ def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
 
     wait_until(lambda: call(base, "/health", key=None)[1]["status"] == "ok", "logged again")
     # every answer made while the disk was full was written once space came back
-    assert service_rows(path) >= before + len(answered)
-
-
-def service_rows(path) -> int:
-    """Forecasts the service logged (the filler rows left out)."""
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != 'filler'"
-        return int(db.execute(query).fetchone()[0])
-    finally:
-        db.close()
+    assert faults.service_rows(path) >= before + len(answered)
 
 
 def test_the_process_manager_takes_orders_from_its_owner_only(service):
