@@ -11,9 +11,11 @@ failing store. Faults: Redis hung (the proxy accepts and forwards nothing), Redi
 service's cap: SQLite's "database or disk is full"). Prints, per phase, the requests answered
 (200) of those sent, p50/p99 latency, the answers marked stale, the ``/refresh`` call's time,
 the recovery time (fault cleared until the first fresh answer, or until ``/health`` says the
-log is written again) and the forecasts lost from the log.
+log is written again) and the forecasts lost from the log. Then ``--kills`` times a kill -9 of
+the worker under load: the answers not logged, and the loss window in seconds read from the
+log (the kill's time less the serving time of the killed worker's newest logged forecast).
 
-    .venv/bin/python bench/bench_faults.py [--seconds 10] [--clients 4] [--world DIR]
+    .venv/bin/python bench/bench_faults.py [--seconds 10] [--clients 4] [--kills 5] [--world DIR]
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--kills", type=int, default=5, help="kill -9 runs at the end")
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--world", default="", help="a folder redis_world() ran in (reused)")
     args = parser.parse_args()
@@ -201,12 +204,16 @@ def run(root: Path, env: dict[str, str], proxy: FaultProxy, args: argparse.Names
             rows.append((name, healthy, during, recovery, lost))
         print_table(rows, args)
         print(f"\nservice log lines mentioning the faults: {faulty_lines(log)}")
-        crash(port, service, path, args, polled)
+        windows = [crash(port, service, path, args, polled) for _ in range(args.kills)]
+        print(
+            f"\nkill -9 loss window over {len(windows)} kills: worst {max(windows):.2f} s, "
+            f"median {float(np.median(windows)):.2f} s of answers"
+        )
     finally:
         embedded.stop([service])
 
 
-def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list[int]) -> None:
+def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list[int]) -> float:
     """kill -9 of the serving worker halfway through ``--seconds`` of load: the answers it gave
     that never reached the log, in answers and in seconds (the kill's time less the serving
     time of the newest forecast the killed worker logged, read from the log itself), and how
@@ -256,6 +263,7 @@ def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list
         f"{last_second} in the last second before the kill); answering again {back:.1f} s "
         "after the load ended"
     )
+    return kill_s - newest
 
 
 def faulty_lines(log: Path) -> int:
