@@ -2,8 +2,8 @@
 
 :func:`record` only appends the answer's few fields to an in-memory queue (a ``deque``
 append: no lock, no I/O, no parsing); a daemon thread per process flushes the queue every
-:data:`FLUSH_INTERVAL_S` (a quarter second, start to start, so a kill -9 loses less than the
-last second of answers) into one SQLite table under the data directory
+:data:`FLUSH_INTERVAL_S` (a quarter second, start to start: what a kill -9 loses is what
+was queued since the last commit) into one SQLite table under the data directory
 (``$CANDLECAST_HOME/forecasts/forecast_log.db``, WAL mode, so service workers in several
 processes and a reading monitor share it). If the writer falls behind by
 :data:`MAX_PENDING` rows, new forecasts are dropped and counted rather than letting memory
@@ -37,8 +37,8 @@ from candlecast.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 #: Seconds between the starts of two flushes of a process's queue. A kill -9 loses what was
-#: queued since the last commit: at most this plus one write (tens of ms, a few hundred on a
-#: loaded disk), so well under the second the service promises (bench/bench_faults.py).
+#: queued since the last commit: this plus one write, when the write keeps up (measured under
+#: load by bench/bench_faults.py, which found the writes falling behind).
 FLUSH_INTERVAL_S = 0.25
 #: Queued rows beyond which new forecasts are dropped (and counted) instead of queued.
 MAX_PENDING = 100_000
