@@ -11,9 +11,11 @@ failing store. Faults: Redis hung (the proxy accepts and forwards nothing), Redi
 service's cap: SQLite's "database or disk is full"). Prints, per phase, the requests answered
 (200) of those sent, p50/p99 latency, the answers marked stale, the ``/refresh`` call's time,
 the recovery time (fault cleared until the first fresh answer, or until ``/health`` says the
-log is written again) and the forecasts lost from the log.
+log is written again) and the forecasts lost from the log. Then ``--kills`` times a kill -9 of
+the worker under load: the answers not logged, and the loss window in seconds read from the
+log (the kill's time less the serving time of the killed worker's newest logged forecast).
 
-    .venv/bin/python bench/bench_faults.py [--seconds 10] [--clients 4] [--world DIR]
+    .venv/bin/python bench/bench_faults.py [--seconds 10] [--clients 4] [--kills 5] [--world DIR]
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import sqlite3
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -59,15 +61,17 @@ def exchange(conn: http.client.HTTPConnection, method: str, path: str, body: byt
     return response.status, json.loads(response.read() or b"null")
 
 
-def load(port: int, seconds: float, clients: int) -> dict[str, float]:
-    """``clients`` threads calling /predict for ``seconds``: sent, answered, stale, p50/p99."""
+def load(port: int, seconds: float, clients: int) -> dict[str, Any]:
+    """``clients`` threads calling /predict for ``seconds``: sent, answered, stale, p50/p99
+    and when each answer came (wall clock)."""
     results: list[tuple[int, float, bool]] = []
+    answered_at: list[float] = []  # wall-clock time of each 200 (to compare with the log)
     lock = threading.Lock()
     end = time.monotonic() + seconds
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        mine = []
+        mine, times = [], []
         while time.monotonic() < end:
             started = time.perf_counter()
             try:
@@ -77,8 +81,11 @@ def load(port: int, seconds: float, clients: int) -> dict[str, float]:
                 status, stale = 0, False
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             mine.append((status, time.perf_counter() - started, stale))
+            if status == 200:
+                times.append(time.time())
         with lock:
             results.extend(mine)
+            answered_at.extend(times)
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
@@ -93,6 +100,7 @@ def load(port: int, seconds: float, clients: int) -> dict[str, float]:
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),
         "max_ms": float(latencies.max()),
+        "answered_at": sorted(answered_at),
     }
 
 
@@ -104,15 +112,6 @@ def wait(check: Callable[[], bool], limit_s: float = 600) -> float:
             raise TimeoutError("no recovery within the limit")
         time.sleep(0.01)
     return time.monotonic() - started
-
-
-def logged(path: Path) -> int:
-    db = sqlite3.connect(path, timeout=30)
-    try:
-        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != 'filler'"
-        return int(db.execute(query).fetchone()[0])
-    finally:
-        db.close()
 
 
 def fault_run(
@@ -134,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--kills", type=int, default=5, help="kill -9 runs at the end")
     parser.add_argument("--redis-db", type=int, default=11)
     parser.add_argument("--world", default="", help="a folder redis_world() ran in (reused)")
     args = parser.parse_args()
@@ -195,34 +195,46 @@ def run(root: Path, env: dict[str, str], proxy: FaultProxy, args: argparse.Names
             load(port, 2, args.clients)  # settle
             wait(log_ok)
             time.sleep(2)  # one flush tick after the last answers
-            before, polled[0] = logged(path), 0
+            before, polled[0] = faults.service_rows(path), 0
             healthy, during, recovery = fault_run(port, args, start, clear, fresh)
             wait(log_ok)
             time.sleep(2)  # one flush tick after the last answers
             answered = healthy["answered"] + during["answered"] + polled[0]
-            lost = answered - (logged(path) - before)
+            lost = answered - (faults.service_rows(path) - before)
             rows.append((name, healthy, during, recovery, lost))
         print_table(rows, args)
         print(f"\nservice log lines mentioning the faults: {faulty_lines(log)}")
-        crash(port, service, path, args, polled)
+        windows = [crash(port, service, path, args, polled) for _ in range(args.kills)]
+        print(
+            f"\nkill -9 loss window over {len(windows)} kills: worst {max(windows):.2f} s, "
+            f"median {float(np.median(windows)):.2f} s of answers"
+        )
     finally:
         embedded.stop([service])
 
 
-def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list[int]) -> None:
+def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list[int]) -> float:
     """kill -9 of the serving worker halfway through ``--seconds`` of load: the answers it gave
-    that never reached the log (its queue is flushed every second, so at most about a second's
-    worth), and how soon the respawned worker answers."""
+    that never reached the log, in answers and in seconds (the kill's time less the serving
+    time of the newest forecast the killed worker logged, read from the log itself), and how
+    soon the respawned worker answers."""
     import psutil
 
     wait(lambda: request(port, "GET", "/health")[1]["status"] == "ok")
     time.sleep(2)  # one flush tick after the last answers
-    before, polled[0] = logged(path), 0
+    before, polled[0] = faults.service_rows(path), 0
     workers = [
         p for p in psutil.Process(service.pid).children(recursive=True)
         if "_bentoml_impl.worker" in " ".join(p.cmdline())
     ]  # fmt: skip
-    killer = threading.Timer(args.seconds / 2, lambda: [w.kill() for w in workers])
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        killed_at.append(time.time())
+        for worker in workers:
+            worker.kill()
+
+    killer = threading.Timer(args.seconds / 2, kill)
     killer.start()
     during = load(port, args.seconds, args.clients)
     killer.join()
@@ -238,13 +250,20 @@ def crash(port: int, service, path: Path, args: argparse.Namespace, polled: list
     back = wait(answering)
     time.sleep(2)  # one flush tick after the last answers
     answered = during["answered"] + polled[0]
-    lost = answered - (logged(path) - before)
-    per_second = during["answered"] / args.seconds
+    lost = answered - (faults.service_rows(path) - before)
+    kill_s = killed_at[0]
+    newest = faults.newest_service_row(path, until_ms=int(kill_s * 1000)) / 1000
+    times = np.array(during["answered_at"])
+    last_second = int(((times > kill_s - 1) & (times <= kill_s)).sum())
+    unlogged = int(((times > newest) & (times <= kill_s)).sum())
     print(
         f"\nworker killed (kill -9) under load: {during['answered']}/{during['sent']} answered, "
-        f"{lost} answered forecasts not logged ({lost / per_second:.2f} s of answers at "
-        f"{per_second:.0f}/s); answering again {back:.1f} s after the load ended"
+        f"{lost} answered forecasts not logged; the killed worker's newest logged forecast was "
+        f"served {kill_s - newest:.2f} s before the kill ({unlogged} answers after it, "
+        f"{last_second} in the last second before the kill); answering again {back:.1f} s "
+        "after the load ended"
     )
+    return kill_s - newest
 
 
 def faulty_lines(log: Path) -> int:

@@ -17,7 +17,12 @@ from candlecast.evaluation.metrics import (
 )
 from candlecast.modeling.evaluate import evaluation_frame
 from candlecast.monitoring.performance import join_realized, realized_performance, realized_returns
-from candlecast.serving.forecast_log import ForecastLog, read_forecasts
+from candlecast.serving.forecast_log import (
+    FLUSH_INTERVAL_S,
+    ForecastLog,
+    next_wait,
+    read_forecasts,
+)
 from candlecast.timeframes import ms_to_iso
 
 STREAM = "replay_btc_usd_1h"
@@ -147,3 +152,17 @@ def test_several_processes_append_to_one_log(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(n)]) for n in range(3)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
     assert len(read_forecasts(STREAM, path=path)) == 1500
+
+
+@pytest.mark.parametrize(
+    ("started", "now", "expected"),
+    [
+        (10.0, 10.0, 0.25),  # a flush that took no time waits a whole interval
+        (10.0, 10.2, 0.05),  # a slow write shortens the wait: the cadence is kept
+        (10.0, 10.25, 0.0),
+        (10.0, 11.5, 0.0),  # a write slower than the interval: the next starts at once
+    ],
+)
+def test_flushes_keep_their_cadence_whatever_a_write_takes(started, now, expected):
+    assert next_wait(started, now, FLUSH_INTERVAL_S) == pytest.approx(expected)
+    assert FLUSH_INTERVAL_S <= 0.5  # a crash loses at most one interval plus one write

@@ -56,3 +56,30 @@ def clear_log(path: Path) -> None:
             db.execute("DELETE FROM forecasts WHERE stream = ?", (FILLER,))
     finally:
         db.close()
+
+
+def service_rows(path: Path) -> int:
+    """Forecasts the service logged in the log at ``path`` (the filler rows left out; 0 before
+    the log exists)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != ?"
+        return int(db.execute(query, (FILLER,)).fetchone()[0])
+    finally:
+        db.close()
+
+
+def newest_service_row(path: Path, until_ms: int) -> int:
+    """``served_at`` (ms) of the newest service forecast in the log at ``path`` served at or
+    before ``until_ms`` (0 when there is none)."""
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        query = (
+            "SELECT max(served_at) FROM forecasts "
+            "WHERE source = 'service' AND stream != ? AND served_at <= ?"
+        )
+        return int(db.execute(query, (FILLER, until_ms)).fetchone()[0] or 0)
+    finally:
+        db.close()

@@ -7,6 +7,7 @@ import logging
 from prometheus_client import REGISTRY
 
 from candlecast.features.online import bounded_redis_url
+from candlecast.serving.announcements import Announcements
 from candlecast.serving.forecast_log import ForecastLog, read_forecasts
 from tests.monitoring.test_forecast_log import HOUR, STREAM, answer
 from tests.serving.faults import clear_log, fill_log
@@ -61,3 +62,21 @@ def test_redis_reads_are_bounded_unless_the_url_says_otherwise():
     assert url == ("redis:6379,db=3,socket_connect_timeout=1.5,socket_timeout=1.5,retry=null")
     own = bounded_redis_url("redis:6379,socket_timeout=10", 1.5)
     assert own == "redis:6379,socket_timeout=10,socket_connect_timeout=1.5,retry=null"
+
+
+def test_announcements_that_cannot_be_written_are_counted_said_and_logged_once(tmp_path, caplog):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "serving").write_text("a file where the directory should be")  # mkdir fails
+    news = Announcements(home)
+    labels = {"store": "announcements", "outcome": "error"}
+    before = REGISTRY.get_sample_value("candlecast_store_failures_total", labels) or 0.0
+    with caplog.at_level(logging.WARNING, logger="candlecast.serving.announcements"):
+        assert news.record("eth") is None and news.record("eth") is None
+        assert "announcements not shared" in (news.problem() or "")
+        assert REGISTRY.get_sample_value("candlecast_store_failures_total", labels) == before + 2
+        assert len(caplog.records) == 1  # where it starts, not per announcement
+        (home / "serving").unlink()  # the directory can be made again
+        assert news.record("eth") == 1 and news.problem() is None
+        assert news.counts() == {"eth": 1}
+        assert len(caplog.records) == 2 and "written again" in caplog.records[-1].getMessage()

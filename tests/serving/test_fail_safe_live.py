@@ -10,10 +10,18 @@ which the old service blew through by waiting forever on a hung Redis) or it doe
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
@@ -43,7 +51,7 @@ def service(tmp_path_factory):
         proc = embedded.start(embedded.bentoml_command("127.0.0.1", port), log, env)
         try:
             embedded.wait_http(f"http://127.0.0.1:{port}/readyz", timeout=600, proc=proc)
-            yield f"http://127.0.0.1:{port}", proxy, root, log
+            yield f"http://127.0.0.1:{port}", proxy, root, log, proc
         finally:
             embedded.stop([proc])
     finally:
@@ -101,12 +109,12 @@ def test_an_online_store_outage_never_stalls_predict(service, mode):
 
 
 def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
-    base, _, root, log = service
+    base, _, root, log, _ = service
     path = root / "home" / "forecasts" / "forecast_log.db"
     assert call(base, "/predict", ETH, key=None)[0] == 200
-    wait_until(lambda: service_rows(path), "the forecast log written")
+    wait_until(lambda: faults.service_rows(path), "the forecast log written")
     faults.fill_log(path)  # the disk is full for the service's writer from now on
-    before, answered = service_rows(path), []
+    before, answered = faults.service_rows(path), []
 
     def reported():
         answers = predict_many(base, count=8)
@@ -138,16 +146,91 @@ def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
 
     wait_until(lambda: call(base, "/health", key=None)[1]["status"] == "ok", "logged again")
     # every answer made while the disk was full was written once space came back
-    assert service_rows(path) >= before + len(answered)
+    assert faults.service_rows(path) >= before + len(answered)
 
 
-def service_rows(path) -> int:
-    """Forecasts the service logged (the filler rows left out)."""
-    if not path.exists():
-        return 0
-    db = sqlite3.connect(path, timeout=30)
+def test_the_process_manager_takes_orders_from_its_owner_only(service):
+    """circus's control endpoint (list, stop, respawn the workers; no key asked) and its event
+    stream are owner-only Unix sockets, not TCP ports anyone on the machine can reach."""
+    base, *_, proc = service
+    port = int(base.rsplit(":", 1)[1])
+    arbiter = psutil.Process(proc.pid)
+    listening = {
+        conn.laddr.port
+        for conn in arbiter.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    }
+    assert listening == {port}  # BentoML's own arbiter also listens on two more TCP ports
+    bound = {conn.laddr for conn in arbiter.net_connections(kind="unix") if conn.laddr}
+    control = next(path for path in bound if path.endswith("/control"))
+    folder = Path(control).parent.stat()
+    assert folder.st_uid == os.getuid() and stat.S_IMODE(folder.st_mode) == 0o700
+    ctl = [sys.executable, "-m", "circus.circusctl", "--endpoint", f"ipc://{control}"]
+    listed = subprocess.run([*ctl, "list"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "service" in listed.stdout, listed  # the owner's
+    outsider_python = shutil.which("python3", path="/usr/bin:/bin")  # one anybody may run
+    if os.geteuid() == 0 and outsider_python:  # another user is refused at the directory
+        tried = subprocess.run(
+            [outsider_python, "-c", CONNECT, control],
+            user="nobody",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert tried.returncode != 0 and "PermissionError" in tried.stderr, tried
+    with socket.create_connection(("127.0.0.1", port), timeout=30):
+        pass
+    assert call(base, "/predict", ETH, key=None)[0] == 200
+
+
+CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+
+
+@pytest.fixture
+def full_serving_dir(service):
+    """The service's announcements directory on a tmpfs that is full (a real ENOSPC);
+    yields (the directory, the filler file that takes its space)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = service[2] / "home" / "serving"
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", folder], check=True)
+    filler = folder / "filler"
     try:
-        query = "SELECT count(*) FROM forecasts WHERE source = 'service' AND stream != 'filler'"
-        return int(db.execute(query).fetchone()[0])
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            handle.write(b"\0" * (1024 * 1024))  # ENOSPC past 256 kB: the disk is full
+        yield folder, filler
     finally:
-        db.close()
+        subprocess.run(["umount", "-l", folder], check=True)
+
+
+def test_a_full_disk_for_announcements_takes_nothing_down_and_is_reported(
+    service, full_serving_dir
+):
+    base, _, _, log, _ = service
+    _, filler = full_serving_dir
+    status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert status == 200, refreshed  # answered, and this worker reloaded the stream
+    state = refreshed["refreshed"][0]
+    assert state["model_version"] and "error" not in state, state
+    assert "No space left on device" in state["announcement"], state
+    assert "/" not in state["announcement"].replace("…/", ""), state  # no file path
+    assert {status for status, _ in predict_many(base)} == {200}
+    health = call(base, "/health", key=None)[1]
+    assert health["status"] == "degraded", health
+    assert any("announcements not shared" in line for line in health["degraded"]), health
+    assert call(base, "/readyz", key=None)[1]["ready"] is True
+    metrics = call(base, "/metrics", key=None)[1]
+    assert any(
+        line.startswith("candlecast_store_failures_total{")
+        and 'store="announcements"' in line
+        and 'outcome="disk_full"' in line
+        for line in metrics.splitlines()
+    ), metrics[-3000:]
+    call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)  # still failing: logged once
+    assert log.read_text().count("other workers refresh periodically") == 1
+
+    filler.unlink()  # space again
+    status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert status == 200 and "announcement" not in refreshed["refreshed"][0], refreshed
+    assert call(base, "/health", key=None)[1]["status"] == "ok"

@@ -276,8 +276,12 @@ def wait_http(url: str, timeout: float = 600.0, proc: subprocess.Popen | None = 
 
 
 def bentoml_command(host: str, port: int) -> list[str]:
+    """``bentoml serve`` of the service, its process manager reachable by its owner only
+    (:mod:`candlecast.serving.arbiter`)."""
     return [
-        str(BIN / "bentoml"),
+        str(BIN / "python"),
+        "-m",
+        "candlecast.serving.arbiter",
         "serve",
         "service:Candlecast",
         "--working-dir",
@@ -289,9 +293,10 @@ def bentoml_command(host: str, port: int) -> list[str]:
     ]
 
 
-#: Marks of a process of this project's service: BentoML's server, its circus arbiter and
-#: workers, started for ``service:Candlecast``.
-SERVICE_MARKS = ("bentoml", "circus", "_bentoml_impl")
+#: Marks of a process of this project's service: BentoML's server (through
+#: :mod:`candlecast.serving.arbiter` or not), its circus arbiter and workers, started for
+#: ``service:Candlecast``.
+SERVICE_MARKS = ("bentoml", "circus", "_bentoml_impl", "candlecast.serving.arbiter")
 
 
 def replace_orphans(port: int) -> list[int]:

@@ -186,9 +186,9 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
     @app.get("/health", responses=errors(401), summary="Deployed model per stream")
     async def health() -> dict[str, Any]:
         status = await run_in_threadpool(get_forecaster().status)
-        logging = forecast_log.problem()
-        if logging is not None:  # answers still go out: degraded, not down
-            status["degraded"] = [*status["degraded"], logging]
+        problems = [forecast_log.problem(), get_forecaster().announcements.problem()]
+        for problem in filter(None, problems):  # answers still go out: degraded, not down
+            status["degraded"] = [*status["degraded"], problem]
             status["status"] = "degraded" if status["status"] == "ok" else status["status"]
         status["degraded"] = [public(line) for line in status["degraded"]]
         return {**status, "process": lean.process_facts()}  # the answering worker's footprint
@@ -324,8 +324,12 @@ def _pairs(forecaster: Forecaster) -> list[dict[str, Any]]:
 def _announce(forecaster: Forecaster, chosen: list[PairConfig]) -> list[dict[str, Any]]:
     states = []
     for pair in chosen:
-        forecaster.announcements.record(pair.key)
+        # a file that cannot be written (a full disk) only keeps the news from the other
+        # workers: this one still reloads, and the answer says what was not passed on
+        shared = forecaster.announcements.record(pair.key) is not None
         state: dict[str, Any] = {"stream": pair.key}
+        if not shared:
+            state["announcement"] = public(forecaster.announcements.problem())
         try:
             snap = forecaster.refresh(pair)
             state |= {

@@ -9,6 +9,7 @@ the service's constructor). Feature age is computed when scraped (:func:`feature
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -53,9 +54,9 @@ def _registry() -> dict[str, Any]:
         ),
         "store_failures": Counter(
             "candlecast_store_failures",
-            "Failed store operations of the service: store (online, forecast_log) and outcome "
-            "(error: tried and failed; refused: skipped by the open circuit breaker; "
-            "disk_full, unwritable: a forecast log write)",
+            "Failed store operations of the service: store (online, forecast_log, "
+            "announcements) and outcome (error: tried and failed; refused: skipped by the open "
+            "circuit breaker; disk_full, unwritable: a write to disk)",
             ["store", "outcome"],
         ),
         "forecasts_unlogged": Counter(
@@ -82,6 +83,17 @@ PREDICTIONS = _Lazy("predictions")
 LATENCY = _Lazy("latency")
 REFRESHES = _Lazy("refreshes")
 STORE_FAILURES = _Lazy("store_failures")
+
+
+def failure_outcome(exc: BaseException) -> str:
+    """A failed write's kind for ``candlecast_store_failures``: disk_full, unwritable or
+    error."""
+    text = str(exc).lower()
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG) or "full" in text:
+        return "disk_full"
+    if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EROFS:
+        return "unwritable"
+    return "unwritable" if "readonly" in text or "unable to open" in text else "error"
 
 
 def forecasts_unlogged(count: int) -> None:

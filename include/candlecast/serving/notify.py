@@ -59,5 +59,18 @@ def announce(stream: Stream, settings: Settings | None = None, timeout: float = 
     except Exception as exc:  # never fail the caller over the service
         log.warning("could not announce %s to the service: %s", stream.label, exc)
         return False
-    log.info("announced %s to the service: %s", stream.label, answer)
+    unshared = _unshared(answer)
+    if unshared:  # the worker that answered reloaded; the others catch up periodically
+        log.warning("announced %s to one worker of the service only: %s", stream.label, unshared)
+    else:
+        log.info("announced %s to the service: %s", stream.label, answer)
     return True
+
+
+def _unshared(answer: object) -> str | None:
+    """Why the service could not pass the news on to its other workers, if it said so."""
+    states = answer.get("refreshed") if isinstance(answer, dict) else None
+    for state in states if isinstance(states, list) else []:
+        if isinstance(state, dict) and state.get("announcement"):
+            return str(state["announcement"])
+    return None

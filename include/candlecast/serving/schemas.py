@@ -331,6 +331,11 @@ class StreamState(BaseModel):
     model_version: str | None = None
     feature_timestamp: str | None = None
     error: str | None = None
+    announcement: str | None = Field(
+        default=None,
+        description="Why the news was not passed on to the service's other workers (its file "
+        "could not be written); they find it at their periodic check",
+    )
 
 
 class Refreshed(BaseModel):
