@@ -7,7 +7,8 @@ import pytest
 
 from candlecast.errors import ParityError
 from candlecast.modeling import onnx_export as export
-from candlecast.modeling import training
+from candlecast.modeling import registry, training
+from candlecast.modeling.card import ModelCard
 from candlecast.modeling.kinds.baselines import Persistence
 from candlecast.modeling.promotion import promote
 from tests.helpers import btc_pair, settings_in
@@ -28,13 +29,21 @@ def test_lightgbm_champion_exports_with_parity(tmp_path):
     assert (folder / "model.onnx").exists()
     assert export.ExportedModel.load(folder) == exported
     assert exported.parity_max_rel_diff <= 1e-4
-    # serving needs nothing but the file: what it reads is in the ONNX metadata
+    # serving needs nothing but the file: what it reads is the card in the ONNX metadata
     import onnx
 
-    props = {p.key: p.value for p in onnx.load(folder / "model.onnx").metadata_props}
-    assert props["candlecast.version"] == exported.version
-    assert props["candlecast.window"] == "1" and props["candlecast.kind"] == "lightgbm"
-    assert props["candlecast.features"].startswith('["ret_1"')
+    card = ModelCard.from_onnx(onnx.load(folder / "model.onnx"))
+    assert card == exported.card and card.version == exported.version
+    assert (card.window, card.kind, card.target_key) == (1, "lightgbm", "return_h1")
+    assert card.features[0] == "ret_1" and card.run_id == result.run_id
+    # the training run's card, completed with the version and the gate's decision
+    trained = registry.load_card(result.run_id)
+    assert trained is not None and trained.version is None
+    assert card.features == trained.features and card.scores == trained.scores
+    assert card.train_start == trained.train_start and card.decision != trained.decision
+    assert card.scores["rmse_ratio"] == pytest.approx(
+        card.scores["rmse"] / card.baseline_scores["rmse"]
+    )
     # a 90% conformal interval from the holdout fit's out-of-sample residuals
     assert exported.interval_coverage == 0.9 and 0 < exported.interval_half_width < 0.05
 

@@ -167,11 +167,11 @@ def test_dvc_repro_publishes_a_path_free_model_and_leaves_status_clean(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     published = folder / "models" / "binance_eth_btc_5m"
-    metadata = json.loads((published / "metadata.json").read_text())
+    metadata = json.loads((published / "export.json").read_text())
     assert metadata["path"] == "model.onnx" and (published / metadata["path"]).is_file()
-    assert metadata["stream"] == "binance_eth_btc_5m"
+    assert metadata["card"]["stream"] == "binance_eth_btc_5m"
     assert absolute_paths(metadata) == []
-    assert str(tmp_path) not in (published / "metadata.json").read_text()
+    assert str(tmp_path) not in (published / "export.json").read_text()
 
     status = run([DVC, "status"], folder)
     assert status.returncode == 0, status.stderr

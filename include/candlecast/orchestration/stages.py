@@ -8,7 +8,6 @@ Heavy libraries are imported inside the stages, so importing this module is chea
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -89,6 +88,10 @@ class PipelineRun:
 
 def to_xcom(result: Any) -> dict[str, Any]:
     """A stage result as the JSON-able dict Airflow keeps in XCom."""
+    from pydantic import BaseModel
+
+    if isinstance(result, BaseModel):  # an exported model (its card inside)
+        return result.model_dump(mode="json")
     if not is_dataclass(result) or isinstance(result, type):
         raise TypeError(f"not a stage result: {type(result).__name__}")
     return asdict(result)
@@ -265,7 +268,8 @@ def export(pair: PairConfig, decision: Decision | None = None) -> ExportedModel:
         exported = onnx_export.export_version(pair, decision.champion_version)
     except ParityError as exc:
         version, reason = promotion.parity_fallback(pair, decision, str(exc))
-        return replace(onnx_export.export_version(pair, version), fallback=reason)
+        fallback = onnx_export.export_version(pair, version)
+        return fallback.model_copy(update={"fallback": reason})
     export_shadow(pair, decision)
     return exported
 
@@ -385,24 +389,23 @@ def run_all(pair: PairConfig, start: datetime, end: datetime) -> PipelineRun:
 
 
 def publish(pair: PairConfig, out: Path) -> dict[str, str]:
-    """Copy the stream's exported champion (ONNX + metadata) to ``out`` (the DVC-tracked
-    ``models/<stream>/``)."""
-    from mlflow import MlflowClient
-
+    """Copy the stream's exported champion (ONNX, its card inside, and ``export.json``) to
+    ``out`` (the DVC-tracked ``models/<stream>/``)."""
     from candlecast.modeling import registry
+    from candlecast.modeling.onnx_export import ExportedModel
 
     settings = get_settings()
     registry.configure(settings)
-    champion = registry.require_champion(MlflowClient(), pair.stream)
+    champion = registry.require_champion(registry.client(), pair.stream)
     folder = pair.stream.model_dir(settings.paths.models, champion.version)
     if not (folder / "model.onnx").exists():
         raise FileNotFoundError(f"{pair.stream.label}: champion v{champion.version} not exported")
+    exported = ExportedModel.load(folder)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(folder / "model.onnx", out / "model.onnx")
     # The published copy names its model relative to itself: an absolute path differs per
     # clone, so `dvc status` would never be clean.
-    metadata = json.loads((folder / "metadata.json").read_text()) | {"path": "model.onnx"}
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    exported.model_copy(update={"path": "model.onnx"}).write(out)
     return {"version": str(champion.version), "out": str(out)}
 
 
