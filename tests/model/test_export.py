@@ -64,3 +64,23 @@ def test_parity_failure_stops_the_export(tmp_path):
         export.export_champion(pair, strict)
     assert not list((tmp_path / "models").glob("*/*/model.onnx"))
     assert datetime.now(UTC)
+
+
+def test_a_champion_trained_before_cards_exports_with_the_card_its_run_recorded(tmp_path):
+    """A run logged before training wrote cards (here: its card.json removed) exports with a
+    card built from what the run recorded, the same card training writes today."""
+    settings, pair = settings_in(tmp_path), btc_pair()
+    result = training.fit_and_log(pair, frame(5, signal=0.8), END, settings).challenger
+    promote(pair, result.run_id, result.model_uri, settings)
+    trained = registry.load_card(result.run_id)
+    assert trained is not None
+    found = [p for p in tmp_path.rglob("card.json") if result.run_id in str(p)]
+    assert len(found) == 1
+    found[0].unlink()
+    assert registry.load_card(result.run_id) is None
+    card = export.export_champion(pair, settings).card
+    same = ("kind", "features", "window", "train_start", "holdout_start", "holdout_end")
+    assert {k: getattr(card, k) for k in same} == {k: getattr(trained, k) for k in same}
+    assert card.scores == pytest.approx(trained.scores)
+    assert card.baseline_scores == pytest.approx(trained.baseline_scores)
+    assert card.data_version == trained.data_version and card.version is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,12 +19,11 @@ from candlecast.errors import ParityError, UnknownVersionError
 from candlecast.evaluation.metrics import conformal_half_width
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
-from candlecast.modeling.card import ModelCard
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.exported import EXPORT_FILE, LEGACY_FILE, ExportedModel
-from candlecast.modeling.kinds import BASELINE, get_kind
+from candlecast.modeling.kinds import get_kind
+from candlecast.modeling.version_card import version_card
 from candlecast.settings import Settings, get_settings
-from candlecast.targets import get_target
 from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -80,7 +78,7 @@ def export_version(
     if (folder / EXPORT_FILE).exists() and (folder / "model.onnx").exists():
         log.info("%s v%s already exported to %s", stream.registered_model, version.version, folder)
         return ExportedModel.load(folder)
-    card = _version_card(pair, version, client.get_run(run_id))
+    card = version_card(pair.stream, version)
     kind = get_kind(card.kind)
     model = kind.load(f"models:/{version.name}/{version.version}", card.features)
     holdout = registry.load_holdout(run_id)
@@ -117,54 +115,6 @@ def export_version(
     client.set_model_version_tag(version.name, version.version, keys.ONNX_PARITY, f"{diff:.3g}")
     log.info("exported %s v%s to %s (parity %.3g)", version.name, version.version, folder, diff)
     return exported
-
-
-def _version_card(pair: PairConfig, version: Any, run: Any) -> ModelCard:
-    """The card of a registered version: its run's card, with the version, its run and the
-    gate's decision (the version's description, where the gate wrote it)."""
-    card = registry.load_card(run.info.run_id) or legacy_card(pair, version.tags, run)
-    decision = str(version.description or "") or card.decision
-    return card.with_version(str(version.version), run.info.run_id).model_copy(
-        update={"decision": decision}
-    )
-
-
-def legacy_card(pair: PairConfig, version_tags: dict[str, str], run: Any) -> ModelCard:
-    """The card of a run logged before training wrote cards, from what that run recorded
-    (its params and tags): the one place that still reads them, so that a champion trained
-    by an older candlecast can be exported (and so served) again."""
-    stream, target = pair.stream, get_target("return", 1)
-    params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-    kind = str(version_tags.get(keys.KIND) or tags.get(keys.KIND, ""))
-    own = registry.holdout_metrics(metrics, kind)
-    prefix = f"{BASELINE}_"
-    return ModelCard(
-        stream=stream.key,
-        exchange=stream.exchange,
-        symbol=stream.symbol,
-        timeframe=stream.timeframe,
-        target=target.name,
-        horizon=target.horizon,
-        target_key=target.key,
-        outputs=list(target.outputs),
-        kind=kind,
-        registered_model=stream.registered_model,
-        run_id=run.info.run_id,
-        features=str(params[keys.FEATURES]).split(","),
-        window=int(params.get(keys.WINDOW, 1)),
-        train_start=str(params.get(keys.TRAIN_START, "")),
-        train_end=str(tags.get(keys.INTERVAL_END, "")),
-        holdout_start=str(params.get(keys.HOLDOUT_START, "")),
-        holdout_end=str(params.get(keys.HOLDOUT_END, "")),
-        data_version=str(tags.get(keys.DATA_VERSION, "")),
-        scores={k[len(keys.HOLDOUT_PREFIX) :]: float(v) for k, v in own.items()},
-        baseline=BASELINE,
-        baseline_scores={
-            k[len(prefix) :]: float(v) for k, v in metrics.items() if k.startswith(prefix)
-        },
-        decision=str(tags.get(keys.PROMOTION_REASON, "")),
-        note=get_kind(kind).serving_note,
-    )
 
 
 def parity(onnx: np.ndarray, native: np.ndarray) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from candlecast.modeling.baseline_run import baseline_run
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
+from candlecast.modeling.version_card import version_card
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms
@@ -292,7 +293,7 @@ def _evidence(
     if champion.tags.get(keys.KIND) == BASELINE:
         kind = Champion.BASELINE
         return Evidence(vs_persistence, kind, champion_trained_on_newer_data=newer), scores
-    fresh = _champion_errors(pair, champion, champion_run, holdout, champion_end)
+    fresh = _champion_errors(pair, champion, holdout, champion_end)
     if newer or fresh is None or len(fresh) < 2 * windows:
         return Evidence(
             vs_persistence, Champion.TRAINED, champion_trained_on_newer_data=newer
@@ -332,13 +333,12 @@ def _last_event(run: Any) -> pd.Timestamp | None:
 def _champion_errors(
     pair: PairConfig,
     version: Any,
-    champion_run: Any,
     holdout: pd.DataFrame,
     after: pd.Timestamp | None,
 ) -> pd.DataFrame | None:
     """The champion's errors on the challenger's holdout rows after its own training data
     (None when it cannot be scored there: other features, or no such rows)."""
-    features = str(champion_run.data.params[keys.FEATURES]).split(",")
+    features = version_card(pair.stream, version).features
     if after is None or not set(features) <= set(holdout.columns):
         return None
     model = get_kind(version.tags.get(keys.KIND, "")).load(

@@ -156,6 +156,7 @@ def champion_of(
     decision (made before they were recorded) falls back to the ``champion`` alias."""
     from candlecast.modeling import history, registry
     from candlecast.modeling.kinds import get_kind
+    from candlecast.modeling.version_card import version_card
 
     registry.configure(settings)
     client = registry.client()
@@ -170,22 +171,23 @@ def champion_of(
         version = registry.champion(client, pair.stream)
     if version is None or version.run_id is None:
         return None
-    run = client.get_run(version.run_id)
-    parent = client.get_run(run.data.tags[keys.PARENT_RUN_ID])
-    kind = str(version.tags.get(keys.KIND, ""))
+    card = version_card(pair.stream, version)
     predicted = None
-    if kind and not get_kind(kind).baseline:
+    if card.kind and not get_kind(card.kind).baseline:
         holdout = registry.load_holdout(version.run_id)
         predicted = holdout.loc[holdout["holdout"], "predicted"].to_numpy(dtype=np.float64)
-    start = _utc(parent.data.params[keys.TRAIN_START])
+    # the reference window is the whole training window (train and holdout rows): the card's
+    # first training time to its run's window end
+    run = client.get_run(version.run_id)
+    start = _utc(card.train_start)
     end = _utc(run.data.tags[keys.INTERVAL_END])
     if in_force is not None:
         start, end = in_force.window_start, in_force.window_end
     return Champion(
         version=str(version.version),
         run_id=version.run_id,
-        kind=kind,
-        features=registry.run_features(client, version.run_id),
+        kind=card.kind,
+        features=list(card.features),
         train_start=start,
         train_end=end,
         holdout_predicted=predicted,
