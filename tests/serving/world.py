@@ -125,15 +125,21 @@ def deploy_lightgbm(
     pair = stages.pair_config(symbol)
     frame = featurestore.offline_table(pair.stream).read(0, 4_102_444_800_000)  # up to 2100
     kind = get_kind("lightgbm")
-    features = _served_card(stages.pair_config(like or symbol)).features
+    base = _served_card(stages.pair_config(like or symbol))
+    features = base.features
     x = model_inputs(frame, features)[:-1]
     close = frame["close"].to_numpy(dtype=np.float64)
     y = np.log(close[1:] / close[:-1])
     params = kind.parse_params({"n_estimators": n_estimators, "learning_rate": 0.05})
     model = kind(features, params)
     model.fit(x, y)
-    card = _served_card(pair).model_copy(
+    card = base.model_copy(
         update={
+            "stream": pair.key,
+            "exchange": pair.exchange,
+            "symbol": pair.symbol,
+            "timeframe": pair.timeframe,
+            "registered_model": pair.stream.registered_model,
             "kind": "lightgbm",
             "kind_params": params.model_dump(mode="json"),
             "version": version,
