@@ -236,9 +236,9 @@ def main() -> None:
     env["CANDLECAST_SERVICE_ACCESS_LOG"] = "false" if args.no_access_log else "true"
     features = json.loads(
         Path(
-            Path(env["BENTOML_HOME"]) / "models" / tag.replace(":", "/") / "metadata.json"
+            Path(env["BENTOML_HOME"]) / "models" / tag.replace(":", "/") / "export.json"
         ).read_text()
-    )["features"]
+    )["card"]["features"]
     one = root / "predict.json"
     one.write_text(json.dumps({"pair": "ETH/BTC"}))
     batch = root / "batch.json"

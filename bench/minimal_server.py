@@ -1,7 +1,7 @@
 """The baseline of bench_serving.py: a minimal FastAPI + onnxruntime server over the same
 deployed model, reading the same Feast online store on every request (what a first service
 usually looks like). Run: uvicorn bench.minimal_server:app (CANDLECAST_* of the world, and
-BENCH_MODEL_DIR = the BentoML model folder holding model.onnx and metadata.json)."""
+BENCH_MODEL_DIR = the BentoML model folder holding model.onnx and export.json)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from candlecast.features import featurestore
 from candlecast.settings import get_settings
 
 FOLDER = Path(os.environ["BENCH_MODEL_DIR"])
-META = json.loads((FOLDER / "metadata.json").read_text())
+META = json.loads((FOLDER / "export.json").read_text())["card"]
 SESSION = ort.InferenceSession(str(FOLDER / "model.onnx"), providers=["CPUExecutionProvider"])
 INPUT = SESSION.get_inputs()[0].name
 STORE = featurestore.feature_store()

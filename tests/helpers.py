@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from candlecast.config import DataSection, PairConfig, TrainingSection
+from candlecast.modeling.card import ModelCard
 from candlecast.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,3 +67,52 @@ def btc_pair(**overrides) -> PairConfig:
         else:
             fields[key] = value
     return PairConfig(**fields)
+
+
+def model_card(**overrides) -> ModelCard:
+    """A next-candle return model's card (the fields a test does not care about filled in)."""
+    fields = {
+        "stream": "replay_btc_usd_1h",
+        "exchange": "replay",
+        "symbol": "BTC/USD",
+        "timeframe": "1h",
+        "target": "return",
+        "horizon": 1,
+        "target_key": "return_h1",
+        "outputs": ["log_return"],
+        "kind": "lightgbm",
+        "registered_model": "candlecast-replay-btc-usd-1h",
+        "version": "1",
+        "features": ["a", "b"],
+        "train_start": "2024-01-01T00:00:00+00:00",
+        "train_end": "2024-02-01T00:00:00+00:00",
+        "holdout_start": "2024-02-01T01:00:00+00:00",
+        "holdout_end": "2024-02-10T00:00:00+00:00",
+        "data_version": "v",
+        "scores": {"rmse": 0.01},
+        "baseline": "persistence",
+        "baseline_scores": {"rmse": 0.01},
+        "decision": "test",
+    }
+    return ModelCard.model_validate(fields | overrides)
+
+
+def deploy_record(folder: Path, payload: bytes, card: ModelCard) -> None:
+    """``model.onnx`` (``payload``, an ONNX model: ``card`` is embedded in it) and its
+    ``export.json`` in ``folder``, as an export writes them."""
+    import hashlib
+
+    import onnx
+
+    from candlecast.modeling.exported import ExportedModel
+
+    body = card.embed(onnx.load_from_string(payload)).SerializeToString()
+    (folder / "model.onnx").write_bytes(body)
+    ExportedModel(
+        card=card,
+        onnx_sha256=hashlib.sha256(body).hexdigest(),
+        path=str(folder / "model.onnx"),
+        parity_max_abs_diff=0.0,
+        parity_max_rel_diff=0.0,
+        parity_rows=0,
+    ).write(folder)

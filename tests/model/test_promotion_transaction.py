@@ -80,7 +80,9 @@ exported = stages.export(other, forced)
 broken = Path(sys.argv[1]) / "broken"
 shutil.copytree(Path(exported.path).parent, broken)
 (broken / "model.onnx").write_bytes(b"not an onnx graph")
-corrupt = dataclasses.replace(exported, path=str(broken / "model.onnx"), onnx_sha256="0" * 64)
+corrupt = exported.model_copy(
+    update={"path": str(broken / "model.onnx"), "onnx_sha256": "0" * 64}
+)
 try:
     stages.deploy(other, corrupt, forced)
     out["smoke"] = "no error"

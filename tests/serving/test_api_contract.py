@@ -8,7 +8,6 @@ in-process; the forecaster is real, on the test session's stores, for a stream o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,8 @@ from candlecast.serving.api import create_app
 from candlecast.serving.forecaster import Forecaster
 from candlecast.serving.guard import Guard
 from candlecast.serving.modelstore import bentoml_store
-from tests.helpers import BTC_FILE
+from tests.helpers import BTC_FILE, deploy_record, model_card
+from tests.serving.test_model_integrity import graph
 
 STREAM = {"pair": "BTC/USD", "exchange": "replay", "timeframe": "4h"}
 
@@ -89,10 +89,8 @@ def unreadable_model(forecaster):
     import bentoml
 
     pair = forecaster.pairs.pairs[0]
-    meta = {"model_name": "m", "version": "1", "kind": "lightgbm", "features": ["a"]}
     with bentoml.models.create(pair.stream.bento_model) as model:
-        Path(model.path_of("model.onnx")).write_bytes(b"")
-        Path(model.path_of("metadata.json")).write_text(json.dumps(meta | {"onnx_sha256": "0"}))
+        deploy_record(Path(model.path_of("")), graph(0.0), model_card(features=["a"]))
     stored = bentoml.models.get(model.tag)
     Path(stored.path_of("model.onnx")).unlink()
     yield stored

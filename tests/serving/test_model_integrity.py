@@ -17,8 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from candlecast.errors import TamperedModelError
-from candlecast.serving.forecaster import load_model
+from candlecast.serving.forecaster import ModelLoadError, load_model
 from candlecast.serving.modelstore import bentoml_store
+from tests.helpers import deploy_record, model_card
 
 
 def graph(constant: float) -> bytes:
@@ -48,17 +49,8 @@ def deployed(home):
     bentoml_store()
     import bentoml
 
-    payload = graph(0.0)
-    meta = {
-        "model_name": "integrity_model",
-        "version": "1",
-        "kind": "lightgbm",
-        "features": ["a", "b"],
-        "onnx_sha256": hashlib.sha256(payload).hexdigest(),
-    }
     with bentoml.models.create("integrity_test_model") as model:
-        Path(model.path_of("model.onnx")).write_bytes(payload)
-        Path(model.path_of("metadata.json")).write_text(json.dumps(meta))
+        deploy_record(Path(model.path_of("")), graph(0.0), model_card())
     yield bentoml.models.get(model.tag)
     bentoml.models.delete(model.tag)
 
@@ -79,7 +71,7 @@ def test_a_model_with_an_edited_constant_is_refused_naming_the_file(deployed):
 
 
 def test_a_model_without_a_recorded_hash_is_refused(deployed):
-    meta_path = Path(deployed.path_of("metadata.json"))
+    meta_path = Path(deployed.path_of("export.json"))
     meta = json.loads(meta_path.read_text())
     del meta["onnx_sha256"]
     meta_path.write_text(json.dumps(meta))
@@ -87,19 +79,45 @@ def test_a_model_without_a_recorded_hash_is_refused(deployed):
         load_model(deployed)
 
 
+def test_a_model_deployed_before_cards_names_the_command_that_redeploys_it(home):
+    """A home deployed by an older candlecast (``metadata.json``, no card) is not guessed at:
+    its load fails with one line naming the command that exports and deploys it again."""
+    bentoml_store()
+    import bentoml
+
+    meta = {"model_name": "m", "version": "3", "kind": "lightgbm", "features": ["a", "b"]}
+    labels = {"stream": "binance_btc_usdt_1h", "kind": "lightgbm", "version": "3"}
+    with bentoml.models.create("integrity_old_model", labels=labels) as model:
+        Path(model.path_of("model.onnx")).write_bytes(graph(0.0))
+        Path(model.path_of("metadata.json")).write_text(json.dumps(meta))
+    try:
+        with pytest.raises(ModelLoadError) as refused:
+            load_model(bentoml.models.get(model.tag))
+    finally:
+        bentoml.models.delete(model.tag)
+    message = str(refused.value)
+    assert "no model card" in message and "\n" not in message
+    assert (
+        "candlecast promote --pair BTC/USDT --exchange binance --timeframe 1h --version 3"
+        in message
+    )
+
+
+def test_a_record_whose_card_differs_from_the_onnx_files_is_refused(deployed):
+    record = Path(deployed.path_of("export.json"))
+    meta = json.loads(record.read_text())
+    meta["card"]["version"] = "2"  # the record says v2, the file's own card v1
+    record.write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match=r"card in model\.onnx differs"):
+        load_model(deployed)
+
+
 def test_a_tampered_export_is_not_deployed_again(tmp_path):
     from candlecast.modeling.onnx_export import ExportedModel
 
-    payload = graph(0.0)
-    fields = {
-        "stream": "s", "pair": "P/Q", "exchange": "e", "timeframe": "1h", "model_name": "m",
-        "version": "1", "kind": "lightgbm", "run_id": "r", "features": ["a", "b"],
-        "parity_max_abs_diff": 0.0, "parity_max_rel_diff": 0.0, "parity_rows": 1,
-        "onnx_sha256": hashlib.sha256(payload).hexdigest(), "path": str(tmp_path / "model.onnx"),
-    }  # fmt: skip
-    (tmp_path / "metadata.json").write_text(json.dumps(fields))
-    (tmp_path / "model.onnx").write_bytes(payload)
-    assert ExportedModel.load(tmp_path).onnx_sha256 == fields["onnx_sha256"]
+    deploy_record(tmp_path, graph(0.0), model_card())
+    recorded = hashlib.sha256((tmp_path / "model.onnx").read_bytes()).hexdigest()
+    assert ExportedModel.load(tmp_path).onnx_sha256 == recorded
     (tmp_path / "model.onnx").write_bytes(graph(0.05))
     with pytest.raises(TamperedModelError, match=r"model\.onnx: sha256"):
         ExportedModel.load(tmp_path)

@@ -76,6 +76,40 @@ def test_predict_matches_the_onnx_model_on_the_same_features(service, pipeline_r
     )
 
 
+def test_what_is_served_has_one_source_of_truth(service, pipeline_run):
+    """After a real train and deploy, the service's answer, the MLflow ``champion`` alias and
+    ``candlecast monitor`` name the same version, and what the service says about it (``GET
+    /pairs``) is the card training wrote on that version's run."""
+    from typer.testing import CliRunner
+
+    from candlecast.cli.main import app
+    from candlecast.modeling import registry
+
+    _, base = service
+    pair, _, _ = pipeline_run
+    request = urllib.request.Request(
+        f"{base}/predict",
+        data=json.dumps({"pair": "BTC/USD"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        served = json.loads(response.read())["model"]["version"]
+    registry.configure()
+    alias = registry.require_champion(registry.client(), pair.stream)
+    done = CliRunner().invoke(app, ["monitor", "--pair", "BTC/USD", "--json"])
+    assert done.exit_code == 0, done.output
+    monitored = json.loads(done.stdout.strip().splitlines()[-1])["champion_version"]
+    assert served == str(alias.version) == str(monitored)
+    card = registry.load_card(str(alias.run_id))
+    assert card is not None and card.kind == alias.tags["kind"]
+    with urllib.request.urlopen(f"{base}/pairs", timeout=60) as response:
+        listed = json.loads(response.read())
+    (entry,) = [found for found in listed["pairs"] if found["stream"] == pair.key]
+    assert entry["model"]["version"] == served and entry["model"]["kind"] == card.kind
+    assert entry["trained_at"] == card.trained_at and entry["features"] == card.features
+    assert entry["holdout_metrics"] == {f"holdout_{k}": v for k, v in card.scores.items()}
+
+
 def test_health_reports_the_deployed_model(service, pipeline_run):
     _, base = service
     pair, _, _ = pipeline_run

@@ -125,36 +125,44 @@ def deploy_lightgbm(
     pair = stages.pair_config(symbol)
     frame = featurestore.offline_table(pair.stream).read(0, 4_102_444_800_000)  # up to 2100
     kind = get_kind("lightgbm")
-    features = json.loads(_served_meta(stages.pair_config(like or symbol)))["features"]
+    base = _served_card(stages.pair_config(like or symbol))
+    features = base.features
     x = model_inputs(frame, features)[:-1]
     close = frame["close"].to_numpy(dtype=np.float64)
     y = np.log(close[1:] / close[:-1])
     params = kind.parse_params({"n_estimators": n_estimators, "learning_rate": 0.05})
     model = kind(features, params)
     model.fit(x, y)
-    payload = b"not an onnx model" if broken else model.to_onnx().SerializeToString()
+    card = base.model_copy(
+        update={
+            "stream": pair.key,
+            "exchange": pair.exchange,
+            "symbol": pair.symbol,
+            "timeframe": pair.timeframe,
+            "registered_model": pair.stream.registered_model,
+            "kind": "lightgbm",
+            "kind_params": params.model_dump(mode="json"),
+            "version": version,
+            "run_id": None,
+            "features": list(features),
+            "window": 1,
+            "note": None,
+        }
+    )
+    graph = card.embed(model.to_onnx())
+    payload = b"not an onnx model" if broken else graph.SerializeToString()
     folder = pair.stream.model_dir(get_settings().paths.models, version)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(payload)
     exported = ExportedModel(
-        stream=pair.key,
-        pair=pair.symbol,
-        exchange=pair.exchange,
-        timeframe=pair.timeframe,
-        model_name=pair.stream.registered_model,
-        version=version,
-        kind="lightgbm",
-        run_id="",
-        features=features,
+        card=card,
         parity_max_abs_diff=0.0,
         parity_max_rel_diff=0.0,
         parity_rows=0,
         onnx_sha256=hashlib.sha256(payload).hexdigest(),
         path=str(folder / "model.onnx"),
     )
-    from dataclasses import asdict
-
-    (folder / "metadata.json").write_text(json.dumps(asdict(exported)))
+    exported.write(folder)
     return deploy.deploy(pair, exported)
 
 
@@ -164,16 +172,16 @@ def serve_clones(count: int, ready: int) -> str:
     the BentoML store under each clone's name, and ETH/BTC's newest feature row written to the
     online store under each clone's market (Feast's ``write_to_online_store``). Returns the
     number of configured streams."""
-    import shutil
-
     import bentoml
 
     from candlecast.config import load_pairs
     from candlecast.features import featurestore
+    from candlecast.modeling.exported import ExportedModel
     from candlecast.names import view_name
     from candlecast.orchestration import stages
     from candlecast.serving.deploy import bentoml_store
     from candlecast.settings import get_settings
+    from tests.helpers import deploy_record
 
     settings = get_settings()
     eth = stages.pair_config("ETH/BTC", "binance", "5m")
@@ -190,25 +198,31 @@ def serve_clones(count: int, ready: int) -> str:
             continue  # served by an earlier call
         except bentoml.exceptions.NotFound:
             pass
-        meta = json.loads(Path(served.path_of("metadata.json")).read_text())
-        meta.update(stream=clone.key, exchange=clone.exchange)
-        meta["model_name"] = clone.stream.registered_model
-        labels = {"stream": clone.key, "kind": meta["kind"], "version": str(meta["version"])}
+        exported = ExportedModel.load(Path(served.path_of("")))
+        card = exported.card.model_copy(
+            update={
+                "stream": clone.key,
+                "exchange": clone.exchange,
+                "registered_model": clone.stream.registered_model,
+            }
+        )
+        labels = {"stream": clone.key, "kind": card.kind, "version": str(card.version)}
         with bentoml.models.create(clone.stream.bento_model, labels=labels) as model:
-            shutil.copy2(served.path_of("model.onnx"), model.path_of("model.onnx"))
-            Path(model.path_of("metadata.json")).write_text(json.dumps(meta))
+            payload = Path(served.path_of("model.onnx")).read_bytes()
+            deploy_record(Path(model.path_of("")), payload, card)
         store.write_to_online_store(view_name("5m"), row.assign(market=clone.stream.market_key))
     return str(len(load_pairs(settings.pairs).pairs))
 
 
-def _served_meta(pair) -> str:  # type: ignore[no-untyped-def]
+def _served_card(pair):  # type: ignore[no-untyped-def]
     import bentoml
 
+    from candlecast.modeling.exported import ExportedModel
     from candlecast.serving.deploy import bentoml_store
 
     bentoml_store()
     stored = bentoml.models.get(f"{pair.stream.bento_model}:latest")
-    return Path(stored.path_of("metadata.json")).read_text()
+    return ExportedModel.load(Path(stored.path_of(""))).card
 
 
 def online_row(symbol: str, features_json: str) -> str:
@@ -232,7 +246,7 @@ def _deployed_tag(symbol: str) -> str:
 def _deployed_version(symbol: str) -> str:
     from candlecast.orchestration import stages
 
-    return str(json.loads(_served_meta(stages.pair_config(symbol)))["version"])
+    return str(_served_card(stages.pair_config(symbol)).version)
 
 
 def target_champions(symbol: str) -> str:

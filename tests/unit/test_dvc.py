@@ -236,12 +236,19 @@ def test_dvc_repro_publishes_a_path_free_model_and_leaves_status_clean(tmp_path)
     assert not [line for line in printed if "warning" in line.lower()], printed
 
     published = folder / "models" / "binance_eth_btc_5m"
-    metadata = json.loads((published / "metadata.json").read_text())
+    metadata = json.loads((published / "export.json").read_text())
     assert metadata["path"] == "model.onnx" and (published / metadata["path"]).is_file()
-    assert metadata["stream"] == "binance_eth_btc_5m"
-    assert "run_id" not in metadata  # a random id would change the lock at every repro
+    assert metadata["card"]["stream"] == "binance_eth_btc_5m"
+    # a random id or a clock would change the lock at every repro, in the record or the ONNX
+    assert metadata["card"]["run_id"] is None and metadata["card"]["trained_at"] is None
+    import onnx
+
+    from candlecast.modeling.card import ModelCard
+
+    embedded = ModelCard.from_onnx(onnx.load(published / "model.onnx"))
+    assert embedded == ModelCard.model_validate(metadata["card"])
     assert absolute_paths(metadata) == []
-    assert str(tmp_path) not in (published / "metadata.json").read_text()
+    assert str(tmp_path) not in (published / "export.json").read_text()
 
     status = run([DVC, "status"], folder)
     assert status.returncode == 0, status.stderr

@@ -140,7 +140,14 @@ def _clean_errors() -> Iterator[None]:
 
 def _print(result: Any) -> None:
     payload = asdict(result) if is_dataclass(result) and not isinstance(result, type) else result
-    console.print_json(json.dumps(payload, default=str))
+    console.print_json(json.dumps(payload, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    """A typed record inside a stage result (the exported model and its card) as JSON."""
+    from pydantic import BaseModel
+
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else str(value)
 
 
 def backfill_summary(result: Any) -> list[tuple[str, str]]:

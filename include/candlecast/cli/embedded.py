@@ -350,18 +350,17 @@ NO_PROMOTION = "no promotion yet"
 
 def latest_decision(pair: PairConfig) -> str:
     """The promotion reason of the pair's latest training run, in one line."""
-    import mlflow
-
+    from candlecast.modeling import mlflow_keys as keys
     from candlecast.modeling import registry
 
     registry.configure()
-    runs = mlflow.search_runs(
+    runs = registry.search_runs(
         experiment_names=[pair.stream.experiment],
-        filter_string="tags.`promotion.reason` LIKE '%'",
+        filter_string=f"tags.`{keys.PROMOTION_REASON}` LIKE '%'",
         order_by=["start_time DESC"],
         max_results=1,
     )
-    return str(runs["tags.promotion.reason"].iloc[0]) if len(runs) else NO_PROMOTION
+    return str(runs[f"tags.{keys.PROMOTION_REASON}"].iloc[0]) if len(runs) else NO_PROMOTION
 
 
 def mlflow_ui_command(settings: Settings) -> list[str]:

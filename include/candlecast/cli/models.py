@@ -33,12 +33,10 @@ DeployOpt = Annotated[bool, typer.Option(help="Deploy the new champion before al
 
 
 def _client() -> Any:
-    from mlflow import MlflowClient
-
     from candlecast.modeling import registry
 
     registry.configure()
-    return MlflowClient()
+    return registry.client()
 
 
 @app.command(rich_help_panel="Models")

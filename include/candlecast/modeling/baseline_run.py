@@ -16,23 +16,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
-from mlflow import MlflowClient
 
+from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
 from candlecast.modeling.kinds import BASELINE, get_kind
 from candlecast.modeling.kinds.base import model_inputs
-from candlecast.modeling.training import plot_holdout
+from candlecast.modeling.training import plot_holdout, scored_card
 from candlecast.names import run_name
 
 #: Tag of the baseline run naming the challenger run it was registered beside.
-FOR_RUN = "baseline.for_run"
+FOR_RUN = keys.BASELINE_FOR_RUN
 #: The challenger's tags a baseline run must not take (its kind and outcome are its own).
-OWN_TAGS = ("kind", "run.role", "model_uri", "promotion.", "mlflow.runName", "mlflow.log-model")
+OWN_TAGS = (
+    keys.KIND,
+    keys.RUN_ROLE,
+    keys.MODEL_URI,
+    keys.PROMOTION_PREFIX,
+    keys.RUN_NAME,
+    keys.LOG_MODEL_HISTORY,
+)
 
 
-def baseline_run(client: MlflowClient, challenger_id: str, holdout: pd.DataFrame) -> Any:
+def baseline_run(client: registry.MlflowClient, challenger_id: str, holdout: pd.DataFrame) -> Any:
     """The finished persistence run beside ``challenger_id`` (logged now when there is none):
     its ``model_uri`` tag is the logged persistence model."""
     challenger = client.get_run(challenger_id)
@@ -41,7 +47,7 @@ def baseline_run(client: MlflowClient, challenger_id: str, holdout: pd.DataFrame
         f"tags.`{FOR_RUN}` = '{challenger_id}' and attributes.status = 'FINISHED'",
         max_results=1,
     )
-    if found and "model_uri" in found[0].data.tags:
+    if found and keys.MODEL_URI in found[0].data.tags:
         return found[0]
     return client.get_run(_log_run(challenger, holdout))
 
@@ -50,23 +56,52 @@ def _log_run(challenger: Any, holdout: pd.DataFrame) -> str:
     tags = {
         key: value for key, value in challenger.data.tags.items() if not key.startswith(OWN_TAGS)
     }
-    end = datetime.fromisoformat(tags["interval_end"]) if "interval_end" in tags else None
+    end = datetime.fromisoformat(tags[keys.INTERVAL_END]) if keys.INTERVAL_END in tags else None
     name = run_name(BASELINE, end) if end else BASELINE
-    columns = str(challenger.data.params["features"]).split(",")
+    columns = str(challenger.data.params[keys.FEATURES]).split(",")
     own = registry.holdout_metrics(challenger.data.metrics, BASELINE)
-    with mlflow.start_run(
+    with registry.start_run(
         experiment_id=challenger.info.experiment_id,
         run_name=name,
-        tags=tags | {"kind": BASELINE, "run.role": "baseline", FOR_RUN: challenger.info.run_id},
+        tags=tags
+        | {keys.KIND: BASELINE, keys.RUN_ROLE: "baseline", FOR_RUN: challenger.info.run_id},
     ) as run:
-        mlflow.log_params({"kind": BASELINE, "window": 1, "features": ",".join(columns)})
+        registry.log_params({keys.KIND: BASELINE, keys.WINDOW: 1, keys.FEATURES: ",".join(columns)})
         baselines = {k: v for k, v in challenger.data.metrics.items() if k.startswith(BASELINE)}
-        mlflow.log_metrics(baselines | own)
+        registry.log_metrics(baselines | own)
         _log_holdout(holdout)
         example = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
         uri = get_kind(BASELINE)(columns).log_model(example, name="persistence")
-        mlflow.set_tag("model_uri", uri)  # marks the run complete, for reuse
+        _log_card(challenger.info.run_id, run.info.run_id, columns, own, baselines)
+        registry.set_tag(keys.MODEL_URI, uri)  # marks the run complete, for reuse
     return str(run.info.run_id)
+
+
+def _log_card(
+    challenger_id: str,
+    run_id: str,
+    columns: list[str],
+    own: dict[str, float],
+    baselines: dict[str, float],
+) -> None:
+    """Persistence's card: the challenger's (same stream, windows and data) with its own kind,
+    inputs and scores. A challenger trained before cards were written has none to copy."""
+    challenger = registry.load_card(run_id=challenger_id)
+    if challenger is None:
+        return
+    kind = get_kind(BASELINE)(columns)
+    card = challenger.model_copy(
+        update={
+            "kind": BASELINE,
+            "kind_params": kind.params.model_dump(mode="json"),
+            "features": list(columns),
+            "window": 1,
+            "note": kind.serving_note,
+        }
+    )
+    scores = {k[len(keys.HOLDOUT_PREFIX) :]: v for k, v in own.items() if "_ratio" not in k}
+    card = scored_card(card, scores, baselines, run_id)
+    registry.log_text(card.model_dump_json(indent=2), keys.CARD_ARTIFACT)
 
 
 def _log_holdout(holdout: pd.DataFrame) -> None:
@@ -76,5 +111,5 @@ def _log_holdout(holdout: pd.DataFrame) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
         frame.to_parquet(path)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
+        registry.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
     plot_holdout(frame[frame["holdout"]])  # the plot every kind's run shows: here a flat line

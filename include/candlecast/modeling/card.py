@@ -14,15 +14,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from candlecast.modeling.mlflow_keys import CARD_ARTIFACT
+
 #: The ONNX metadata key that holds the card.
 ONNX_KEY = "candlecast.card"
 #: The MLflow artifact path of the card.
-ARTIFACT = "card.json"
+ARTIFACT = CARD_ARTIFACT
 #: The sha256 of a served target model's ``model.onnx``, beside it (checked on every load).
 SHA256_FILE = "model.onnx.sha256"
 #: The card's shape; 2: interval calibrations carry a fitted sigma (1, ``sigma_feature``, is
-#: still read, as the same computation).
-SCHEMA_VERSION = 2
+#: still read, as the same computation); 3: the next-candle return model's fixed-width
+#: interval and its training time (schemas 1 and 2 are read, without them).
+SCHEMA_VERSION = 3
+#: The schemas this candlecast reads.
+READABLE_SCHEMAS = (1, 2, SCHEMA_VERSION)
 
 
 class IntervalCalibration(BaseModel):
@@ -116,6 +121,12 @@ class ModelCard(BaseModel):
     decision: str
     note: str | None = None
     intervals: IntervalCalibration | None = None
+    #: A fixed-width split-conformal interval (the next-candle return pipeline's): the
+    #: forecast +- ``interval_half_width`` covers ``interval_coverage`` of the holdout.
+    interval_coverage: float | None = None
+    interval_half_width: float | None = None
+    #: When the served fit finished (ISO time).
+    trained_at: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -124,15 +135,15 @@ class ModelCard(BaseModel):
         if not isinstance(data, dict):
             return data
         version = data.get("schema_version", 1)
-        if version not in (1, SCHEMA_VERSION):
+        if version not in READABLE_SCHEMAS:
             raise ValueError(
-                f"model card schema {version}: this candlecast reads schemas 1 and "
-                f"{SCHEMA_VERSION}; upgrade candlecast or retrain the model"
+                f"model card schema {version}: this candlecast reads schemas "
+                f"{', '.join(map(str, READABLE_SCHEMAS))}; upgrade candlecast or retrain the model"
             )
         if version == 1:
             intervals = _upgraded_calibration(data.get("intervals"), int(data.get("horizon", 1)))
             return {**data, "schema_version": SCHEMA_VERSION, "intervals": intervals}
-        return data
+        return {**data, "schema_version": SCHEMA_VERSION}
 
     def with_version(self, version: str, run_id: str | None = None) -> ModelCard:
         return self.model_copy(update={"version": version, "run_id": run_id or self.run_id})

@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from candlecast.config import PairConfig
 from candlecast.errors import ParityError
 from candlecast.evaluation import metrics
 from candlecast.evaluation.significance import Loss, windowed_loss_test
 from candlecast.modeling import history, registry
+from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling.baseline_run import baseline_run
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
+from candlecast.modeling.version_card import version_card
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms
@@ -99,7 +99,7 @@ def promote(
     """
     settings = settings or get_settings()
     registry.configure(settings)
-    client = MlflowClient()
+    client = registry.client()
     stream = pair.stream
     gate = pair.training.gate
     policy = Policy(gate.alpha, gate.min_margin, tuple(gate.metrics))
@@ -107,7 +107,7 @@ def promote(
     champion = registry.champion(client, stream)
     holdout = registry.load_holdout(run_id)
     evidence, scores = _evidence(client, pair, run, holdout, champion, policy)
-    kind = run.data.tags.get("kind", "")
+    kind = run.data.tags.get(keys.KIND, "")
     verdict = decide(evidence, policy)
     baseline_run_id = None  # persistence's own run, when this decision registered it
     if dry_run:
@@ -126,7 +126,7 @@ def promote(
         else:
             winner = champion
         challenger_version, winner_version = str(challenger.version), str(winner.version)
-        winner_kind = winner.tags.get("kind", "")
+        winner_kind = winner.tags.get(keys.KIND, "")
     decision = Decision(
         stream.registered_model,
         winner_version,
@@ -142,7 +142,7 @@ def promote(
         and (champion is None or winner_version != str(champion.version)),
         dry_run=dry_run,
         window_start=_window_start(client, run),
-        window_end=str(run.data.tags.get("interval_end", "")),
+        window_end=str(run.data.tags.get(keys.INTERVAL_END, "")),
     )
     if not dry_run:
         _describe_versions(client, decision)
@@ -153,7 +153,7 @@ def promote(
     return decision
 
 
-def _describe_versions(client: MlflowClient, decision: Decision) -> None:
+def _describe_versions(client: registry.MlflowClient, decision: Decision) -> None:
     """Write the gate's decision into the registered versions' descriptions (the MLflow UI
     shows them on the version's page): the challenger's, and the winner's when it differs."""
     name = decision.model_name
@@ -173,7 +173,7 @@ def commit_decision(
     """Make the decision's winner the champion (a no-op when it already is)."""
     settings = settings or get_settings()
     registry.configure(settings)
-    client = MlflowClient()
+    client = registry.client()
     current = registry.champion(client, pair.stream)
     moved: tuple[str | None, str]
     if current is not None and str(current.version) == decision.champion_version:
@@ -208,23 +208,23 @@ def record_manual_move(
     version's own training window as monitoring's reference."""
     settings = settings or get_settings()
     registry.configure(settings)
-    client = MlflowClient()
+    client = registry.client()
     found = client.get_model_version(pair.stream.registered_model, version)
     run = client.get_run(found.run_id) if found.run_id else None
     tags = run.data.tags if run is not None else {}
-    end = datetime.fromisoformat(tags["interval_end"]) if tags.get("interval_end") else since
+    end = datetime.fromisoformat(tags[keys.INTERVAL_END]) if tags.get(keys.INTERVAL_END) else since
     start_text = _window_start(client, run) if run is not None else ""
     start = datetime.fromisoformat(start_text) if start_text else end
-    kind = str(found.tags.get("kind", ""))
+    kind = str(found.tags.get(keys.KIND, ""))
     history.record_now(pair.stream, since, str(version), kind, (start, end), how, True, settings)
 
 
-def _window_start(client: MlflowClient, run: Any) -> str:
+def _window_start(client: registry.MlflowClient, run: Any) -> str:
     """The first training time of a kind's run (its parent run's ``train_start``), or ''."""
-    parent = run.data.tags.get("mlflow.parentRunId")
+    parent = run.data.tags.get(keys.PARENT_RUN_ID)
     if not parent:
         return ""
-    return str(client.get_run(parent).data.params.get("train_start", ""))
+    return str(client.get_run(parent).data.params.get(keys.TRAIN_START, ""))
 
 
 def parity_fallback(
@@ -240,7 +240,7 @@ def parity_fallback(
     """
     settings = settings or get_settings()
     registry.configure(settings)
-    client = MlflowClient()
+    client = registry.client()
     stream = pair.stream
     champion = registry.champion(client, stream)
     failed = f"{decision.champion_kind} v{decision.champion_version} failed ONNX parity"
@@ -260,16 +260,16 @@ def parity_fallback(
     return version, reason
 
 
-def _log_fallback(client: MlflowClient, decision: Decision, reason: str) -> None:
+def _log_fallback(client: registry.MlflowClient, decision: Decision, reason: str) -> None:
     version = client.get_model_version(decision.model_name, decision.challenger_version)
     run = client.get_run(str(version.run_id))
-    parent = run.data.tags.get("mlflow.parentRunId")
+    parent = run.data.tags.get(keys.PARENT_RUN_ID)
     for run_id in filter(None, [run.info.run_id, parent]):
-        client.set_tag(run_id, "promotion.parity_fallback", reason[:5000])
+        client.set_tag(run_id, keys.PROMOTION_PARITY_FALLBACK, reason[:5000])
 
 
 def _evidence(
-    client: MlflowClient,
+    client: registry.MlflowClient,
     pair: PairConfig,
     run: Any,
     holdout: pd.DataFrame,
@@ -290,10 +290,10 @@ def _evidence(
     challenger_end = _last_event(run)
     # a backfill's older interval never replaces a champion fitted on newer data
     newer = bool(champion_end and challenger_end and champion_end > challenger_end)
-    if champion.tags.get("kind") == BASELINE:
+    if champion.tags.get(keys.KIND) == BASELINE:
         kind = Champion.BASELINE
         return Evidence(vs_persistence, kind, champion_trained_on_newer_data=newer), scores
-    fresh = _champion_errors(pair, champion, champion_run, holdout, champion_end)
+    fresh = _champion_errors(pair, champion, holdout, champion_end)
     if newer or fresh is None or len(fresh) < 2 * windows:
         return Evidence(
             vs_persistence, Champion.TRAINED, champion_trained_on_newer_data=newer
@@ -326,23 +326,22 @@ def _scored_rows(holdout: pd.DataFrame) -> pd.DataFrame:
 
 def _last_event(run: Any) -> pd.Timestamp | None:
     """The close time of the last row a run's served model was fitted on."""
-    value = run.data.tags.get("data.last_event")
+    value = run.data.tags.get(keys.DATA_LAST_EVENT)
     return pd.Timestamp(value) if value else None
 
 
 def _champion_errors(
     pair: PairConfig,
     version: Any,
-    champion_run: Any,
     holdout: pd.DataFrame,
     after: pd.Timestamp | None,
 ) -> pd.DataFrame | None:
     """The champion's errors on the challenger's holdout rows after its own training data
     (None when it cannot be scored there: other features, or no such rows)."""
-    features = str(champion_run.data.params["features"]).split(",")
+    features = version_card(pair.stream, version).features
     if after is None or not set(features) <= set(holdout.columns):
         return None
-    model = get_kind(version.tags.get("kind", "")).load(
+    model = get_kind(version.tags.get(keys.KIND, "")).load(
         f"models:/{version.name}/{version.version}", features
     )
     scored = holdout_inputs(holdout, features, model.window, timeframe_ms(pair.timeframe))
@@ -354,11 +353,13 @@ def _champion_errors(
     return pd.DataFrame({"event_timestamp": times, "champion_error": errors})
 
 
-def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind: str) -> Any:
+def _register(
+    client: registry.MlflowClient, stream: Stream, uri: str, run_id: str, kind: str
+) -> Any:
     name = stream.registered_model
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except registry.MlflowException:
         client.create_registered_model(
             name,
             tags=stream.run_tags,
@@ -369,12 +370,14 @@ def _register(client: MlflowClient, stream: Stream, uri: str, run_id: str, kind:
     existing = _registered(client, stream, run_id, kind)
     if existing is not None:
         return existing
-    version = registry.register_model(uri, name, tags={"kind": kind, "run_id": run_id})
+    version = registry.register_model(
+        uri, name, tags={keys.KIND: kind, keys.VERSION_RUN_ID: run_id}
+    )
     return client.get_model_version(name, version.version)
 
 
 def _register_baseline(
-    client: MlflowClient, stream: Stream, run_id: str, holdout: pd.DataFrame
+    client: registry.MlflowClient, stream: Stream, run_id: str, holdout: pd.DataFrame
 ) -> Any:
     """Register the baseline kind from its own run beside the challenger's (same window and
     inputs, :mod:`.baseline_run`), so its version's source run is persistence's, not the
@@ -383,15 +386,17 @@ def _register_baseline(
     if existing is not None:
         return existing
     run = baseline_run(client, run_id, holdout)
-    return _register(client, stream, run.data.tags["model_uri"], run.info.run_id, BASELINE)
+    return _register(client, stream, run.data.tags[keys.MODEL_URI], run.info.run_id, BASELINE)
 
 
-def _registered(client: MlflowClient, stream: Stream, run_id: str, kind: str) -> Any | None:
+def _registered(
+    client: registry.MlflowClient, stream: Stream, run_id: str, kind: str
+) -> Any | None:
     """The version already registered from this run for this kind, if any."""
     name = stream.registered_model
     for found in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
         version = client.get_model_version(name, found.version)
-        if version.tags.get("kind") == kind:
+        if version.tags.get(keys.KIND) == kind:
             return version
     return None
 
@@ -403,18 +408,18 @@ def _as_dict(evidence: Evidence) -> dict[str, Any]:
 
 
 def _log_decision(
-    client: MlflowClient, run: Any, decision: Decision, baseline_run_id: str | None = None
+    client: registry.MlflowClient, run: Any, decision: Decision, baseline_run_id: str | None = None
 ) -> None:
     """The decision as tags of the challenger's run, its training run and, when the decision
     serves the baseline, the baseline's own run (the source run of the version served)."""
-    parent = run.data.tags.get("mlflow.parentRunId")
+    parent = run.data.tags.get(keys.PARENT_RUN_ID)
     for run_id in dict.fromkeys(filter(None, [run.info.run_id, parent, baseline_run_id])):
-        client.set_tag(run_id, "promotion.outcome", decision.outcome)
-        client.set_tag(run_id, "promotion.reason", decision.reason[:5000])
-        client.set_tag(run_id, "promotion.champion_version", decision.champion_version)
-        client.set_tag(run_id, "promotion.dry_run", str(decision.dry_run).lower())
+        client.set_tag(run_id, keys.PROMOTION_OUTCOME, decision.outcome)
+        client.set_tag(run_id, keys.PROMOTION_REASON, decision.reason[:5000])
+        client.set_tag(run_id, keys.PROMOTION_CHAMPION_VERSION, decision.champion_version)
+        client.set_tag(run_id, keys.PROMOTION_DRY_RUN, str(decision.dry_run).lower())
     champion = decision.scores.get("champion")
     if champion is not None:
         client.log_metric(run.info.run_id, f"champion_holdout_{decision.metric}", champion)
     payload = json.dumps(asdict(decision), indent=2, default=str)
-    client.log_text(run.info.run_id, payload, "promotion/decision.json")
+    client.log_text(run.info.run_id, payload, keys.DECISION_ARTIFACT)

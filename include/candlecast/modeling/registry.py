@@ -1,6 +1,10 @@
-"""MLflow: where runs go, the experiment of a stream, aliases, logged holdouts.
+"""MLflow: where runs go, the experiment of a stream, aliases, logged holdouts, cards.
 
-Every name (experiment, registered model) comes from :class:`~candlecast.names.Stream`.
+The one module of candlecast that imports MLflow (import-linter checks it; the model kinds'
+MLflow flavours are the listed exceptions): everything else logs and reads runs through the
+names this module exports, so MLflow's API changes land in one place. Every name (experiment,
+registered model) comes from :class:`~candlecast.names.Stream`, every key from
+:mod:`.mlflow_keys`.
 """
 
 from __future__ import annotations
@@ -17,17 +21,67 @@ import mlflow
 import numpy as np
 import pandas as pd
 from filelock import FileLock
-from mlflow import MlflowClient
+from mlflow import (
+    MlflowClient,
+    log_artifact,
+    log_dict,
+    log_figure,
+    log_input,
+    log_metric,
+    log_metrics,
+    log_params,
+    log_text,
+    search_runs,
+    set_tag,
+    start_run,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel
 
 from candlecast.errors import NoChampionError, UnknownVersionError
+from candlecast.modeling import mlflow_keys as keys
+from candlecast.modeling.card import ModelCard
+from candlecast.modeling.mlflow_keys import CHALLENGER, CHAMPION, HOLDOUT_ARTIFACT
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
 
-HOLDOUT_ARTIFACT = "holdout/holdout.parquet"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "HOLDOUT_ARTIFACT",
+    "MlflowClient",
+    "MlflowException",
+    "log_artifact",
+    "log_dict",
+    "log_figure",
+    "log_input",
+    "log_metric",
+    "log_metrics",
+    "log_params",
+    "log_text",
+    "search_runs",
+    "set_tag",
+    "start_run",
+]
+
+
+def dataset_from_pandas(frame: pd.DataFrame, name: str, targets: str) -> Any:
+    """An MLflow dataset of a frame (for :func:`log_input`)."""
+    from mlflow.data.pandas_dataset import from_pandas
+
+    return from_pandas(frame, name=name, targets=targets)
+
+
+def log_onnx_model(model: Any, name: str) -> Any:
+    """Log an ONNX ModelProto as the active run's model ``name``; returns its ModelInfo."""
+    import mlflow.onnx
+
+    return mlflow.onnx.log_model(model, name=name)
+
+
+def tracking_client(uri: str) -> MlflowClient:
+    """A client of the tracking and registry store at ``uri`` (not the configured one)."""
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 class ConstantPyfunc(PythonModel):
@@ -102,6 +156,11 @@ def import_sql_store() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*``noload``", category=DeprecationWarning)
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def client() -> MlflowClient:
+    """A client of the configured tracking store (after :func:`configure`)."""
+    return MlflowClient()
 
 
 def configure(settings: Settings | None = None) -> str:
@@ -179,7 +238,16 @@ def require_champion(client: MlflowClient, stream: Stream) -> Any:
 
 def run_features(client: MlflowClient, run_id: str) -> list[str]:
     """The feature columns a training run's model reads, in order."""
-    return str(client.get_run(run_id).data.params["features"]).split(",")
+    return str(client.get_run(run_id).data.params[keys.FEATURES]).split(",")
+
+
+def load_card(run_id: str) -> ModelCard | None:
+    """The model card a kind's run logged at training (None for a run logged before cards)."""
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{keys.CARD_ARTIFACT}")
+    except MlflowException:
+        return None
+    return ModelCard.model_validate_json(text)
 
 
 def load_holdout(run_id: str) -> pd.DataFrame:
@@ -220,19 +288,19 @@ def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
     rows = []
     for version in sorted(found, key=lambda v: int(v.version), reverse=True):
         run = client.get_run(version.run_id) if version.run_id else None
-        kind = version.tags.get("kind", "")
+        kind = version.tags.get(keys.KIND, "")
         metrics = holdout_metrics(run.data.metrics, kind) if run else {}
         rows.append(
             {
                 "version": str(version.version),
                 "aliases": sorted(client.get_model_version(name, version.version).aliases),
-                "kind": version.tags.get("kind", ""),
-                "interval_end": run.data.tags.get("interval_end", "") if run else "",
+                "kind": version.tags.get(keys.KIND, ""),
+                "interval_end": run.data.tags.get(keys.INTERVAL_END, "") if run else "",
                 "holdout_rmse": metrics.get("holdout_rmse"),
                 "holdout_mae": metrics.get("holdout_mae"),
                 "persistence_rmse": run.data.metrics.get("persistence_rmse") if run else None,
-                "outcome": run.data.tags.get("promotion.outcome", "") if run else "",
-                "champion_reason": version.tags.get("champion.reason", ""),
+                "outcome": run.data.tags.get(keys.PROMOTION_OUTCOME, "") if run else "",
+                "champion_reason": version.tags.get(keys.CHAMPION_REASON, ""),
             }
         )
     return rows
@@ -251,9 +319,9 @@ def move_champion(
         raise UnknownVersionError(f"{name} has no version {version!r}") from None
     previous = str(current.version) if current is not None else None
     if previous is not None and previous != str(version):
-        client.set_model_version_tag(name, version, "champion.previous", previous)
-    client.set_model_version_tag(name, version, "champion.set_by", how)
-    client.set_model_version_tag(name, version, "champion.reason", reason[:5000])
+        client.set_model_version_tag(name, version, keys.CHAMPION_PREVIOUS, previous)
+    client.set_model_version_tag(name, version, keys.CHAMPION_SET_BY, how)
+    client.set_model_version_tag(name, version, keys.CHAMPION_REASON, reason[:5000])
     client.set_registered_model_alias(name, CHAMPION, version)
     return previous, str(version)
 
@@ -261,4 +329,4 @@ def move_champion(
 def previous_champion(client: MlflowClient, stream: Stream) -> str | None:
     """The version that was champion before the current one (None if not recorded)."""
     current = champion(client, stream)
-    return current.tags.get("champion.previous") if current is not None else None
+    return current.tags.get(keys.CHAMPION_PREVIOUS) if current is not None else None

@@ -295,17 +295,16 @@ def log_to_mlflow(
     """Record an evaluation as a run of the stream's experiment (so it sits beside the
     training runs in the MLflow UI): per-kind metrics, the JSON and the HTML report with its
     plots. Returns the run id. The tracking store must be configured by the caller."""
-    import mlflow
-
+    from candlecast.modeling import mlflow_keys as keys
     from candlecast.modeling import registry
 
-    with mlflow.start_run(
+    with registry.start_run(
         experiment_id=registry.experiment_id(stream),
         run_name=f"evaluate-{datetime.now(UTC):%Y%m%dT%H%M}",
-        tags={**stream.run_tags, "run.role": "evaluation", "source": str(info.get("source"))},
+        tags={**stream.run_tags, keys.RUN_ROLE: "evaluation", keys.SOURCE: str(info.get("source"))},
     ) as run:
         for name, kind in report.kinds.items():
-            mlflow.log_metrics(
+            registry.log_metrics(
                 {
                     f"{name}.rmse_ratio": kind.ratios.rmse,
                     f"{name}.mae_ratio": kind.ratios.mae,
@@ -314,6 +313,6 @@ def log_to_mlflow(
                     f"{name}.backtest_return": kind.backtest.total_return,
                 }
             )
-        mlflow.log_dict(report_dict(report), "evaluation/report.json")
-        mlflow.log_artifact(str(html_path), artifact_path="evaluation")
+        registry.log_dict(report_dict(report), keys.EVALUATION_REPORT_ARTIFACT)
+        registry.log_artifact(str(html_path), artifact_path=keys.EVALUATION_ARTIFACT_DIR)
     return str(run.info.run_id)

@@ -135,20 +135,19 @@ def log_to_mlflow(report: TargetReport, stream: Any, info: dict[str, Any], html_
     loss and ratio (``<target key>.<kind>.<score>``), the JSON and the HTML page."""
     from datetime import UTC, datetime
 
-    import mlflow
-
+    from candlecast.modeling import mlflow_keys as keys
     from candlecast.modeling import registry
 
     key = report.target.key
-    with mlflow.start_run(
+    with registry.start_run(
         experiment_id=registry.experiment_id(stream),
         run_name=f"evaluate-{key}-{datetime.now(UTC):%Y%m%dT%H%M}",
         tags={
             **stream.run_tags,
-            "run.role": "evaluation",
-            "target": report.target.name,
-            "horizon": str(report.target.horizon),
-            "source": str(info.get("source")),
+            keys.RUN_ROLE: "evaluation",
+            keys.TARGET: report.target.name,
+            keys.HORIZON: str(report.target.horizon),
+            keys.SOURCE: str(info.get("source")),
         },
     ) as run:
         for name, row in target_report_dict(report)["kinds"].items():
@@ -161,7 +160,7 @@ def log_to_mlflow(report: TargetReport, stream: Any, info: dict[str, Any], html_
             if coverage:
                 values[f"{key}.{name}.coverage_90"] = coverage["rate"]
                 values[f"{key}.{name}.winkler_90"] = coverage["winkler"]
-            mlflow.log_metrics({k: float(v) for k, v in values.items() if v is not None})
-        mlflow.log_dict(target_report_dict(report), f"evaluation/{key}.json")
-        mlflow.log_artifact(str(html_path), artifact_path="evaluation")
+            registry.log_metrics({k: float(v) for k, v in values.items() if v is not None})
+        registry.log_dict(target_report_dict(report), f"evaluation/{key}.json")
+        registry.log_artifact(str(html_path), artifact_path="evaluation")
     return str(run.info.run_id)

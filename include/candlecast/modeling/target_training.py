@@ -46,6 +46,7 @@ from candlecast.data.quality import usable_candles
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import interval_sigma, significance
 from candlecast.features.engineering import compute_features
+from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
 from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
 from candlecast.modeling.evaluate import aligned_inputs
@@ -362,7 +363,7 @@ def _signature(
         "kinds": kinds,
         "data": data_version,
         "training": pair.training.model_dump(mode="json"),
-        "code": _git_tags().get("git.commit", ""),
+        "code": _git_tags().get(keys.GIT_COMMIT, ""),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:24]
@@ -371,12 +372,11 @@ def _signature(
 def _reuse(
     pair: PairConfig, target: Target, signature: str, settings: Settings
 ) -> TargetChampion | None:
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
+    client = registry.client()
     runs = client.search_runs(
         [registry.experiment_id(pair.stream, settings)],
-        filter_string=f"tags.`targets.signature` = '{signature}' and tags.`target.version` != ''",
+        filter_string=f"tags.`{keys.TARGETS_SIGNATURE}` = '{signature}' and "
+        f"tags.`{keys.TARGET_VERSION}` != ''",
         max_results=1,
     )
     if not runs:
@@ -404,42 +404,41 @@ def _register(
 ) -> TargetChampion:
     """Log the run (every kind's holdout scores, the card, the ONNX model), register the
     version, write the served copy, then move ``champion``."""
-    import mlflow
-    from mlflow import MlflowClient
-
     stream = pair.stream
     name = stream.target_model(target.key)
-    with mlflow.start_run(
+    with registry.start_run(
         experiment_id=registry.experiment_id(stream, settings),
         run_name=f"{target.key}-{card.holdout_end[:16].replace(':', '')}",
         tags={
             **stream.run_tags,
-            "run.role": "target",
-            "target": target.name,
-            "horizon": str(target.horizon),
-            "target.key": target.key,
-            "targets.signature": signature,
-            "kind": card.kind,
-            "gate.decision": card.decision[:5000],
+            keys.RUN_ROLE: "target",
+            keys.TARGET: target.name,
+            keys.HORIZON: str(target.horizon),
+            keys.TARGET_KEY: target.key,
+            keys.TARGETS_SIGNATURE: signature,
+            keys.KIND: card.kind,
+            keys.GATE_DECISION: card.decision[:5000],
         },
     ) as run:
         for kind, forecast in predicted.items():
             scores = target.scores(y, forecast)
-            mlflow.log_metrics({f"{kind}.{k}": v for k, v in scores.items()})
+            registry.log_metrics({f"{kind}.{k}": v for k, v in scores.items()})
             reference = target.loss(y, predicted[card.baseline]).mean()
-            mlflow.log_metric(
+            registry.log_metric(
                 f"{kind}.{target.primary}_ratio", float(target.loss(y, forecast).mean() / reference)
             )
-        info = mlflow.onnx.log_model(card.embed(onnx_model), name="model")
-        version = registry.register_model(info.model_uri, name, tags={"kind": card.kind})
+        info = registry.log_onnx_model(card.embed(onnx_model), name=keys.MODEL_NAME)
+        version = registry.register_model(info.model_uri, name, tags={keys.KIND: card.kind})
         final = card.with_version(str(version.version), run.info.run_id)
-        mlflow.log_text(final.model_dump_json(indent=2), ARTIFACT)
+        registry.log_text(final.model_dump_json(indent=2), ARTIFACT)
         path = _serve_copy(stream.target_dir(settings.paths.models, target.key), final, onnx_model)
-        client = MlflowClient()
-        client.set_model_version_tag(name, version.version, "champion.reason", card.decision[:5000])
+        client = registry.client()
+        client.set_model_version_tag(
+            name, version.version, keys.CHAMPION_REASON, card.decision[:5000]
+        )
         client.update_model_version(name, version.version, description=card.decision[:5000])
         client.set_registered_model_alias(name, registry.CHAMPION, version.version)
-        mlflow.set_tag("target.version", str(version.version))  # marks the run complete
+        registry.set_tag(keys.TARGET_VERSION, str(version.version))  # marks the run complete
     log.info(
         "%s %s: %s v%s (%s)", stream.label, target.key, card.kind, version.version, card.decision
     )

@@ -20,15 +20,13 @@ import logging
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import yaml
-from mlflow import MlflowClient
 
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import stored_completeness, validated_table
@@ -42,15 +40,21 @@ from candlecast.features.engineering import (
     MULTI_TIMEFRAME_COLUMNS,
     next_return,
 )
+from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
+from candlecast.modeling.card import ModelCard
 from candlecast.modeling.datasets import TrainingSet, kind_features
 from candlecast.modeling.kinds import BASELINE, get_kind, kind_names, kind_params
 from candlecast.modeling.kinds.base import ModelKind, input_names
 from candlecast.names import Stream, feature_service_name, run_name
 from candlecast.settings import REPO_ROOT, Settings, get_settings
+from candlecast.targets import get_target
 from candlecast.timeframes import timeframe_ms, to_ms
 
 log = logging.getLogger(__name__)
+
+#: A card's decision before the gate has seen it (export writes the gate's in its place).
+UNGATED = "trained; not gated yet"
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def dvc_version(path: Path) -> dict[str, str]:
     for stage, spec in (yaml.safe_load(lock.read_text()).get("stages") or {}).items():
         for out in spec.get("outs", []):
             if out.get("path") == relative:
-                return {"data.dvc_stage": stage, "data.dvc_md5": out.get("md5", "")}
+                return {keys.DATA_DVC_STAGE: stage, keys.DATA_DVC_MD5: out.get("md5", "")}
     return {}
 
 
@@ -167,10 +171,10 @@ def data_lineage(pair: PairConfig, end: datetime, settings: Settings) -> dict[st
     table = validated_table(pair.stream, settings)
     completeness = stored_completeness(pair.stream, start, end, settings)
     return {
-        "data.validated_store": str(table.root),
-        "data.version": table.fingerprint(to_ms(start), to_ms(end)),
-        "data.partitions": str(len(table.files(to_ms(start), to_ms(end)))),
-        "data.missing_share": f"{completeness.missing_share:.6f}",
+        keys.DATA_VALIDATED_STORE: str(table.root),
+        keys.DATA_VERSION: table.fingerprint(to_ms(start), to_ms(end)),
+        keys.DATA_PARTITIONS: str(len(table.files(to_ms(start), to_ms(end)))),
+        keys.DATA_MISSING_SHARE: f"{completeness.missing_share:.6f}",
         **dvc_version(table.root),
     }
 
@@ -201,7 +205,7 @@ def prepare(
     if frame is None:
         frame = training_frame(pair, end, settings)
         lineage = data_lineage(pair, end, settings)
-    lineage = lineage or {"data.version": _frame_version(frame)}
+    lineage = lineage or {keys.DATA_VERSION: _frame_version(frame)}
     signature = _signature(pair, kinds, end, lineage, dry_run)
     stream = pair.stream
     path = settings.paths.training_sets / stream.key / f"{signature}.parquet"
@@ -216,9 +220,9 @@ def prepare(
             f" for: {reason}" if reason else "",
         )
         if reason:
-            MlflowClient().set_tag(
+            registry.client().set_tag(
                 reused.info.run_id,
-                "trigger.reason.reused",
+                keys.TRIGGER_REASON_REUSED,
                 f"{reason[:4000]} (window and data unchanged: nothing retrained)",
             )
         return Prepared(
@@ -226,8 +230,8 @@ def prepare(
             str(path),
             end.isoformat(),
             kinds,
-            int(reused.data.params.get("train_rows", 0))
-            + int(reused.data.params.get("holdout_rows", 0)),
+            int(reused.data.params.get(keys.TRAIN_ROWS, 0))
+            + int(reused.data.params.get(keys.HOLDOUT_ROWS, 0)),
             {k: v for k, v in reused.data.metrics.items()},
             lineage,
             reused=True,
@@ -239,16 +243,16 @@ def prepare(
     data.frame.to_parquet(tmp)
     tmp.replace(path)
     baselines = _baseline_metrics(data)
-    tags = _run_tags(pair, end, lineage) | {"training.signature": signature}
+    tags = _run_tags(pair, end, lineage) | {keys.TRAINING_SIGNATURE: signature}
     if reason:
-        tags["trigger.reason"] = reason[:5000]
-    with mlflow.start_run(
+        tags[keys.TRIGGER_REASON] = reason[:5000]
+    with registry.start_run(
         experiment_id=registry.experiment_id(stream, settings),
         run_name=run_name("train", end, dry_run),
-        tags={**tags, "run.role": "training", "training.kinds": ",".join(kinds)},
+        tags={**tags, keys.RUN_ROLE: "training", keys.TRAINING_KINDS: ",".join(kinds)},
     ) as parent:
-        mlflow.log_params(_split_params(pair, data))
-        mlflow.log_metrics(baselines)
+        registry.log_params(_split_params(pair, data))
+        registry.log_metrics(baselines)
         _log_dataset(data)
     return Prepared(
         parent.info.run_id,
@@ -274,15 +278,16 @@ def fit_one(
     done = _finished_child(pair.stream, prepared.parent_run_id, kind, settings)
     if done is not None:
         log.info("%s: reusing %s run %s", pair.stream.label, kind, done.info.run_id)
-        return KindRun(kind, done.info.run_id, done.data.tags["model_uri"], done.data.metrics)
+        return KindRun(kind, done.info.run_id, done.data.tags[keys.MODEL_URI], done.data.metrics)
     frame = pd.read_parquet(prepared.path)
     data = _training_set(pair, frame, prepared.kinds)
     model = _model(pair, kind)
     end = datetime.fromisoformat(prepared.end)
-    tags = _run_tags(pair, end, prepared.lineage) | {"mlflow.parentRunId": prepared.parent_run_id}
+    tags = _run_tags(pair, end, prepared.lineage) | {keys.PARENT_RUN_ID: prepared.parent_run_id}
     experiment = registry.experiment_id(pair.stream, settings)
     name = run_name(kind, end, prepared.dry_run)
-    return _fit_kind(model, data, name, prepared.baselines, tags, experiment)
+    card = _card(pair, model, data, prepared.lineage)
+    return _fit_kind(model, data, name, prepared.baselines, tags, experiment, card)
 
 
 def select(
@@ -296,9 +301,9 @@ def select(
     if not runs:
         raise NotEnoughHistoryError("no kind was fitted: nothing to select a challenger from")
     best = min(runs, key=lambda run: run.metrics[f"holdout_{metric}"])
-    client = mlflow.MlflowClient()
-    client.set_tag(prepared.parent_run_id, "challenger.kind", best.kind)
-    client.set_tag(prepared.parent_run_id, "challenger.run_id", best.run_id)
+    client = registry.client()
+    client.set_tag(prepared.parent_run_id, keys.CHALLENGER_KIND, best.kind)
+    client.set_tag(prepared.parent_run_id, keys.CHALLENGER_RUN_ID, best.run_id)
     # the training run spans its kinds' runs (it was closed when the training set was saved,
     # before any kind was fitted): it ends with the last of them
     ends = [client.get_run(run.run_id).info.end_time for run in runs]
@@ -380,8 +385,8 @@ def _training_set(pair: PairConfig, frame: pd.DataFrame, kinds: list[str]) -> Tr
 def _run_tags(pair: PairConfig, end: datetime, lineage: dict[str, str]) -> dict[str, str]:
     return {
         **pair.stream.run_tags,
-        "interval_end": end.isoformat(),
-        "feature_service": feature_service_name(pair.timeframe),
+        keys.INTERVAL_END: end.isoformat(),
+        keys.FEATURE_SERVICE: feature_service_name(pair.timeframe),
         **lineage,
         **_git_tags(),
     }
@@ -396,10 +401,10 @@ def _signature(
     training = pair.training.model_dump(mode="json")
     payload = {
         "end": end.isoformat(),
-        "data": lineage.get("data.version", ""),
+        "data": lineage.get(keys.DATA_VERSION, ""),
         "kinds": kinds,
         "training": {k: training[k] for k in training if k != "kinds"},
-        "code": _git_tags().get("git.commit", ""),
+        "code": _git_tags().get(keys.GIT_COMMIT, ""),
     } | ({"dry_run": True} if dry_run else {})
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     return f"{end:%Y%m%dT%H%M}-{digest.hexdigest()[:16]}"
@@ -411,9 +416,9 @@ def _frame_version(frame: pd.DataFrame) -> str:
 
 
 def _finished_parent(stream: Stream, signature: str, settings: Settings) -> Any | None:
-    runs = mlflow.MlflowClient().search_runs(
+    runs = registry.client().search_runs(
         [registry.experiment_id(stream, settings)],
-        filter_string=f"tags.`training.signature` = '{signature}' and "
+        filter_string=f"tags.`{keys.TRAINING_SIGNATURE}` = '{signature}' and "
         "attributes.status = 'FINISHED'",
         max_results=1,
     )
@@ -421,13 +426,14 @@ def _finished_parent(stream: Stream, signature: str, settings: Settings) -> Any 
 
 
 def _finished_child(stream: Stream, parent: str, kind: str, settings: Settings) -> Any | None:
-    runs = mlflow.MlflowClient().search_runs(
+    runs = registry.client().search_runs(
         [registry.experiment_id(stream, settings)],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent}' and tags.kind = '{kind}' and "
+        filter_string=f"tags.`{keys.PARENT_RUN_ID}` = '{parent}' and "
+        f"tags.{keys.KIND} = '{kind}' and "
         "attributes.status = 'FINISHED'",
         max_results=1,
     )
-    return runs[0] if runs and "model_uri" in runs[0].data.tags else None
+    return runs[0] if runs and keys.MODEL_URI in runs[0].data.tags else None
 
 
 def _baseline_metrics(data: TrainingSet) -> dict[str, float]:
@@ -467,14 +473,71 @@ def _split_params(pair: PairConfig, data: TrainingSet) -> dict[str, object]:
     times = data.frame["event_timestamp"]
     return {
         **pair.stream.run_tags,
-        "train_rows": len(data.train),
-        "holdout_rows": len(data.holdout),
-        "train_start": times.iloc[int(data.train[0])].isoformat(),
-        "holdout_start": times.iloc[int(data.holdout[0])].isoformat(),
-        "holdout_end": times.iloc[int(data.holdout[-1])].isoformat(),
-        "feature_service": feature_service_name(pair.timeframe),
-        "features": ",".join(FEATURE_COLUMNS),
+        keys.TRAIN_ROWS: len(data.train),
+        keys.HOLDOUT_ROWS: len(data.holdout),
+        keys.TRAIN_START: times.iloc[int(data.train[0])].isoformat(),
+        keys.HOLDOUT_START: times.iloc[int(data.holdout[0])].isoformat(),
+        keys.HOLDOUT_END: times.iloc[int(data.holdout[-1])].isoformat(),
+        keys.FEATURE_SERVICE: feature_service_name(pair.timeframe),
+        keys.FEATURES: ",".join(FEATURE_COLUMNS),
     }
+
+
+def _card(
+    pair: PairConfig, model: ModelKind, data: TrainingSet, lineage: dict[str, str]
+) -> ModelCard:
+    """The kind's model card before its fit: identity, features and windows (its scores,
+    training time and run are filled in by :func:`_fit_kind`; its version, the gate's decision
+    and the interval at export, :mod:`.onnx_export`)."""
+    stream, target = pair.stream, get_target("return", 1)
+    times = data.frame["event_timestamp"]
+    return ModelCard(
+        stream=stream.key,
+        exchange=stream.exchange,
+        symbol=stream.symbol,
+        timeframe=stream.timeframe,
+        target=target.name,
+        horizon=target.horizon,
+        target_key=target.key,
+        outputs=list(target.outputs),
+        kind=model.name,
+        kind_params=model.params.model_dump(mode="json"),
+        registered_model=stream.registered_model,
+        features=list(model.spec.features),
+        window=model.window,
+        train_start=times.iloc[int(data.train[0])].isoformat(),
+        train_end=times.iloc[int(data.train[-1])].isoformat(),
+        holdout_start=times.iloc[int(data.holdout[0])].isoformat(),
+        holdout_end=times.iloc[int(data.holdout[-1])].isoformat(),
+        data_version=lineage.get(keys.DATA_VERSION, ""),
+        scores={},
+        baseline=BASELINE,
+        baseline_scores={},
+        decision=UNGATED,
+        note=model.serving_note,
+    )
+
+
+def scored_card(
+    card: ModelCard, scores: dict[str, float], baselines: dict[str, float], run_id: str
+) -> ModelCard:
+    """``card`` with its holdout ``scores`` (and their ratios to the baseline's), the
+    baseline's scores (``<baseline>_<score>`` in ``baselines``) and its run."""
+    prefix = f"{card.baseline}_"
+    base = {k[len(prefix) :]: v for k, v in baselines.items() if k.startswith(prefix)}
+    ratios = {
+        f"{name}_ratio": scores[name] / base[name]
+        for name in ("rmse", "mae")
+        if base.get(name) and name in scores
+    }
+    return card.model_copy(
+        update={
+            "scores": scores | ratios,
+            "baseline_scores": base,
+            "run_id": run_id,
+            "trained_at": datetime.now(UTC).isoformat(),
+        }
+    )
 
 
 def _fit_kind(
@@ -484,13 +547,14 @@ def _fit_kind(
     baselines: dict[str, float],
     tags: dict[str, str],
     experiment_id: str,
+    card: ModelCard,
 ) -> KindRun:
     name = model.name
     last_event = data.frame["event_timestamp"].iloc[int(data.usable[-1])].isoformat()
-    with mlflow.start_run(
+    with registry.start_run(
         experiment_id=experiment_id,  # else the default experiment, whose artifacts go to ./mlruns
         run_name=run_label,
-        tags={**tags, "kind": name, "run.role": "kind", "data.last_event": last_event},
+        tags={**tags, keys.KIND: name, keys.RUN_ROLE: keys.KIND, keys.DATA_LAST_EVENT: last_event},
     ) as run:
         features = model.spec.features
         holdout_x = data.inputs(model.window, data.holdout, features)
@@ -502,19 +566,21 @@ def _fit_kind(
         model.log_model(example, name="holdout_fit")
         model.fit(data.inputs(model.window, data.usable, features), data.target(data.usable))
         model_uri = model.log_model(example, name="model")
-        mlflow.log_params(
+        registry.log_params(
             {
                 **{f"{name}.{k}": v for k, v in model.params.model_dump().items()},
-                "kind": name,
-                "window": model.window,
-                "features": ",".join(features),
-                "served_fit": "whole window (train + holdout)",
+                keys.KIND: name,
+                keys.WINDOW: model.window,
+                keys.FEATURES: ",".join(features),
+                keys.SERVED_FIT: "whole window (train + holdout)",
             }
         )
-        mlflow.log_metrics(metrics)
+        registry.log_metrics(metrics)
         _log_holdout(data, predicted)
         _log_importance(model)
-        mlflow.set_tag("model_uri", model_uri)  # marks the run complete, for reuse
+        card = scored_card(card, scores, baselines, run.info.run_id)
+        registry.log_text(card.model_dump_json(indent=2), keys.CARD_ARTIFACT)
+        registry.set_tag(keys.MODEL_URI, model_uri)  # marks the run complete, for reuse
     log.info("trained %s: %s", name, json.dumps(metrics))
     return KindRun(name, run.info.run_id, model_uri, metrics)
 
@@ -529,7 +595,7 @@ def _log_holdout(data: TrainingSet, predicted: np.ndarray) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(registry.HOLDOUT_ARTIFACT).name
         artifact.to_parquet(path)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
+        registry.log_artifact(str(path), artifact_path=str(Path(registry.HOLDOUT_ARTIFACT).parent))
     plot_holdout(artifact[artifact["holdout"]])
 
 
@@ -549,7 +615,7 @@ def plot_holdout(rows: pd.DataFrame) -> None:
     axes.legend(loc="upper right", fontsize=8)
     figure.autofmt_xdate()
     figure.tight_layout()
-    mlflow.log_figure(figure, "plots/holdout_forecast_vs_realized.png")
+    registry.log_figure(figure, keys.HOLDOUT_PLOT_ARTIFACT)
     plt.close(figure)
 
 
@@ -568,18 +634,16 @@ def _log_importance(model: ModelKind) -> None:
     axes.barh([name for name, _ in ranked], [value for _, value in ranked])
     axes.set_title(f"{model.name}: feature importance")
     figure.tight_layout()
-    mlflow.log_figure(figure, "plots/feature_importance.png")
+    registry.log_figure(figure, keys.IMPORTANCE_PLOT_ARTIFACT)
     plt.close(figure)
-    mlflow.log_dict(importance, "feature_importance.json")
+    registry.log_dict(importance, keys.FEATURE_IMPORTANCE_ARTIFACT)
 
 
 def _log_dataset(data: TrainingSet) -> None:
     """The training rows as an MLflow dataset input of the parent run."""
-    from mlflow.data.pandas_dataset import from_pandas
-
     rows = data.frame.iloc[data.usable][["event_timestamp", *FEATURE_COLUMNS, "target"]]
-    dataset = from_pandas(rows, name="training_window", targets="target")
-    mlflow.log_input(dataset, context="training")
+    dataset = registry.dataset_from_pandas(rows, name="training_window", targets="target")
+    registry.log_input(dataset, context="training")
 
 
 @functools.cache
@@ -591,4 +655,4 @@ def _git_tags() -> dict[str, str]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    return {"git.commit": out.stdout.strip()} if out.returncode == 0 else {}
+    return {keys.GIT_COMMIT: out.stdout.strip()} if out.returncode == 0 else {}

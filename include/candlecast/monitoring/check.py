@@ -33,6 +33,7 @@ from candlecast.data.ingestion import validated_table
 from candlecast.data.liquidity import Liquidity, liquidity
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import FEATURE_COLUMNS, compute_features
+from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling.history import Decided, versions_at
 from candlecast.monitoring import decisions
 from candlecast.monitoring.aci import AciReport
@@ -155,13 +156,12 @@ def champion_of(
     which version was in force then, and the training window of the latest decision, which is
     the reference window even when that decision kept the champion; a store with no recorded
     decision (made before they were recorded) falls back to the ``champion`` alias."""
-    from mlflow import MlflowClient
-
     from candlecast.modeling import history, registry
     from candlecast.modeling.kinds import get_kind
+    from candlecast.modeling.version_card import version_card
 
     registry.configure(settings)
-    client = MlflowClient()
+    client = registry.client()
     decided = history.read(pair.stream, settings)
     in_force = history.as_of(decided, as_of or datetime.now(UTC)) if decided else None
     if decided and in_force is None:
@@ -173,22 +173,23 @@ def champion_of(
         version = registry.champion(client, pair.stream)
     if version is None or version.run_id is None:
         return None
-    run = client.get_run(version.run_id)
-    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
-    kind = str(version.tags.get("kind", ""))
+    card = version_card(pair.stream, version)
     predicted = None
-    if kind and not get_kind(kind).baseline:
+    if card.kind and not get_kind(card.kind).baseline:
         holdout = registry.load_holdout(version.run_id)
         predicted = holdout.loc[holdout["holdout"], "predicted"].to_numpy(dtype=np.float64)
-    start = _utc(parent.data.params["train_start"])
-    end = _utc(run.data.tags["interval_end"])
+    # the reference window is the whole training window (train and holdout rows): the card's
+    # first training time to its run's window end
+    run = client.get_run(version.run_id)
+    start = _utc(card.train_start)
+    end = _utc(run.data.tags[keys.INTERVAL_END])
     if in_force is not None:
         start, end = in_force.window_start, in_force.window_end
     return Champion(
         version=str(version.version),
         run_id=version.run_id,
-        kind=kind,
-        features=registry.run_features(client, version.run_id),
+        kind=card.kind,
+        features=list(card.features),
         train_start=start,
         train_end=end,
         holdout_predicted=predicted,
@@ -512,10 +513,12 @@ def report_header(result: CheckResult, champion: Champion | None) -> ReportHeade
 
 
 def _log_report(run_id: str, path: Path) -> None:
-    from mlflow import MlflowClient
+    from candlecast.modeling import registry
 
     try:
-        MlflowClient().log_artifact(run_id, str(path), artifact_path="monitoring")
+        registry.client().log_artifact(
+            run_id, str(path), artifact_path=keys.MONITORING_ARTIFACT_DIR
+        )
     except Exception:  # the figures are stored; a tracking server hiccup loses only the copy
         log.exception("drift report not logged to MLflow run %s", run_id)
 

@@ -31,6 +31,7 @@ import pandas as pd
 from candlecast.config import PairConfig
 from candlecast.features.online import offline_table
 from candlecast.modeling import history
+from candlecast.modeling.exported import EXPORT_FILE, ExportedModel
 from candlecast.modeling.kinds.base import window_inputs
 from candlecast.serving import forecast_log
 from candlecast.serving.forecast_log import PLATFORM, SHADOW
@@ -179,27 +180,26 @@ class _Model:
 
     @classmethod
     def load(cls, pair: PairConfig, version: str, settings: Settings) -> _Model | None:
-        """The version's exported model, or None when it was never exported.
+        """The version's exported model, or None when it was never exported (or exported by
+        an older candlecast, without a card: the next export writes it again).
 
         Raises:
             TamperedModelError: the ONNX file differs from its recorded sha256.
         """
-        import json
-
         folder = pair.stream.model_dir(settings.paths.models, version)
-        path, meta_path = folder / "model.onnx", folder / "metadata.json"
-        if not (path.exists() and meta_path.exists()):
+        path = folder / "model.onnx"
+        if not (path.exists() and (folder / EXPORT_FILE).exists()):
             return None
-        meta = json.loads(meta_path.read_text())
+        exported = ExportedModel.model_validate_json((folder / EXPORT_FILE).read_text())
+        card = exported.card
         name = f"{pair.stream.key}/v{version}/{path.name}"
-        session = verified_session(path, meta.get("onnx_sha256"), name)
-        half = meta.get("interval_half_width")
+        session = verified_session(path, exported.onnx_sha256, name)
         return cls(
             session=session,
             input_name=session.get_inputs()[0].name,
-            features=list(meta["features"]),
-            window=int(meta.get("window", 1)),
-            half_width=float(half) if half is not None else None,
+            features=list(card.features),
+            window=card.window,
+            half_width=card.interval_half_width,
         )
 
     def run(self, x: np.ndarray) -> np.ndarray:

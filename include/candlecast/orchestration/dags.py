@@ -549,7 +549,8 @@ def build_train_dag(pair: PairConfig) -> DAG:
             from candlecast.modeling.onnx_export import ExportedModel
             from candlecast.modeling.promotion import Decision
 
-            return _run(stages.deploy, _pair(), ExportedModel(**exported), Decision(**decision))
+            model = ExportedModel.model_validate(exported)
+            return _run(stages.deploy, _pair(), model, Decision(**decision))
 
         @task(pool=TRAINING_POOL, execution_timeout=FIT_TIMEOUT)
         def train_targets(prepared: dict[str, Any]) -> list[dict[str, Any]]:

@@ -170,7 +170,7 @@ def _lookup_over_http(uri: str, name: str) -> str | None:
 def _lookup_in_store(uri: str, name: str) -> str | None:
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return None  # never create a tracking database just to look for an experiment
-    from mlflow.tracking import MlflowClient
+    from candlecast.modeling import registry
 
-    found = MlflowClient(tracking_uri=uri, registry_uri=uri).get_experiment_by_name(name)
+    found = registry.tracking_client(uri).get_experiment_by_name(name)
     return None if found is None else str(found.experiment_id)

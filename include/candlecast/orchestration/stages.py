@@ -8,9 +8,7 @@ Heavy libraries are imported inside the stages, so importing this module is chea
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -89,6 +87,10 @@ class PipelineRun:
 
 def to_xcom(result: Any) -> dict[str, Any]:
     """A stage result as the JSON-able dict Airflow keeps in XCom."""
+    from pydantic import BaseModel
+
+    if isinstance(result, BaseModel):  # an exported model (its card inside)
+        return result.model_dump(mode="json")
     if not is_dataclass(result) or isinstance(result, type):
         raise TypeError(f"not a stage result: {type(result).__name__}")
     return asdict(result)
@@ -265,7 +267,8 @@ def export(pair: PairConfig, decision: Decision | None = None) -> ExportedModel:
         exported = onnx_export.export_version(pair, decision.champion_version)
     except ParityError as exc:
         version, reason = promotion.parity_fallback(pair, decision, str(exc))
-        return replace(onnx_export.export_version(pair, version), fallback=reason)
+        fallback = onnx_export.export_version(pair, version)
+        return fallback.model_copy(update={"fallback": reason})
     export_shadow(pair, decision)
     return exported
 
@@ -422,27 +425,34 @@ def run_all(
 
 
 def publish(pair: PairConfig, out: Path) -> dict[str, str]:
-    """Copy the stream's exported champion (ONNX + metadata) to ``out`` (the DVC-tracked
-    ``models/<stream>/``)."""
-    from mlflow import MlflowClient
+    """Copy the stream's exported champion (ONNX, its card inside, and ``export.json``) to
+    ``out`` (the DVC-tracked ``models/<stream>/``)."""
+    import hashlib
+
+    import onnx
 
     from candlecast.modeling import registry
+    from candlecast.modeling.onnx_export import ExportedModel
 
     settings = get_settings()
     registry.configure(settings)
-    champion = registry.require_champion(MlflowClient(), pair.stream)
+    champion = registry.require_champion(registry.client(), pair.stream)
     folder = pair.stream.model_dir(settings.paths.models, champion.version)
     if not (folder / "model.onnx").exists():
         raise FileNotFoundError(f"{pair.stream.label}: champion v{champion.version} not exported")
+    exported = ExportedModel.load(folder)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(folder / "model.onnx", out / "model.onnx")
     # The published copy names its model relative to itself: an absolute path differs per
-    # clone, so `dvc status` would never be clean. Nor does it name the MLflow run, a random
-    # id in a tracking store that is not published: the same data and code publish the same
-    # bytes, so a fresh clone's `dvc repro` leaves dvc.lock as committed.
-    metadata = json.loads((folder / "metadata.json").read_text()) | {"path": "model.onnx"}
-    metadata.pop("run_id", None)
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    # clone, so `dvc status` would never be clean. Nor does it name the MLflow run or the time
+    # of the fit (a random id in a tracking store that is not published, and a clock): the
+    # same data and code publish the same bytes, so a fresh clone's `dvc repro` leaves
+    # dvc.lock as committed. The card inside the ONNX file is the published card too.
+    card = exported.card.model_copy(update={"run_id": None, "trained_at": None})
+    graph = card.embed(onnx.load(folder / "model.onnx"))
+    onnx.save(graph, out / "model.onnx")
+    digest = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    update = {"card": card, "path": "model.onnx", "onnx_sha256": digest}
+    exported.model_copy(update=update).write(out)
     return {"version": str(champion.version), "out": str(out)}
 
 

@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from candlecast.config import PairConfig
 from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStreamError
+from candlecast.modeling.mlflow_keys import CHAMPION, holdout_metric
 from candlecast.serving import forecast_log, lean, metrics
 from candlecast.serving.docs_page import add_docs_page
 from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info, select
@@ -301,13 +302,13 @@ def _pairs(forecaster: Forecaster) -> list[dict[str, Any]]:
         except NotReadyError as exc:
             out.append(entry | {"error": public(str(exc))})
             continue
-        meta = snap.model.meta
-        metrics_ = {k: float(v) for k, v in (meta.get("holdout_metrics") or {}).items()}
+        card = snap.model.card
+        metrics_ = {holdout_metric(k): float(v) for k, v in card.scores.items()}
         entry |= {
             "served": True,
             "model": model_info(snap.model),
-            "alias": meta.get("alias", "champion"),
-            "trained_at": meta.get("trained_at"),
+            "alias": CHAMPION,
+            "trained_at": card.trained_at,
             "deployed_at": snap.model.deployed_at,
             "holdout_metrics": metrics_,
             "features": snap.model.features,
@@ -333,7 +334,7 @@ def _announce(forecaster: Forecaster, chosen: list[PairConfig]) -> list[dict[str
         try:
             snap = forecaster.refresh(pair)
             state |= {
-                "model_version": str(snap.model.meta["version"]),
+                "model_version": str(snap.model.card.version),
                 "feature_timestamp": answer(snap)["feature_timestamp"],
             }
         except NotReadyError as exc:
@@ -358,7 +359,7 @@ async def readiness(forecaster: Forecaster) -> tuple[int, bytes]:
     streams = [
         {
             "stream": pair.key,
-            "model_version": str(served[pair.key].model.meta["version"])
+            "model_version": str(served[pair.key].model.card.version)
             if pair.key in served
             else None,
             "error": public(forecaster.error(pair.key)),

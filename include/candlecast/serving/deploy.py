@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import warnings
-from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from candlecast.config import PairConfig
-from candlecast.modeling.onnx_export import ExportedModel
+from candlecast.modeling.onnx_export import EXPORT_FILE, ExportedModel
 from candlecast.serving.modelstore import bentoml_store as bentoml_store
 from candlecast.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
+#: The BentoML model metadata key of the ONNX file's hash (a redeploy of the same bytes is
+#: a no-op).
+SHA256_KEY = "onnx_sha256"
+
 
 def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None = None) -> str:
-    """Save the ONNX champion as the newest BentoML model of the stream; returns its tag.
+    """Save the ONNX champion (its card inside) and its ``export.json`` as the newest BentoML
+    model of the stream; returns its tag.
 
     Deploying the same ONNX bytes again keeps the current tag (idempotent).
     """
@@ -30,18 +32,20 @@ def deploy(pair: PairConfig, exported: ExportedModel, settings: Settings | None 
 
     name = pair.stream.bento_model
     current = _latest(bentoml, name)
-    if current is not None and current.info.metadata.get("onnx_sha256") == exported.onnx_sha256:
+    if current is not None and current.info.metadata.get(SHA256_KEY) == exported.onnx_sha256:
         log.info("%s already deployed as %s", exported.model_name, current.tag)
         return str(current.tag)
     folder = Path(exported.path).parent
     labels = {"stream": pair.key, "kind": exported.kind, "version": exported.version}
-    metadata = {k: v for k, v in asdict(exported).items() if v is not None}
-    served = json.loads((folder / "metadata.json").read_text()) | _training_facts(
-        exported, settings
-    )
+    # BentoML's own listing (``bentoml models list``) shows these; the card is the record
+    metadata = {
+        "version": exported.version,
+        "kind": exported.kind,
+        SHA256_KEY: exported.onnx_sha256,
+    }
     with bentoml.models.create(name, labels=labels, metadata=metadata) as model:
         shutil.copy2(folder / "model.onnx", model.path_of("model.onnx"))
-        Path(model.path_of("metadata.json")).write_text(json.dumps(served, indent=2))
+        Path(model.path_of(EXPORT_FILE)).write_text(exported.model_dump_json(indent=2))
     log.info("deployed %s v%s as %s", exported.model_name, exported.version, model.tag)
     return str(model.tag)
 
@@ -58,30 +62,6 @@ def _store(settings: Settings | None) -> None:
             "ignore", message="GitWildMatchPattern", category=DeprecationWarning
         )
         import bentoml.models  # noqa: F401
-
-
-def _training_facts(exported: ExportedModel, settings: Settings) -> dict[str, Any]:
-    """What ``GET /pairs`` shows beside the model: when it was trained, its holdout metrics
-    and its alias, from its MLflow run (best effort: a model without a run deploys too)."""
-    facts: dict[str, Any] = {"alias": "champion"}
-    if not exported.run_id:
-        return facts
-    try:
-        from mlflow import MlflowClient
-
-        from candlecast.modeling import registry
-
-        registry.configure(settings)
-        run = MlflowClient().get_run(exported.run_id)
-    except Exception as exc:  # the registry is down: deploy anyway, without the facts
-        log.warning("no training facts for %s: %s", exported.model_name, exc)
-        return facts
-    end = run.info.end_time or run.info.start_time
-    if end:
-        facts["trained_at"] = datetime.fromtimestamp(end / 1000, UTC).isoformat()
-    own = registry.holdout_metrics(run.data.metrics, exported.kind)
-    facts["holdout_metrics"] = {k: float(v) for k, v in own.items()}
-    return facts
 
 
 def _latest(bentoml: Any, name: str) -> Any | None:

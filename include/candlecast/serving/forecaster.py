@@ -23,7 +23,6 @@ timeframe too (:meth:`candlecast.config.PairsConfig.resolve`).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -38,7 +37,10 @@ import numpy as np
 from candlecast.config import PairConfig, PairsConfig, load_pairs
 from candlecast.errors import ConfigError, NotReadyError
 from candlecast.features import online as featurestore  # reads only: no TA-Lib, no training
+from candlecast.modeling.card import ModelCard
+from candlecast.modeling.exported import EXPORT_FILE, ExportedModel
 from candlecast.modeling.kinds.base import window_inputs
+from candlecast.names import Stream
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
@@ -57,21 +59,25 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An ONNX session with what serving needs from its metadata."""
+    """An ONNX session and the export it came from (its card: what the model is)."""
 
     tag: str
     session: Any
     input_name: str
-    meta: dict[str, Any]
+    exported: ExportedModel
     deployed_at: str | None
 
     @property
+    def card(self) -> ModelCard:
+        return self.exported.card
+
+    @property
     def features(self) -> list[str]:
-        return list(self.meta["features"])
+        return list(self.card.features)
 
     @property
     def window(self) -> int:
-        return int(self.meta.get("window", 1))
+        return self.card.window
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Forecast log returns for input rows (float32, shape (n, window * features))."""
@@ -384,7 +390,7 @@ class Forecaster:
             self._rejected[key] = (tag, f"model {tag} rejected: {exc}")
             return current.model
         self._rejected.pop(key, None)
-        log.info("loaded %s (%s v%s)", tag, loaded.meta["kind"], loaded.meta["version"])
+        log.info("loaded %s (%s v%s)", tag, loaded.card.kind, loaded.card.version)
         return loaded
 
     def _smoke(self, pair: PairConfig, model: LoadedModel) -> None:
@@ -505,8 +511,8 @@ class Forecaster:
                 "pair": pair.symbol,
                 "exchange": pair.exchange,
                 "timeframe": pair.timeframe,
-                "model_version": snap.model.meta["version"],
-                "kind": snap.model.meta["kind"],
+                "model_version": snap.model.card.version,
+                "kind": snap.model.card.kind,
                 "bento_model": snap.model.tag,
             }
         served = sum("error" not in found for found in deployed.values())
@@ -529,27 +535,53 @@ class Forecaster:
 
 def load_model(stored: Any) -> LoadedModel:
     """An ONNX session (see :func:`~candlecast.serving.modelstore.verified_session`) for a
-    BentoML model of the store, its file checked against the sha256 recorded at export."""
-    meta = json.loads(Path(stored.path_of("metadata.json")).read_text())
+    BentoML model of the store, its file checked against the sha256 recorded at export and
+    its embedded card against the export's.
+
+    Raises:
+        ModelLoadError: deployed by an older candlecast (no card), or a card that differs.
+    """
+    record = Path(stored.path_of(EXPORT_FILE))
+    if not record.exists():
+        raise ModelLoadError(_redeploy_hint(stored))
+    exported = ExportedModel.model_validate_json(record.read_text())
     # checked on every load: a file changed after export (a constant edited) still parses
     path = Path(stored.path_of("model.onnx"))
-    session = verified_session(path, meta.get("onnx_sha256"), f"{stored.tag}/model.onnx")
+    session = verified_session(path, exported.onnx_sha256, f"{stored.tag}/model.onnx")
+    if ModelCard.from_onnx(session) != exported.card:
+        raise ModelLoadError(f"{stored.tag}: the card in model.onnx differs from {EXPORT_FILE}")
     created = getattr(stored.info, "creation_time", None)
     return LoadedModel(
         tag=str(stored.tag),
         session=session,
         input_name=session.get_inputs()[0].name,
-        meta=meta,
+        exported=exported,
         deployed_at=created.isoformat() if created else None,
     )
 
 
+def _redeploy_hint(stored: Any) -> str:
+    """Why a model deployed by an older candlecast (``metadata.json``, no card) is not
+    served, and the command that exports and deploys it again with its card."""
+    labels = stored.info.labels
+    try:
+        stream = Stream.from_key(str(labels.get("stream", "")))
+    except ValueError:
+        return f"{stored.tag}: deployed by an older candlecast (no model card); retrain it"
+    return (
+        f"{stored.tag}: deployed by an older candlecast (no model card); export and deploy it "
+        f"again: candlecast promote --pair {stream.symbol} --exchange {stream.exchange} "
+        f"--timeframe {stream.timeframe} --version {labels.get('version', '<version>')} "
+        "--reason 're-export with its model card'"
+    )
+
+
 def model_info(model: LoadedModel) -> dict[str, str]:
-    meta = model.meta
+    card = model.card
     return {
-        "name": meta["model_name"],
-        "version": str(meta["version"]),
-        "kind": meta["kind"],
+        "name": card.registered_model,
+        "version": str(card.version),
+        "kind": card.kind,
         "bento_model": model.tag,
     }
 
@@ -557,7 +589,7 @@ def model_info(model: LoadedModel) -> dict[str, str]:
 def answer(snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
     """The JSON answer of a snapshot (:class:`~candlecast.serving.schemas.Forecast`)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    pair, meta, predicted, close = snap.pair, snap.model.meta, snap.predicted, snap.close
+    pair, card, predicted, close = snap.pair, snap.model.card, snap.predicted, snap.close
     step = timeframe_ms(pair.timeframe)
     body: dict[str, Any] = {
         "pair": pair.symbol,
@@ -580,16 +612,16 @@ def answer(snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
         headline = extra.main_intervals["levels"].get("0.9")
         if headline is not None:
             body["interval"] = {"coverage": 0.9, **headline}
-    half_width = meta.get("interval_half_width")
+    half_width = card.interval_half_width
     if half_width is not None and "interval" not in body:
         low, high = predicted - half_width, predicted + half_width
         body["interval"] = {
-            "coverage": meta.get("interval_coverage"),
+            "coverage": card.interval_coverage,
             "return": [low, high],
             "price": [close * math.exp(low), close * math.exp(high)],
         }
-    if meta.get("note"):
-        body["note"] = meta["note"]
+    if card.note:
+        body["note"] = card.note
     if extra is not None:
         body["targets"] = list(extra.answers)
         if extra.missing:

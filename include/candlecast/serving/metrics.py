@@ -106,7 +106,7 @@ def observe_snapshot(snap: Snapshot) -> None:
     metrics = _registry()
     key = snap.pair.key
     with contextlib.suppress(TypeError, ValueError):
-        metrics["version"].labels(stream=key).set(float(snap.model.meta["version"]))
+        metrics["version"].labels(stream=key).set(float(snap.model.card.version or "nan"))
     metrics["features"].labels(stream=key).set(snap.features_at_ms / 1000)
 
 
