@@ -380,6 +380,39 @@ def test_the_docs_page_loads_every_script_and_style_from_the_service(served):
     assert call(base, "/redoc")[0] == 404  # FastAPI's CDN-loaded pages are not served
 
 
+def test_the_docs_page_renders_the_service_in_a_browser(served, tmp_path):
+    """/docs as a user sees it in headless Chromium: Swagger UI rendered from the service's
+    own assets, titled with the package version, every operation listed; a screenshot is kept
+    as a test artifact (DOM assertions, the PNG is for people)."""
+    import os
+
+    from candlecast import __version__
+    from tests.browser import Browser, chromium
+    from tests.helpers import REPO
+
+    if chromium() is None:
+        pytest.skip("chromium missing (scripts/setup.sh)")
+    base, *_ = served
+    folder = Path(os.environ.get("CANDLECAST_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
+    with Browser.launch(tmp_path / "chromium") as browser:
+        # this service asks for a key on every path but the probes: the browser sends it
+        browser.call("Network.enable")
+        browser.call("Network.setExtraHTTPHeaders", headers={"Authorization": f"Bearer {KEY}"})
+        browser.goto(f"{base}/docs")
+        title = browser.wait_for(
+            "(() => { const t = document.querySelector('.swagger-ui .info .title');"
+            " return t && document.querySelectorAll('.opblock').length > 3 ? t.innerText : null;"
+            " })()",
+            "Swagger UI rendered with its operations",
+        )
+        paths = browser.evaluate(
+            "[...document.querySelectorAll('.opblock-summary-path')].map(e => e.innerText)"
+        )
+        browser.screenshot(folder / "service-docs.png")
+    assert "candlecast prediction service" in title and __version__ in title
+    assert {"/predict", "/predict_batch", "/pairs", "/readyz"} <= {p.strip() for p in paths}
+
+
 def test_served_forecasts_are_recorded_in_the_forecast_log(served):
     """What monitoring joins with realized returns: every /predict answer, written behind the
     request by the service's background writer."""
