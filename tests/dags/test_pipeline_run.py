@@ -2,6 +2,7 @@
 sub-hourly stream's one-task candles DAG."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -188,3 +189,64 @@ def test_catch_up_sees_features_newer_than_a_runs_window(pipeline_run):
     newest = datetime(2022, 3, 1, tzinfo=UTC)  # the online row closes at the demo day's end
     assert stages.untrained_features(pair, datetime(2022, 2, 27, tzinfo=UTC)) == newest
     assert stages.untrained_features(pair, newest) is None
+
+
+def test_the_mlflow_compare_page_shows_each_kinds_ratio_to_persistence(pipeline_run, tmp_path):
+    """The MLflow UI's compare page of the training's kinds, in headless Chromium: the ratio
+    columns are there (MLflow rounds raw errors to 0.008 for every kind); a screenshot is kept
+    as a test artifact (DOM assertions, the PNG is for people)."""
+    import json
+    import os
+    import socket
+    import urllib.parse
+
+    from candlecast.cli import embedded
+    from candlecast.settings import get_settings
+    from tests.browser import Browser, chromium
+    from tests.helpers import REPO
+
+    if chromium() is None:
+        pytest.skip("chromium missing (scripts/setup.sh)")
+    pair, _, _ = pipeline_run
+    tracking.configure()
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(pair.stream.experiment)
+    found = client.search_runs([experiment.experiment_id], "tags.`run.role` = 'kind'")
+    kinds = {run.info.run_id: run.data.tags["kind"] for run in found}
+    assert sorted(kinds.values()) == sorted(pair.training.kinds)
+    with socket.socket() as probe:  # a free port for the MLflow UI
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    settings = get_settings().model_copy(update={"mlflow_ui_url": base})
+    proc = embedded.start(embedded.mlflow_ui_command(settings), tmp_path / "mlflow.log")
+    folder = Path(os.environ.get("CANDLECAST_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
+    try:
+        embedded.wait_http(f"{base}/health", timeout=300, proc=proc)
+        query = urllib.parse.urlencode(
+            {"runs": json.dumps(list(kinds)), "experiments": json.dumps([experiment.experiment_id])}
+        )
+        with Browser.launch(tmp_path / "chromium") as browser:
+            browser.goto(f"{base}/#/compare-runs?{query}")
+            text = browser.wait_for(
+                "document.body.innerText.includes('holdout_rmse_ratio')"
+                " ? document.body.innerText : null",
+                "the compare page with the kinds' metrics",
+            )
+            # the metrics table in view (the page opens on its plots): its heading scrolled
+            # to the top (scrolling a cell would scroll the names apart from their values)
+            browser.wait_for(
+                "(() => { const head = document.evaluate("
+                "\"//h2[normalize-space(.)='Metrics'] | //*[normalize-space(text())='Metrics']\","
+                " document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;"
+                " if (!head) return false; head.scrollIntoView({block: 'start'});"
+                " return Math.abs(head.getBoundingClientRect().top) < 80; })()",
+                "the metrics table in view",
+            )
+            browser.screenshot(folder / "mlflow-compare.png")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert "holdout_mae_ratio" in text
+    for run_id in kinds:
+        assert run_id in text or client.get_run(run_id).info.run_name in text
