@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from candlecast.monitoring.check import check_windows
-from candlecast.monitoring.drift import FeatureDrift
+from candlecast.monitoring.decisions import RetrainDecision
+from candlecast.monitoring.drift import DriftResult, FeatureDrift
 from candlecast.monitoring.report import ReportHeader, prune_reports, report_name, with_header
+from candlecast.monitoring.result import CheckResult
 from tests.helpers import btc_pair
 
 AS_OF = datetime(2020, 3, 22, tzinfo=UTC)
@@ -66,20 +68,23 @@ def test_only_the_newest_reports_by_writing_time_are_kept(tmp_path):
     assert prune_reports(tmp_path, keep=3) == []
 
 
-def header(**changes) -> ReportHeader:
+def header(champion_kind: str | None = "lightgbm", **changes) -> ReportHeader:
+    """The header of a check result with ``changes``."""
     fields = {
         "stream": "replay_btc_usd_1h",
         "as_of": AS_OF,
         "champion_version": "3",
-        "champion_kind": "lightgbm",
         "reference": (day("2019-11-01"), AS_OF - WINDOW),
         "current": (AS_OF - WINDOW, AS_OF),
-        "decision": "data drift: 10 of 15 features",
+        "drift": DriftResult([], 500, 500, 0.5, []),
         "prediction": FeatureDrift("prediction", "wasserstein", 0.71, 0.5, True),
         "realized": None,
-        "realized_state": "not judged yet (40 of 100 forecasts realized)",
+        "forecasts_logged": 40,
+        "feature_staleness_s": None,
+        "decision": RetrainDecision(True, "data drift: 10 of 15 features"),
+        "min_forecasts": 100,
     }
-    return ReportHeader(**(fields | changes))
+    return ReportHeader(CheckResult(**(fields | changes)), champion_kind)
 
 
 def test_the_header_names_stream_champion_windows_and_findings():
@@ -93,13 +98,18 @@ def test_the_header_names_stream_champion_windows_and_findings():
         "Reference window 2019-11-01 00:00 UTC .. 2020-03-01 04:00 UTC",
         "Current window 2020-03-01 04:00 UTC .. 2020-03-22 00:00 UTC",
         "drifted: served forecasts against the champion's holdout forecasts, wasserstein 0.71",
-        "not judged yet (40 of 100 forecasts realized)",
+        "not judged yet (0 of 100 forecasts realized)",
     ):
         assert expected in " ".join(text.split()), text
 
 
 def test_a_header_without_champion_says_so_and_escapes_text():
-    found = header(champion_version=None, champion_kind=None, prediction=None, decision="<b>")
+    found = header(
+        champion_version=None,
+        champion_kind=None,
+        prediction=None,
+        decision=RetrainDecision(False, "<b>"),
+    )
     assert "none yet" in found.html() and "&lt;b&gt;" in found.html()
     assert "not measured" in found.html()
 

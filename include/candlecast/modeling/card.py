@@ -10,11 +10,15 @@ fields, so a rename breaks loudly.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from candlecast.modeling.mlflow_keys import CARD_ARTIFACT
+
+if TYPE_CHECKING:
+    from candlecast.names import Stream
+    from candlecast.targets import Target
 
 #: The ONNX metadata key that holds the card.
 ONNX_KEY = "candlecast.card"
@@ -82,6 +86,22 @@ def _upgraded_calibration(data: Any, horizon: int) -> Any:
         "weights": [1.0],
         "intercept": math.log(horizon),
         **rest,
+    }
+
+
+def identity(stream: Stream, target: Target, registered_model: str) -> dict[str, Any]:
+    """A card's identity fields: which stream, what it forecasts, under which MLflow name
+    (every card is built from them, by training, the declared targets and older runs)."""
+    return {
+        "stream": stream.key,
+        "exchange": stream.exchange,
+        "symbol": stream.symbol,
+        "timeframe": stream.timeframe,
+        "target": target.name,
+        "horizon": target.horizon,
+        "target_key": target.key,
+        "outputs": list(target.outputs),
+        "registered_model": registered_model,
     }
 
 

@@ -48,7 +48,13 @@ from candlecast.evaluation import interval_sigma, significance
 from candlecast.features.engineering import compute_features
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
-from candlecast.modeling.card import ARTIFACT, SHA256_FILE, IntervalCalibration, ModelCard
+from candlecast.modeling.card import (
+    ARTIFACT,
+    SHA256_FILE,
+    IntervalCalibration,
+    ModelCard,
+    identity,
+)
 from candlecast.modeling.evaluate import aligned_inputs
 from candlecast.modeling.gate import Comparison, Policy, decide_target
 from candlecast.modeling.kinds import get_kind, kind_names
@@ -188,17 +194,9 @@ def train_target(
     champion.fit(inputs[verdict.champion], y)  # the served fit: the whole window
     times = frame["event_timestamp"].iloc[positions]
     card = ModelCard(
-        stream=stream.key,
-        exchange=stream.exchange,
-        symbol=stream.symbol,
-        timeframe=stream.timeframe,
-        target=target.name,
-        horizon=target.horizon,
-        target_key=target.key,
-        outputs=list(target.outputs),
+        **identity(stream, target, stream.target_model(target.key)),
         kind=verdict.champion,
         kind_params=champion.kind.params.model_dump(mode="json"),
-        registered_model=stream.target_model(target.key),
         features=list(champion.spec.features),
         window=champion.window,
         correction=champion.correction,

@@ -42,7 +42,7 @@ from candlecast.features.engineering import (
 )
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
-from candlecast.modeling.card import ModelCard
+from candlecast.modeling.card import ModelCard, identity
 from candlecast.modeling.datasets import TrainingSet, kind_features
 from candlecast.modeling.kinds import BASELINE, get_kind, kind_names, kind_params
 from candlecast.modeling.kinds.base import ModelKind, input_names
@@ -492,17 +492,9 @@ def _card(
     stream, target = pair.stream, get_target("return", 1)
     times = data.frame["event_timestamp"]
     return ModelCard(
-        stream=stream.key,
-        exchange=stream.exchange,
-        symbol=stream.symbol,
-        timeframe=stream.timeframe,
-        target=target.name,
-        horizon=target.horizon,
-        target_key=target.key,
-        outputs=list(target.outputs),
+        **identity(stream, target, stream.registered_model),
         kind=model.name,
         kind_params=model.params.model_dump(mode="json"),
-        registered_model=stream.registered_model,
         features=list(model.spec.features),
         window=model.window,
         train_start=times.iloc[int(data.train[0])].isoformat(),

@@ -13,7 +13,7 @@ from typing import Any
 from candlecast.errors import UnknownVersionError
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
-from candlecast.modeling.card import ModelCard
+from candlecast.modeling.card import ModelCard, identity
 from candlecast.modeling.kinds import BASELINE, get_kind
 from candlecast.names import Stream
 from candlecast.targets import get_target
@@ -50,16 +50,8 @@ def legacy_card(stream: Stream, version_tags: dict[str, str], run: Any) -> Model
     own = registry.holdout_metrics(metrics, kind)
     prefix = f"{BASELINE}_"
     return ModelCard(
-        stream=stream.key,
-        exchange=stream.exchange,
-        symbol=stream.symbol,
-        timeframe=stream.timeframe,
-        target=target.name,
-        horizon=target.horizon,
-        target_key=target.key,
-        outputs=list(target.outputs),
+        **identity(stream, target, stream.registered_model),
         kind=kind,
-        registered_model=stream.registered_model,
         run_id=run.info.run_id,
         features=str(params[keys.FEATURES]).split(","),
         # a baseline once registered on the challenger's run reads its inputs one row at a time

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from candlecast.monitoring.drift import FeatureDrift
-from candlecast.monitoring.performance import Realized
+from candlecast.monitoring.result import CheckResult
 
 #: ``drift-<as_of>-<written>.html``, the name every kept report has.
 REPORT_NAME = re.compile(r"^drift-(\d{8}T\d{4})-(\d{8}T\d{6})\.html$")
@@ -33,36 +32,30 @@ REPORT_NAME = re.compile(r"^drift-(\d{8}T\d{4})-(\d{8}T\d{6})\.html$")
 class ReportHeader:
     """What the top of a drift report says."""
 
-    stream: str
-    as_of: datetime
-    champion_version: str | None
+    result: CheckResult
+    #: The champion's kind (the result names its version), None with no champion.
     champion_kind: str | None
-    reference: tuple[datetime, datetime]
-    current: tuple[datetime, datetime]
-    decision: str
-    prediction: FeatureDrift | None
-    realized: Realized | None
-    realized_state: str
 
     def rows(self) -> list[tuple[str, str]]:
         """(label, text) lines of the header, in reading order."""
+        result = self.result
         champion = (
-            f"v{self.champion_version} ({self.champion_kind})"
-            if self.champion_version
+            f"v{result.champion_version} ({self.champion_kind})"
+            if result.champion_version
             else "none yet: the reference is the window before the current one"
         )
         return [
-            ("Stream", self.stream),
+            ("Stream", result.stream),
             ("Champion", champion),
-            ("Reference window", _span(self.reference)),
-            ("Current window", _span(self.current)),
-            ("Decision", self.decision),
+            ("Reference window", _span(result.reference)),
+            ("Current window", _span(result.current)),
+            ("Decision", result.decision.reason),
             ("Prediction drift", self._prediction()),
             ("Realized skill", self._realized()),
         ]
 
     def _prediction(self) -> str:
-        found = self.prediction
+        found = self.result.prediction
         if found is None:
             return "not measured (no served forecasts of the champion, or a baseline champion)"
         verdict = "drifted" if found.drifted else "no drift"
@@ -72,9 +65,9 @@ class ReportHeader:
         )
 
     def _realized(self) -> str:
-        found = self.realized
-        if found is None or self.realized_state != "judged":
-            return self.realized_state
+        found, state = self.result.realized, self.result.realized_state
+        if found is None or state != "judged":
+            return state
         return (
             f"RMSE / persistence {found.rmse_ratio:.4f}, MAE / persistence "
             f"{found.mae_ratio:.4f}, directional accuracy {found.directional_accuracy:.1%} "
@@ -89,7 +82,8 @@ class ReportHeader:
             f"<td>{html.escape(text)}</td></tr>"
             for label, text in self.rows()
         )
-        title = html.escape(f"candlecast drift check: {self.stream} as of {_time(self.as_of)}")
+        result = self.result
+        title = html.escape(f"candlecast drift check: {result.stream} as of {_time(result.as_of)}")
         return (
             '<section id="candlecast-check" style="font-family:sans-serif;margin:16px">'
             f"<h1>{title}</h1><table>{cells}</table></section>"
