@@ -250,3 +250,96 @@ def test_the_mlflow_compare_page_shows_each_kinds_ratio_to_persistence(pipeline_
     assert "holdout_mae_ratio" in text
     for run_id in kinds:
         assert run_id in text or client.get_run(run_id).info.run_name in text
+
+
+#: The task instances table of a run page: ``[task id, map index name, top, bottom]`` per row,
+#: once the names of mapped fits are shown (JavaScript, falsy until then).
+TASK_ROWS = """(() => {
+  const heads = Array.from(document.querySelectorAll('table thead th'), th => th.innerText.trim());
+  const task = heads.indexOf('Task ID'), index = heads.indexOf('Map Index');
+  const rows = Array.from(document.querySelectorAll('table tbody tr'), tr => {
+    const cells = tr.querySelectorAll('td'), box = tr.getBoundingClientRect();
+    return cells.length > Math.max(task, index)
+      && [cells[task].innerText.trim(), cells[index].innerText.trim(), box.top, box.bottom];
+  });
+  return task >= 0 && index >= 0 && rows.length && rows.every(Boolean)
+    && rows.some(([id, name]) => id === 'fit' && name) && rows;
+})()"""
+
+
+def test_the_airflow_run_page_shows_the_kinds_fits_and_the_gates_note(pipeline_run, tmp_path):
+    """The Airflow UI's page of the real train DAG run, in headless Chromium: the mapped fit
+    tasks under their kinds' names (``map_index_template``) and, in the run's note dialog, what
+    the gate decided; a screenshot is kept as a test artifact (DOM assertions, the PNG is for
+    people). Only the API server runs, on the metadata DB ``dag.test()`` wrote to."""
+    import json
+    import os
+    import socket
+    import urllib.parse
+
+    from airflow.models.dagrun import DagRun
+    from airflow.settings import engine
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+
+    from candlecast.cli import embedded
+    from candlecast.settings import get_settings
+    from tests.browser import Browser, chromium
+    from tests.helpers import REPO
+
+    if chromium() is None:
+        pytest.skip("chromium missing (scripts/setup.sh)")
+    pair, _, train = pipeline_run
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id == train.dag_id, DagRun.run_id == train.run_id)
+        note = session.scalar(query).note
+    assert note
+    with socket.socket() as probe:  # a free port for the API server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = get_settings()
+    env = embedded.airflow_env(settings, "127.0.0.1", port)
+    # the UI reads the very database the pipeline's runs are in
+    served = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).database
+    assert Path(served).resolve() == Path(engine.url.database).resolve()
+    command = [str(embedded.BIN / "airflow"), "api-server", "--port", str(port)]
+    proc = embedded.start(command, tmp_path / "api-server.log", env)
+    base = embedded.airflow_base_url("127.0.0.1", port)
+    run = urllib.parse.quote(train.run_id, safe="")
+    folder = Path(os.environ.get("CANDLECAST_TEST_ARTIFACTS") or REPO / "tests" / "artifacts")
+    try:
+        embedded.wait_http(f"{base}/api/v2/monitor/health", timeout=300, proc=proc)
+        # tall enough for every task instance of the run below the note dialog
+        with Browser.launch(tmp_path / "chromium", height=1160) as browser:
+            browser.goto(f"{base}/")
+            browser.wait_for("!!document.querySelector('input[name=password]')", "login form")
+            browser.type_into("input[name=username]", "admin")
+            browser.type_into("input[name=password]", embedded.airflow_password(settings))
+            browser.evaluate("document.querySelector('button[type=submit]').click()")
+            browser.wait_for("!location.pathname.startsWith('/auth/')", "the UI after login")
+            # the run's task instances in the order they ran (the fits below the dialog)
+            browser.goto(f"{base}/dags/{train.dag_id}/runs/{run}?sort=start_date")
+            browser.wait_for(TASK_ROWS, "the run's task instances with the fits' names")
+            browser.evaluate("document.querySelector('button[aria-label=Note]').click()")
+            dialog = browser.wait_for(
+                f"""(() => {{
+                  const dialog = document.querySelector('[role=dialog][data-state=open]');
+                  const shown = dialog && dialog.innerText.replace(/\\s+/g, ' ');
+                  if (!shown || !shown.includes({json.dumps(" ".join(note.split()))})
+                      || dialog.getAnimations({{subtree: true}}).length) return null;
+                  const box = dialog.getBoundingClientRect();
+                  return [shown, box.top, box.bottom, innerHeight];
+                }})()""",
+                "the run's note dialog with the gate's decision",
+            )
+            browser.screenshot(folder / "airflow-grid.png")
+            rows = browser.evaluate(TASK_ROWS)  # where they are with the dialog open
+    finally:
+        embedded.stop([proc], timeout=60)
+    fits = [(name, top, bottom) for task, name, top, bottom in rows if task == "fit"]
+    assert sorted(name for name, _, _ in fits) == sorted(pair.training.kinds)
+    shown, _, dialog_bottom, height = dialog
+    assert "Dag Run Note" in shown
+    # both in the screenshot: the fits' rows below the dialog, inside the viewport
+    assert all(dialog_bottom <= top and bottom <= height for _, top, bottom in fits)
