@@ -60,7 +60,7 @@ pairs:
     end: {END.isoformat()}
 """
 #: Scale-out in the set-up: streams x candles per phase, with one worker and then two.
-SCALE_STREAMS, SCALE_CANDLES, SCALE_WORKERS = 2, 3, [1, 2]
+SCALE_STREAMS, SCALE_CANDLES, SCALE_WORKERS = 2, 2, [1, 2]
 
 
 @dataclass

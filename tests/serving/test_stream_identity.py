@@ -41,7 +41,9 @@ def world(tmp_path_factory):
     files = {"5m": ETH_5M, "15m": root / "ETH_BTC-15m.parquet"}
     config = root / "pairs.yaml"
     config.write_text(
-        "defaults: {training: {train_days: 6}, data: {max_staleness_candles: 3}}\n"
+        # one other target than the main return (identity, not targets, is tested here)
+        "defaults: {training: {train_days: 6, targets: [{target: return, horizons: [1]},"
+        " {target: volatility, horizons: [1]}]}, data: {max_staleness_candles: 3}}\n"
         "pairs:\n"
         + "".join(
             f"  - {{symbol: ETH/BTC, exchange: {e}, timeframe: {t}, replay_file: {files[t]},"
