@@ -1,5 +1,6 @@
 """The forecast log (serving/forecast_log.py) and realized skill from it on real candles."""
 
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -166,3 +167,62 @@ def test_several_processes_append_to_one_log(tmp_path):
 def test_flushes_keep_their_cadence_whatever_a_write_takes(started, now, expected):
     assert next_wait(started, now, FLUSH_INTERVAL_S) == pytest.approx(expected)
     assert FLUSH_INTERVAL_S <= 0.5  # a crash loses at most one interval plus one write
+
+
+def test_the_writer_opens_its_connection_once_not_per_flush(tmp_path, monkeypatch):
+    """Opening the log (its schema checked, the WAL set up and, on closing the last
+    connection, checkpointed and deleted) once per tick made each flush slow under load."""
+    path = tmp_path / "log.db"
+    opened = []
+    connect = sqlite3.connect
+
+    def counting(database, *args, **kwargs):
+        opened.append(database)
+        return connect(database, *args, **kwargs)
+
+    log = ForecastLog(path, flush_interval=3600)
+    monkeypatch.setattr(sqlite3, "connect", counting)
+    for tick in range(3):
+        log.record(answer(HOUR * (1000 + tick), 0.001))
+        assert log.flush() == 1
+    log.close()
+    assert opened == [path]
+    assert len(read_forecasts(STREAM, path=path)) == 3
+
+
+def test_a_kill_9_after_a_flush_loses_none_of_its_forecasts(tmp_path):
+    """The writer commits without an fsync (synchronous=NORMAL in WAL mode): what a flush
+    committed survives the process being killed (not a power loss)."""
+    path = tmp_path / "log.db"
+    script = (
+        "import os, signal, sys; from candlecast.serving.forecast_log import ForecastLog;"
+        "from tests.monitoring.test_forecast_log import answer;"
+        "log = ForecastLog(__import__('pathlib').Path(sys.argv[1]), flush_interval=3600);"
+        "[log.record(answer(3_600_000 * (1000 + i), 0.001)) for i in range(100)];"
+        "assert log.flush() == 100; os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], timeout=300, check=False)
+    assert proc.returncode == -9
+    assert len(read_forecasts(STREAM, path=path)) == 100
+
+
+def test_a_flush_writes_its_rows_with_one_statement_not_one_per_row(tmp_path, monkeypatch):
+    """Each statement step lets go of the GIL, and the writer waited to take it back once per
+    row while the request handlers were busy (bench/bench_faults.py, 8 clients)."""
+    traced: list[str] = []
+    connect = sqlite3.connect
+
+    def tracing(database, *args, **kwargs):
+        db = connect(database, *args, **kwargs)
+        db.set_trace_callback(traced.append)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", tracing)
+    log = ForecastLog(tmp_path / "log.db", flush_interval=3600)
+    for i in range(300):
+        log.record(answer(HOUR * (1000 + i), 0.001))
+    assert log.flush() == 300
+    log.close()
+    inserts = [sql for sql in traced if sql.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 1, len(inserts)
+    assert len(read_forecasts(STREAM, path=tmp_path / "log.db")) == 300

@@ -5,7 +5,11 @@ append: no lock, no I/O, no parsing); a daemon thread per process flushes the qu
 :data:`FLUSH_INTERVAL_S` (a quarter second, start to start: what a kill -9 loses is what
 was queued since the last commit) into one SQLite table under the data directory
 (``$CANDLECAST_HOME/forecasts/forecast_log.db``, WAL mode, so service workers in several
-processes and a reading monitor share it). If the writer falls behind by
+processes and a reading monitor share it). The thread keeps one connection open (the schema
+checked once), writes a tick's rows with one INSERT statement and commits with
+``synchronous=NORMAL``: in WAL mode a commit is then written to the WAL file without an fsync,
+which survives a crash of the process (kill -9) but not a power loss or an OS crash, where
+the last commits before it may be lost. If the writer falls behind by
 :data:`MAX_PENDING` rows, new forecasts are dropped and counted rather than letting memory
 grow or the request wait. A failed flush (a full disk, an unwritable directory, the size cap
 ``CANDLECAST_SERVICE_FORECAST_LOG_MAX_MB``) keeps its rows for the next tick, is counted and
@@ -18,6 +22,7 @@ Monitoring reads the log with :func:`read_forecasts` and joins it with realized 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sqlite3
@@ -37,8 +42,14 @@ from candlecast.settings import Settings, get_settings, read_settings
 log = logging.getLogger(__name__)
 
 #: Seconds between the starts of two flushes of a process's queue. A kill -9 loses what was
-#: queued since the last commit: this plus one write, when the write keeps up (measured under
-#: load by bench/bench_faults.py, which found the writes falling behind).
+#: queued since the last commit: at most this plus one write. Measured by
+#: ``bench/bench_faults.py --kills 5 --clients 8`` (one worker, a shared 2-core machine): the
+#: loss window was 0.27 to 1.66 s (median 0.91 s, 570 to 720 answers/s around the kills)
+#: when each tick opened the log anew and inserted row by row, the writer thread waiting for
+#: the GIL at each row's step (thousands of waits per write, no disk read) until writes of
+#: 1,000 to 3,000 rows took up to 2.7 s; with one connection and one statement a tick it is
+#: 0.04 to 0.25 s (median 0.09 s, 390 to 530 answers/s; in a traced run a write took 7 ms
+#: at the median, 88 ms at the 99th percentile, and the ticks kept their 0.25 s).
 FLUSH_INTERVAL_S = 0.25
 #: Queued rows beyond which new forecasts are dropped (and counted) instead of queued.
 MAX_PENDING = 100_000
@@ -78,7 +89,11 @@ ON forecasts (stream, model_version, feature_ts) WHERE source = 'platform';
 CREATE UNIQUE INDEX IF NOT EXISTS forecasts_shadow_once
 ON forecasts (stream, model_version, feature_ts) WHERE source = 'shadow';
 """
-_INSERT = f"INSERT INTO forecasts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_INSERT_HEAD = f"INSERT INTO forecasts ({', '.join(COLUMNS)}) VALUES "
+_INSERT = _INSERT_HEAD + f"({', '.join('?' * len(COLUMNS))})"
+#: Rows written by one INSERT statement of the writer (fewer where SQLite allows fewer
+#: parameters): a tick's rows in one statement, the backlog after an outage in a few.
+_ROWS_PER_INSERT = 1000
 
 
 def log_path(settings: Settings | None = None) -> Path:
@@ -93,7 +108,8 @@ class ForecastLog:
     tick, up to ``max_pending`` rows in all, beyond which answers are dropped from the log
     and counted. The failure is counted per tick (``candlecast_store_failures``), logged once
     where it starts and once where it ends, and said by :meth:`problem` (``/health``,
-    ``/readyz``).
+    ``/readyz``). The writer's connection is opened on the first write and kept (opened
+    anew after a failed write, for another ``path`` or in a forked process).
     """
 
     def __init__(
@@ -113,6 +129,8 @@ class ForecastLog:
         self._pending: deque[tuple[float, Any, Any, Any, Any, Any, Any]] = deque()
         self._unwritten: list[tuple[Any, ...]] = []  # rows a failed write left, in order
         self._failing: tuple[float, str] | None = None  # (since, why)
+        self._db: sqlite3.Connection | None = None  # the writer's own, opened once
+        self._db_for: tuple[int, Path] | None = None  # (process, path) it was opened for
         self._stop = threading.Event()
         self._flushing = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="forecast-log", daemon=True)
@@ -146,15 +164,38 @@ class ForecastLog:
             if not rows:
                 return 0
             try:
-                with _connect(self.path, self.max_bytes) as db:
-                    db.executemany(_INSERT, rows)
+                db = self._connection()
+                with db:
+                    _insert(db, rows)
             except (sqlite3.Error, OSError) as exc:
                 self._unwritten = rows
+                self._disconnect()  # opened afresh at the next try (the file may be elsewhere)
                 self._failed(exc)
                 return 0
             self.written += len(rows)
             self._recovered()
             return len(rows)
+
+    def _connection(self) -> sqlite3.Connection:
+        """The writer's connection: opened, and the schema checked, once (not per tick), and
+        again only after a failed write or in a forked process."""
+        here = (os.getpid(), self.path)
+        if self._db is None or self._db_for != here:
+            self._disconnect()
+            # flushed from this thread or another (close, a test), one at a time; no statement
+            # cache: each tick's INSERT has its own length (_insert)
+            db = _connect(self.path, self.max_bytes, check_same_thread=False, cached_statements=0)
+            db.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit: see FLUSH_INTERVAL_S
+            self._db, self._db_for = db, here
+        return self._db
+
+    def _disconnect(self) -> None:
+        db, self._db = self._db, None
+        if db is not None and self._db_for is not None and self._db_for[0] == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        elif db is not None:  # opened before a fork: never used, nor closed, here (SQLite)
+            _FORKED.append(db)
 
     def problem(self) -> str | None:
         """Why forecasts are not being logged now (None while they are)."""
@@ -190,6 +231,8 @@ class ForecastLog:
         self._stop.set()
         self._thread.join(timeout=30)
         self.flush()
+        with self._flushing:
+            self._disconnect()
 
     def _loop(self) -> None:
         started = time.monotonic()
@@ -216,6 +259,23 @@ def next_wait(started: float, now: float, interval: float) -> float:
     return max(0.0, started + interval - now)
 
 
+def _insert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with one statement (one ``sqlite3_step``) per :data:`_ROWS_PER_INSERT`
+    rows, not one per row as ``executemany`` does: each step lets go of the GIL, and with the
+    request handlers busy, taking it back is a wait of its own. Under bench/bench_faults.py's
+    8 clients, ``executemany`` of 1,000 to 3,000 rows took up to 2.7 s, 0.2 s of it on the
+    CPU and no disk read, the rest in about 10,000 waits of the writer thread; the writes fell
+    behind and each grew larger."""
+    width = len(COLUMNS)
+    most = max(1, min(_ROWS_PER_INSERT, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+    values = f"({', '.join('?' * width)})"
+    for start in range(0, len(rows), most):
+        chunk = rows[start : start + most]
+        db.execute(
+            _INSERT_HEAD + ", ".join([values] * len(chunk)), [v for row in chunk for v in row]
+        )
+
+
 def _ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
@@ -236,9 +296,9 @@ def _row(queued: tuple[float, Any, Any, Any, Any, Any, Any]) -> tuple[Any, ...]:
     )
 
 
-def _connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
+def _connect(path: Path, max_bytes: int | None = None, **options: Any) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30)
+    db = sqlite3.connect(path, timeout=30, **options)
     if max_bytes is not None:  # a write that would grow the file past it fails as "full"
         page = db.execute("PRAGMA page_size").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page)}")
@@ -278,6 +338,7 @@ def write_platform(rows: pd.DataFrame, settings: Settings | None = None) -> int:
         return db.total_changes - before
 
 
+_FORKED: list[sqlite3.Connection] = []  # writers' connections inherited by a fork, kept open
 _process_log: tuple[int, ForecastLog] | None = None
 _process_lock = threading.Lock()
 
