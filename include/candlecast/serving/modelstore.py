@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,38 @@ from candlecast.settings import Settings, get_settings
 
 
 def bentoml_store(settings: Settings | None = None) -> Path:
-    """Point BentoML at the model store under the data directory (before first use)."""
+    """Point BentoML at the model store under the data directory: before its first use
+    through ``BENTOML_HOME``, after it by moving BentoML's stores too (it resolves its home
+    once per process; a process that serves or deploys for a second data directory, as a
+    test session does, would otherwise write into the first one's store)."""
     settings = settings or get_settings()
-    os.environ["BENTOML_HOME"] = str(settings.paths.bentoml)
-    return settings.paths.bentoml
+    home = settings.paths.bentoml
+    os.environ["BENTOML_HOME"] = str(home)
+    if "bentoml" in sys.modules:
+        _move_stores(home)
+    return home
+
+
+def _move_stores(home: Path) -> None:
+    """BentoML's model and bento stores under ``home`` from now on in this process."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    if Path(BentoMLContainer.bentoml_home.get()) == home:
+        return
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.models import ModelStore
+
+    folders = {name: home / name for name in ("bentos", "models", "envs", "tmp")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    BentoMLContainer.bentoml_home.set(str(home))
+    BentoMLContainer.bento_store_dir.set(str(folders["bentos"]))
+    BentoMLContainer.model_store_dir.set(str(folders["models"]))
+    BentoMLContainer.env_store_dir.set(str(folders["envs"]))
+    BentoMLContainer.tmp_bento_store_dir.set(str(folders["tmp"]))
+    BentoMLContainer.bento_store.set(BentoStore(str(folders["bentos"])))
+    BentoMLContainer.model_store.set(ModelStore(str(folders["models"])))
+    BentoMLContainer.tmp_bento_store.set(BentoStore(str(folders["tmp"])))
 
 
 def verified_bytes(path: Path, recorded: object, name: str) -> bytes:
