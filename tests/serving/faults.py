@@ -24,12 +24,16 @@ def redis_world(root: Path, proxy: FaultProxy, db: int) -> dict[str, str]:
     """:func:`world.build` with Feast's online store in Redis database ``db`` (emptied first),
     reached through ``proxy``; the service the world starts caps its forecast log."""
     redis.Redis(*REDIS, db=db).flushdb()
-    extra = {
+    return world.build(root, redis_settings(proxy, db))
+
+
+def redis_settings(proxy: FaultProxy, db: int) -> dict[str, str]:
+    """The environment of :func:`redis_world` beyond :func:`world.environment`'s."""
+    return {
         "CANDLECAST_ONLINE_STORE": "redis",
         "CANDLECAST_REDIS_URL": f"127.0.0.1:{proxy.port},db={db}",
         "CANDLECAST_SERVICE_FORECAST_LOG_MAX_MB": str(LOG_CAP_MB),
     }
-    return world.build(root, extra)
 
 
 def fill_log(path: Path, max_bytes: int = LOG_CAP_MB * 1024 * 1024) -> int:

@@ -27,7 +27,7 @@ import redis
 
 from candlecast.cli import embedded
 from candlecast.testing.faultproxy import FaultProxy
-from tests.serving import faults
+from tests.serving import faults, world
 from tests.serving.test_live_service import call
 from tests.serving.test_service import free_port
 
@@ -234,3 +234,59 @@ def test_a_full_disk_for_announcements_takes_nothing_down_and_is_reported(
     status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
     assert status == 200 and "announcement" not in refreshed["refreshed"][0], refreshed
     assert call(base, "/health", key=None)[1]["status"] == "ok"
+
+
+def test_a_serve_killed_with_9_is_replaced_and_its_successor_refuses_a_tampered_model(service):
+    """Defects 7 and 6 on a real ``candlecast serve``: after a kill -9 of it, its workers still
+    hold the port; the next ``candlecast serve`` on that port stops them and starts anew. A
+    model file edited on disk (its sha256 no longer the one recorded at export) is refused by
+    that service with a reason that names it, and served again once it is restored."""
+    _, proxy, root, _, _ = service
+    env = world.environment(root, faults.redis_settings(proxy, REDIS_DB))
+    env["CANDLECAST_API_KEYS"] = ""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "candlecast"), "serve", "--port", str(port)]
+    command += ["--host", "127.0.0.1"]
+    models = root / "home" / "bentoml" / "models"
+    files = sorted(models.glob("binance_eth_btc_5m_forecaster/*/model.onnx"))
+    assert files, sorted(models.iterdir())
+    first = embedded.start(command, root / "serve-first.log", env)
+    orphans: list[psutil.Process] = []
+    second = None
+    originals = {path: path.read_bytes() for path in files}
+    try:
+        embedded.wait_http(f"{url}/readyz", timeout=600, proc=first)
+        orphans = psutil.Process(first.pid).children(recursive=True)
+        first.kill()  # kill -9 of `candlecast serve` (it became the server: exec)
+        first.wait(timeout=60)
+        assert any(child.is_running() for child in orphans)  # they hold the port
+        for path, payload in originals.items():  # a valid size, one byte changed
+            path.write_bytes(payload[:-1] + bytes([payload[-1] ^ 1]))
+        second = embedded.start(command, root / "serve-second.log", env)
+        # the orphans answer on the port until the new serve has stopped them
+        wait_until(
+            lambda: not any(c.is_running() and c.status() != "zombie" for c in orphans),
+            "the killed service's workers stopped by the next serve",
+        )
+        embedded.wait_http(f"{url}/livez", timeout=600, proc=second)
+        assert "stopped what an earlier service left" in (root / "serve-second.log").read_text()
+        status, answer = call(url, "/predict", ETH, key=None)
+        assert status == 503 and "sha256" in str(answer), (status, answer)
+        assert str(root) not in str(answer)  # no file path in the body
+        assert call(url, "/readyz", key=None)[1]["ready"] is False
+        for path, payload in originals.items():
+            path.write_bytes(payload)
+        call(url, "/refresh", {"stream": "ETH/BTC"}, key=None)
+        status, answer = wait_until(
+            lambda: (found := call(url, "/predict", ETH, key=None))[0] == 200 and found,
+            "the restored model served",
+        )
+        assert answer["model"]["version"], answer
+    finally:
+        for path, payload in originals.items():
+            path.write_bytes(payload)
+        embedded.stop([proc for proc in (first, second) if proc is not None])
+        for child in orphans:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
