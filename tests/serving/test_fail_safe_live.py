@@ -2,7 +2,10 @@
 a proxy that hangs (answers nothing) or goes down (refuses), and the forecast log is filled to
 the service's cap by another writer (SQLite's "database or disk is full"). Through each fault
 ``/predict`` answers from memory, marked stale with the reason, and ``/health`` and
-``/readyz`` say what is degraded; once the fault clears the answers are fresh again.
+``/readyz`` say what is degraded; once the fault clears the answers are fresh again. A refresh
+that finds nothing (the model store moved away, Redis emptied) keeps the working snapshot and
+``/readyz`` follows what ``/predict`` answers; a killed ``candlecast serve`` is replaced and a
+tampered model file refused (issue 20's defects 1, 4, 5, 6 and 7).
 
 Only outcomes are asserted: a request either answers (within a client timeout minutes long,
 which the old service blew through by waiting forever on a hung Redis) or it does not.
@@ -234,6 +237,79 @@ def test_a_full_disk_for_announcements_takes_nothing_down_and_is_reported(
     status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
     assert status == 200 and "announcement" not in refreshed["refreshed"][0], refreshed
     assert call(base, "/health", key=None)[1]["status"] == "ok"
+
+
+def refreshed(base: str) -> dict:
+    """``POST /refresh`` of the stream: what the service says it did."""
+    status, body = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert status == 200, body
+    return dict(body["refreshed"][0])
+
+
+def test_a_refresh_that_finds_nothing_keeps_serving_and_readiness_follows_predict(service):
+    """Defect 5 on a real ``bentoml serve``: after its BentoML model store is moved away, or
+    the online store comes back empty (what a Redis restart without persistence leaves), a
+    refresh says what it did not find and keeps the working snapshot: ``/predict`` answers as
+    before and ``/readyz`` says ready. A service started while the stores hold nothing has
+    nothing to keep: ``/readyz`` and ``/predict`` both answer 503, until the stores are back."""
+    base, proxy, root, _, _ = service
+    status, healthy = call(base, "/predict", ETH, key=None)
+    assert status == 200 and healthy.get("stale_reason") is None, healthy
+    version = refreshed(base)["model_version"]
+    assert version, "the stream has a deployed model"
+    models = root / "home" / "bentoml" / "models"
+    moved = models.with_name("models.moved")
+    online = redis.Redis(*faults.REDIS, db=REDIS_DB)  # the real Redis, not the proxy
+    saved = {key: online.dump(key) for key in online.scan_iter()}
+    assert saved, "the world materialized features into Redis"
+
+    def keeps_serving(state: dict) -> None:
+        assert state.get("error") and state.get("model_version") == version, state  # said
+        status, answer = call(base, "/predict", ETH, key=None)
+        assert status == 200 and answer["predicted_return"] == healthy["predicted_return"]
+        status, ready = call(base, "/readyz", key=None)
+        assert status == 200 and ready["ready"] is True, ready
+
+    env = world.environment(root, faults.redis_settings(proxy, REDIS_DB))
+    env["CANDLECAST_API_KEYS"] = ""
+    url = f"http://127.0.0.1:{free_port()}"
+    late = None
+
+    def restore() -> None:
+        if moved.exists():
+            moved.rename(models)
+        for key, payload in saved.items():
+            online.restore(key, 0, payload, replace=True)
+
+    try:
+        models.rename(moved)  # the BentoML store moved away
+        keeps_serving(refreshed(base))
+        moved.rename(models)
+        assert "error" not in refreshed(base)
+        online.flushdb()  # Redis restarted empty
+        keeps_serving(refreshed(base))
+        # a worker started now: nothing in memory, nothing in the online store
+        command = embedded.bentoml_command("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        late = embedded.start(command, root / "serve-late.log", env)
+        embedded.wait_http(f"{url}/livez", timeout=600, proc=late)
+        status, ready = call(url, "/readyz", key=None)
+        assert status == 503 and ready["ready"] is False, ready
+        status, answer = call(url, "/predict", ETH, key=None)
+        assert status == 503, answer
+        restore()  # the stores back: the late worker serves what the first one does
+        call(url, "/refresh", {"stream": "ETH/BTC"}, key=None)
+        status, answer = wait_until(
+            lambda: (found := call(url, "/predict", ETH, key=None))[0] == 200 and found,
+            "the late worker serving once the stores are back",
+        )
+        assert answer["predicted_return"] == healthy["predicted_return"], answer
+        status, ready = call(url, "/readyz", key=None)
+        assert status == 200 and ready["ready"] is True, ready
+    finally:
+        restore()
+        if late is not None:
+            embedded.stop([late])
+    assert "error" not in refreshed(base)
 
 
 def test_a_serve_killed_with_9_is_replaced_and_its_successor_refuses_a_tampered_model(service):
