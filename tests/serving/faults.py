@@ -5,7 +5,11 @@ full disk does to SQLite: "database or disk is full") and emptied again."""
 
 from __future__ import annotations
 
+import shutil
+import socket
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import redis
@@ -20,10 +24,56 @@ LOG_CAP_MB = 64
 FILLER = "filler"
 
 
-def redis_world(root: Path, proxy: FaultProxy, db: int) -> dict[str, str]:
-    """:func:`world.build` with Feast's online store in Redis database ``db`` (emptied first),
-    reached through ``proxy``; the service the world starts caps its forecast log."""
-    redis.Redis(*REDIS, db=db).flushdb()
+class RedisServer:
+    """A ``redis-server`` of the caller's own on a free port, without persistence: stopped for
+    real (``SHUTDOWN NOSAVE``) and started again empty, as a Redis restart without persistence
+    leaves it, without touching the machine's shared Redis."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        binary = shutil.which("redis-server") or "redis-server"
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+        args += ["no", "--dir", str(self.folder)]
+        log = (self.folder / "redis.log").open("ab")
+        self.proc = subprocess.Popen([binary, *args], stdout=log, stderr=log)
+        client = redis.Redis(*self.address, socket_timeout=5)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert self.proc.poll() is None, (self.folder / "redis.log").read_text()
+                assert time.monotonic() < deadline, "redis-server did not answer"
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Shut it down (its data is gone: nothing is saved)."""
+        if self.proc is None:
+            return
+        self.proc.terminate()  # SIGTERM: redis-server shuts down; with --save "" it saves nothing
+        self.proc.wait(timeout=60)
+        self.proc = None
+
+
+def redis_world(
+    root: Path, proxy: FaultProxy, db: int, server: tuple[str, int] = REDIS
+) -> dict[str, str]:
+    """:func:`world.build` with Feast's online store in database ``db`` (emptied first) of the
+    Redis at ``server``, reached through ``proxy``; the service the world starts caps its
+    forecast log."""
+    redis.Redis(*server, db=db).flushdb()
     return world.build(root, redis_settings(proxy, db))
 
 

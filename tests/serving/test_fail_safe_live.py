@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -43,12 +44,23 @@ DEADLINE_S = 300  # for a recovery that the service makes in seconds on an idle 
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
+def redis_server(tmp_path_factory):
+    """The online store's Redis: a server of this module's own, stopped and started for real."""
+    server = faults.RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, redis_server):
     root = tmp_path_factory.mktemp("faults")
-    proxy = FaultProxy(faults.REDIS)
+    proxy = FaultProxy(redis_server.address)
+    disk = None
     try:
-        env = faults.redis_world(root, proxy, REDIS_DB)
+        env = faults.redis_world(root, proxy, REDIS_DB, redis_server.address)
         env["CANDLECAST_API_KEYS"] = ""
+        disk = forecasts_on_tmpfs(root / "home" / "forecasts")
         port = free_port()
         log = root / "bentoml.log"
         proc = embedded.start(embedded.bentoml_command("127.0.0.1", port), log, env)
@@ -59,7 +71,32 @@ def service(tmp_path_factory):
             embedded.stop([proc])
     finally:
         proxy.close()
-        redis.Redis(*faults.REDIS, db=REDIS_DB).flushdb()
+        if disk is not None:
+            subprocess.run(["umount", "-l", disk], check=True)
+
+
+#: The forecast log's tmpfs: room for the capped log (LOG_CAP_MB) and as much again for its
+#: write-ahead log, which grows while a reader holds a snapshot.
+TMPFS_MB = 2 * faults.LOG_CAP_MB + 32
+
+
+def forecasts_on_tmpfs(folder: Path) -> Path | None:
+    """Put the world's forecast log on a tmpfs of its own (a disk that can be filled for real),
+    its contents copied there, checkpointed first (no WAL: the service's starts from empty and
+    grows with every write); None where mounting needs a root this process lacks."""
+    if os.geteuid() != 0:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.db"):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    aside = folder.with_name("forecasts.before-tmpfs")
+    folder.rename(aside)
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m", "tmpfs", folder], check=True)
+    for path in aside.iterdir():
+        shutil.copy2(path, folder / path.name)
+    return folder
 
 
 def predict_many(base: str, count: int = 40, clients: int = 4) -> list[tuple[int, dict]]:
@@ -77,12 +114,19 @@ def wait_until(check, what: str):
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("mode", ["hang", "refuse"])
-def test_an_online_store_outage_never_stalls_predict(service, mode):
+@pytest.mark.parametrize("mode", ["hang", "refuse", "stopped"])
+def test_an_online_store_outage_never_stalls_predict(service, redis_server, mode):
+    """Defect 1: Redis hung (answers nothing), refusing connections, or really stopped (and
+    started again: empty, its data put back as a restart with persistence would)."""
     base, proxy, *_ = service
     status, healthy = call(base, "/predict", ETH, key=None)
     assert status == 200 and healthy.get("stale_reason") is None, healthy
-    proxy.set(mode)
+    online = redis.Redis(*redis_server.address, db=REDIS_DB)
+    saved = {key: online.dump(key) for key in online.scan_iter()}
+    if mode == "stopped":
+        redis_server.stop()
+    else:
+        proxy.set(mode)
     try:
         # what every deploy and materialize does: announce news, then clients keep asking
         status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
@@ -99,6 +143,11 @@ def test_an_online_store_outage_never_stalls_predict(service, mode):
         assert health["status"] == "degraded" and "online store" in health["degraded"][0]
     finally:
         proxy.set("pass")
+        if mode == "stopped":
+            redis_server.start()
+            restarted = redis.Redis(*redis_server.address, db=REDIS_DB)
+            for key, payload in saved.items():
+                restarted.restore(key, 0, payload, replace=True)
 
     def fresh():
         status, body = call(base, "/predict", ETH, key=None)
@@ -111,9 +160,63 @@ def test_an_online_store_outage_never_stalls_predict(service, mode):
     assert call(base, "/health", key=None)[1]["status"] == "ok"
 
 
+def test_a_full_disk_keeps_predict_answering_and_loses_no_forecast(service):
+    """Defect 4 with the disk really full: the forecast log's tmpfs (the fixture) is filled by a
+    file up to ENOSPC while clients ask. Every request is answered from memory, the log's
+    failure is reported (``/health``, ``/readyz``, metrics), and once the space is back every
+    forecast answered meanwhile is written."""
+    base, _, root, log, _ = service
+    folder = root / "home" / "forecasts"
+    if not os.path.ismount(folder):
+        pytest.skip("mounting a tmpfs needs root")
+    path = folder / "forecast_log.db"
+    before, logged = faults.service_rows(path), log.read_text().count(WAITING)
+    assert call(base, "/predict", ETH, key=None)[0] == 200
+    wait_until(lambda: faults.service_rows(path) > before, "the forecast log written")
+    filler = folder / "filler"
+    with filler.open("wb") as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * (1024 * 1024))  # until ENOSPC: the disk is full
+    assert shutil.disk_usage(folder).free < 1024 * 1024
+    before, answered = faults.service_rows(path), []
+    try:
+
+        def reported():
+            answers = predict_many(base, count=8)
+            assert {status for status, _ in answers} == {200}, answers[:3]
+            answered.extend(answers)
+            health = call(base, "/health", key=None)[1]
+            return health["status"] == "degraded" and health
+
+        health = wait_until(reported, "/health reporting the full disk")
+        assert any("forecast log" in line and "full" in line for line in health["degraded"])
+        status, ready = call(base, "/readyz", key=None)
+        assert status == 200 and ready["ready"] is True and "full" in ready["forecast_log"]
+        answers = predict_many(base)
+        assert {status for status, _ in answers} == {200}
+        answered.extend(answers)
+        metrics = call(base, "/metrics", key=None)[1]
+        assert any(
+            line.startswith("candlecast_store_failures_total{")
+            and 'store="forecast_log"' in line
+            and 'outcome="disk_full"' in line
+            for line in metrics.splitlines()
+        ), metrics[-3000:]
+    finally:
+        filler.unlink()  # space again
+    wait_until(lambda: call(base, "/health", key=None)[1]["status"] == "ok", "logged again")
+    assert faults.service_rows(path) >= before + len(answered)
+    assert log.read_text().count(WAITING) == logged + 1  # once, not per request or tick
+
+
+#: What the service logs when its forecast log stops being written.
+WAITING = "forecasts wait in memory"
+
+
 def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
     base, _, root, log, _ = service
     path = root / "home" / "forecasts" / "forecast_log.db"
+    logged = log.read_text().count(WAITING)
     assert call(base, "/predict", ETH, key=None)[0] == 200
     wait_until(lambda: faults.service_rows(path), "the forecast log written")
     faults.fill_log(path)  # the disk is full for the service's writer from now on
@@ -143,7 +246,7 @@ def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
     ]
     assert counted and float(counted[0].split()[-1]) > 0, metrics[-3000:]
     text = log.read_text()
-    assert text.count("forecasts wait in memory") == 1  # logged once, not per request or tick
+    assert text.count(WAITING) == logged + 1  # logged once, not per request or tick
 
     faults.clear_log(path)
 
@@ -246,7 +349,9 @@ def refreshed(base: str) -> dict:
     return dict(body["refreshed"][0])
 
 
-def test_a_refresh_that_finds_nothing_keeps_serving_and_readiness_follows_predict(service):
+def test_a_refresh_that_finds_nothing_keeps_serving_and_readiness_follows_predict(
+    service, redis_server
+):
     """Defect 5 on a real ``bentoml serve``: after its BentoML model store is moved away, or
     the online store comes back empty (what a Redis restart without persistence leaves), a
     refresh says what it did not find and keeps the working snapshot: ``/predict`` answers as
@@ -259,7 +364,7 @@ def test_a_refresh_that_finds_nothing_keeps_serving_and_readiness_follows_predic
     assert version, "the stream has a deployed model"
     models = root / "home" / "bentoml" / "models"
     moved = models.with_name("models.moved")
-    online = redis.Redis(*faults.REDIS, db=REDIS_DB)  # the real Redis, not the proxy
+    online = redis.Redis(*redis_server.address, db=REDIS_DB)  # the server, not the proxy
     saved = {key: online.dump(key) for key in online.scan_iter()}
     assert saved, "the world materialized features into Redis"
 
@@ -278,15 +383,17 @@ def test_a_refresh_that_finds_nothing_keeps_serving_and_readiness_follows_predic
     def restore() -> None:
         if moved.exists():
             moved.rename(models)
+        restarted = redis.Redis(*redis_server.address, db=REDIS_DB)  # a fresh connection
         for key, payload in saved.items():
-            online.restore(key, 0, payload, replace=True)
+            restarted.restore(key, 0, payload, replace=True)
 
     try:
         models.rename(moved)  # the BentoML store moved away
         keeps_serving(refreshed(base))
         moved.rename(models)
         assert "error" not in refreshed(base)
-        online.flushdb()  # Redis restarted empty
+        redis_server.stop()  # Redis restarted, without persistence: empty
+        redis_server.start()
         keeps_serving(refreshed(base))
         # a worker started now: nothing in memory, nothing in the online store
         command = embedded.bentoml_command("127.0.0.1", int(url.rsplit(":", 1)[1]))
