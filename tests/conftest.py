@@ -96,3 +96,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return _LONG_FIRST.index(path) if path in _LONG_FIRST else len(_LONG_FIRST)
 
     items.sort(key=rank)  # stable: each file's own order is kept
+
+
+#: Files that use another file's costly session fixture (``pipeline_run``: a real candles and
+#: train run of the default stream, every kind and target) run on that file's xdist worker, so
+#: the fixture is built once per session instead of once per worker that needs it.
+_SAME_WORKER = {"tests/serving/test_service.py": "tests/dags/test_pipeline_run.py"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile`` (scripts/test.sh), with the files of ``_SAME_WORKER`` sent along with
+    the file whose fixture they use."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return _SAME_WORKER.get(scope, scope)
+
+    return SharedFixtureScheduling(config, log)
