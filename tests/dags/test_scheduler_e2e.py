@@ -49,6 +49,7 @@ defaults:
     min_train_rows: 200
     schedule: null                 # trained when its candles DAG materializes features
     params: {{lightgbm: {{n_estimators: 50}}}}
+    targets: [{{target: return, horizons: [1]}}]   # the scheduler, not the targets, is tested
 pairs:
   - symbol: BTC/USD
     exchange: replay

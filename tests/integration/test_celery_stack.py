@@ -51,6 +51,9 @@ defaults:
     train_days: 30
     schedule: null                 # trained when its candles DAG materializes features
     params: {{lightgbm: {{n_estimators: 50}}}}
+    # the main return alone: the stack, not the targets, is tested here (every other
+    # target's fits and gates cost minutes of MLflow requests, each a basic-auth scrypt check)
+    targets: [{{target: return, horizons: [1]}}]
 pairs:
   - symbol: BTC/USD
     exchange: replay
