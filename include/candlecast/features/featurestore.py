@@ -30,7 +30,13 @@ from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.errors import MissingDataError
 from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, compute_features
-from candlecast.features.online import PROJECT, feature_store, offline_table, online_features
+from candlecast.features.online import (
+    PROJECT,
+    feature_store,
+    offline_table,
+    online_features,
+    without_runtime_typechecks,
+)
 from candlecast.features.online import repo_config as repo_config
 from candlecast.names import feature_service_name, view_name
 from candlecast.settings import Settings, get_settings
@@ -53,6 +59,7 @@ class Definitions:
 
 def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> Definitions:
     """The Feast objects for the given timeframes (declarative; nothing is applied)."""
+    without_runtime_typechecks()
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.data_format import ParquetFormat
     from feast.types import Float32, Float64, Int64

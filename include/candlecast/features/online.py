@@ -23,9 +23,29 @@ PROJECT = "candlecast"
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 
 
+def without_runtime_typechecks() -> None:
+    """Import Feast without typeguard's run-time checks. Feast decorates its classes with
+    ``@typeguard.typechecked``, which re-parses, rewrites and recompiles each decorated
+    module's source when it is imported (3 of the 4 CPU-seconds ``import feast`` takes, in
+    every process that reads or writes features) and type-checks every call after. Those checks
+    are a development aid that typeguard itself skips under ``python -O``; candlecast turns
+    them off the same way for Feast, the only library here that uses typeguard. Call it before
+    the process first imports Feast (it is a no-op for a Feast already imported)."""
+    import typeguard
+
+    typeguard.typechecked = _unchecked  # type: ignore[assignment]
+
+
+def _unchecked(target: Any = None, **_options: Any) -> Any:
+    """``typeguard.typechecked`` as ``python -O`` has it: the target unchanged (and, called
+    with options only, a decorator that leaves its target unchanged)."""
+    return _unchecked if target is None else target
+
+
 def repo_config(settings: Settings | None = None, read_timeout_s: float | None = None) -> Any:
     """The Feast RepoConfig for these settings; with ``read_timeout_s``, a Redis online store
     is read with that connect and read timeout and no retry (:func:`bounded_redis_url`)."""
+    without_runtime_typechecks()
     from feast.repo_config import RepoConfig
 
     settings = settings or get_settings()
@@ -68,6 +88,7 @@ def feature_store(
 ) -> FeatureStore:
     """The Feast store; ``read_timeout_s`` bounds each online read (the service's setting:
     the pipeline's materialization keeps the client's defaults)."""
+    without_runtime_typechecks()
     from feast import FeatureStore
 
     settings = settings or get_settings()

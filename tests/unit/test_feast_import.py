@@ -1,0 +1,46 @@
+"""Feast is imported without typeguard's run-time instrumentation, which re-parses and
+recompiles every decorated Feast module at import (most of ``import feast``'s CPU time, in every
+process that reads or writes features)."""
+
+import subprocess
+import sys
+
+from tests.helpers import REPO
+
+INSTRUMENTED = (
+    "import feast.feature_view as fv; "
+    "print('TypeCheckMemo' in fv.FeatureView.__init__.__code__.co_names)"
+)
+
+
+def imported(prelude: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + INSTRUMENTED],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_feast_read_through_candlecast_is_not_instrumented():
+    assert imported("from candlecast.features import online; online.repo_config(); ") == "False"
+
+
+def test_a_bare_feast_import_is_instrumented():
+    """The check above can fail: Feast on its own is instrumented."""
+    assert imported("") == "True"
+
+
+def test_the_process_airflow_forks_tasks_from_preloads_feast_uninstrumented_and_skops():
+    """What every forked task inherits (``candlecast.orchestration.preload``): Feast without
+    the instrumentation, and skops, whose import costs seconds in such a process."""
+    prelude = (
+        "import sys; from candlecast.orchestration.preload import preload; "
+        "done = preload(['airflow', 'scheduler']); "
+        "assert 'feast' in done and 'skops.io' in sys.modules, done; "
+    )
+    assert imported(prelude) == "False"
