@@ -88,6 +88,7 @@ def model_card(**overrides) -> ModelCard:
         "train_end": "2024-02-01T00:00:00+00:00",
         "holdout_start": "2024-02-01T01:00:00+00:00",
         "holdout_end": "2024-02-10T00:00:00+00:00",
+        "interval_end": "2024-02-10T01:00:00+00:00",
         "data_version": "v",
         "scores": {"rmse": 0.01},
         "baseline": "persistence",

@@ -20,10 +20,12 @@ import pandas as pd
 
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
+from candlecast.modeling.card import ModelCard
 from candlecast.modeling.kinds import BASELINE, get_kind
 from candlecast.modeling.kinds.base import model_inputs
 from candlecast.modeling.training import plot_holdout, scored_card
-from candlecast.names import run_name
+from candlecast.modeling.version_card import legacy_card, logged_card
+from candlecast.names import Stream, run_name
 
 #: Tag of the baseline run naming the challenger run it was registered beside.
 FOR_RUN = keys.BASELINE_FOR_RUN
@@ -38,9 +40,11 @@ OWN_TAGS = (
 )
 
 
-def baseline_run(client: registry.MlflowClient, challenger_id: str, holdout: pd.DataFrame) -> Any:
-    """The finished persistence run beside ``challenger_id`` (logged now when there is none):
-    its ``model_uri`` tag is the logged persistence model."""
+def baseline_run(
+    client: registry.MlflowClient, stream: Stream, challenger_id: str, holdout: pd.DataFrame
+) -> Any:
+    """The finished persistence run beside ``challenger_id`` (a run of ``stream``; logged now
+    when there is none): its ``model_uri`` tag is the logged persistence model."""
     challenger = client.get_run(challenger_id)
     found = client.search_runs(
         [challenger.info.experiment_id],
@@ -49,16 +53,19 @@ def baseline_run(client: registry.MlflowClient, challenger_id: str, holdout: pd.
     )
     if found and keys.MODEL_URI in found[0].data.tags:
         return found[0]
-    return client.get_run(_log_run(challenger, holdout))
+    return client.get_run(_log_run(stream, challenger, holdout))
 
 
-def _log_run(challenger: Any, holdout: pd.DataFrame) -> str:
+def _log_run(stream: Stream, challenger: Any, holdout: pd.DataFrame) -> str:
+    # the challenger's tags are copied so that the MLflow UI shows the same window and data
     tags = {
         key: value for key, value in challenger.data.tags.items() if not key.startswith(OWN_TAGS)
     }
-    end = datetime.fromisoformat(tags[keys.INTERVAL_END]) if keys.INTERVAL_END in tags else None
+    logged = logged_card(challenger)  # None: a challenger trained before cards
+    card = logged or legacy_card(stream, {}, challenger)
+    end = datetime.fromisoformat(card.interval_end) if card.interval_end else None
     name = run_name(BASELINE, end) if end else BASELINE
-    columns = str(challenger.data.params[keys.FEATURES]).split(",")
+    columns = list(card.features)
     own = registry.holdout_metrics(challenger.data.metrics, BASELINE)
     with registry.start_run(
         experiment_id=challenger.info.experiment_id,
@@ -72,13 +79,13 @@ def _log_run(challenger: Any, holdout: pd.DataFrame) -> str:
         _log_holdout(holdout)
         example = pd.DataFrame(model_inputs(holdout, columns), columns=columns)
         uri = get_kind(BASELINE)(columns).log_model(example, name="persistence")
-        _log_card(challenger.info.run_id, run.info.run_id, columns, own, baselines)
+        _log_card(logged, run.info.run_id, columns, own, baselines)
         registry.set_tag(keys.MODEL_URI, uri)  # marks the run complete, for reuse
     return str(run.info.run_id)
 
 
 def _log_card(
-    challenger_id: str,
+    challenger: ModelCard | None,
     run_id: str,
     columns: list[str],
     own: dict[str, float],
@@ -86,7 +93,6 @@ def _log_card(
 ) -> None:
     """Persistence's card: the challenger's (same stream, windows and data) with its own kind,
     inputs and scores. A challenger trained before cards were written has none to copy."""
-    challenger = registry.load_card(run_id=challenger_id)
     if challenger is None:
         return
     kind = get_kind(BASELINE)(columns)

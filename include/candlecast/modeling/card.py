@@ -28,10 +28,12 @@ ARTIFACT = CARD_ARTIFACT
 SHA256_FILE = "model.onnx.sha256"
 #: The card's shape; 2: interval calibrations carry a fitted sigma (1, ``sigma_feature``, is
 #: still read, as the same computation); 3: the next-candle return model's fixed-width
-#: interval and its training time (schemas 1 and 2 are read, without them).
-SCHEMA_VERSION = 3
+#: interval and its training time (schemas 1 and 2 are read, without them); 4: the end of the
+#: training window (``interval_end``; a card of schemas 1 to 3 reads with it empty, and
+#: :mod:`.version_card` fills it in from its run).
+SCHEMA_VERSION = 4
 #: The schemas this candlecast reads.
-READABLE_SCHEMAS = (1, 2, SCHEMA_VERSION)
+READABLE_SCHEMAS = (1, 2, 3, SCHEMA_VERSION)
 
 
 class IntervalCalibration(BaseModel):
@@ -132,6 +134,10 @@ class ModelCard(BaseModel):
     train_end: str
     holdout_start: str
     holdout_end: str
+    #: The end of the training window (ISO time, exclusive): the data interval the training
+    #: ran for, which the gate's decision holds from and monitoring's reference window ends at.
+    #: ``holdout_end`` is the last row's time, before it. Empty on a card of schema 3 or older.
+    interval_end: str
     data_version: str
     #: Holdout scores of this model, and of the baseline it was judged against.
     scores: dict[str, float]
@@ -151,7 +157,9 @@ class ModelCard(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _schema_1(cls, data: Any) -> Any:
-        """A schema 1 card: its calibration's ``sqrt(h * feature)`` needs the card's horizon."""
+        """An older card in today's form: a schema 1 calibration's ``sqrt(h * feature)`` needs
+        the card's horizon; a card before schema 4 has no ``interval_end`` (empty until its
+        run's is filled in). A schema 4 card without one is refused."""
         if not isinstance(data, dict):
             return data
         version = data.get("schema_version", 1)
@@ -160,10 +168,13 @@ class ModelCard(BaseModel):
                 f"model card schema {version}: this candlecast reads schemas "
                 f"{', '.join(map(str, READABLE_SCHEMAS))}; upgrade candlecast or retrain the model"
             )
+        upgraded = {**data, "schema_version": SCHEMA_VERSION}
+        if version < 4:
+            upgraded.setdefault("interval_end", "")
         if version == 1:
-            intervals = _upgraded_calibration(data.get("intervals"), int(data.get("horizon", 1)))
-            return {**data, "schema_version": SCHEMA_VERSION, "intervals": intervals}
-        return {**data, "schema_version": SCHEMA_VERSION}
+            horizon = int(data.get("horizon", 1))
+            upgraded["intervals"] = _upgraded_calibration(data.get("intervals"), horizon)
+        return upgraded
 
     def with_version(self, version: str, run_id: str | None = None) -> ModelCard:
         return self.model_copy(update={"version": version, "run_id": run_id or self.run_id})

@@ -29,7 +29,7 @@ from candlecast.modeling.baseline_run import baseline_run
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
-from candlecast.modeling.version_card import version_card
+from candlecast.modeling.version_card import run_card, version_card
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms
@@ -104,6 +104,7 @@ def promote(
     gate = pair.training.gate
     policy = Policy(gate.alpha, gate.min_margin, tuple(gate.metrics))
     run = client.get_run(run_id)
+    card = run_card(stream, run)  # the challenger's: its training window
     champion = registry.champion(client, stream)
     holdout = registry.load_holdout(run_id)
     evidence, scores = _evidence(client, pair, run, holdout, champion, policy)
@@ -141,8 +142,8 @@ def promote(
         changes_champion=bool(winner_version)
         and (champion is None or winner_version != str(champion.version)),
         dry_run=dry_run,
-        window_start=_window_start(client, run),
-        window_end=str(run.data.tags.get(keys.INTERVAL_END, "")),
+        window_start=card.train_start,
+        window_end=card.interval_end,
     )
     if not dry_run:
         _describe_versions(client, decision)
@@ -210,21 +211,11 @@ def record_manual_move(
     registry.configure(settings)
     client = registry.client()
     found = client.get_model_version(pair.stream.registered_model, version)
-    run = client.get_run(found.run_id) if found.run_id else None
-    tags = run.data.tags if run is not None else {}
-    end = datetime.fromisoformat(tags[keys.INTERVAL_END]) if tags.get(keys.INTERVAL_END) else since
-    start_text = _window_start(client, run) if run is not None else ""
-    start = datetime.fromisoformat(start_text) if start_text else end
+    card = version_card(pair.stream, found) if found.run_id else None
+    end = datetime.fromisoformat(card.interval_end) if card and card.interval_end else since
+    start = datetime.fromisoformat(card.train_start) if card and card.train_start else end
     kind = str(found.tags.get(keys.KIND, ""))
     history.record_now(pair.stream, since, str(version), kind, (start, end), how, True, settings)
-
-
-def _window_start(client: registry.MlflowClient, run: Any) -> str:
-    """The first training time of a kind's run (its parent run's ``train_start``), or ''."""
-    parent = run.data.tags.get(keys.PARENT_RUN_ID)
-    if not parent:
-        return ""
-    return str(client.get_run(parent).data.params.get(keys.TRAIN_START, ""))
 
 
 def parity_fallback(
@@ -385,7 +376,7 @@ def _register_baseline(
     existing = _registered(client, stream, run_id, BASELINE)  # registered on it before
     if existing is not None:
         return existing
-    run = baseline_run(client, run_id, holdout)
+    run = baseline_run(client, stream, run_id, holdout)
     return _register(client, stream, run.data.tags[keys.MODEL_URI], run.info.run_id, BASELINE)
 
 

@@ -281,8 +281,12 @@ def _baseline_names() -> set[str]:
 
 
 def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
-    """Every registered version of the stream, newest first, with its aliases, kind, interval,
-    holdout metrics and how it became (or did not become) champion."""
+    """Every registered version of the stream, newest first, with its aliases, kind, interval
+    (its card's training window end), holdout metrics and how it became (or did not become)
+    champion."""
+    # version_card reads runs through this module: imported here, not at the top (a cycle)
+    from candlecast.modeling.version_card import run_card
+
     name = stream.registered_model
     found = client.search_model_versions(f"name = '{name}'")
     rows = []
@@ -295,7 +299,7 @@ def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
                 "version": str(version.version),
                 "aliases": sorted(client.get_model_version(name, version.version).aliases),
                 "kind": version.tags.get(keys.KIND, ""),
-                "interval_end": run.data.tags.get(keys.INTERVAL_END, "") if run else "",
+                "interval_end": run_card(stream, run, version.tags).interval_end if run else "",
                 "holdout_rmse": metrics.get("holdout_rmse"),
                 "holdout_mae": metrics.get("holdout_mae"),
                 "persistence_rmse": run.data.metrics.get("persistence_rmse") if run else None,

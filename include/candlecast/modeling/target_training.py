@@ -204,6 +204,7 @@ def train_target(
         train_end=times.iloc[int(train[-1])].isoformat(),
         holdout_start=times.iloc[int(holdout[0])].isoformat(),
         holdout_end=times.iloc[int(holdout[-1])].isoformat(),
+        interval_end=end.isoformat(),
         data_version=data_version,
         scores=target.scores(y[holdout], predicted[verdict.champion]),
         baseline=_best_baseline(target, y[holdout], predicted),

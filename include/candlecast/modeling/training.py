@@ -286,7 +286,7 @@ def fit_one(
     tags = _run_tags(pair, end, prepared.lineage) | {keys.PARENT_RUN_ID: prepared.parent_run_id}
     experiment = registry.experiment_id(pair.stream, settings)
     name = run_name(kind, end, prepared.dry_run)
-    card = _card(pair, model, data, prepared.lineage)
+    card = _card(pair, model, data, prepared.lineage, end)
     return _fit_kind(model, data, name, prepared.baselines, tags, experiment, card)
 
 
@@ -484,9 +484,10 @@ def _split_params(pair: PairConfig, data: TrainingSet) -> dict[str, object]:
 
 
 def _card(
-    pair: PairConfig, model: ModelKind, data: TrainingSet, lineage: dict[str, str]
+    pair: PairConfig, model: ModelKind, data: TrainingSet, lineage: dict[str, str], end: datetime
 ) -> ModelCard:
-    """The kind's model card before its fit: identity, features and windows (its scores,
+    """The kind's model card before its fit: identity, features and windows (the training
+    window ends at ``end``, the run's ``interval_end`` tag too; its scores,
     training time and run are filled in by :func:`_fit_kind`; its version, the gate's decision
     and the interval at export, :mod:`.onnx_export`)."""
     stream, target = pair.stream, get_target("return", 1)
@@ -501,6 +502,7 @@ def _card(
         train_end=times.iloc[int(data.train[-1])].isoformat(),
         holdout_start=times.iloc[int(data.holdout[0])].isoformat(),
         holdout_end=times.iloc[int(data.holdout[-1])].isoformat(),
+        interval_end=end.isoformat(),
         data_version=lineage.get(keys.DATA_VERSION, ""),
         scores={},
         baseline=BASELINE,

@@ -2,8 +2,10 @@
 
 Training logs each kind's card on its run (:mod:`.training`); a version's card is its run's,
 completed with the version and the gate's decision. A run logged before cards were written
-gets one built from what it recorded (:func:`legacy_card`), the one place that still reads
-those params, so that an older champion can still be exported, served and monitored.
+gets one built from what it recorded (:func:`legacy_card`), and a card logged before schema 4
+gets its training window's end from its run (:func:`logged_card`): the one place that still
+reads those tags and params, so that an older champion can still be exported, served and
+monitored, and the gate's and monitoring's windows come from a card either way.
 """
 
 from __future__ import annotations
@@ -30,11 +32,27 @@ def version_card(stream: Stream, version: Any) -> ModelCard:
     if not version.run_id:
         raise UnknownVersionError(f"{version.name} v{version.version} has no training run")
     run = registry.client().get_run(version.run_id)
-    card = registry.load_card(run.info.run_id) or legacy_card(stream, version.tags, run)
+    card = run_card(stream, run, version.tags)
     decision = str(version.description or "") or card.decision
     return card.with_version(str(version.version), run.info.run_id).model_copy(
         update={"decision": decision}
     )
+
+
+def run_card(stream: Stream, run: Any, version_tags: dict[str, str] | None = None) -> ModelCard:
+    """The card of a kind's run (an MLflow Run of ``stream``): the one it logged
+    (:func:`logged_card`), else one built from what it recorded (:func:`legacy_card`; a
+    version's tags name the kind of a baseline registered on another kind's run)."""
+    return logged_card(run) or legacy_card(stream, version_tags or {}, run)
+
+
+def logged_card(run: Any) -> ModelCard | None:
+    """The card a kind's run logged at training, or None for a run logged before cards. A card
+    of schema 3 or older has no training window end: its run's ``interval_end`` tag is it."""
+    card = registry.load_card(run.info.run_id)
+    if card is None or card.interval_end:
+        return card
+    return card.model_copy(update={"interval_end": str(run.data.tags.get(keys.INTERVAL_END, ""))})
 
 
 def legacy_card(stream: Stream, version_tags: dict[str, str], run: Any) -> ModelCard:
@@ -60,6 +78,7 @@ def legacy_card(stream: Stream, version_tags: dict[str, str], run: Any) -> Model
         train_end=str(tags.get(keys.INTERVAL_END, "")),
         holdout_start=str(split.get(keys.HOLDOUT_START, "")),
         holdout_end=str(split.get(keys.HOLDOUT_END, "")),
+        interval_end=str(tags.get(keys.INTERVAL_END, "")),
         data_version=str(tags.get(keys.DATA_VERSION, "")),
         scores={k[len(keys.HOLDOUT_PREFIX) :]: float(v) for k, v in own.items()},
         baseline=BASELINE,

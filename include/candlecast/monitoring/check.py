@@ -96,10 +96,9 @@ def champion_of(
         holdout = registry.load_holdout(version.run_id)
         predicted = holdout.loc[holdout["holdout"], "predicted"].to_numpy(dtype=np.float64)
     # the reference window is the whole training window (train and holdout rows): the card's
-    # first training time to its run's window end
-    run = client.get_run(version.run_id)
+    # first training time to its training window's end
     start = _utc(card.train_start)
-    end = _utc(run.data.tags[keys.INTERVAL_END])
+    end = _utc(card.interval_end)
     if in_force is not None:
         start, end = in_force.window_start, in_force.window_end
     return Champion(
