@@ -33,7 +33,7 @@ def without_runtime_typechecks() -> None:
     the process first imports Feast (it is a no-op for a Feast already imported)."""
     import typeguard
 
-    typeguard.typechecked = _unchecked  # type: ignore[assignment]
+    typeguard.typechecked = _unchecked
 
 
 def _unchecked(target: Any = None, **_options: Any) -> Any:
