@@ -196,6 +196,11 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        """Pause a DAG: the scheduler starts none of its queued runs (backfill runs included)
+        until it is unpaused; running tasks finish."""
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+
     # -- backfills and runs ----------------------------------------------------------------------
 
     def create_backfill(
@@ -388,6 +393,13 @@ class AirflowClient:
             if done and all(run.state in FINISHED for run in runs):
                 missing = _missing(backfill, every_run)
                 if not missing:
+                    if repairs:  # the outcome of the repairs below: nothing left to do
+                        log.info(
+                            "%s: every interval of the backfill has a successful run after "
+                            "%d repair(s)",
+                            dag_id,
+                            repairs,
+                        )
                     return runs
                 if repairs == BACKFILL_REPAIRS or REQUEST not in backfill:
                     raise BackfillShortfallError(
@@ -395,15 +407,7 @@ class AirflowClient:
                         f"for {len(missing)} interval(s): {', '.join(missing)}"
                     )
                 repairs += 1
-                log.warning(
-                    "backfill %s of %s finished without runs for %s; creating them",
-                    backfill_id,
-                    dag_id,
-                    ", ".join(missing),
-                )
-                request = backfill[REQUEST]
-                fresh = self._post_backfill(request)
-                backfill = fresh | {EXPECTED: backfill[EXPECTED], REQUEST: request}
+                backfill = self._repair(backfill, missing)
                 backfill_id = backfill["id"]
                 continue
             if time.monotonic() > deadline:
@@ -413,6 +417,21 @@ class AirflowClient:
                     f"open: {', '.join(open_runs) or 'none created yet'}"
                 )
             time.sleep(3)
+
+    def _repair(self, backfill: dict[str, Any], missing: list[str]) -> dict[str, Any]:
+        """A new backfill of a finished one's range, for the intervals it left without a
+        successful run (its ``reprocess`` keeps the runs that succeeded)."""
+        # INFO, not a warning: the repair is the remedy, there is nothing for a user to do;
+        # what it cannot fix is a BackfillShortfallError
+        log.info(
+            "backfill %s of %s finished without runs for %s (its creation failed part-way); "
+            "creating them",
+            backfill["id"],
+            backfill["dag_id"],
+            ", ".join(missing),
+        )
+        request = backfill[REQUEST]
+        return self._post_backfill(request) | {EXPECTED: backfill[EXPECTED], REQUEST: request}
 
     def wait_until_idle(
         self,

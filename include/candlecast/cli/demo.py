@@ -1,9 +1,10 @@
 """The demo (the README's main command): every configured stream from bundled candles to a
 forecast served over HTTP, through the real Airflow scheduler.
 
-It starts the embedded Airflow, unpauses each stream's DAGs and creates, through Airflow's
+It starts the embedded Airflow, unpauses each stream's train DAG, creates, through Airflow's
 REST API, a backfill of each candles DAG over the last days of the stream's data (on a fresh
-store the first run also fetches the history training needs). Each candles run emits its
+store the first run also fetches the history training needs) and then unpauses the candles
+DAGs, so that no run starts while a backfill is being created. Each candles run emits its
 features asset, which triggers the stream's train DAG: the demo does not backfill the train
 DAGs, because a train run trains on the newest features it was triggered by, so the runs the
 assets start are the ones an operator would get. When the scheduler has finished them, the
@@ -81,22 +82,33 @@ def _run_pipelines(
     client.wait_for_dags(dag_id for pair in pairs for dag_id in pair.stream.dag_ids)
     for pair in pairs:
         # train first: it must see every event (the monitor DAG stays paused in the demo)
-        for dag_id in (pair.stream.train_dag_id, pair.stream.candles_dag_id):
-            client.unpause(dag_id)
-    backfills = []
+        client.unpause(pair.stream.train_dag_id)
+        client.pause(pair.stream.candles_dag_id)  # paused on a fresh home; kept so on a rerun
+    # Every backfill is created before any candles run can start, so no creation contends with
+    # the scheduler working on the previous backfill's runs for SQLite's write lock (a creation
+    # that did failed part-way before the components' connections waited for it: see
+    # .airflow_sqlite), and each backfill's runs start only once all of them exist.
+    backfills = [_create_backfill(console, client, pair, runs) for pair in pairs]
     for pair in pairs:
-        _, end = stages.last_complete_day(pair)
-        start = end - timedelta(days=runs)
-        console.print(
-            f"[bold]{pair.stream.label}[/bold]: backfill {pair.stream.candles_dag_id} "
-            f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"
-        )
-        backfills.append(client.create_backfill(pair.stream.candles_dag_id, start, end))
+        client.unpause(pair.stream.candles_dag_id)
     for backfill in backfills:
         client.wait_for_backfill(backfill, RUNS_TIMEOUT_S, on_run=_printer(console))
     for pair in pairs:
         client.wait_until_idle(pair.stream.train_dag_id, RUNS_TIMEOUT_S, on_run=_printer(console))
         console.print(f"  {pair.stream.label}: {embedded.latest_decision(pair)}")
+
+
+def _create_backfill(
+    console: Console, client: AirflowClient, pair: PairConfig, runs: int
+) -> dict[str, Any]:
+    """A backfill of the stream's candles DAG over its last ``runs`` complete days."""
+    _, end = stages.last_complete_day(pair)
+    start = end - timedelta(days=runs)
+    console.print(
+        f"[bold]{pair.stream.label}[/bold]: backfill {pair.stream.candles_dag_id} "
+        f"{start:%Y-%m-%d} .. {end:%Y-%m-%d}"
+    )
+    return client.create_backfill(pair.stream.candles_dag_id, start, end)
 
 
 def _printer(console: Console) -> Callable[[DagRun], None]:
