@@ -7,7 +7,7 @@ with the embargo of each horizon, every window refitted (90 days of training, 30
 Volatility, per horizon and kind: QLIKE, its ratio to persistence and to EWMA, the one-sided
 Diebold-Mariano p-value on QLIKE against EWMA and against the best baseline, and the share of
 windows won against EWMA. Returns, per horizon: the 90% interval of each kind (normalized
-conformal with ACI, scaled by the fitted mean-reverting sigma of
+conformal with ACI, scaled by the fitted sigma of
 :mod:`candlecast.evaluation.interval_sigma`) against the fixed-width split conformal interval:
 coverage overall, per ex-ante volatility tercile, the worst 30-day block and the blocks below
 80%, Winkler.

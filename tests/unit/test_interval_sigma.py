@@ -1,7 +1,8 @@
-"""The sigma of return intervals: a QLIKE fit of the horizon's realized variance that learns
-mean reversion, causal (a row's sigma reads only candles up to its close and a fit only labels
-realized before the rows it scales), and the same number in evaluation, the card and the
-service; schema 1 cards still read as the computation they recorded."""
+"""The sigma of return intervals: a QLIKE fit of the horizon's realized variance that scales
+with today's volatility and learns mean reversion to the recent level, causal (a row's sigma
+reads only candles up to its close and a fit only labels realized before the rows it scales),
+and the same number in evaluation, the card and the service; schema 1 cards still read as the
+computation they recorded."""
 
 from __future__ import annotations
 
@@ -65,10 +66,11 @@ def test_the_columns_are_the_ewma_and_the_short_and_middle_har_windows():
 def test_the_fit_recovers_a_known_log_linear_variance():
     rng = np.random.default_rng(0)
     x = np.exp(rng.normal(-9, 1, (4000, 2)))
-    true = np.exp(-3.0 + 0.5 * np.log(x[:, 0]) + 0.2 * np.log(x[:, 1]))
+    true = np.exp(-3.0 + 0.7 * np.log(x[:, 0]) + 0.3 * np.log(x[:, 1]))
     realized = true * rng.chisquare(1, len(true))  # a squared normal around the variance
     fit = interval_sigma.fit_sigma(x, realized, ["a", "b"])
-    assert fit.weights == pytest.approx((0.5, 0.2), abs=0.06)
+    assert fit.weights == pytest.approx((0.7, 0.3), abs=0.06)
+    assert sum(fit.weights) == pytest.approx(1.0)
     assert fit.intercept == pytest.approx(-3.0, abs=0.6)
     np.testing.assert_allclose(fit.sigma(x) ** 2, true, rtol=0.25)
 
@@ -91,9 +93,10 @@ def test_too_few_rows_or_bad_values_are_refused():
         interval_sigma.fit_sigma(x, np.full(200, np.nan), ["a"])
 
 
-def test_the_fit_mean_reverts_where_the_ewma_does_not():
+def test_the_fit_mean_reverts_to_the_recent_level_where_the_ewma_does_not():
     """Log volatility an AR(1) with a half-life of about 14 hours: at a day's horizon a storm
-    has mostly passed and a lull mostly ended, which the EWMA alone cannot know."""
+    has mostly passed and a lull mostly ended, which the EWMA alone cannot know; the week's
+    realized variance knows the level it reverts to."""
     rng = np.random.default_rng(5)
     log_sigma = np.zeros(5000)
     for i in range(1, 5000):
@@ -104,12 +107,30 @@ def test_the_fit_mean_reverts_where_the_ewma_does_not():
     fit = interval_sigma.fit_sigma(
         frame[columns].to_numpy(), frame[REALIZED_VARIANCE].to_numpy(), columns
     )
-    assert 0 < sum(fit.weights) < 1  # pulled towards the window's level
+    assert sum(fit.weights) == pytest.approx(1.0)
+    assert fit.weights[2] > 0.2  # pulled towards the week's level
     ewma = frame["ewma_var"].to_numpy() * HORIZON
     forecast = fit.sigma(frame[columns].to_numpy()) ** 2
     calm, wild = ewma < np.quantile(ewma, 0.1), ewma > np.quantile(ewma, 0.9)
     assert (forecast[calm] > ewma[calm]).mean() > 0.8  # a lull: wider than today's EWMA
     assert (forecast[wild] < ewma[wild]).mean() > 0.8  # a storm: narrower
+
+
+def test_a_storm_after_a_calm_training_window_scales_the_sigma_with_it():
+    """Volatility k times higher in every column gives a sigma sqrt(k) times higher, however
+    calm the training window was: the forecast is not pulled to the window's level (the free
+    weights before were, and a storm after calm months stayed too narrow for weeks)."""
+    rng = np.random.default_rng(7)
+    calm = random_walk(3000, seed=8, sigma=np.full(3000, 0.004))
+    frame = target_frame(calm, "1h", "t:X/Y", ReturnTarget(HORIZON))
+    columns = interval_sigma.sigma_columns("1h")
+    values = frame[columns].to_numpy()
+    fit = interval_sigma.fit_sigma(values, frame[REALIZED_VARIANCE].to_numpy(), columns)
+    rows = values[rng.choice(len(values), 50)]
+    np.testing.assert_allclose(fit.sigma(rows * 16), 4 * fit.sigma(rows), rtol=1e-9)
+    storm = np.full((1, 3), 16 * float(np.median(values[:, 0])))
+    storm[0, 1:] *= [24, 168]  # per-candle variance 16 times the calm one in every window
+    assert fit.sigma(storm)[0] > 3 * np.sqrt(HORIZON * np.median(values[:, 0]))
 
 
 def test_evaluation_sigmas_are_causal(cycles):

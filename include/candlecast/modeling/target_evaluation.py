@@ -8,7 +8,7 @@ horizon's overlapping labels) and the share of windows won. Every window is refi
 long a kind takes: figures never depend on the machine's speed.
 
 Return forecasts also get intervals at each configured level: normalized conformal scores
-scaled by a mean-reverting forecast of the horizon's volatility, refitted at every window on
+scaled by a forecast of the horizon's volatility, refitted at every window on
 its training rows like the kinds (:mod:`candlecast.evaluation.interval_sigma`), with ACI on
 top (:mod:`candlecast.evaluation.intervals`), scored beside today's fixed-width split
 conformal interval.

@@ -74,7 +74,7 @@ def kind_dict(kind: KindResult, report: TargetReport) -> dict[str, Any]:
         out["interval_coverage"] = {
             **_interval(headline),
             "method": (
-                "normalized split conformal (fitted mean-reverting sigma) with adaptive "
+                "normalized split conformal (fitted volatility-scaled sigma) with adaptive "
                 "conformal inference"
             ),
             "aci_alpha_final": kind.aci_alpha.get(headline.level),

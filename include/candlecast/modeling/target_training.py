@@ -18,7 +18,7 @@ For each target at each horizon, on the training window ending at ``end``:
    ``<models>/<stream>/targets/<target key>/champion`` is replaced in one rename.
 
 Return targets get interval calibration on the holdout: normalized conformal multipliers per
-configured level, sigma the mean-reverting forecast of the horizon's volatility fitted on the
+configured level, sigma the forecast of the horizon's volatility fitted on the
 training rows (:mod:`candlecast.evaluation.interval_sigma`); the card records its coefficients,
 so the service scales by the very sigma the multipliers were calibrated with.
 

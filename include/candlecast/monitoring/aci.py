@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from candlecast.evaluation.intervals import ACI_GAMMA, SCORE_WINDOW, AciState
+from candlecast.evaluation.intervals import SCORE_WINDOW, AciState, aci_gamma
 from candlecast.modeling.card import IntervalCalibration
 from candlecast.serving.aci import AciFile, AciLevel, identity
 
@@ -144,7 +144,7 @@ def _states(state: AciFile, horizon: int) -> dict[str, AciState]:
         level: AciState(
             coverage=s.coverage,
             horizon=horizon,
-            gamma=ACI_GAMMA / horizon,
+            gamma=aci_gamma(horizon),
             alpha=s.alpha,
             scores=deque(state.scores, maxlen=SCORE_WINDOW),
             misses=s.misses,
