@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
-from candlecast.cli import airflow_sqlite, embedded
+from candlecast.cli import embedded
 from candlecast.cli.airflow_api import AirflowClient
 from candlecast.cli.app import app, console
 from candlecast.config import PairsConfig, load_pairs
@@ -144,15 +144,8 @@ class EmbeddedAirflow:
             "pools", "import", str(spec), settings=self.settings, env=env, log_name="pools-import"
         )
 
-    @property
-    def component_env(self) -> dict[str, str]:
-        """The running components' environment: ``env``, with SQLite connections whose
-        savepoint-started transactions wait for the write lock instead of failing when another
-        component writes (:mod:`.airflow_sqlite`; not for ``db migrate``, which runs alone)."""
-        return self.env | {airflow_sqlite.CONNECT_ARGS_VAR: airflow_sqlite.CONNECT_ARGS_PATH}
-
     def start(self) -> None:
-        env = self.component_env
+        env = self.env
         for component in COMPONENTS:
             command = [str(embedded.BIN / "airflow"), component]
             if component in SERVES_LOGS:

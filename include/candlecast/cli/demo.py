@@ -85,9 +85,10 @@ def _run_pipelines(
         client.unpause(pair.stream.train_dag_id)
         client.pause(pair.stream.candles_dag_id)  # paused on a fresh home; kept so on a rerun
     # Every backfill is created before any candles run can start, so no creation contends with
-    # the scheduler working on the previous backfill's runs for SQLite's write lock (a creation
-    # that did failed part-way before the components' connections waited for it: see
-    # .airflow_sqlite), and each backfill's runs start only once all of them exist.
+    # the scheduler working on the previous backfill's runs for SQLite's write lock: Airflow
+    # creates each backfill run in a savepoint transaction that reads before it writes, and
+    # SQLite fails that write at once, busy timeout or not, when another connection wrote
+    # meanwhile (a creation failed part-way; wait_for_backfill repairs what that leaves).
     backfills = [_create_backfill(console, client, pair, runs) for pair in pairs]
     for pair in pairs:
         client.unpause(pair.stream.candles_dag_id)
