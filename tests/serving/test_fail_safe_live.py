@@ -162,22 +162,44 @@ def test_an_online_store_outage_never_stalls_predict(service, redis_server, mode
 
 def test_a_full_disk_keeps_predict_answering_and_loses_no_forecast(service):
     """Defect 4 with the disk really full: the forecast log's tmpfs (the fixture) is filled by a
-    file up to ENOSPC while clients ask. Every request is answered from memory, the log's
-    failure is reported (``/health``, ``/readyz``, metrics), and once the space is back every
-    forecast answered meanwhile is written."""
-    base, _, root, log, _ = service
-    folder = root / "home" / "forecasts"
+    file up to ENOSPC while clients ask."""
+    folder = service[2] / "home" / "forecasts"
     if not os.path.ismount(folder):
         pytest.skip("mounting a tmpfs needs root")
-    path = folder / "forecast_log.db"
-    before, logged = faults.service_rows(path), log.read_text().count(WAITING)
-    assert call(base, "/predict", ETH, key=None)[0] == 200
-    wait_until(lambda: faults.service_rows(path) > before, "the forecast log written")
     filler = folder / "filler"
-    with filler.open("wb") as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0" * (1024 * 1024))  # until ENOSPC: the disk is full
-    assert shutil.disk_usage(folder).free < 1024 * 1024
+
+    def fill() -> None:
+        with filler.open("wb") as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(b"\0" * (1024 * 1024))  # until ENOSPC: the disk is full
+        assert shutil.disk_usage(folder).free < 1024 * 1024
+
+    answers_through_a_full_log(service, fill, filler.unlink, "full")
+
+
+def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
+    """The forecast log at its size cap (filled by another writer): SQLite's "database or disk
+    is full" for the service's writer, until the filler rows are deleted."""
+    path = service[2] / "home" / "forecasts" / "forecast_log.db"
+    answers_through_a_full_log(
+        service, lambda: faults.fill_log(path), lambda: faults.clear_log(path), "disk is full"
+    )
+
+
+#: What the service logs when its forecast log stops being written.
+WAITING = "forecasts wait in memory"
+
+
+def answers_through_a_full_log(service, fill, clear, why: str) -> None:
+    """While ``fill`` keeps the forecast log from being written (until ``clear``), every request
+    is answered from memory; the failure (``why``) is on ``/health`` and ``/readyz``, counted
+    in the metrics and logged once; once cleared, every forecast answered meanwhile is written."""
+    base, _, root, log, _ = service
+    path = root / "home" / "forecasts" / "forecast_log.db"
+    start, logged = faults.service_rows(path), log.read_text().count(WAITING)
+    assert call(base, "/predict", ETH, key=None)[0] == 200
+    wait_until(lambda: faults.service_rows(path) > start, "the forecast log written")
+    fill()
     before, answered = faults.service_rows(path), []
     try:
 
@@ -188,10 +210,10 @@ def test_a_full_disk_keeps_predict_answering_and_loses_no_forecast(service):
             health = call(base, "/health", key=None)[1]
             return health["status"] == "degraded" and health
 
-        health = wait_until(reported, "/health reporting the full disk")
-        assert any("forecast log" in line and "full" in line for line in health["degraded"])
+        health = wait_until(reported, "/health reporting the forecast log's failure")
+        assert any("forecast log" in line and why in line for line in health["degraded"])
         status, ready = call(base, "/readyz", key=None)
-        assert status == 200 and ready["ready"] is True and "full" in ready["forecast_log"]
+        assert status == 200 and ready["ready"] is True and why in ready["forecast_log"]
         answers = predict_many(base)
         assert {status for status, _ in answers} == {200}
         answered.extend(answers)
@@ -200,59 +222,14 @@ def test_a_full_disk_keeps_predict_answering_and_loses_no_forecast(service):
             line.startswith("candlecast_store_failures_total{")
             and 'store="forecast_log"' in line
             and 'outcome="disk_full"' in line
+            and float(line.split()[-1]) > 0
             for line in metrics.splitlines()
         ), metrics[-3000:]
     finally:
-        filler.unlink()  # space again
+        clear()  # space again
     wait_until(lambda: call(base, "/health", key=None)[1]["status"] == "ok", "logged again")
     assert faults.service_rows(path) >= before + len(answered)
     assert log.read_text().count(WAITING) == logged + 1  # once, not per request or tick
-
-
-#: What the service logs when its forecast log stops being written.
-WAITING = "forecasts wait in memory"
-
-
-def test_a_full_forecast_log_keeps_predict_answering_and_is_reported(service):
-    base, _, root, log, _ = service
-    path = root / "home" / "forecasts" / "forecast_log.db"
-    logged = log.read_text().count(WAITING)
-    assert call(base, "/predict", ETH, key=None)[0] == 200
-    wait_until(lambda: faults.service_rows(path), "the forecast log written")
-    faults.fill_log(path)  # the disk is full for the service's writer from now on
-    before, answered = faults.service_rows(path), []
-
-    def reported():
-        answers = predict_many(base, count=8)
-        assert {status for status, _ in answers} == {200}, answers[:3]
-        answered.extend(answers)
-        health = call(base, "/health", key=None)[1]
-        return health["status"] == "degraded" and health
-
-    health = wait_until(reported, "/health reporting the full forecast log")
-    assert any("database or disk is full" in line for line in health["degraded"]), health
-    ready = call(base, "/readyz", key=None)[1]
-    assert ready["ready"] is True and "database or disk is full" in ready["forecast_log"]
-    answers = predict_many(base)
-    assert {status for status, _ in answers} == {200}
-    answered.extend(answers)
-    metrics = call(base, "/metrics", key=None)[1]
-    counted = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith("candlecast_store_failures_total{")
-        and 'store="forecast_log"' in line
-        and 'outcome="disk_full"' in line
-    ]
-    assert counted and float(counted[0].split()[-1]) > 0, metrics[-3000:]
-    text = log.read_text()
-    assert text.count(WAITING) == logged + 1  # logged once, not per request or tick
-
-    faults.clear_log(path)
-
-    wait_until(lambda: call(base, "/health", key=None)[1]["status"] == "ok", "logged again")
-    # every answer made while the disk was full was written once space came back
-    assert faults.service_rows(path) >= before + len(answered)
 
 
 def test_the_process_manager_takes_orders_from_its_owner_only(service):
