@@ -4,7 +4,6 @@ MLflow, Feast and BentoML stores), set before anything reads settings or imports
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -26,11 +25,6 @@ os.environ["BENTOML_HOME"] = str(_HOME / "bentoml")
 os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
-# Airflow, on import, puts a "default" filter for DeprecationWarnings from its own modules in
-# front of pytest's (unless Python was given -W options), so third-party deprecations raised
-# inside Airflow's in-process servers escape the ini's filters in whichever test imports it
-# first; this process's -W list says the same as the ini. Subprocesses are not affected.
-sys.warnoptions.append("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="session")
