@@ -59,6 +59,9 @@ def airflow_db(home):
 def dagbag(airflow_db):
     from airflow.dag_processing.dagbag import DagBag
 
+    from tests.helpers import quiet_in_process_servers
+
+    quiet_in_process_servers()  # after Airflow's import, which put its own filter in front
     return DagBag(dag_folder=str(REPO / "dags"), include_examples=False)
 
 
@@ -117,3 +120,29 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
             return _SAME_WORKER.get(scope, scope)
 
     return SharedFixtureScheduling(config, log)
+
+
+def _quiet() -> None:
+    from tests.helpers import quiet_in_process_servers  # imports candlecast: after the env above
+
+    quiet_in_process_servers()
+
+
+# Each phase of each test starts with the filters in front (pytest restores them after a test);
+# a fixture that imports Airflow for the first time applies them again after that import.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> object:
+    _quiet()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    _quiet()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    _quiet()
+    return (yield)
