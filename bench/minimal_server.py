@@ -23,7 +23,7 @@ FOLDER = Path(os.environ["BENCH_MODEL_DIR"])
 META = json.loads((FOLDER / "export.json").read_text())["card"]
 SESSION = ort.InferenceSession(str(FOLDER / "model.onnx"), providers=["CPUExecutionProvider"])
 INPUT = SESSION.get_inputs()[0].name
-STORE = featurestore.feature_store()
+STORE = featurestore.feature_store(online_only=True)  # as the service's workers
 PAIRS = load_pairs(get_settings().pairs)
 app = FastAPI()
 

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 PROJECT = "candlecast"
 FEATURE_REPO = REPO_ROOT / "feature_repo"
+#: The offline store of a process that only reads online rows (:mod:`.no_offline`).
+NO_OFFLINE_STORE = "candlecast.features.no_offline.NoOfflineStore"
 
 
 def without_runtime_typechecks() -> None:
@@ -42,9 +44,15 @@ def _unchecked(target: Any = None, **_options: Any) -> Any:
     return _unchecked if target is None else target
 
 
-def repo_config(settings: Settings | None = None, read_timeout_s: float | None = None) -> Any:
+def repo_config(
+    settings: Settings | None = None,
+    read_timeout_s: float | None = None,
+    online_only: bool = False,
+) -> Any:
     """The Feast RepoConfig for these settings; with ``read_timeout_s``, a Redis online store
-    is read with that connect and read timeout and no retry (:func:`bounded_redis_url`)."""
+    is read with that connect and read timeout and no retry (:func:`bounded_redis_url`). With
+    ``online_only``, for processes that only read online rows, no offline store is configured
+    (:mod:`.no_offline`: DuckDB and Ibis are not imported)."""
     without_runtime_typechecks()
     from feast.repo_config import RepoConfig
 
@@ -62,7 +70,7 @@ def repo_config(settings: Settings | None = None, read_timeout_s: float | None =
         provider="local",
         registry=str(feast_dir / "registry.db"),
         online_store=online,
-        offline_store={"type": "duckdb"},
+        offline_store={"type": NO_OFFLINE_STORE if online_only else "duckdb"},
         entity_key_serialization_version=3,
         repo_path=FEATURE_REPO,
     )
@@ -84,16 +92,19 @@ def bounded_redis_url(url: str, timeout_s: float) -> str:
 
 
 def feature_store(
-    settings: Settings | None = None, read_timeout_s: float | None = None
+    settings: Settings | None = None,
+    read_timeout_s: float | None = None,
+    online_only: bool = False,
 ) -> FeatureStore:
     """The Feast store; ``read_timeout_s`` bounds each online read (the service's setting:
-    the pipeline's materialization keeps the client's defaults)."""
+    the pipeline's materialization keeps the client's defaults); ``online_only``: a store that
+    reads online rows and nothing else (the service's workers, :func:`repo_config`)."""
     without_runtime_typechecks()
     from feast import FeatureStore
 
     settings = settings or get_settings()
     settings.paths.feast.mkdir(parents=True, exist_ok=True)
-    config = repo_config(settings, read_timeout_s)
+    config = repo_config(settings, read_timeout_s, online_only)
     return FeatureStore(config=config, repo_path=str(FEATURE_REPO))
 
 

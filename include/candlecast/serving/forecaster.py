@@ -123,7 +123,9 @@ class Forecaster:
         self._config: tuple[tuple[int, int] | None, PairsConfig] = (None, pairs or self._load())
         bentoml_store(self.settings)
         timeout = options.store_timeout_seconds
-        self._store = featurestore.feature_store(self.settings, read_timeout_s=timeout)
+        self._store = featurestore.feature_store(
+            self.settings, read_timeout_s=timeout, online_only=True
+        )
         self.online = CircuitBreaker("online store", cooldown_s=options.store_cooldown_seconds)
         self._reviving: set[str] = set()
         self._snapshots: dict[str, Snapshot] = {}
