@@ -31,7 +31,7 @@ HOUR = 3_600_000
 
 
 def answer(feature_ts: int, predicted: float, version: str = "3", half: float | None = 0.01):
-    """A /predict answer as candlecast.serving.forecaster.answer shapes it."""
+    """A /predict answer as candlecast.serving.snapshot.answer shapes it."""
     body = {
         "stream": STREAM,
         "predicted_return": predicted,

@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from candlecast.errors import TamperedModelError
-from candlecast.serving.forecaster import ModelLoadError, load_model
+from candlecast.serving.loaded import ModelLoadError, load_model
 from candlecast.serving.modelstore import bentoml_store
 from tests.helpers import deploy_record, model_card
 

@@ -30,7 +30,8 @@ from candlecast.errors import AmbiguousStreamError, NotReadyError, UnknownStream
 from candlecast.modeling.mlflow_keys import CHAMPION, holdout_metric
 from candlecast.serving import forecast_log, lean, metrics
 from candlecast.serving.docs_page import add_docs_page
-from candlecast.serving.forecaster import Forecaster, Snapshot, answer, model_info, select
+from candlecast.serving.forecaster import Forecaster
+from candlecast.serving.loaded import model_info
 from candlecast.serving.openapi import TITLE
 from candlecast.serving.schemas import (
     BatchForecasts,
@@ -46,6 +47,7 @@ from candlecast.serving.schemas import (
     RowsBatch,
     StreamRef,
 )
+from candlecast.serving.snapshot import Snapshot, answer, select
 
 
 class OrjsonRequest(Request):

@@ -137,7 +137,7 @@ class ForecastLog:
         self._thread.start()
 
     def record(self, body: dict[str, Any]) -> None:
-        """Queue one ``/predict`` answer (:func:`candlecast.serving.forecaster.answer`)."""
+        """Queue one ``/predict`` answer (:func:`candlecast.serving.snapshot.answer`)."""
         if len(self._pending) + len(self._unwritten) >= self.max_pending:
             self.dropped += 1
             return

@@ -27,9 +27,6 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,75 +34,19 @@ import numpy as np
 from candlecast.config import PairConfig, PairsConfig, load_pairs
 from candlecast.errors import ConfigError, NotReadyError
 from candlecast.features import online as featurestore  # reads only: no TA-Lib, no training
-from candlecast.modeling.card import ModelCard
-from candlecast.modeling.exported import EXPORT_FILE, ExportedModel
 from candlecast.modeling.kinds.base import window_inputs
-from candlecast.names import Stream
 from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
 from candlecast.serving.breaker import CircuitBreaker, StoreUnavailableError
-from candlecast.serving.modelstore import bentoml_store, verified_session
+from candlecast.serving.loaded import LoadedModel, ModelLoadError, load_model
+from candlecast.serving.modelstore import bentoml_store
 from candlecast.serving.options import ServiceOptions
+from candlecast.serving.snapshot import Snapshot, answer, select
 from candlecast.settings import Settings, get_settings, read_settings
 from candlecast.timeframes import ms_to_iso, timeframe_ms
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """A deployed model that cannot be loaded or fails its smoke forecast (not switched to)."""
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """An ONNX session and the export it came from (its card: what the model is)."""
-
-    tag: str
-    session: Any
-    input_name: str
-    exported: ExportedModel
-    deployed_at: str | None
-
-    @property
-    def card(self) -> ModelCard:
-        return self.exported.card
-
-    @property
-    def features(self) -> list[str]:
-        return list(self.card.features)
-
-    @property
-    def window(self) -> int:
-        return self.card.window
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Forecast log returns for input rows (float32, shape (n, window * features))."""
-        out = self.session.run(None, {self.input_name: x})[0]
-        return np.asarray(out, dtype=np.float64).reshape(-1)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything one stream's answers come from, replaced as a whole."""
-
-    pair: PairConfig
-    model: LoadedModel
-    candle_ts: int
-    close: float
-    predicted: float
-    loaded_at: float = field(default_factory=time.time)
-    #: The stream's other targets and horizons, and the next candle's intervals.
-    extra: served_targets.TargetForecasts | None = None
-
-    @property
-    def features_at_ms(self) -> int:
-        """Close time of the candle the features describe."""
-        return self.candle_ts + timeframe_ms(self.pair.timeframe)
-
-    def stale(self, now_ms: int) -> bool:
-        step = timeframe_ms(self.pair.timeframe)
-        return now_ms - self.features_at_ms > self.pair.serving.max_feature_age_candles * step
 
 
 class Forecaster:
@@ -533,120 +474,3 @@ class Forecaster:
             "streams": deployed,
             "degraded": [f"online store {outage.describe(time.time())}"] if outage else [],
         }
-
-
-def load_model(stored: Any) -> LoadedModel:
-    """An ONNX session (see :func:`~candlecast.serving.modelstore.verified_session`) for a
-    BentoML model of the store, its file checked against the sha256 recorded at export and
-    its embedded card against the export's.
-
-    Raises:
-        ModelLoadError: deployed by an older candlecast (no card), or a card that differs.
-    """
-    record = Path(stored.path_of(EXPORT_FILE))
-    if not record.exists():
-        raise ModelLoadError(_redeploy_hint(stored))
-    exported = ExportedModel.model_validate_json(record.read_text())
-    # checked on every load: a file changed after export (a constant edited) still parses
-    path = Path(stored.path_of("model.onnx"))
-    session = verified_session(path, exported.onnx_sha256, f"{stored.tag}/model.onnx")
-    if ModelCard.from_onnx(session) != exported.card:
-        raise ModelLoadError(f"{stored.tag}: the card in model.onnx differs from {EXPORT_FILE}")
-    created = getattr(stored.info, "creation_time", None)
-    return LoadedModel(
-        tag=str(stored.tag),
-        session=session,
-        input_name=session.get_inputs()[0].name,
-        exported=exported,
-        deployed_at=created.isoformat() if created else None,
-    )
-
-
-def _redeploy_hint(stored: Any) -> str:
-    """Why a model deployed by an older candlecast (``metadata.json``, no card) is not
-    served, and the command that exports and deploys it again with its card."""
-    labels = stored.info.labels
-    try:
-        stream = Stream.from_key(str(labels.get("stream", "")))
-    except ValueError:
-        return f"{stored.tag}: deployed by an older candlecast (no model card); retrain it"
-    return (
-        f"{stored.tag}: deployed by an older candlecast (no model card); export and deploy it "
-        f"again: candlecast promote --pair {stream.symbol} --exchange {stream.exchange} "
-        f"--timeframe {stream.timeframe} --version {labels.get('version', '<version>')} "
-        "--reason 're-export with its model card'"
-    )
-
-
-def model_info(model: LoadedModel) -> dict[str, str]:
-    card = model.card
-    return {
-        "name": card.registered_model,
-        "version": str(card.version),
-        "kind": card.kind,
-        "bento_model": model.tag,
-    }
-
-
-def answer(snap: Snapshot, now_ms: int | None = None) -> dict[str, Any]:
-    """The JSON answer of a snapshot (:class:`~candlecast.serving.schemas.Forecast`)."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    pair, card, predicted, close = snap.pair, snap.model.card, snap.predicted, snap.close
-    step = timeframe_ms(pair.timeframe)
-    body: dict[str, Any] = {
-        "pair": pair.symbol,
-        "exchange": pair.exchange,
-        "timeframe": pair.timeframe,
-        "stream": pair.key,
-        "horizon": 1,
-        "predicted_return": predicted,
-        "predicted_price": close * math.exp(predicted),
-        "last_close": close,
-        "feature_timestamp": ms_to_iso(snap.features_at_ms),
-        "forecast_for": ms_to_iso(snap.features_at_ms + step),
-        "stale": snap.stale(now_ms),
-        "model": model_info(snap.model),
-        "served_at": datetime.fromtimestamp(now_ms / 1000, UTC).isoformat(),
-    }
-    extra = snap.extra
-    if extra is not None and extra.main_intervals is not None:
-        body["intervals"] = extra.main_intervals
-        headline = extra.main_intervals["levels"].get("0.9")
-        if headline is not None:
-            body["interval"] = {"coverage": 0.9, **headline}
-    half_width = card.interval_half_width
-    if half_width is not None and "interval" not in body:
-        low, high = predicted - half_width, predicted + half_width
-        body["interval"] = {
-            "coverage": card.interval_coverage,
-            "return": [low, high],
-            "price": [close * math.exp(low), close * math.exp(high)],
-        }
-    if card.note:
-        body["note"] = card.note
-    if extra is not None:
-        body["targets"] = list(extra.answers)
-        if extra.missing:
-            body["targets_not_trained"] = list(extra.missing)
-    return body
-
-
-def select(body: dict[str, Any], target: str | None, horizon: int) -> dict[str, Any]:
-    """An answer narrowed to one (target, horizon): the next-candle return is the answer's
-    own forecast; any other is its entry in ``targets``.
-
-    Raises:
-        ValueError: the stream does not forecast that target at that horizon (the message
-            lists what it does forecast).
-    """
-    name = target or "return"
-    if (name, horizon) == ("return", 1):
-        return {**body, "targets": []}
-    chosen = [t for t in body.get("targets", []) if (t["target"], t["horizon"]) == (name, horizon)]
-    if not chosen:
-        offered = ["return_h1", *(t["key"] for t in body.get("targets", []))]
-        raise ValueError(
-            f"{body['stream']} serves no {name} forecast at horizon {horizon}; it serves "
-            f"{', '.join(offered)} (training.targets in the pair config)"
-        )
-    return {**body, "targets": chosen}

@@ -15,7 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from candlecast.serving.forecaster import Snapshot
+    from candlecast.serving.snapshot import Snapshot
 
 #: Latency buckets (seconds): answers from memory take well under a millisecond.
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
