@@ -23,10 +23,11 @@ and the Winkler gain over the fixed width from 5.2% to 6.9% (h = 4: 86.9 / 91.9 
 from earlier out-of-sample scores), two or five bins, and a long-window, free-weight or HAR
 sigma did less on both. On the 5m pairs, whose terciles already held, the bins cost up to
 2 points of Winkler gain at h = 24 (17.5% to 15.4%) and cut the days below 80% from 12 to 10.
-A shorter or longer score window per bin (700, 1,000, 4,000 scores) or bins of ``rv_24`` over
-the week's level did not do better there. MAPIE (BSD-3) has Mondrian conformal, but as a
-wrapper of a fitted scikit-learn estimator calibrated once; these states move online and are
-persisted and replayed by monitoring, so they are a few lines here instead.
+On the hourly tuning part, a shorter or longer score window per bin (700, 1,000, 4,000 or
+8,000 scores) or bins of ``rv_24`` over the week's level did not do better. MAPIE (BSD-3) has
+Mondrian conformal, but as a wrapper of a fitted scikit-learn estimator calibrated once; these
+states move online and are persisted and replayed by monitoring, so they are a few lines here
+instead.
 
 :func:`interval_scores` scores intervals: coverage overall, per ex-ante volatility tercile and
 per 30-day block, the Winkler interval score and the pinball loss of both bounds.
