@@ -18,7 +18,7 @@ from candlecast.evaluation import interval_sigma
 from candlecast.features.engineering import compute_features
 from candlecast.features.volatility import volatility_features
 from candlecast.modeling import registry, target_training
-from candlecast.modeling.card import ModelCard
+from candlecast.modeling.card import IntervalCalibration, ModelCard
 from candlecast.serving import targets as served
 from tests.helpers import btc_pair, settings_in
 
@@ -155,16 +155,38 @@ def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, bt
     first = {t.key: t for t in realized_targets(pair, span, settings)}
     main = main_aci(pair, span, settings)
     folder = pair.stream.target_dir(settings.paths.models, "return_h4")
-    path = aci.state_path(folder)
-    state = aci.read_state(path)
     card = ModelCard.model_validate_json((folder / "champion" / "card.json").read_text())
-    assert state is not None and card.intervals is not None
-    assert state.identity == aci.identity(card.intervals, card.version)
-    assert set(state.levels) == {"0.8", "0.9", "0.95"} and state.levels["0.9"].judged > 400
-    assert [(r.level, r.judged) for r in first["return_h4"].aci] == [
-        (level, state.levels[level].judged) for level in ("0.8", "0.9", "0.95")
+    calibration = card.intervals
+    assert calibration is not None and calibration.bin_column == "rv_24"
+    # one state per volatility bin, each started from its bin's multipliers
+    states = [aci.read_state(aci.state_path(folder, k)) for k in range(3)]
+    assert all(s is not None for s in states) and not aci.state_path(folder).exists()
+    for k, each in enumerate(states):
+        assert each is not None
+        assert each.identity == aci.identity(calibration.for_bin(k), card.version)
+        assert set(each.levels) == {"0.8", "0.9", "0.95"} and each.levels["0.9"].judged > 0
+    assert sum(s.levels["0.9"].judged for s in states if s is not None) > 400
+    assert [(r.target, r.level, r.judged) for r in first["return_h4"].aci] == [
+        (f"return_h4:bin{k}", level, s.levels[level].judged)
+        for k, s in enumerate(states)
+        if s is not None
+        for level in ("0.8", "0.9", "0.95")
     ]
-    assert {r.target for r in main} == {"return_h1"} and main[0].judged > 400
+    assert {r.target for r in main} == {f"return_h1:bin{k}" for k in range(3)}
+    # the served bands use the state of the newest row's bin
+    candles = validated_table(pair.stream, settings).read()
+    newest_volatility = volatility_features(candles, "1h", (4,)).iloc[-1]
+    number = calibration.bin_of(newest_volatility[calibration.inputs].to_numpy(np.float64))
+    main_calibration = IntervalCalibration.model_validate_json(
+        (folder.parent / "return_h1" / served.INTERVALS).read_text()
+    )
+    main_bin = main_calibration.bin_of(
+        newest_volatility[main_calibration.inputs].to_numpy(np.float64)
+    )
+    main_90 = next(r for r in main if r.target == f"return_h1:bin{main_bin}" and r.level == "0.9")
+    path = aci.state_path(folder, number)
+    state = states[number]
+    assert state is not None
     assert first["volatility_h24"].newest_forecast is not None
     assert 0.05 < first["volatility_h24"].newest_forecast < 5  # annualized
     # the same window again: every outcome was judged already, nothing moves
@@ -173,7 +195,6 @@ def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, bt
     assert again["return_h4"].aci == first["return_h4"].aci and path.stat().st_mtime_ns == stamp
 
     loaded = served.load(pair, settings, {})
-    candles = validated_table(pair.stream, settings).read()
     newest = compute_features(candles, "1h", pair.stream.market_key).iloc[-1]
 
     def bands() -> tuple[dict, dict]:
@@ -189,7 +210,7 @@ def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, bt
         assert band["aci_level"] == pytest.approx(1 - state.levels[level].alpha)
         half = (band["return"][1] - band["return"][0]) / 2
         assert half == pytest.approx(band["multiplier"] * h4["sigma"])
-    assert h1["levels"]["0.9"]["aci_level"] == pytest.approx(1 - main[1].alpha)
+    assert h1["levels"]["0.9"]["aci_level"] == pytest.approx(1 - main_90.alpha)
     # a state moved by misses widens the served bands at once
     wider = state.levels["0.9"].model_copy(update={"alpha": 0.02, "multiplier": 3.5})
     aci.write_state(path, state.model_copy(update={"levels": state.levels | {"0.9": wider}}))
@@ -199,7 +220,7 @@ def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, bt
     aci.write_state(path, state.model_copy(update={"identity": "0:stale"}))
     h4, _ = bands()
     assert h4["method"].startswith("normalized conformal")
-    assert h4["levels"]["0.9"]["multiplier"] == card.intervals.multipliers["0.9"]
+    assert h4["levels"]["0.9"]["multiplier"] == calibration.bin_multipliers[number]["0.9"]
     assert h4["levels"]["0.9"]["aci_level"] == 0.9
     # and the next check starts the new state from the champion's card
     realized_targets(pair, span, settings)

@@ -221,8 +221,8 @@ def test_a_schema_1_card_reads_as_the_ewma_sigma_it_recorded():
 
 
 def test_cards_of_an_unknown_schema_or_misaligned_weights_are_refused():
-    with pytest.raises(ValueError, match="model card schema 5"):
-        ModelCard.model_validate({**SCHEMA_1, "schema_version": 5})
+    with pytest.raises(ValueError, match="model card schema 6"):
+        ModelCard.model_validate({**SCHEMA_1, "schema_version": 6})
     with pytest.raises(ValueError, match="1 weights for columns"):
         IntervalCalibration(
             source="x", columns=["a", "b"], weights=[1.0], intercept=0.0, multipliers={}

@@ -1,5 +1,6 @@
-"""The model card's training window end (schema 4): it round-trips, an older card still loads,
-and a card logged without it gets its run's (the one place that reads the run's tags)."""
+"""The model card's training window end (schema 4) and interval bins (schema 5): they
+round-trip, an older card still loads, and a card logged without a window end gets its run's
+(the one place that reads the run's tags)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import version_card
-from candlecast.modeling.card import SCHEMA_VERSION, ModelCard
+from candlecast.modeling.card import SCHEMA_VERSION, IntervalCalibration, ModelCard
 from tests.helpers import btc_pair, model_card
 
 END = "2024-02-10T01:00:00+00:00"
@@ -35,7 +36,7 @@ def run(tags: dict[str, str], params: dict[str, str] | None = None) -> SimpleNam
 
 def test_a_card_round_trips_with_its_training_window_end():
     card = model_card(schema_version=SCHEMA_VERSION, interval_end=END)
-    assert SCHEMA_VERSION == 4 and card.interval_end == END
+    assert SCHEMA_VERSION == 5 and card.interval_end == END
     assert ModelCard.model_validate_json(card.model_dump_json()) == card
     embedded = card.embed(onnx.ModelProto())
     assert ModelCard.from_onnx(embedded).interval_end == END
@@ -49,6 +50,30 @@ def test_a_schema_3_card_loads_without_one_and_a_schema_4_card_needs_it():
     del payload["interval_end"]
     with pytest.raises(ValueError, match="interval_end"):
         ModelCard.model_validate(payload)
+
+
+def test_a_card_round_trips_with_volatility_bins_and_a_schema_4_card_loads_without():
+    calibration = IntervalCalibration(
+        source="qlike_log_linear",
+        columns=["ewma_var", "rv_24", "rv_168"],
+        weights=[0.5, 0.3, 0.2],
+        intercept=0.1,
+        multipliers={"0.9": 1.6},
+        bin_column="rv_24",
+        bin_edges=[1e-4, 3e-4],
+        bin_multipliers=[{"0.9": 1.9}, {"0.9": 1.6}, {"0.9": 1.4}],
+    )
+    card = model_card(intervals=calibration.model_dump())
+    embedded = card.embed(onnx.ModelProto())
+    assert ModelCard.from_onnx(embedded) == card and card.intervals == calibration
+    payload = json.loads(card.model_dump_json())
+    for name in ("bin_column", "bin_edges", "bin_multipliers"):
+        del payload["intervals"][name]
+    older = ModelCard.model_validate({**payload, "schema_version": 4})
+    assert older.schema_version == SCHEMA_VERSION and older.intervals is not None
+    assert older.intervals.bin_column is None and older.intervals.multipliers == {"0.9": 1.6}
+    with pytest.raises(ValueError, match="schema 6"):
+        ModelCard.model_validate({**payload, "schema_version": 6})
 
 
 def test_a_schema_3_card_gets_its_runs_window_end(monkeypatch):

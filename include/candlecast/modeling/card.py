@@ -30,10 +30,11 @@ SHA256_FILE = "model.onnx.sha256"
 #: still read, as the same computation); 3: the next-candle return model's fixed-width
 #: interval and its training time (schemas 1 and 2 are read, without them); 4: the end of the
 #: training window (``interval_end``; a card of schemas 1 to 3 reads with it empty, and
-#: :mod:`.version_card` fills it in from its run).
-SCHEMA_VERSION = 4
+#: :mod:`.version_card` fills it in from its run); 5: interval calibrations may carry volatility
+#: bins (``bin_column``, ``bin_edges``, ``bin_multipliers``; older ones read without them).
+SCHEMA_VERSION = 5
 #: The schemas this candlecast reads.
-READABLE_SCHEMAS = (1, 2, 3, SCHEMA_VERSION)
+READABLE_SCHEMAS = (1, 2, 3, 4, SCHEMA_VERSION)
 
 
 class IntervalCalibration(BaseModel):
@@ -42,6 +43,12 @@ class IntervalCalibration(BaseModel):
     of :func:`~candlecast.evaluation.interval_sigma.horizon_variance` of the row's ``columns``
     with these ``weights`` and ``intercept`` (the forecast of the horizon's realized variance
     the multipliers were calibrated with); ACI moves the level online from there.
+
+    With bins (group-conditional conformal, :mod:`candlecast.evaluation.intervals`), a row's
+    multipliers are those of its bin: ``bin_column``'s value against ``bin_edges`` (the
+    training rows' terciles) picks one of ``bin_multipliers`` (each bin's holdout quantiles),
+    and ACI runs per bin. Without (a calibration before schema 5), ``multipliers`` serve every
+    row.
 
     A schema 1 calibration (``sigma_feature``: sigma ``sqrt(h * feature)``) is read as the
     same computation in this form (weight 1, intercept ``log h``)."""
@@ -54,6 +61,11 @@ class IntervalCalibration(BaseModel):
     intercept: float
     multipliers: dict[str, float] = Field(description="Level ('0.9') -> normalized half-width")
     holdout_coverage: dict[str, float] = Field(default_factory=dict)
+    bin_column: str | None = Field(default=None, description="The feature rows are binned by")
+    bin_edges: list[float] = Field(default_factory=list)
+    bin_multipliers: list[dict[str, float]] = Field(
+        default_factory=list, description="Per bin (lowest first): level -> half-width"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -66,15 +78,48 @@ class IntervalCalibration(BaseModel):
             raise ValueError(
                 f"interval calibration: {len(self.weights)} weights for columns {self.columns}"
             )
+        if (self.bin_column is None) != (not self.bin_multipliers) or (
+            self.bin_multipliers and len(self.bin_multipliers) != len(self.bin_edges) + 1
+        ):
+            raise ValueError(
+                f"interval calibration: {len(self.bin_multipliers)} bins' multipliers for "
+                f"{len(self.bin_edges)} edges of {self.bin_column!r}"
+            )
+        if any(set(m) != set(self.multipliers) for m in self.bin_multipliers):
+            raise ValueError("interval calibration: a bin lacks a level of the multipliers")
         return self
 
+    @property
+    def inputs(self) -> list[str]:
+        """The features a row needs: the sigma's columns, then the bin column if another."""
+        extra = self.bin_column
+        return [*self.columns, extra] if extra and extra not in self.columns else self.columns
+
+    def bin_of(self, values: Any) -> int | None:
+        """The bin of a row of :attr:`inputs` values (None without bins)."""
+        if self.bin_column is None:
+            return None
+        import numpy as np
+
+        value = float(np.asarray(values, np.float64)[self.inputs.index(self.bin_column)])
+        return int(np.searchsorted(np.asarray(self.bin_edges), value, side="right"))
+
+    def for_bin(self, number: int | None) -> IntervalCalibration:
+        """This calibration as bin ``number``'s rows use it: its multipliers are the bin's
+        (None: unchanged)."""
+        if number is None:
+            return self
+        return self.model_copy(update={"multipliers": dict(self.bin_multipliers[number])})
+
     def sigma(self, values: Any) -> Any:
-        """Sigma of each row of ``values`` (an array of rows x :attr:`columns`)."""
+        """Sigma of each row of ``values`` (an array of rows x :attr:`columns`, or of
+        :attr:`inputs`: the sigma reads the first columns)."""
         import numpy as np
 
         from candlecast.evaluation.interval_sigma import horizon_variance
 
-        return np.sqrt(horizon_variance(values, self.weights, self.intercept))
+        rows = np.asarray(values, np.float64)[:, : len(self.columns)]
+        return np.sqrt(horizon_variance(rows, self.weights, self.intercept))
 
 
 def _upgraded_calibration(data: Any, horizon: int) -> Any:

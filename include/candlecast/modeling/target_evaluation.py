@@ -10,8 +10,9 @@ long a kind takes: figures never depend on the machine's speed.
 Return forecasts also get intervals at each configured level: normalized conformal scores
 scaled by a forecast of the horizon's volatility, refitted at every window on
 its training rows like the kinds (:mod:`candlecast.evaluation.interval_sigma`), with ACI on
-top (:mod:`candlecast.evaluation.intervals`), scored beside today's fixed-width split
-conformal interval.
+top (:mod:`candlecast.evaluation.intervals`), one state per tercile bin of ex-ante volatility
+(edges from each window's training rows), scored beside today's fixed-width split conformal
+interval.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def target_frame(
         frame = frame.merge(
             realized.rename(columns={"target": REALIZED_VARIANCE}), on="event_timestamp"
         )
-        frame = frame.dropna(subset=[*interval_sigma.sigma_columns(timeframe), "rv_24"])
+        frame = frame.dropna(subset=[*interval_sigma.sigma_columns(timeframe), iv.EX_ANTE_COLUMN])
     frame = frame.dropna(subset=[*FEATURE_COLUMNS, "target"])
     return frame.sort_values("event_timestamp").reset_index(drop=True)
 
@@ -106,6 +107,10 @@ class KindResult:
     intervals: dict[float, iv.IntervalScores] = field(default_factory=dict)
     fixed_width: iv.IntervalScores | None = None
     aci_alpha: dict[float, float] = field(default_factory=dict)
+    #: The adaptive bands at the settings' coverage and the fixed half-width, per scored row
+    #: (to score a part of the sample, as the bench's held-out part).
+    bands: iv.Intervals | None = None
+    fixed_half_width: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +124,8 @@ class TargetReport:
     kinds: dict[str, KindResult]
     frame_rows: int
     usable_rows: int
+    #: Return targets: the ex-ante volatility (``rv_24``) of each scored row.
+    ex_ante_volatility: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, Any]:
         from candlecast.modeling.target_report import target_report_dict
@@ -179,9 +186,12 @@ def evaluate_target(
     results = {
         name: _result(name, makers[name], predicted, realized, target, folds) for name in makers
     }
+    ex_ante = None
     if target.name == "return":
         sigma = interval_sigmas(ordered, positions, folds, settings, target, timeframe)
-        tercile_basis = ordered["rv_24"].to_numpy(np.float64)[positions]
+        tercile_basis = ordered[iv.EX_ANTE_COLUMN].to_numpy(np.float64)[positions]
+        bins = interval_bins(tercile_basis, folds, settings, target)
+        ex_ante = tercile_basis[scored]
         times = pd.DatetimeIndex(ordered["event_timestamp"].iloc[positions])
         for name, make in makers.items():
             results[name] = _with_intervals(
@@ -189,7 +199,7 @@ def evaluate_target(
                 make,
                 inputs[name],
                 y,
-                sigma,
+                (sigma, bins),
                 folds,
                 settings,
                 levels,
@@ -207,6 +217,7 @@ def evaluate_target(
         kinds=results,
         frame_rows=len(ordered),
         usable_rows=len(positions),
+        ex_ante_volatility=ex_ante,
     )
 
 
@@ -297,6 +308,19 @@ def interval_sigmas(
     return out
 
 
+def interval_bins(
+    ex_ante: np.ndarray, folds: Sequence[Fold], settings: EvaluationSettings, target: Target
+) -> np.ndarray:
+    """Each scored row's volatility bin, by position (-1 where unused): edges from the
+    terciles of its window's training rows, as :func:`interval_sigmas` fits its sigma (the
+    calibration tail's from the rows before it)."""
+    out = np.full(len(ex_ante), -1, np.int64)
+    tail, before = _calibration_rows(folds[0], settings, target)
+    for fit_rows, rows in [(before, tail), *((fold.train, fold.test) for fold in folds)]:
+        out[rows] = iv.volatility_bins(ex_ante[rows], iv.bin_edges(ex_ante[fit_rows]))
+    return out
+
+
 def _calibration_rows(
     first: Fold, settings: EvaluationSettings, target: Target
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -314,7 +338,7 @@ def _with_intervals(
     make: Callable[[], TargetModel],
     x: np.ndarray,
     y: np.ndarray,
-    sigma: np.ndarray,
+    scale: tuple[np.ndarray, np.ndarray],
     folds: Sequence[Fold],
     settings: EvaluationSettings,
     levels: Sequence[float],
@@ -322,13 +346,16 @@ def _with_intervals(
     ex_ante: np.ndarray,
     times: pd.DatetimeIndex,
 ) -> KindResult:
-    """The kind's adaptive intervals at each level and the fixed-width one at the settings'
-    coverage, scored on the same rows."""
+    """The kind's adaptive intervals at each level (``scale``: each row's sigma and
+    volatility bin) and the fixed-width one at the settings' coverage, scored on the same
+    rows."""
+    sigma, bins = scale
     scored = np.concatenate([fold.test for fold in folds])
     realized, predicted = y[scored], result.predicted
     calibration_rows, calibration = _calibration(make, x, y, folds[0], settings, target)
     scores_at: dict[float, iv.IntervalScores] = {}
     alphas: dict[float, float] = {}
+    headline = None
     for level in levels:
         bands = iv.adaptive_intervals(
             predicted,
@@ -337,6 +364,8 @@ def _with_intervals(
             coverage=level,
             horizon=target.horizon,
             calibration=np.abs(y[calibration_rows] - calibration) / sigma[calibration_rows],
+            bins=bins[scored],
+            calibration_bins=bins[calibration_rows],
         )
         scores_at[level] = iv.interval_scores(
             realized,
@@ -347,6 +376,8 @@ def _with_intervals(
             times=times,
         )
         alphas[level] = float(bands.alpha[-1])
+        if level == settings.coverage:
+            headline = bands
     half = _fixed_half_widths(
         y[calibration_rows] - calibration,
         realized - predicted,
@@ -371,6 +402,8 @@ def _with_intervals(
         scores_at,
         fixed,
         alphas,
+        headline,
+        half,
     )
 
 

@@ -19,8 +19,10 @@ For each target at each horizon, on the training window ending at ``end``:
 
 Return targets get interval calibration on the holdout: normalized conformal multipliers per
 configured level, sigma the forecast of the horizon's volatility fitted on the
-training rows (:mod:`candlecast.evaluation.interval_sigma`); the card records its coefficients,
-so the service scales by the very sigma the multipliers were calibrated with.
+training rows (:mod:`candlecast.evaluation.interval_sigma`), per tercile bin of ex-ante
+volatility (edges from the window's rows, multipliers from each bin's holdout scores); the card
+records the sigma's coefficients, the edges and the bins' multipliers, so the service scales by
+the very sigma and picks the very multipliers the holdout was calibrated with.
 
 A re-run of the same window on the same data, settings and code reuses its run and version.
 """
@@ -45,6 +47,7 @@ from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import interval_sigma, significance
+from candlecast.evaluation import intervals as iv
 from candlecast.features.engineering import compute_features
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling import registry
@@ -317,14 +320,27 @@ def _calibration(
     realized = frame[REALIZED_VARIANCE].to_numpy(np.float64)[positions]
     fit = interval_sigma.fit_sigma(values[train], realized[train], columns)
     scores = np.abs(y[holdout] - predicted) / fit.sigma(values[holdout])
-    multipliers = {f"{lv:g}": float(np.quantile(scores, lv, method="higher")) for lv in LEVELS}
+    ex_ante = frame[iv.EX_ANTE_COLUMN].to_numpy(np.float64)[positions]
+    # edges from every row of the window (all known at training time): a holdout in another
+    # regime than the training rows would leave a bin nearly empty
+    edges = iv.bin_edges(ex_ante[np.concatenate([train, holdout])])
+    bins = iv.volatility_bins(ex_ante[holdout], edges)
+    # a bin with too few holdout rows starts from the pooled quantiles (its ACI moves on)
+    per_bin = [iv.bin_prior(scores, bins, k) for k in range(iv.BINS)]
     return IntervalCalibration(
         source=interval_sigma.SOURCE,
         columns=list(fit.columns),
         weights=list(fit.weights),
         intercept=fit.intercept,
-        multipliers=multipliers,
+        multipliers=_quantiles(scores),
+        bin_column=iv.EX_ANTE_COLUMN,
+        bin_edges=[float(edge) for edge in edges],
+        bin_multipliers=[_quantiles(part) for part in per_bin],
     )
+
+
+def _quantiles(scores: np.ndarray) -> dict[str, float]:
+    return {f"{lv:g}": float(np.quantile(scores, lv, method="higher")) for lv in LEVELS}
 
 
 def _check_parity(onnx_model: Any, model: TargetModel, x: np.ndarray, target: Target) -> None:

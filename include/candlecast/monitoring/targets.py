@@ -87,7 +87,7 @@ def main_aci(
     if candles.empty:
         return []
     target = get_target("return", 1)
-    frame = _window(pair, target, candles, span, calibration.columns)
+    frame = _window(pair, target, candles, span, calibration.inputs)
     predicted = np.zeros(len(frame))  # "no change", as the calibration judged it
     return _advance(pair, folder, target, calibration, None, frame, predicted, candles, span)
 
@@ -122,6 +122,41 @@ def _sigmas(frame: pd.DataFrame, calibration: IntervalCalibration) -> np.ndarray
     return np.asarray(calibration.sigma(frame[calibration.columns].to_numpy(np.float64)))
 
 
+def _multipliers(frame: pd.DataFrame, calibration: IntervalCalibration, level: str) -> Any:
+    """Each row's card multiplier at ``level``: its volatility bin's, with bins."""
+    if calibration.bin_column is None:
+        return calibration.multipliers[level]
+    from candlecast.evaluation.intervals import volatility_bins
+
+    bins = volatility_bins(
+        frame[calibration.bin_column].to_numpy(np.float64), calibration.bin_edges
+    )
+    per_bin = np.array([m[level] for m in calibration.bin_multipliers])
+    return per_bin[np.minimum(bins, len(per_bin) - 1)]
+
+
+def _rows_by_bin(
+    pair: PairConfig, calibration: IntervalCalibration, candles: pd.DataFrame, rows: np.ndarray
+) -> dict[int | None, np.ndarray]:
+    """The candle rows each ACI state moves by: all of them without volatility bins, else
+    each bin's (a row whose bin column is not known yet, after a gap, is in none)."""
+    if calibration.bin_column is None:
+        return {None: rows}
+    from candlecast.evaluation.intervals import volatility_bins
+    from candlecast.features.volatility import volatility_features
+
+    features = volatility_features(candles, pair.timeframe)
+    known = features[calibration.bin_column].notna().to_numpy()
+    stamps = features["candle_ts"].to_numpy(np.int64)[known]
+    bins = volatility_bins(
+        features[calibration.bin_column].to_numpy(np.float64)[known], calibration.bin_edges
+    )
+    return {
+        number: rows[np.isin(rows, stamps[bins == number])]
+        for number in range(len(calibration.bin_multipliers))
+    }
+
+
 def _advance(
     pair: PairConfig,
     folder: Path,
@@ -139,25 +174,24 @@ def _advance(
     y = frame["target"].to_numpy(np.float64)
     scores = np.abs(y - predicted) / _sigmas(frame, calibration)
     rows = candles["ts"].to_numpy(np.int64)
-    outcomes = aci.Outcomes(
-        rows=rows[rows + step > start],
-        scores=dict(
-            zip(frame["candle_ts"].astype(np.int64).tolist(), scores.tolist(), strict=True)
-        ),
-        as_of=as_of,
-        step=step,
-    )
-    path = aci_state.state_path(folder)
+    realized = dict(zip(frame["candle_ts"].astype(np.int64).tolist(), scores.tolist(), strict=True))
     folder.mkdir(parents=True, exist_ok=True)
-    # a check by hand beside the monitor DAG's: one read-advance-write at a time, or one
-    # check's judgments would be lost
-    with path.with_name(f".{path.name}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        before = aci_state.read_state(path)
-        after = aci.advance(before, calibration, version, target.horizon, outcomes)
-        if after is not before:
-            aci_state.write_state(path, after)
-    return aci.report(after, target.key, as_of)
+    reports = []
+    for number, mine in _rows_by_bin(pair, calibration, candles, rows[rows + step > start]).items():
+        outcomes = aci.Outcomes(rows=mine, scores=realized, as_of=as_of, step=step)
+        path = aci_state.state_path(folder, number)
+        # a check by hand beside the monitor DAG's: one read-advance-write at a time, or one
+        # check's judgments would be lost
+        with path.with_name(f".{path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            before = aci_state.read_state(path)
+            binned = calibration.for_bin(number)
+            after = aci.advance(before, binned, version, target.horizon, outcomes)
+            if after is not before:
+                aci_state.write_state(path, after)
+        label = target.key if number is None else f"{target.key}:bin{number}"
+        reports += aci.report(after, label, as_of)
+    return reports
 
 
 def _realized(
@@ -184,7 +218,7 @@ def _realized(
     score, persistence = target.primary_score(y, predicted), target.primary_score(y, reference)
     coverage, levels = None, []
     if card.intervals is not None and "0.9" in card.intervals.multipliers:
-        half = card.intervals.multipliers["0.9"] * _sigmas(frame, card.intervals)
+        half = _multipliers(frame, card.intervals, "0.9") * _sigmas(frame, card.intervals)
         coverage = float(np.mean(np.abs(y - predicted) <= half))
     if card.intervals is not None:
         folder = pair.stream.target_dir(settings.paths.models, target.key)

@@ -8,6 +8,8 @@ rebuilds a stream's snapshot and uses each level's current multiplier instead of
 A state belongs to the calibration it started from (:func:`identity`: the champion's version and
 its calibration): when a new champion is served, or the main target is recalibrated, the old
 state no longer applies and the card's multipliers are used until monitoring starts a new one.
+A calibration with volatility bins has one state per bin (``aci-bin<k>.json``), each of the
+bin's rows only, started from the bin's multipliers.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ class AciFile(BaseModel):
     history: list[tuple[int, dict[str, float]]] = Field(default_factory=list)
 
 
-def state_path(folder: Path) -> Path:
-    """The state file of the target whose folder is ``folder``."""
-    return folder / FILE
+def state_path(folder: Path, number: int | None = None) -> Path:
+    """The state file of the target whose folder is ``folder`` (of its volatility bin
+    ``number``, for a calibration with bins)."""
+    return folder / (FILE if number is None else f"aci-bin{number}.json")
 
 
 def identity(calibration: IntervalCalibration, version: str | None) -> str:

@@ -171,11 +171,8 @@ def _answer(
         },
         "decision": card.decision,
     }
-    if card.intervals is not None and np.isfinite(_floats(row, card.intervals.columns)).all():
-        state = STATES.read(aci.state_path(folder))
-        levels = aci.levels_in_use(card.intervals, card.version, state)
-        sigma = _sigma(row, card.intervals)
-        body["intervals"] = _bands(value, sigma, levels, close, card.intervals.source)
+    if card.intervals is not None and np.isfinite(_floats(row, card.intervals.inputs)).all():
+        body["intervals"] = _intervals(row, card.intervals, card.version, folder, value, close)
     if card.note:
         body["note"] = card.note
     return body
@@ -189,9 +186,24 @@ def _main_intervals(
         calibration = IntervalCalibration.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
-    if not np.isfinite(_floats(row, calibration.columns)).all():
+    if not np.isfinite(_floats(row, calibration.inputs)).all():
         return None
-    levels = aci.levels_in_use(calibration, None, STATES.read(aci.state_path(path.parent)))
+    return _intervals(row, calibration, None, path.parent, forecast, close)
+
+
+def _intervals(
+    row: pd.Series,
+    calibration: IntervalCalibration,
+    version: str | None,
+    folder: Path,
+    forecast: float,
+    close: float,
+) -> dict[str, Any]:
+    """The row's bands: sigma of the calibration's horizon (its inputs among the row's
+    features), the multipliers of the row's volatility bin and that bin's ACI state."""
+    number = calibration.bin_of(_floats(row, calibration.inputs))
+    state = STATES.read(aci.state_path(folder, number))
+    levels = aci.levels_in_use(calibration.for_bin(number), version, state)
     return _bands(forecast, _sigma(row, calibration), levels, close, calibration.source)
 
 
