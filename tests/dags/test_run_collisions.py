@@ -213,13 +213,26 @@ def test_a_failed_run_is_run_again_or_named_when_reprocess_keeps_it(api, caplog)
     assert client.create_backfill(dag_id, first, first + 2 * DAY)["id"] == backfill["id"]
 
 
-def test_a_range_without_an_interval_of_the_schedule_is_an_error_naming_it(api):
+@pytest.mark.parametrize(
+    ("start", "end", "named"),
+    [
+        # a daily schedule: no interval starts between 01:00 and 02:00
+        (datetime(2022, 2, 25, 1, tzinfo=UTC), datetime(2022, 2, 25, 2, tzinfo=UTC), "no complete"),
+        # Airflow would plan these: it ignores the DAG's start and end dates in a backfill
+        (datetime(2022, 2, 28, tzinfo=UTC), datetime(2022, 3, 3, tzinfo=UTC), "2022-03-02T00:00Z"),
+        (datetime(2021, 12, 30, tzinfo=UTC), datetime(2022, 1, 2, tzinfo=UTC), "2021-12-31T00:00Z"),
+    ],
+    ids=["between-two-interval-starts", "past-the-stream-end", "before-the-stream-start"],
+)
+def test_a_range_without_an_interval_the_scheduler_runs_is_an_error_naming_it(
+    api, start, end, named
+):
     client, pair = api
     dag_id = pair.stream.candles_dag_id
-    # a daily schedule: no interval starts between 01:00 and 02:00
-    start, end = datetime(2022, 2, 25, 1, tzinfo=UTC), datetime(2022, 2, 25, 2, tzinfo=UTC)
     before = backfill_ids(client, dag_id)
     with pytest.raises(NoIntervalsError) as empty:
         client.create_backfill(dag_id, start, end)
-    assert f"[{start.isoformat()}, {end.isoformat()})" in str(empty.value)
+    message = str(empty.value)
+    assert f"[{start.isoformat()}, {end.isoformat()})" in message and named in message
+    assert "\n" not in message
     assert backfill_ids(client, dag_id) == before

@@ -73,3 +73,14 @@ def test_nothing_planned_and_nothing_kept_names_the_range():
 def test_nothing_planned_with_every_interval_kept_is_a_plan_that_runs_nothing():
     plan = plan_backfill("d", "[a, b)", [], [of_interval("ok", "success", DAY1)], "failed")
     assert (plan.planned, plan.kept) == ([], ["ok"])
+
+
+@pytest.mark.parametrize(
+    ("dag_dates", "named"),
+    [((DAY2, None), "2022-02-01T00:00Z"), ((None, DAY2), "2022-02-02T00:00Z")],
+    ids=["before-the-start", "at-the-end"],
+)
+def test_intervals_outside_the_dags_dates_are_named(dag_dates, named):
+    with pytest.raises(NoIntervalsError, match=rf"1 interval\(s\) .* from {named} to {named}"):
+        plan_backfill("d", "[a, b)", [DAY1, DAY2], [], "failed", dag_dates)
+    assert plan_backfill("d", "[a, b)", [DAY1], [], "failed", (DAY1, DAY2)).planned

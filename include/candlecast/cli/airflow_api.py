@@ -246,7 +246,8 @@ class AirflowClient:
         no runs.
 
         Raises:
-            NoIntervalsError: no complete interval of the DAG's schedule starts in the range.
+            NoIntervalsError: no complete interval of the DAG's schedule starts in the range,
+                or some start outside the DAG's start and end dates (Airflow would run them).
             RunCollisionError: an interval has a run the backfill cannot replace or wait for:
                 a manual run triggered with a logical date (it holds the date of another
                 interval), a run still queued or running, or a failed run that ``reprocess``
@@ -276,12 +277,17 @@ class AirflowClient:
         if resumed is not None:
             return resumed | {EXPECTED: sorted(dates), REQUEST: body, KEPT: []}
         span = f"[{start.isoformat()}, {end.isoformat()})"
-        plan = plan_backfill(dag_id, span, dates, existing, reprocess)
+        plan = plan_backfill(dag_id, span, dates, existing, reprocess, self._dag_dates(dag_id))
         log_plan(plan)
         added = {EXPECTED: sorted(dates), REQUEST: body, KEPT: plan.kept}
         if not plan.planned:  # a backfill with nothing to run would only look like work done
             return {"id": None, "dag_id": dag_id, **_range_of(body)} | added
         return self._post_backfill(body) | added
+
+    def _dag_dates(self, dag_id: str) -> tuple[str | None, str | None]:
+        """The DAG's start and end dates (None: unbounded)."""
+        details = self.request("GET", f"/api/v2/dags/{dag_id}/details")
+        return details.get("start_date"), details.get("end_date")
 
     def _resumed_backfill(
         self, body: dict[str, Any], existing: list[DagRun]

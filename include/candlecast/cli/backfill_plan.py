@@ -16,6 +16,11 @@ So an existing run in a backfill's range is:
 - a *collision*, an error naming it: it holds a logical date for another interval (a manual
   run with a logical date), it is still queued or running (the backfill would skip it and
   report nothing about it), or it failed and the reprocess behaviour keeps it.
+
+Airflow 3.2 plans a backfill's intervals without regard to the DAG's start and end dates (the
+stream's configured ``start`` and ``end``, where its data begins and stops), which the
+scheduler and a manual run keep to: an interval starting before the start or at the end or
+later is refused too, named.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ class RunCollisionError(RuntimeError):
 
 
 class NoIntervalsError(ValueError):
-    """No complete interval of the DAG's schedule starts in a backfill's range (named)."""
+    """No complete interval of the DAG's schedule starts in a backfill's range (named), or
+    some start outside the DAG's start and end dates (named, with those dates)."""
 
 
 @dataclass(frozen=True)
@@ -77,17 +83,20 @@ def plan_backfill(
     planned: Iterable[str],
     existing: Iterable[ExistingRun],
     reprocess: str,
+    dag_dates: tuple[str | None, str | None] = (None, None),
 ) -> BackfillPlan:
-    """The backfill's plan, given Airflow's dry run (``planned`` logical dates) and the DAG's
-    runs whose logical date is in the range ``span`` (as text, for messages).
+    """The backfill's plan, given Airflow's dry run (``planned`` logical dates), the DAG's
+    runs whose logical date is in the range ``span`` (as text, for messages) and the DAG's
+    start and end dates (None: unbounded).
 
     Raises:
         RunCollisionError: a run in the range is one the backfill cannot replace (the first,
             named with its state).
         NoIntervalsError: nothing is planned and no run is kept: no complete interval of the
-            schedule starts in the range.
+            schedule starts in the range; or planned intervals start outside ``dag_dates``.
     """
     dates = sorted(_moment(date) for date in planned)
+    _check_dates(dag_id, span, dates, dag_dates)
     kept: list[str] = []
     rerun: list[str] = []
     for run in sorted(existing, key=lambda r: r.logical_date or ""):
@@ -100,6 +109,21 @@ def plan_backfill(
             "DAG's start and end dates, once the interval has ended)"
         )
     return BackfillPlan(dag_id, span, dates, kept, rerun)
+
+
+def _check_dates(
+    dag_id: str, span: str, dates: list[datetime], dag_dates: tuple[str | None, str | None]
+) -> None:
+    """Raise naming the planned intervals that start outside the DAG's dates."""
+    first, last = (_moment(d) if d else None for d in dag_dates)
+    outside = [d for d in dates if (first and d < first) or (last and d >= last)]
+    if outside:
+        raise NoIntervalsError(
+            f"backfill of {dag_id}: {len(outside)} interval(s) in {span} start outside the "
+            f"DAG's dates {dag_dates[0]} to {dag_dates[1]} (the stream's start and end), from "
+            f"{outside[0]:%Y-%m-%dT%H:%M}Z to {outside[-1]:%Y-%m-%dT%H:%M}Z; the scheduler "
+            "never runs them: backfill within those dates"
+        )
 
 
 def _check(dag_id: str, run: ExistingRun, reprocess: str, planned: list[datetime]) -> None:
