@@ -40,6 +40,8 @@ class PartialAirflow(AirflowClient):
             return self._create(body)
         if path.startswith("/api/v2/backfills/"):
             return self.backfills[int(path.rsplit("/", 1)[1])]
+        if path == f"/api/v2/dags/{DAG}/details":
+            return {"start_date": _iso(START), "end_date": None}
         if path == f"/api/v2/dags/{DAG}/dagRuns":
             return {"dag_runs": self.runs, "total_entries": len(self.runs)}
         raise AssertionError(f"unexpected {method} {path}")

@@ -3,7 +3,9 @@ demo and the tests: log in, unpause DAGs, create backfills, list and wait for DA
 
 No Airflow import: only HTTP (urllib), so it works against any Airflow 3 API server. Errors
 name what failed: the request and the server's answer, or the failed run and task with a link
-to the task's log and the log's last lines.
+to the task's log and the log's last lines. What a logical date means (the start of a run's
+interval), and what a backfill does with the runs its range already has, is stated once, in
+``candlecast.cli.backfill_plan``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from candlecast.cli.backfill_plan import (
+    FINISHED,
+    NoIntervalsError,
+    RunCollisionError,
+    log_plan,
+    plan_backfill,
+)
+
+__all__ = [
+    "AirflowApiError",
+    "AirflowClient",
+    "BackfillShortfallError",
+    "DagRun",
+    "DagRunFailedError",
+    "NoIntervalsError",
+    "RunCollisionError",
+]
+
 log = logging.getLogger(__name__)
 
-#: DAG run states after which nothing more happens to a run.
-FINISHED = frozenset({"success", "failed"})
 #: Retries of a request the server failed (5xx) or did not answer.
 RETRIES = 4
 #: Log levels worth showing when a task failed.
@@ -30,8 +48,9 @@ SEVERE = frozenset({"warning", "error", "critical"})
 #: Items per page (Airflow's default ``[api] maximum_page_limit``).
 PAGE = 100
 #: Keys ``create_backfill`` adds to Airflow's answer: the logical dates the backfill must run,
-#: and the request that created it (to create the missing runs again).
-EXPECTED, REQUEST = "candlecast_expected", "candlecast_request"
+#: the request that created it (to create the missing runs again), and the ids of the
+#: successful runs its range already had, which it keeps.
+EXPECTED, REQUEST, KEPT = "candlecast_expected", "candlecast_request", "candlecast_kept"
 #: Times a backfill that finished short of its intervals is created again for the missing ones.
 BACKFILL_REPAIRS = 2
 
@@ -61,6 +80,7 @@ class DagRun:
     run_type: str
     logical_date: str | None
     data_interval_end: str | None
+    data_interval_start: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> DagRun:
@@ -71,6 +91,7 @@ class DagRun:
             run_type=body.get("run_type", ""),
             logical_date=body.get("logical_date"),
             data_interval_end=body.get("data_interval_end"),
+            data_interval_start=body.get("data_interval_start"),
         )
 
 
@@ -215,16 +236,27 @@ class AirflowClient:
         """A backfill of the runs whose data interval starts in ``[start, end)``, one at a time
         (``max_active_runs=1``: each interval's run sees the ones before it, and a backfill
         stays within the machine). ``reprocess``: ``failed`` (the default: runs that failed
-        before run again, finished ones are kept), ``completed`` or ``none`` (refused by
+        before run again, successful ones are kept), ``completed`` or ``none`` (refused by
         Airflow for DAGs with ``depends_on_past`` tasks, like the candles DAG).
 
+        A logical date is the start of a run's interval, as for the scheduler's runs; what
+        the range's existing runs mean for the backfill is ``backfill_plan``'s decision.
+        Successful runs it keeps are logged at INFO and listed under ``KEPT``; when every
+        interval has one, nothing is created (``id`` None) and ``wait_for_backfill`` returns
+        no runs.
+
         Raises:
-            AirflowApiError: e.g. another backfill of the DAG is running (409), or no run of
-                the DAG's schedule falls in the range.
+            NoIntervalsError: no complete interval of the DAG's schedule starts in the range,
+                or some start outside the DAG's start and end dates (Airflow would run them).
+            RunCollisionError: an interval has a run the backfill cannot replace or wait for:
+                a manual run triggered with a logical date (it holds the date of another
+                interval), a run still queued or running, or a failed run that ``reprocess``
+                keeps (named, with its state).
+            AirflowApiError: e.g. another backfill of the DAG is running (409).
         """
         if end <= start:
             raise ValueError(f"backfill of {dag_id}: end {end} is not after start {start}")
-        body = {
+        body: dict[str, Any] = {
             "dag_id": dag_id,
             "from_date": start.isoformat(),
             # Airflow's range is inclusive of both logical dates (interval starts)
@@ -237,8 +269,38 @@ class AirflowClient:
         # (SQLite busy: a 500 after some of its runs were committed, then a 409 on the retry)
         # leaves a backfill with fewer runs, which ``wait_for_backfill`` then completes
         planned = self.request("POST", "/api/v2/backfills/dry_run", body)["backfills"]
-        expected = sorted(str(b["logical_date"]) for b in planned if b.get("logical_date"))
-        return self._post_backfill(body) | {EXPECTED: expected, REQUEST: body}
+        dates = [str(b["logical_date"]) for b in planned if b.get("logical_date")]
+        existing = self.dag_runs(
+            dag_id, logical_date_gte=body["from_date"], logical_date_lte=body["to_date"]
+        )
+        resumed = self._resumed_backfill(body, existing)
+        if resumed is not None:
+            return resumed | {EXPECTED: sorted(dates), REQUEST: body, KEPT: []}
+        span = f"[{start.isoformat()}, {end.isoformat()})"
+        plan = plan_backfill(dag_id, span, dates, existing, reprocess, self._dag_dates(dag_id))
+        log_plan(plan)
+        added = {EXPECTED: sorted(dates), REQUEST: body, KEPT: plan.kept}
+        if not plan.planned:  # a backfill with nothing to run would only look like work done
+            return {"id": None, "dag_id": dag_id, **_range_of(body)} | added
+        return self._post_backfill(body) | added
+
+    def _dag_dates(self, dag_id: str) -> tuple[str | None, str | None]:
+        """The DAG's start and end dates (None: unbounded)."""
+        details = self.request("GET", f"/api/v2/dags/{dag_id}/details")
+        return details.get("start_date"), details.get("end_date")
+
+    def _resumed_backfill(
+        self, body: dict[str, Any], existing: list[DagRun]
+    ) -> dict[str, Any] | None:
+        """The DAG's active backfill of the same range, when the range's open runs are its:
+        created by a request that seemed to fail, or by an earlier session that was
+        interrupted; the caller waits on that one."""
+        if all(run.state in FINISHED for run in existing):
+            return None
+        active = self.active_backfill(body["dag_id"])
+        if active is None or (active["from_date"], active["to_date"]) != _range(body):
+            return None
+        return active
 
     def _post_backfill(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a backfill; the DAG's active backfill of the same range when there is one."""
@@ -263,6 +325,15 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> DagRun:
         """A manual run now, with ``conf`` checked against the DAG's params by Airflow.
+
+        It has no logical date (``logical_date: null``), so it never collides with another
+        run: the DAGs work on their latest complete interval (as of now, capped at the
+        stream's end), beside the run the scheduler or a backfill gave that interval, which is
+        kept. There is deliberately no way to pass a logical date: Airflow gives a manual run
+        triggered at date D the interval *ending* at D, while D is the logical date of the
+        interval *starting* there, so the run would take that interval's date from its
+        scheduled or backfilled run (a 409 "Unique constraint violation" when it has one, or
+        no run for it ever after). To run a past interval, backfill it (``create_backfill``).
 
         Raises:
             AirflowApiError: e.g. a param the DAG's schema refuses (400, the reason named).
@@ -291,8 +362,9 @@ class AirflowClient:
             raise self.failure(run)
         return run
 
-    def dag_runs(self, dag_id: str) -> list[DagRun]:
-        """Every run of the DAG, oldest logical date first."""
+    def dag_runs(self, dag_id: str, **filters: str) -> list[DagRun]:
+        """Every run of the DAG (those ``filters`` select, e.g. ``logical_date_gte``), in the
+        order they were due (``run_after``)."""
         runs: list[DagRun] = []
         while True:  # pages of the server's maximum size
             body = self.request(
@@ -301,6 +373,7 @@ class AirflowClient:
                 limit=PAGE,
                 offset=len(runs),
                 order_by="run_after",
+                **filters,
             )
             runs += [DagRun.parse(run) for run in body["dag_runs"]]
             if not body["dag_runs"] or len(runs) >= body["total_entries"]:
@@ -377,12 +450,17 @@ class AirflowClient:
         for (``create_backfill``) has a successful run: intervals left without one (a creation
         that failed half-way) get a backfill of their own, at most ``BACKFILL_REPAIRS`` times.
 
+        A backfill that had nothing to run (every interval kept its successful run, see
+        ``create_backfill``) returns no runs at once.
+
         Raises:
             DagRunFailedError: a run failed (named, with its failed tasks and their logs).
             BackfillShortfallError: intervals still have no successful run (named).
             TimeoutError: not done within ``timeout`` s (the runs still open are named).
         """
         dag_id, backfill_id = backfill["dag_id"], backfill["id"]
+        if backfill_id is None:
+            return []
         deadline, seen = time.monotonic() + timeout, set[str]()
         repairs = 0
         while True:
@@ -487,6 +565,12 @@ def _range(body: dict[str, Any]) -> tuple[str, str]:
         datetime.fromisoformat(body[key]).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for key in ("from_date", "to_date")
     )
+
+
+def _range_of(body: dict[str, Any]) -> dict[str, str]:
+    """A backfill request's ``from_date`` and ``to_date`` as the API reports them."""
+    first, last = _range(body)
+    return {"from_date": first, "to_date": last}
 
 
 def _log_line(event: dict[str, Any]) -> str:

@@ -47,7 +47,8 @@ DATA_PARTITIONS = "data.partitions"
 DATA_MISSING_SHARE = "data.missing_share"
 DATA_DVC_STAGE = "data.dvc_stage"
 DATA_DVC_MD5 = "data.dvc_md5"
-#: The close time of the last row a kind's served model was fitted on.
+#: The close time of the last row a kind's served model was fitted on (for the MLflow UI; the
+#: gate reads it from the model card, its ``holdout_end``).
 DATA_LAST_EVENT = "data.last_event"
 PROMOTION_PREFIX = "promotion."
 PROMOTION_OUTCOME = "promotion.outcome"

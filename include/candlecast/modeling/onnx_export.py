@@ -22,7 +22,7 @@ from candlecast.modeling import registry
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.exported import EXPORT_FILE, LEGACY_FILE, ExportedModel
 from candlecast.modeling.kinds import get_kind
-from candlecast.modeling.version_card import version_card
+from candlecast.modeling.version_card import run_card, version_card
 from candlecast.settings import Settings, get_settings
 from candlecast.timeframes import timeframe_ms
 
@@ -85,7 +85,9 @@ def export_version(
     scored = holdout_inputs(holdout, card.features, model.window, timeframe_ms(pair.timeframe))
     x = scored.x
     native = model.predict(x)
-    same_kind = client.get_run(run_id).data.tags.get(keys.KIND) == kind.name
+    # the run's own card: a baseline registered on a learned kind's run (before baselines had
+    # runs of their own) does not own that run's holdout forecasts
+    same_kind = run_card(pair.stream, client.get_run(run_id)).kind == kind.name
     card = card.model_copy(
         update={
             "interval_coverage": INTERVAL_COVERAGE,

@@ -26,6 +26,7 @@ from candlecast.evaluation.significance import Loss, windowed_loss_test
 from candlecast.modeling import history, registry
 from candlecast.modeling import mlflow_keys as keys
 from candlecast.modeling.baseline_run import baseline_run
+from candlecast.modeling.card import ModelCard
 from candlecast.modeling.datasets import holdout_inputs
 from candlecast.modeling.gate import Champion, Comparison, Evidence, Outcome, Policy, decide
 from candlecast.modeling.kinds import BASELINE, get_kind
@@ -104,11 +105,12 @@ def promote(
     gate = pair.training.gate
     policy = Policy(gate.alpha, gate.min_margin, tuple(gate.metrics))
     run = client.get_run(run_id)
-    card = run_card(stream, run)  # the challenger's: its training window
+    card = run_card(stream, run)  # the challenger's: its kind and training window
     champion = registry.champion(client, stream)
+    held = (champion, version_card(stream, champion)) if champion is not None else None
     holdout = registry.load_holdout(run_id)
-    evidence, scores = _evidence(client, pair, run, holdout, champion, policy)
-    kind = run.data.tags.get(keys.KIND, "")
+    evidence, scores = _evidence(pair, card, holdout, held, policy)
+    kind = card.kind
     verdict = decide(evidence, policy)
     baseline_run_id = None  # persistence's own run, when this decision registered it
     if dry_run:
@@ -127,7 +129,7 @@ def promote(
         else:
             winner = champion
         challenger_version, winner_version = str(challenger.version), str(winner.version)
-        winner_kind = winner.tags.get(keys.KIND, "")
+        winner_kind = kind if winner is challenger else version_card(stream, winner).kind
     decision = Decision(
         stream.registered_model,
         winner_version,
@@ -214,7 +216,7 @@ def record_manual_move(
     card = version_card(pair.stream, found) if found.run_id else None
     end = datetime.fromisoformat(card.interval_end) if card and card.interval_end else since
     start = datetime.fromisoformat(card.train_start) if card and card.train_start else end
-    kind = str(found.tags.get(keys.KIND, ""))
+    kind = card.kind if card else ""
     history.record_now(pair.stream, since, str(version), kind, (start, end), how, True, settings)
 
 
@@ -260,31 +262,32 @@ def _log_fallback(client: registry.MlflowClient, decision: Decision, reason: str
 
 
 def _evidence(
-    client: registry.MlflowClient,
     pair: PairConfig,
-    run: Any,
+    card: ModelCard,
     holdout: pd.DataFrame,
-    champion: Any | None,
+    held: tuple[Any, ModelCard] | None,
     policy: Policy,
 ) -> tuple[Evidence, dict[str, dict[str, float]]]:
-    """The gate's evidence, and the plain scores of each competitor (for the record)."""
+    """The gate's evidence, and the plain scores of each competitor (for the record): the
+    challenger's (its ``card``) against persistence and, when there is one, the champion
+    (``held``: its registered version and card)."""
     windows = pair.training.gate.windows
     rows = _scored_rows(holdout)
     errors = rows["predicted"].to_numpy() - rows["target"].to_numpy()
     persistence = -rows["target"].to_numpy()
     scores = {"challenger": _scores(errors), "persistence": _scores(persistence)}
     vs_persistence = compare(errors, persistence, policy, windows)
-    if champion is None:
+    if held is None:
         return Evidence(vs_persistence), scores
-    champion_run = client.get_run(champion.run_id)
-    champion_end = _last_event(champion_run)
-    challenger_end = _last_event(run)
+    champion, champion_card = held
+    champion_end = _last_event(champion_card)
+    challenger_end = _last_event(card)
     # a backfill's older interval never replaces a champion fitted on newer data
     newer = bool(champion_end and challenger_end and champion_end > challenger_end)
-    if champion.tags.get(keys.KIND) == BASELINE:
+    if champion_card.kind == BASELINE:
         kind = Champion.BASELINE
         return Evidence(vs_persistence, kind, champion_trained_on_newer_data=newer), scores
-    fresh = _champion_errors(pair, champion, holdout, champion_end)
+    fresh = _champion_errors(pair, champion, champion_card, holdout, champion_end)
     if newer or fresh is None or len(fresh) < 2 * windows:
         return Evidence(
             vs_persistence, Champion.TRAINED, champion_trained_on_newer_data=newer
@@ -315,26 +318,26 @@ def _scored_rows(holdout: pd.DataFrame) -> pd.DataFrame:
     return rows[["event_timestamp", "target", "predicted"]].reset_index(drop=True)
 
 
-def _last_event(run: Any) -> pd.Timestamp | None:
-    """The close time of the last row a run's served model was fitted on."""
-    value = run.data.tags.get(keys.DATA_LAST_EVENT)
-    return pd.Timestamp(value) if value else None
+def _last_event(card: ModelCard) -> pd.Timestamp | None:
+    """The time of the last row a model's served fit was fitted on: the served model is the
+    refit on the whole window, train and holdout, so its card's ``holdout_end``."""
+    return pd.Timestamp(card.holdout_end) if card.holdout_end else None
 
 
 def _champion_errors(
     pair: PairConfig,
     version: Any,
+    card: ModelCard,
     holdout: pd.DataFrame,
     after: pd.Timestamp | None,
 ) -> pd.DataFrame | None:
-    """The champion's errors on the challenger's holdout rows after its own training data
-    (None when it cannot be scored there: other features, or no such rows)."""
-    features = version_card(pair.stream, version).features
+    """The champion's errors (its registered ``version`` and ``card``) on the challenger's
+    holdout rows after its own training data (None when it cannot be scored there: other
+    features, or no such rows)."""
+    features = card.features
     if after is None or not set(features) <= set(holdout.columns):
         return None
-    model = get_kind(version.tags.get(keys.KIND, "")).load(
-        f"models:/{version.name}/{version.version}", features
-    )
+    model = get_kind(card.kind).load(f"models:/{version.name}/{version.version}", features)
     scored = holdout_inputs(holdout, features, model.window, timeframe_ms(pair.timeframe))
     fresh = (scored.times > after).to_numpy()
     if not fresh.any():
@@ -383,11 +386,11 @@ def _register_baseline(
 def _registered(
     client: registry.MlflowClient, stream: Stream, run_id: str, kind: str
 ) -> Any | None:
-    """The version already registered from this run for this kind, if any."""
+    """The version already registered from this run for this kind (its card's), if any."""
     name = stream.registered_model
     for found in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
         version = client.get_model_version(name, found.version)
-        if version.tags.get(keys.KIND) == kind:
+        if version_card(stream, version).kind == kind:
             return version
     return None
 

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,11 +237,6 @@ def require_champion(client: MlflowClient, stream: Stream) -> Any:
     return found
 
 
-def run_features(client: MlflowClient, run_id: str) -> list[str]:
-    """The feature columns a training run's model reads, in order."""
-    return str(client.get_run(run_id).data.params[keys.FEATURES]).split(",")
-
-
 def load_card(run_id: str) -> ModelCard | None:
     """The model card a kind's run logged at training (None for a run logged before cards)."""
     try:
@@ -281,33 +277,53 @@ def _baseline_names() -> set[str]:
 
 
 def versions(client: MlflowClient, stream: Stream) -> list[dict[str, Any]]:
-    """Every registered version of the stream, newest first, with its aliases, kind, interval
-    (its card's training window end), holdout metrics and how it became (or did not become)
-    champion."""
+    """Every registered version of the stream, newest first, with its aliases and, from its
+    card, its kind, interval (training window end) and holdout scores, and how it became (or
+    did not become) champion (:func:`promotion_record`)."""
     # version_card reads runs through this module: imported here, not at the top (a cycle)
-    from candlecast.modeling.version_card import run_card
+    from candlecast.modeling.version_card import version_card
 
     name = stream.registered_model
     found = client.search_model_versions(f"name = '{name}'")
     rows = []
     for version in sorted(found, key=lambda v: int(v.version), reverse=True):
-        run = client.get_run(version.run_id) if version.run_id else None
-        kind = version.tags.get(keys.KIND, "")
-        metrics = holdout_metrics(run.data.metrics, kind) if run else {}
+        card = version_card(stream, version) if version.run_id else None
+        record = promotion_record(client, version)
         rows.append(
             {
                 "version": str(version.version),
                 "aliases": sorted(client.get_model_version(name, version.version).aliases),
-                "kind": version.tags.get(keys.KIND, ""),
-                "interval_end": run_card(stream, run, version.tags).interval_end if run else "",
-                "holdout_rmse": metrics.get("holdout_rmse"),
-                "holdout_mae": metrics.get("holdout_mae"),
-                "persistence_rmse": run.data.metrics.get("persistence_rmse") if run else None,
-                "outcome": run.data.tags.get(keys.PROMOTION_OUTCOME, "") if run else "",
-                "champion_reason": version.tags.get(keys.CHAMPION_REASON, ""),
+                "kind": card.kind if card else "",
+                "interval_end": card.interval_end if card else "",
+                "holdout_rmse": card.scores.get("rmse") if card else None,
+                "holdout_mae": card.scores.get("mae") if card else None,
+                "persistence_rmse": card.baseline_scores.get("rmse") if card else None,
+                "outcome": record.outcome,
+                "champion_reason": record.champion_reason,
             }
         )
     return rows
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """What happened to a registered version after it was trained: the gate's outcome on its
+    run (``promoted``, ``kept_champion``, ...; '' before a decision) and why it was last made
+    champion ('' if never)."""
+
+    outcome: str
+    champion_reason: str
+
+
+def promotion_record(client: MlflowClient, version: Any) -> PromotionRecord:
+    """A version's :class:`PromotionRecord`, from the tags the gate and champion moves write.
+
+    Tags, not the model card: a card is the model's identity and facts, written once when it is
+    trained, while these are events that happen to a version afterwards, again and again (a
+    later decision on the same run, a manual promote or rollback moving the alias)."""
+    run = client.get_run(version.run_id) if version.run_id else None
+    outcome = str(run.data.tags.get(keys.PROMOTION_OUTCOME, "")) if run else ""
+    return PromotionRecord(outcome, str(version.tags.get(keys.CHAMPION_REASON, "")))
 
 
 def move_champion(
