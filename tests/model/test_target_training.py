@@ -126,6 +126,25 @@ def test_a_rerun_of_the_same_window_reuses_the_run_and_version(world):
     assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
 
 
+def test_each_target_decision_is_recorded_in_its_own_history_once(world):
+    """The target's decision history says which version serves from which data time on (the
+    end of its training window), as the main champion's does; a re-run adds nothing."""
+    from candlecast.modeling import history
+
+    settings, pair, found = world
+    target_training.train_targets(pair, END, settings)  # a re-run: reused, recorded already
+    for champion in found:
+        path = history.target_history_path(pair.stream, champion.target_key, settings)
+        assert path.parent.name == champion.target_key
+        (decided,) = history.read(pair.stream, settings, path)
+        assert (decided.since, decided.version, decided.kind) == (
+            END, champion.version, champion.kind,
+        )  # fmt: skip
+        assert decided.how == "gate" and decided.changed and decided.window_end == END
+        assert decided.window_start < END and decided.challengers == ()  # losers not exported
+    assert history.read(pair.stream, settings) == []  # the main history is untouched
+
+
 def test_monitoring_scores_each_target_on_the_candles_that_followed(world, btc_candles):
     from datetime import timedelta
 
