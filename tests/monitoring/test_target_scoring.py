@@ -1,0 +1,114 @@
+"""The platform forecasts every other configured target's candles itself, point in time.
+
+A stream of its own on the bundled BTC/USD hourly candles: target training decides each
+target's champion on the window ending at :data:`FIRST`, then again at :data:`SECOND`; both
+versions are registered and exported. Scoring the candles from before the first decision to
+ten days after the second forecasts each row with the version in force at its close (never
+one trained on later data), once, for each target at its own horizon.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from candlecast.data.ingestion import validated_table
+from candlecast.modeling import history, target_training
+from candlecast.monitoring.target_scoring import score_targets
+from candlecast.serving.forecast_log import PLATFORM, read_forecasts
+from tests.helpers import btc_pair, settings_in
+
+pytestmark = pytest.mark.slow
+
+FIRST = datetime(2022, 1, 20, tzinfo=UTC)
+SECOND = FIRST + timedelta(days=4)
+LAST = SECOND + timedelta(days=6)
+HOUR_MS = 3_600_000
+TARGETS = [{"target": "return", "horizons": [1, 4]}, {"target": "volatility", "horizons": [24]}]
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, btc_candles):
+    """(settings, pair, {target key: (first version, second version)})."""
+    settings = settings_in(tmp_path_factory.mktemp("target_scoring"))
+    pair = btc_pair(train_days=30, targets=TARGETS, kinds=["lightgbm"])
+    candles = btc_candles[btc_candles["ts"] < _ms(LAST)].tail(3000)
+    validated_table(pair.stream, settings).upsert(candles)
+    first = target_training.train_targets(pair, FIRST, settings)
+    second = target_training.train_targets(pair, SECOND, settings)
+    versions = {a.target_key: (a.version, b.version) for a, b in zip(first, second, strict=True)}
+    return settings, pair, versions
+
+
+def test_each_row_is_forecast_by_the_target_version_in_force_at_its_close(world):
+    settings, pair, versions = world
+    assert set(versions) == {"return_h4", "volatility_h24"}
+    assert all(a != b for a, b in versions.values())
+    scored = score_targets(pair, FIRST - timedelta(days=2), None, settings)
+    found = {s.target_key: s for s in scored}
+    assert set(found) == set(versions)
+    for key, (old, new) in versions.items():
+        logged = read_forecasts(pair.stream.key, settings=settings, target_key=key)
+        assert set(logged["source"]) == {PLATFORM} and len(logged) == found[key].logged
+        closes = logged["feature_ts"].to_numpy()
+        # nothing before the first decision; every hourly close from it on, once
+        expected = np.arange(_ms(FIRST), _ms(LAST) + 1, HOUR_MS)
+        assert closes.tolist() == expected.tolist()
+        by = logged["model_version"].to_numpy()
+        assert (by[closes < _ms(SECOND)] == old).all() and (by[closes >= _ms(SECOND)] == new).all()
+        assert found[key].versions == {old: 4 * 24, new: 6 * 24 + 1}
+        horizon = int(key.rsplit("_h", 1)[1])
+        assert (logged["target_ts"] - logged["feature_ts"] == horizon * HOUR_MS).all()
+    # the main target's rows are not mixed in, nor these in the main target's
+    assert read_forecasts(pair.stream.key, settings=settings).empty
+
+
+def test_the_logged_forecast_is_what_the_version_answers_for_the_row(world):
+    """The row computed by training's feature function and the version's ONNX model: the
+    first version's forecast of a row from before the second decision equals the one the
+    service computes from the same features."""
+    from candlecast.modeling.target_evaluation import target_frame
+    from candlecast.serving.targets import load_version
+    from candlecast.targets import get_target
+
+    settings, pair, versions = world
+    score_targets(pair, FIRST, None, settings)
+    old, _ = versions["volatility_h24"]
+    folder = pair.stream.target_dir(settings.paths.models, "volatility_h24") / f"v{old}"
+    model = load_version(get_target("volatility", 24), folder)
+    candles = validated_table(pair.stream, settings).read(end_ms=_ms(SECOND))
+    frame = target_frame(candles, "1h", pair.stream.market_key, model.target, labelled=False)
+    row = frame[frame["candle_ts"] + HOUR_MS == _ms(SECOND) - HOUR_MS]
+    x = row[model.card.features].to_numpy(np.float32)
+    want = float(np.asarray(model.session.run(None, {model.input_name: x})[0]).reshape(-1)[0])
+    logged = read_forecasts(
+        pair.stream.key, _ms(SECOND) - HOUR_MS, _ms(SECOND), settings, target_key="volatility_h24"
+    )
+    assert logged["model_version"].tolist() == [old]
+    assert logged["predicted"].iloc[0] == pytest.approx(want, rel=1e-5)
+    # return targets carry the card's nominal 90% interval; volatility none
+    returns = read_forecasts(pair.stream.key, settings=settings, target_key="return_h4")
+    assert (returns["lower"] < returns["predicted"]).all()
+    assert (returns["predicted"] < returns["upper"]).all() and logged["lower"].isna().all()
+
+
+def test_scoring_again_logs_nothing_twice(world):
+    settings, pair, _ = world
+    score_targets(pair, FIRST, None, settings)
+    again = score_targets(pair, None, None, settings)
+    assert [s.logged for s in again] == [0, 0] and all(s.rows == 10 * 24 + 1 for s in again)
+
+
+def test_a_target_without_decisions_is_not_scored(world, tmp_path):
+    _, pair, _ = world
+    other = settings_in(tmp_path)
+    found = score_targets(pair, FIRST, None, other)
+    assert [s.reason for s in found] == ["no champion decision yet"] * 2
+    path = history.target_history_path(pair.stream, "return_h4", other)
+    assert not path.exists() and history.read(pair.stream, other, path) == []
