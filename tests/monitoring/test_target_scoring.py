@@ -55,7 +55,7 @@ def test_each_row_is_forecast_by_the_target_version_in_force_at_its_close(world)
     assert set(found) == set(versions)
     for key, (old, new) in versions.items():
         logged = read_forecasts(pair.stream.key, settings=settings, target_key=key)
-        assert set(logged["source"]) == {PLATFORM} and len(logged) == found[key].logged
+        assert set(logged["source"]) == {PLATFORM} and len(logged) == found[key].rows
         closes = logged["feature_ts"].to_numpy()
         # nothing before the first decision; every hourly close from it on, once
         expected = np.arange(_ms(FIRST), _ms(LAST) + 1, HOUR_MS)
@@ -112,3 +112,97 @@ def test_a_target_without_decisions_is_not_scored(world, tmp_path):
     assert [s.reason for s in found] == ["no champion decision yet"] * 2
     path = history.target_history_path(pair.stream, "return_h4", other)
     assert not path.exists() and history.read(pair.stream, other, path) == []
+
+
+def test_the_check_reports_each_target_s_realized_skill_from_the_log(world, tmp_path):
+    """As of :data:`LAST`, the check's window holds rows of both versions of each target: the
+    figures as served, and per version, are those of the logged forecasts joined with their
+    realized outcomes (recomputed here from the log and the candles), "not judged yet" where
+    a version has fewer than the minimum."""
+    from candlecast.modeling.target_evaluation import target_frame
+    from candlecast.monitoring.check import check_pair
+    from candlecast.monitoring.store import MetricsStore
+    from candlecast.targets import get_target
+
+    settings, pair, versions = world
+    score_targets(pair, FIRST, None, settings)
+    window = 24 * 8  # candles: reaching back before the second decision
+    pair = pair.model_copy(
+        update={
+            "monitoring": pair.monitoring.model_copy(
+                update={"window_candles": window, "min_forecasts": 100}
+            )
+        }
+    )
+    store = MetricsStore(f"sqlite:///{tmp_path / 'metrics.db'}")
+    result = check_pair(pair, LAST, settings=settings, store=store, keep_report=False)
+    body = {t["key"]: t for t in result.to_dict()["targets"]}
+    assert set(body) == set(versions)
+    start = _ms(LAST) - window * HOUR_MS
+    candles = validated_table(pair.stream, settings).read()
+    for key, (old, new) in versions.items():
+        name, horizon = key.rsplit("_h", 1)
+        target = get_target(name, int(horizon))
+        found = body[key]
+        assert (found["version"], found["state"]) == (new, "judged")
+        logged = read_forecasts(pair.stream.key, settings=settings, target_key=key)
+        realized = logged[(logged["target_ts"] > start) & (logged["target_ts"] <= _ms(LAST))]
+        frame = target_frame(candles, "1h", pair.stream.market_key, target)
+        labels = dict(zip(frame["candle_ts"] + HOUR_MS, frame["target"], strict=True))
+        y = realized["feature_ts"].map(labels).to_numpy(np.float64)
+        assert found["forecasts"] == len(realized) == window
+        want = target.primary_score(y, realized["predicted"].to_numpy())
+        assert found["score"] == pytest.approx(want, rel=1e-9)
+        assert found["scores"][target.primary] == found["score"] and found["ratio"] > 0
+        counts = realized.groupby("model_version").size().to_dict()
+        assert {v: s["forecasts"] for v, s in found["by_version"].items()} == counts
+        assert set(counts) == {old, new}
+        # the first version's rows in the window are too few to judge, the second's are not
+        assert counts[old] < 100 <= counts[new]
+        state = f"not judged yet ({counts[old]} of 100 forecasts realized)"
+        assert found["by_version"][old]["state"] == state
+        assert found["by_version"][new]["state"] == "judged"
+        if target.name == "return":
+            assert 0.5 < found["coverage_90"] <= 1 and found["majority_rate"] >= 0.5
+    # the metrics table keeps the figures as served (Prometheus reads them from there)
+    stored = {r.target: r for r in store.target_checks(result.check_id)}
+    assert stored["volatility_h24"].score == pytest.approx(body["volatility_h24"]["score"])
+
+
+def test_candlecast_monitor_says_each_target_s_skill_as_served_and_per_version(
+    world, tmp_path, monkeypatch
+):
+    """The default window as of :data:`LAST` reaches back before the first decision: the
+    volatility target's rows realized in it are the 96 of the first version and the 121 of the
+    second whose 24 candles had passed; the first version's are too few to judge on their own
+    (100 needed)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from candlecast.cli.main import app
+
+    settings, pair, versions = world
+    score_targets(pair, FIRST - timedelta(days=2), None, settings)
+    config = pair.model_dump(mode="json", exclude_defaults=True)
+    (tmp_path / "pairs.yaml").write_text(yaml.safe_dump({"pairs": [config]}))
+    monkeypatch.setenv("CANDLECAST_HOME", str(settings.home))
+    monkeypatch.setenv("CANDLECAST_PAIRS", str(tmp_path / "pairs.yaml"))
+    monkeypatch.setenv("COLUMNS", "200")  # one line per figure
+    monkeypatch.delenv("CANDLECAST_METRICS_URL", raising=False)
+    command = ["monitor", "--pair", pair.stream.key, "--as-of", f"{LAST:%Y-%m-%dT%H:%M:%S}"]
+    payload = json.loads(CliRunner().invoke(app, [*command, "--json"]).stdout)
+    assert payload["current"][0] < FIRST.isoformat()
+    (figures,) = [t for t in payload["targets"] if t["key"] == "volatility_h24"]
+    old, new = versions["volatility_h24"]
+    assert (figures["forecasts"], figures["state"], figures["version"]) == (217, "judged", new)
+    by_version = figures["by_version"]
+    assert {v: f["forecasts"] for v, f in by_version.items()} == {old: 96, new: 121}
+    assert by_version[old]["state"] == "not judged yet (96 of 100 forecasts realized)"
+    assert by_version[new]["state"] == "judged" and by_version[new]["ratio"] > 0
+    text = CliRunner().invoke(app, command)
+    assert text.exit_code == 0, text.output
+    assert f"target volatility_h24 as served (v{new} now): 217 realized, qlike ratio" in text.output
+    assert f"    v{old}: 96 realized, qlike ratio" in text.output
+    assert "(not judged yet (96 of 100 forecasts realized))" in text.output

@@ -227,7 +227,7 @@ def check_pair(
     forecasts = read_forecasts(stream.key, to_ms(current_span[0]), to_ms(as_of) + 1, settings)
     served = _served(pair, champion, forecasts, current_span, settings, limits)
     prediction, realized = served.prediction, served.realized
-    targets = _targets(pair, current_span, settings)
+    targets = _targets(pair, current_span, settings, limits.min_forecasts)
     aci = [r for t in targets for r in t.aci] + _main_aci(pair, current_span, settings)
     evidence = decisions.Evidence(
         drift_share=drift.share if drift.features else None,
@@ -282,11 +282,12 @@ def check_pair(
 
 
 def _targets(
-    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings, min_forecasts: int
 ) -> list[TargetRealized]:
-    """The served targets' realized figures; a failure is logged, never fails the check."""
+    """The other targets' realized figures from the logged forecasts; a failure is logged,
+    never fails the check."""
     try:
-        return realized_targets(pair, span, settings)
+        return realized_targets(pair, span, settings, min_forecasts)
     except Exception:
         log.exception("%s: target figures unavailable", pair.stream.label)
         return []
