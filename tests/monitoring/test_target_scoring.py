@@ -35,19 +35,40 @@ def _ms(moment: datetime) -> int:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, btc_candles):
-    """(settings, pair, {target key: (first version, second version)})."""
-    settings = settings_in(tmp_path_factory.mktemp("target_scoring"))
+    """(settings, pair, {target key: (first version, second version)}, {target key: the rows
+    logged right after the second training}). The second is the train DAG's task
+    (``stages.train_targets``), which scores the candles already validated after its window."""
+    from candlecast.orchestration import stages
+
+    home = tmp_path_factory.mktemp("target_scoring")
+    settings = settings_in(home)
     pair = btc_pair(train_days=30, targets=TARGETS, kinds=["lightgbm"])
     candles = btc_candles[btc_candles["ts"] < _ms(LAST)].tail(3000)
     validated_table(pair.stream, settings).upsert(candles)
     first = target_training.train_targets(pair, FIRST, settings)
-    second = target_training.train_targets(pair, SECOND, settings)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CANDLECAST_HOME", str(home))
+        env.setenv("CANDLECAST_SERVICE_URL", "http://127.0.0.1:9")  # no service to tell
+        second = stages.train_targets(pair, SECOND)
     versions = {a.target_key: (a.version, b.version) for a, b in zip(first, second, strict=True)}
-    return settings, pair, versions
+    logged = {
+        key: read_forecasts(pair.stream.key, settings=settings, target_key=key) for key in versions
+    }
+    return settings, pair, versions, logged
+
+
+def test_the_train_task_forecasts_the_candles_after_its_window_with_the_new_champion(world):
+    _, _, versions, logged = world
+    for key, (_, new) in versions.items():
+        rows = logged[key]
+        # from the candle closing at the window's end (its data time) to the newest
+        expected = np.arange(_ms(SECOND), _ms(LAST) + 1, HOUR_MS)
+        assert rows["feature_ts"].tolist() == expected.tolist()
+        assert set(rows["model_version"]) == {new} and set(rows["source"]) == {PLATFORM}
 
 
 def test_each_row_is_forecast_by_the_target_version_in_force_at_its_close(world):
-    settings, pair, versions = world
+    settings, pair, versions, _ = world
     assert set(versions) == {"return_h4", "volatility_h24"}
     assert all(a != b for a, b in versions.values())
     scored = score_targets(pair, FIRST - timedelta(days=2), None, settings)
@@ -77,7 +98,7 @@ def test_the_logged_forecast_is_what_the_version_answers_for_the_row(world):
     from candlecast.serving.targets import load_version
     from candlecast.targets import get_target
 
-    settings, pair, versions = world
+    settings, pair, versions, _ = world
     score_targets(pair, FIRST, None, settings)
     old, _ = versions["volatility_h24"]
     folder = pair.stream.target_dir(settings.paths.models, "volatility_h24") / f"v{old}"
@@ -99,14 +120,14 @@ def test_the_logged_forecast_is_what_the_version_answers_for_the_row(world):
 
 
 def test_scoring_again_logs_nothing_twice(world):
-    settings, pair, _ = world
+    settings, pair, *_ = world
     score_targets(pair, FIRST, None, settings)
     again = score_targets(pair, None, None, settings)
     assert [s.logged for s in again] == [0, 0] and all(s.rows == 10 * 24 + 1 for s in again)
 
 
 def test_a_target_without_decisions_is_not_scored(world, tmp_path):
-    _, pair, _ = world
+    _, pair, *_ = world
     other = settings_in(tmp_path)
     found = score_targets(pair, FIRST, None, other)
     assert [s.reason for s in found] == ["no champion decision yet"] * 2
@@ -124,7 +145,7 @@ def test_the_check_reports_each_target_s_realized_skill_from_the_log(world, tmp_
     from candlecast.monitoring.store import MetricsStore
     from candlecast.targets import get_target
 
-    settings, pair, versions = world
+    settings, pair, versions, _ = world
     score_targets(pair, FIRST, None, settings)
     window = 24 * 8  # candles: reaching back before the second decision
     pair = pair.model_copy(
@@ -183,7 +204,7 @@ def test_candlecast_monitor_says_each_target_s_skill_as_served_and_per_version(
 
     from candlecast.cli.main import app
 
-    settings, pair, versions = world
+    settings, pair, versions, _ = world
     score_targets(pair, FIRST - timedelta(days=2), None, settings)
     config = pair.model_dump(mode="json", exclude_defaults=True)
     (tmp_path / "pairs.yaml").write_text(yaml.safe_dump({"pairs": [config]}))
