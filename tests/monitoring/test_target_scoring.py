@@ -185,9 +185,32 @@ def test_the_check_reports_each_target_s_realized_skill_from_the_log(world, tmp_
         assert found["by_version"][new]["state"] == "judged"
         if target.name == "return":
             assert 0.5 < found["coverage_90"] <= 1 and found["majority_rate"] >= 0.5
-    # the metrics table keeps the figures as served (Prometheus reads them from there)
+    # the metrics table keeps the figures as served and per version; the exporter says them
     stored = {r.target: r for r in store.target_checks(result.check_id)}
     assert stored["volatility_h24"].score == pytest.approx(body["volatility_h24"]["score"])
+    from candlecast.monitoring.exporter import MonitoringCollector
+
+    exported = {
+        (
+            family.name.removeprefix("candlecast_monitor_target_version_"),
+            *s.labels.values(),
+        ): s.value
+        for family in MonitoringCollector(store).collect()
+        if family.name.startswith("candlecast_monitor_target_version_")
+        for s in family.samples
+    }
+    old, new = versions["volatility_h24"]
+    figures = body["volatility_h24"]
+    key = (pair.stream.key, "volatility_h24")
+    assert exported[("judged", *key, "served", "qlike")] == 1.0
+    assert exported[("ratio", *key, "served", "qlike")] == pytest.approx(figures["ratio"])
+    assert exported[("forecasts", *key, "served", "qlike")] == figures["forecasts"]
+    assert exported[("judged", *key, old, "qlike")] == 0.0  # not judged yet
+    assert exported[("judged", *key, new, "qlike")] == 1.0
+    for version in (old, new):
+        count = figures["by_version"][version]["forecasts"]
+        assert exported[("forecasts", *key, version, "qlike")] == count
+    assert ("coverage", pair.stream.key, "return_h4", "served", "rmse") in exported
 
 
 def test_candlecast_monitor_says_each_target_s_skill_as_served_and_per_version(

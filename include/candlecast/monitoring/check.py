@@ -56,7 +56,9 @@ from candlecast.monitoring.store import (
     NewestRow,
     TargetDetails,
     TargetRow,
+    TargetVersionRow,
 )
+from candlecast.monitoring.target_skill import Skill
 from candlecast.monitoring.targets import TargetRealized, main_aci, realized_targets
 from candlecast.serving.forecast_log import PLATFORM, SERVICE, SHADOW, read_forecasts
 from candlecast.settings import Settings, get_settings
@@ -311,7 +313,24 @@ def _details(result: CheckResult) -> TargetDetails:
         for t in result.targets
         if t.newest_forecast is not None and t.newest_realized is not None
     ]
-    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows])
+    versions = [row for t in result.targets for row in _version_rows(t)]
+    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows], versions)
+
+
+def _version_rows(found: TargetRealized) -> list[TargetVersionRow]:
+    """A target's figures from the logged forecasts: as served, then per version."""
+    served = TargetVersionRow(
+        found.key, found.version or "", True, found.forecasts, found.state == "judged",
+        found.metric, found.score, found.ratio, found.coverage_90,
+    )  # fmt: skip
+    return [served] + [_version_row(found, v, skill) for v, skill in found.by_version.items()]
+
+
+def _version_row(found: TargetRealized, version: str, skill: Skill) -> TargetVersionRow:
+    return TargetVersionRow(
+        found.key, version, False, skill.forecasts, skill.state == "judged", found.metric,
+        skill.score, skill.ratio, skill.coverage_90,
+    )  # fmt: skip
 
 
 def _window_liquidity(
