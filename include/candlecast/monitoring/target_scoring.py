@@ -96,8 +96,11 @@ def score_targets(
         for t in targets
     }
     live = [t for t in targets if decided[t.key]]
-    idle = [TargetScored(t.key, 0, 0, {}, "no champion decision yet") for t in targets]
-    idle = [s for s in idle if not decided[s.target_key]]
+    idle = [
+        TargetScored(t.key, 0, 0, {}, "no champion decision yet")
+        for t in targets
+        if not decided[t.key]
+    ]
     if not live:
         return idle
     step = timeframe_ms(pair.timeframe)
