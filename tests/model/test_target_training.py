@@ -126,25 +126,53 @@ def test_a_rerun_of_the_same_window_reuses_the_run_and_version(world):
     assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
 
 
+def test_each_target_decision_is_recorded_in_its_own_history_once(world):
+    """The target's decision history says which version serves from which data time on (the
+    end of its training window), as the main champion's does; a re-run adds nothing."""
+    from candlecast.modeling import history
+
+    settings, pair, found = world
+    target_training.train_targets(pair, END, settings)  # a re-run: reused, recorded already
+    for champion in found:
+        path = history.target_history_path(pair.stream, champion.target_key, settings)
+        assert path.parent.name == champion.target_key
+        (decided,) = history.read(pair.stream, settings, path)
+        assert (decided.since, decided.version, decided.kind) == (
+            END, champion.version, champion.kind,
+        )  # fmt: skip
+        assert decided.how == "gate" and decided.changed and decided.window_end == END
+        assert decided.window_start < END and decided.challengers == ()  # losers not exported
+    assert history.read(pair.stream, settings) == []  # the main history is untouched
+
+
 def test_monitoring_scores_each_target_on_the_candles_that_followed(world, btc_candles):
     from datetime import timedelta
 
+    from candlecast.monitoring.target_scoring import score_targets
     from candlecast.monitoring.targets import realized_targets
 
-    settings, pair, _ = world
+    settings, pair, found = world
     after = btc_candles[btc_candles["ts"] >= int(END.timestamp() * 1000)].head(24 * 20)
     validated_table(pair.stream, settings).upsert(after)
-    found = {t.key: t for t in realized_targets(pair, (END, END + timedelta(days=20)), settings)}
-    assert set(found) == {"return_h4", "volatility_h24"}
-    volatility, returns = found["volatility_h24"], found["return_h4"]
-    assert volatility.metric == "qlike" and volatility.forecasts > 400
+    score_targets(pair, END, None, settings)  # the platform forecasts the candles as they come
+    span = (END, END + timedelta(days=20))
+    judged = {t.key: t for t in realized_targets(pair, span, settings, min_forecasts=50)}
+    assert set(judged) == {"return_h4", "volatility_h24"}
+    volatility, returns = judged["volatility_h24"], judged["return_h4"]
+    # every candle opening from END on whose outcome was realized by the window's end
+    assert volatility.metric == "qlike" and volatility.forecasts == 19 * 24
+    assert returns.forecasts == 20 * 24 - 4 and returns.state == "judged"
     assert volatility.ratio is not None and 0 < volatility.ratio < 1.5
     assert returns.coverage_90 is not None and 0.6 < returns.coverage_90 <= 1
+    for champion in found:
+        (version,) = judged[champion.target_key].by_version
+        assert version == champion.version == judged[champion.target_key].version
 
 
 def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, btc_candles):
     from datetime import timedelta
 
+    from candlecast.monitoring.target_scoring import score_targets
     from candlecast.monitoring.targets import main_aci, realized_targets
     from candlecast.serving import aci
 
@@ -152,6 +180,7 @@ def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, bt
     after = btc_candles[btc_candles["ts"] >= int(END.timestamp() * 1000)].head(24 * 20)
     validated_table(pair.stream, settings).upsert(after)
     span = (END, END + timedelta(days=20))
+    score_targets(pair, END, None, settings)  # the newest row's figures come from the log
     first = {t.key: t for t in realized_targets(pair, span, settings)}
     main = main_aci(pair, span, settings)
     folder = pair.stream.target_dir(settings.paths.models, "return_h4")

@@ -110,6 +110,53 @@ def test_answers_without_interval_and_reading_a_missing_log(tmp_path):
     assert np.isnan(row["lower"]) and row["predicted"] == 0.0 and row["target_ts"] == HOUR * 1001
 
 
+#: The log's table and platform indexes as candlecast wrote them before ``target_key`` existed.
+OLD_SCHEMA = """
+CREATE TABLE forecasts (
+    stream TEXT NOT NULL, model_version TEXT NOT NULL, feature_ts INTEGER NOT NULL,
+    target_ts INTEGER NOT NULL, predicted REAL NOT NULL, lower REAL, upper REAL,
+    served_at INTEGER NOT NULL, source TEXT NOT NULL DEFAULT 'service'
+);
+CREATE INDEX forecasts_stream_time ON forecasts (stream, feature_ts);
+CREATE UNIQUE INDEX forecasts_platform_once
+ON forecasts (stream, model_version, feature_ts) WHERE source = 'platform';
+CREATE UNIQUE INDEX forecasts_shadow_once
+ON forecasts (stream, model_version, feature_ts) WHERE source = 'shadow';
+"""
+
+
+def test_a_log_from_before_targets_reads_as_the_main_target_and_takes_other_targets(tmp_path):
+    from candlecast.serving.forecast_log import PLATFORM, write_platform
+    from candlecast.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    path = tmp_path / "forecasts" / "forecast_log.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+        db.execute(
+            "INSERT INTO forecasts VALUES (?, '3', ?, ?, 0.001, NULL, NULL, 1, 'platform')",
+            (STREAM, HOUR * 1000, HOUR * 1001),
+        )
+    old = read_forecasts(STREAM, settings=settings)
+    assert old["target_key"].tolist() == ["return_h1"] and old["source"].tolist() == [PLATFORM]
+    # the same version number and candle for another target is a row of its own ...
+    other = pd.DataFrame(
+        {"stream": [STREAM], "model_version": ["3"], "feature_ts": [HOUR * 1000],
+         "target_ts": [HOUR * 1024], "predicted": [2e-4], "lower": [np.nan],
+         "upper": [np.nan], "served_at": [2], "target_key": ["volatility_h24"]}
+    )  # fmt: skip
+    assert write_platform(other, settings) == 1
+    assert write_platform(other, settings) == 0  # ... logged once
+    assert write_platform(other.assign(target_key="return_h1"), settings) == 0  # the old row
+    assert read_forecasts(STREAM, settings=settings)["predicted"].tolist() == [0.001]
+    (row,) = read_forecasts(STREAM, settings=settings, target_key="volatility_h24").itertuples()
+    assert (row.model_version, row.target_ts, row.source) == ("3", HOUR * 1024, PLATFORM)
+    with sqlite3.connect(path) as db:
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert not names & {"forecasts_platform_once", "forecasts_shadow_once"}
+
+
 def test_record_never_raises_or_writes_and_keeps_rows_a_failed_write_missed(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -95,6 +95,8 @@ def monitor(
             f"{shadow['forecasts']} realized, RMSE {shadow['rmse_vs_champion']}x the champion's "
             f"(p={shadow['p_value']}, {shadow['state']})"
         )
+    for line in _target_lines(payload["targets"]):
+        console.print(line)
     for level in payload["aci"]:
         console.print(
             f"  intervals {level['target']} {level['level']}: ACI level "
@@ -107,6 +109,27 @@ def monitor(
         console.print(f"Evidently report: {payload['report_path']}")
     if result.liquidity is not None and result.liquidity.thin:
         console.print(f"[yellow]warning: {result.liquidity.describe()}[/yellow]")
+
+
+def _target_lines(targets: list[dict]) -> list[str]:
+    """Each other target's realized skill from the platform's logged forecasts: as served,
+    then per version."""
+    lines = []
+    for t in targets:
+        lines.append(
+            f"  target {t['key']} as served (v{t['version']} now): {t['forecasts']} realized, "
+            f"{t['metric']} ratio to persistence {_figure(t['ratio'])} ({t['state']})"
+        )
+        lines += [
+            f"    v{version}: {f['forecasts']} realized, {t['metric']} ratio "
+            f"{_figure(f['ratio'])} ({f['state']})"
+            for version, f in t["by_version"].items()
+        ]
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command(rich_help_panel="Monitoring")

@@ -104,6 +104,19 @@ class IntervalCalibration(BaseModel):
         value = float(np.asarray(values, np.float64)[self.inputs.index(self.bin_column)])
         return int(np.searchsorted(np.asarray(self.bin_edges), value, side="right"))
 
+    def row_multipliers(self, values: Any, level: str) -> Any:
+        """Each row's multiplier at ``level`` (rows of :attr:`inputs` values): its volatility
+        bin's, or the one multiplier without bins."""
+        import numpy as np
+
+        rows = np.asarray(values, np.float64)
+        if self.bin_column is None:
+            return np.full(len(rows), self.multipliers[level])
+        column = rows[:, self.inputs.index(self.bin_column)]
+        bins = np.searchsorted(np.asarray(self.bin_edges), column, side="right")
+        per_bin = np.array([m[level] for m in self.bin_multipliers])
+        return per_bin[np.minimum(bins, len(per_bin) - 1)]
+
     def for_bin(self, number: int | None) -> IntervalCalibration:
         """This calibration as bin ``number``'s rows use it: its multipliers are the bin's
         (None: unchanged)."""

@@ -14,6 +14,10 @@ so no forecast ever uses a model trained on data after its candle, backfills inc
 decision also names the challenger it judged when that challenger lost (``challengers``): the
 platform forecasts the same candles with it in the shadow, point in time the same way (issue 16).
 Lines written before that field existed read as having no challenger.
+
+Every other configured target keeps the same kind of history in its own folder
+(:func:`target_history_path`, ``models/<stream>/targets/<target key>/decisions.jsonl``),
+written by target training; the functions here read and write either through ``path``.
 """
 
 from __future__ import annotations
@@ -72,10 +76,18 @@ def history_path(stream: Stream, settings: Settings | None = None) -> Path:
     return (settings or get_settings()).paths.models / stream.key / FILE
 
 
-def record(stream: Stream, decided: Decided, settings: Settings | None = None) -> None:
-    """Append a decision (one ``write`` of one line with ``O_APPEND``: never interleaved with
-    another writer, and a crash leaves at most a cut last line, which :func:`read` skips)."""
-    path = history_path(stream, settings)
+def target_history_path(stream: Stream, target_key: str, settings: Settings | None = None) -> Path:
+    """The decision history of one of the stream's other targets (:mod:`.target_training`)."""
+    return stream.target_dir((settings or get_settings()).paths.models, target_key) / FILE
+
+
+def record(
+    stream: Stream, decided: Decided, settings: Settings | None = None, path: Path | None = None
+) -> None:
+    """Append a decision to the stream's history, or to the one at ``path`` (one ``write`` of
+    one line with ``O_APPEND``: never interleaved with another writer, and a crash leaves at
+    most a cut last line, which :func:`read` skips)."""
+    path = path or history_path(stream, settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
@@ -95,17 +107,22 @@ def record_now(
     changed: bool,
     settings: Settings | None = None,
     challengers: Sequence[str] = (),
+    path: Path | None = None,
 ) -> None:
     """Append a decision made now: ``version`` (a ``kind``) serves from ``since`` on, judged
-    on the training ``window``; the ``challengers`` it beat are forecast in the shadow."""
+    on the training ``window``; the ``challengers`` it beat are forecast in the shadow.
+    ``path``: another history than the stream's main one (:func:`target_history_path`)."""
     shadows = tuple(str(v) for v in challengers if str(v) != version)
     decided = Decided(since, version, kind, window[0], window[1], how, changed, now(), shadows)
-    record(stream, decided, settings)
+    record(stream, decided, settings, path)
 
 
-def read(stream: Stream, settings: Settings | None = None) -> list[Decided]:
-    """The stream's decisions in the order they were recorded (empty when none)."""
-    path = history_path(stream, settings)
+def read(
+    stream: Stream, settings: Settings | None = None, path: Path | None = None
+) -> list[Decided]:
+    """The stream's decisions (or those of the history at ``path``) in the order they were
+    recorded (empty when none)."""
+    path = path or history_path(stream, settings)
     if not path.exists():
         return []
     found = []

@@ -54,11 +54,13 @@ def target_frame(
     market: str,
     target: Target,
     features: pd.DataFrame | None = None,
+    labelled: bool = True,
 ) -> pd.DataFrame:
     """Feature rows (the stream's and the volatility features) with ``target``'s label,
-    sorted by ``event_timestamp``; rows without a label are dropped. ``features``: the
-    candles' :func:`compute_features` rows when the caller has them already (every target of
-    one window shares them).
+    sorted by ``event_timestamp``; rows without a label are dropped, or with ``labelled``
+    false kept with a NaN label (the rows the platform forecasts before their outcome is
+    known). ``features``: the candles' :func:`compute_features` rows when the caller has them
+    already (every target of one window shares them).
 
     Raises:
         NotEnoughHistoryError: no candles. ValueError: candles sharing a timestamp.
@@ -72,16 +74,17 @@ def target_frame(
         features = compute_features(ordered, timeframe, market)
     volatility = volatility_features(ordered, timeframe, (target.horizon,))
     frame = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
-    frame = frame.merge(target.label(ordered, timeframe), on="event_timestamp")
+    how = "inner" if labelled else "left"
+    frame = frame.merge(target.label(ordered, timeframe), on="event_timestamp", how=how)
     if target.name == "return":
         # intervals scale by the sigma forecast (fitted on the horizon's realized variance) and
         # are judged by terciles of the last 24 candles' variance
         realized = get_target("volatility", target.horizon).label(ordered, timeframe)
         frame = frame.merge(
-            realized.rename(columns={"target": REALIZED_VARIANCE}), on="event_timestamp"
+            realized.rename(columns={"target": REALIZED_VARIANCE}), on="event_timestamp", how=how
         )
         frame = frame.dropna(subset=[*interval_sigma.sigma_columns(timeframe), iv.EX_ANTE_COLUMN])
-    frame = frame.dropna(subset=[*FEATURE_COLUMNS, "target"])
+    frame = frame.dropna(subset=[*FEATURE_COLUMNS, *(["target"] if labelled else [])])
     return frame.sort_values("event_timestamp").reset_index(drop=True)
 
 

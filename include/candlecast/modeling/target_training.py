@@ -15,7 +15,12 @@ For each target at each horizon, on the training window ending at ``end``:
    target's units), checked for parity against the native forecast, and registered in the
    target's own registered model with its :class:`~.card.ModelCard` in the ONNX metadata and
    as the run's ``card.json``; only then does ``champion`` move, and the served copy under
-   ``<models>/<stream>/targets/<target key>/champion`` is replaced in one rename.
+   ``<models>/<stream>/targets/<target key>/champion`` is replaced in one rename;
+5. the decision is appended to the target's decision history (:func:`.history.
+   target_history_path`), in force from ``end`` (data time), so the platform forecasts each
+   candle with the version that was champion then (:mod:`candlecast.monitoring.
+   target_scoring`). Only the champion is exported, so no losing challenger is recorded for
+   the shadow.
 
 Return targets get interval calibration on the holdout: normalized conformal multipliers per
 configured level, sigma the forecast of the horizon's volatility fitted on the
@@ -49,8 +54,8 @@ from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
 from candlecast.evaluation import interval_sigma, significance
 from candlecast.evaluation import intervals as iv
 from candlecast.features.engineering import compute_features
+from candlecast.modeling import history, registry
 from candlecast.modeling import mlflow_keys as keys
-from candlecast.modeling import registry
 from candlecast.modeling.card import (
     ARTIFACT,
     SHA256_FILE,
@@ -401,9 +406,27 @@ def _reuse(
         Path(client.download_artifacts(run.info.run_id, ARTIFACT, tempfile.mkdtemp())).read_text()
     )
     folder = pair.stream.target_dir(settings.paths.models, target.key) / "champion"
+    record_decision(pair, target, card, settings)  # a history begun after this version
     return TargetChampion(
         target.key, card.kind, str(card.version), card.kind not in target.baselines,
         card.decision, str(folder), reused=True,
+    )  # fmt: skip
+
+
+def record_decision(pair: PairConfig, target: Target, card: ModelCard, settings: Settings) -> None:
+    """Append the gate's decision for ``card`` (its version serves from the end of its
+    training window on) to the target's history, unless that decision is there already (a
+    re-run of the same window)."""
+    path = history.target_history_path(pair.stream, target.key, settings)
+    since = datetime.fromisoformat(card.interval_end or card.holdout_end)
+    decided = history.read(pair.stream, settings, path)
+    if any(d.version == card.version and d.since == since for d in decided):
+        return
+    changed = not decided or decided[-1].version != card.version
+    start = datetime.fromisoformat(card.train_start)
+    history.record_now(
+        pair.stream, since, str(card.version), card.kind, (start, since), "gate", changed,
+        settings, path=path,
     )  # fmt: skip
 
 
@@ -454,6 +477,7 @@ def _register(
         client.update_model_version(name, version.version, description=card.decision[:5000])
         client.set_registered_model_alias(name, registry.CHAMPION, version.version)
         registry.set_tag(keys.TARGET_VERSION, str(version.version))  # marks the run complete
+    record_decision(pair, target, final, settings)
     log.info(
         "%s %s: %s v%s (%s)", stream.label, target.key, card.kind, version.version, card.decision
     )

@@ -56,7 +56,9 @@ from candlecast.monitoring.store import (
     NewestRow,
     TargetDetails,
     TargetRow,
+    TargetVersionRow,
 )
+from candlecast.monitoring.target_skill import Skill
 from candlecast.monitoring.targets import TargetRealized, main_aci, realized_targets
 from candlecast.serving.forecast_log import PLATFORM, SERVICE, SHADOW, read_forecasts
 from candlecast.settings import Settings, get_settings
@@ -227,7 +229,7 @@ def check_pair(
     forecasts = read_forecasts(stream.key, to_ms(current_span[0]), to_ms(as_of) + 1, settings)
     served = _served(pair, champion, forecasts, current_span, settings, limits)
     prediction, realized = served.prediction, served.realized
-    targets = _targets(pair, current_span, settings)
+    targets = _targets(pair, current_span, settings, limits.min_forecasts)
     aci = [r for t in targets for r in t.aci] + _main_aci(pair, current_span, settings)
     evidence = decisions.Evidence(
         drift_share=drift.share if drift.features else None,
@@ -282,11 +284,12 @@ def check_pair(
 
 
 def _targets(
-    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings, min_forecasts: int
 ) -> list[TargetRealized]:
-    """The served targets' realized figures; a failure is logged, never fails the check."""
+    """The other targets' realized figures from the logged forecasts; a failure is logged,
+    never fails the check."""
     try:
-        return realized_targets(pair, span, settings)
+        return realized_targets(pair, span, settings, min_forecasts)
     except Exception:
         log.exception("%s: target figures unavailable", pair.stream.label)
         return []
@@ -310,7 +313,24 @@ def _details(result: CheckResult) -> TargetDetails:
         for t in result.targets
         if t.newest_forecast is not None and t.newest_realized is not None
     ]
-    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows])
+    versions = [row for t in result.targets for row in _version_rows(t)]
+    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows], versions)
+
+
+def _version_rows(found: TargetRealized) -> list[TargetVersionRow]:
+    """A target's figures from the logged forecasts: as served, then per version."""
+    served = TargetVersionRow(
+        found.key, found.version or "", True, found.forecasts, found.state == "judged",
+        found.metric, found.score, found.ratio, found.coverage_90,
+    )  # fmt: skip
+    return [served] + [_version_row(found, v, skill) for v, skill in found.by_version.items()]
+
+
+def _version_row(found: TargetRealized, version: str, skill: Skill) -> TargetVersionRow:
+    return TargetVersionRow(
+        found.key, version, False, skill.forecasts, skill.state == "judged", found.metric,
+        skill.score, skill.ratio, skill.coverage_90,
+    )  # fmt: skip
 
 
 def _window_liquidity(

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from candlecast.monitoring.store import CheckRow, MetricsStore, ShadowRow
+from candlecast.monitoring.store import CheckRow, MetricsStore, ShadowRow, TargetVersionRow
 from candlecast.settings import Settings
 from candlecast.timeframes import ms_to_iso
 
@@ -160,11 +160,13 @@ class MonitoringCollector(Collector):
                 labels=level,
             ),
         }
-        shadow = _shadow_gauges()
+        shadow, versions = _shadow_gauges(), _version_gauges()
         for stream, (check_id, _) in sorted(latest.items()):
             details = self.store.target_details(check_id)
             for judged in details.shadows:
                 _add_shadow(shadow, stream, judged)
+            for figures in details.versions:
+                _add_version(versions, stream, figures)
             for found in details.newest:
                 newest["forecast"].add_metric([stream, found.target], found.forecast)
                 newest["realized"].add_metric([stream, found.target], found.realized)
@@ -177,6 +179,7 @@ class MonitoringCollector(Collector):
         yield from newest.values()
         yield from aci.values()
         yield from shadow.values()
+        yield from versions.values()
 
     def _gauges(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         for suffix, column, text in GAUGES:
@@ -305,5 +308,31 @@ def _add_shadow(gauges: dict[str, GaugeMetricFamily], stream: str, row: ShadowRo
         ("rmse_vs_champion", row.rmse_vs_champion),
         ("p_value", row.p_value),
     ):
+        if value is not None:
+            gauges[name].add_metric(labels, value)
+
+
+def _version_gauges() -> dict[str, GaugeMetricFamily]:
+    """Each other target's realized figures from the logged forecasts, as served (``version``
+    ``served``) and per model version."""
+    labels = ["stream", "target", "version", "metric"]
+    described = {
+        "forecasts": "Realized logged forecasts judged",
+        "judged": "1 from monitoring.min_forecasts realized forecasts on ('not judged yet': 0)",
+        "score": "Realized primary score (QLIKE, RMSE)",
+        "ratio": "Realized primary score over persistence's on the same rows",
+        "coverage": "Share of realized outcomes inside the logged 90% interval",
+    }
+    return {
+        name: GaugeMetricFamily(f"{PREFIX}_target_version_{name}", text, labels=labels)
+        for name, text in described.items()
+    }
+
+
+def _add_version(gauges: dict[str, GaugeMetricFamily], stream: str, row: TargetVersionRow) -> None:
+    labels = [stream, row.target, "served" if row.served else row.version, row.metric]
+    gauges["forecasts"].add_metric(labels, row.forecasts)
+    gauges["judged"].add_metric(labels, float(row.judged))
+    for name, value in (("score", row.score), ("ratio", row.ratio), ("coverage", row.coverage_90)):
         if value is not None:
             gauges[name].add_metric(labels, value)

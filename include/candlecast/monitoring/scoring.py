@@ -15,13 +15,16 @@ The losing challenger of the decision in force for a row (``Decided.challengers`
 was exported, forecasts the same row in the shadow: logged with source ``shadow``, once per
 (stream, version, feature time), point in time the same way. Monitoring compares it with the
 champion on the same realized rows (:mod:`candlecast.monitoring.shadow`).
+
+Each pass also forecasts the same span for every other configured target and horizon, each by
+its own version in force (:mod:`candlecast.monitoring.target_scoring`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +36,7 @@ from candlecast.features.online import offline_table
 from candlecast.modeling import history
 from candlecast.modeling.exported import EXPORT_FILE, ExportedModel
 from candlecast.modeling.kinds.base import window_inputs
+from candlecast.monitoring.target_scoring import TargetScored, score_targets
 from candlecast.serving import forecast_log
 from candlecast.serving.forecast_log import PLATFORM, SHADOW
 from candlecast.serving.modelstore import verified_session
@@ -57,6 +61,8 @@ class Scored:
     reason: str = ""
     #: Shadow challenger versions used (source ``shadow``), with how many rows each.
     shadows: dict[str, int] = field(default_factory=dict)
+    #: The same for each other configured target and horizon.
+    targets: tuple[TargetScored, ...] = ()
 
 
 def score(
@@ -64,15 +70,25 @@ def score(
     start: datetime | None = None,
     end: datetime | None = None,
     settings: Settings | None = None,
+    main: bool = True,
 ) -> Scored:
     """Forecast the stream's feature rows of the candles opening in ``[start, end)`` (default:
     from the first decision's data time, to the newest row) with the model in force for each,
-    and log them. Rows before the first decision have no model and are skipped.
+    and log them; then every other configured target's (``main`` false: only those). Rows
+    before the first decision have no model and are skipped.
 
     Raises:
         TamperedModelError: an exported model file differs from its recorded sha256.
     """
     settings = settings or get_settings()
+    found = _score_main(pair, start, end, settings) if main else Scored(pair.stream.key, 0, 0, {})
+    return replace(found, targets=tuple(score_targets(pair, start, end, settings)))
+
+
+def _score_main(
+    pair: PairConfig, start: datetime | None, end: datetime | None, settings: Settings
+) -> Scored:
+    """The next candle's return forecasts of :func:`score`."""
     stream = pair.stream
     decided = history.read(stream, settings)
     if not decided:

@@ -122,6 +122,26 @@ SHADOW_CHECKS = sa.Table(
     sa.Column("beats", sa.Boolean, nullable=False),  # passed the gate: a retrain reason
 )
 
+#: Each other target's realized figures from the platform's logged forecasts: the stream as
+#: served (``served``: each row by the version in force for it; ``version`` the champion at the
+#: window's end) and each version on its own rows.
+TARGET_VERSIONS = sa.Table(
+    "candlecast_target_versions",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),
+    sa.Column("version", sa.String(20), nullable=False),
+    sa.Column("served", sa.Boolean, nullable=False),
+    sa.Column("forecasts", sa.Integer, nullable=False),  # realized rows
+    sa.Column("judged", sa.Boolean, nullable=False),  # at least min_forecasts rows
+    sa.Column("metric", sa.String(20), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("ratio", sa.Float),  # over persistence's on the same rows
+    sa.Column("coverage_90", sa.Float),
+)
+
 RETRAIN_REQUESTS = sa.Table(
     "monitoring_retrain_requests",
     METADATA,
@@ -186,6 +206,22 @@ class TargetRow:
 
 
 @dataclass(frozen=True)
+class TargetVersionRow:
+    """A target's realized figures from the logged forecasts in a check: as served
+    (``served``) or of one version's own rows."""
+
+    target: str
+    version: str
+    served: bool
+    forecasts: int
+    judged: bool
+    metric: str
+    score: float | None
+    ratio: float | None
+    coverage_90: float | None
+
+
+@dataclass(frozen=True)
 class NewestRow:
     """A target's newest realized forecast beside its outcome, in the answer's units."""
 
@@ -217,6 +253,7 @@ class TargetDetails:
     newest: list[NewestRow]
     aci: list[AciReport]
     shadows: list[ShadowRow] = field(default_factory=list)
+    versions: list[TargetVersionRow] = field(default_factory=list)
 
 
 class MetricsStore:
@@ -247,6 +284,7 @@ class MetricsStore:
                 (TARGET_NEWEST, details.newest if details else []),
                 (TARGET_ACI, details.aci if details else []),
                 (SHADOW_CHECKS, details.shadows if details else []),
+                (TARGET_VERSIONS, details.versions if details else []),
             ]
             for table, rows in tables:
                 if rows:
@@ -260,6 +298,7 @@ class MetricsStore:
             newest=self._rows(TARGET_NEWEST, NewestRow, check_id),
             aci=self._rows(TARGET_ACI, AciReport, check_id),
             shadows=self._rows(SHADOW_CHECKS, ShadowRow, check_id),
+            versions=self._rows(TARGET_VERSIONS, TargetVersionRow, check_id),
         )
 
     def _rows(self, table: sa.Table, cls: Any, check_id: int) -> list[Any]:

@@ -1,21 +1,24 @@
-"""How each served target did on the candles that followed: realized primary score (QLIKE,
-RMSE), its ratio to persistence on the same rows, realized 90% interval coverage, the newest
-realized forecast beside its outcome, and the intervals' online ACI state, moved by the
-outcomes realized since the last check (:mod:`candlecast.monitoring.aci`).
+"""How each other configured target did on the candles that followed, judged from the
+forecasts the platform logged point in time (:mod:`candlecast.monitoring.target_scoring`):
+each row by the version that was in force for it, joined with its outcome once its horizon
+has passed. Per model version and for the stream as served (across champion changes), with
+the count and "not judged yet" below the minimum (:mod:`candlecast.monitoring.target_skill`):
+the target's scores as the gate computes them, the primary score's ratio to persistence on the
+same rows, directional accuracy and the logged 90% interval's coverage for returns, and the
+newest realized forecast beside its outcome.
 
-The forecasts are recomputed from the validated candles with the served champion (its ONNX
-model and card) for the rows of the current window whose label was realized before ``as_of``:
-a target forecast depends only on its features, so this equals what the service answered for
-those candles while that champion was served (a champion newer than a row is judged on it too:
-the figures describe the champion, not the history of answers). The next candle's return (the
-main champion's target) has intervals but no card here: its ACI state is judged on "no change",
-as its calibration is (:func:`main_aci`).
+The intervals' online ACI state (:mod:`candlecast.monitoring.aci`) is the served champion's:
+it belongs to the calibration the service scales by now, so it is moved by recomputing the
+served champion's forecasts of the window's rows (a target forecast depends only on its
+features, so this is what the service answered for those rows while that champion served).
+The next candle's return (the main champion's target) has intervals but no card here: its ACI
+state is judged on "no change", as its calibration is (:func:`main_aci`).
 """
 
 from __future__ import annotations
 
 import fcntl
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,19 +30,24 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.features.volatility import har_windows
+from candlecast.modeling import history
 from candlecast.modeling.card import IntervalCalibration
 from candlecast.modeling.target_evaluation import target_frame
-from candlecast.monitoring import aci
+from candlecast.monitoring import aci, target_skill
+from candlecast.monitoring.target_skill import Skill
 from candlecast.serving import aci as aci_state
 from candlecast.serving import targets as served_targets
+from candlecast.serving.forecast_log import PLATFORM, read_forecasts
 from candlecast.settings import Settings
-from candlecast.targets import MAIN, Target, get_target
-from candlecast.targets.volatility import VARIANCE_FLOOR
+from candlecast.targets import MAIN, Target, configured_targets, get_target
 from candlecast.timeframes import timeframe_ms, to_ms
 
 
 @dataclass(frozen=True)
 class TargetRealized:
+    """A target's realized figures in a check's window, as served (each row by the version in
+    force for it); ``version`` and ``kind`` are the champion's at the window's end."""
+
     key: str
     version: str | None
     kind: str
@@ -55,20 +63,42 @@ class TargetRealized:
     newest_realized: float | None = None
     #: The intervals' ACI state per level after this check.
     aci: tuple[aci.AciReport, ...] = ()
+    #: ``judged``, or ``not judged yet`` with how many realized forecasts of the minimum.
+    state: str = ""
+    #: Every score of the target (the gate's), as served.
+    scores: dict[str, float] = field(default_factory=dict)
+    directional_accuracy: float | None = None
+    majority_rate: float | None = None
+    #: Each model version's figures on its own logged rows realized in the window.
+    by_version: dict[str, Skill] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def realized_targets(
-    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings
+    pair: PairConfig,
+    span: tuple[datetime, datetime],
+    settings: Settings,
+    min_forecasts: int = 0,
 ) -> list[TargetRealized]:
-    """Each served target's realized figures over the rows closing in ``span``."""
-    served = served_targets.load(pair, settings, {})
-    if not served:
+    """Each decided target's realized figures from the logged forecasts whose outcome was
+    realized in ``span`` (``start < target time <= end``)."""
+    served = {s.target.key: s for s in served_targets.load(pair, settings, {})}
+    # a champion trained before decisions were recorded still moves its interval state
+    targets = [
+        t for t in configured_targets(pair) if t.key in served or _decided(pair, t, settings)
+    ]
+    if not targets:
         return []
-    candles = _candles(pair, span, settings)
-    return [_realized(pair, s, candles, span, settings) for s in served] if len(candles) else []
+    reach = max(t.horizon for t in targets)
+    candles = _candles(pair, span, settings, reach)
+    if candles.empty:
+        return []
+    return [
+        _realized(pair, t, served.get(t.key), candles, span, settings, min_forecasts)
+        for t in targets
+    ]
 
 
 def main_aci(
@@ -92,9 +122,18 @@ def main_aci(
     return _advance(pair, folder, target, calibration, None, frame, predicted, candles, span)
 
 
-def _candles(pair: PairConfig, span: tuple[datetime, datetime], settings: Settings) -> pd.DataFrame:
+def _decided(pair: PairConfig, target: Target, settings: Settings) -> list[history.Decided]:
+    path = history.target_history_path(pair.stream, target.key, settings)
+    return history.read(pair.stream, settings, path)
+
+
+def _candles(
+    pair: PairConfig, span: tuple[datetime, datetime], settings: Settings, horizon: int = 1
+) -> pd.DataFrame:
+    """The validated candles of ``span``, the warm-up of its rows' features, and the rows
+    before it whose outcome (``horizon`` candles later) was realized in it."""
     step = timeframe_ms(pair.timeframe)
-    reach = har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles
+    reach = har_windows(pair.timeframe)[2] + 2 * pair.features.warmup_candles + horizon
     stored = validated_table(pair.stream, settings).read(
         to_ms(span[0]) - reach * step, to_ms(span[1])
     )
@@ -120,19 +159,6 @@ def _sigmas(frame: pd.DataFrame, calibration: IntervalCalibration) -> np.ndarray
     """Each row's ex-ante sigma of the horizon's return, as the service scales intervals (the
     card's fitted sigma of the row's columns, the function evaluation scores)."""
     return np.asarray(calibration.sigma(frame[calibration.columns].to_numpy(np.float64)))
-
-
-def _multipliers(frame: pd.DataFrame, calibration: IntervalCalibration, level: str) -> Any:
-    """Each row's card multiplier at ``level``: its volatility bin's, with bins."""
-    if calibration.bin_column is None:
-        return calibration.multipliers[level]
-    from candlecast.evaluation.intervals import volatility_bins
-
-    bins = volatility_bins(
-        frame[calibration.bin_column].to_numpy(np.float64), calibration.bin_edges
-    )
-    per_bin = np.array([m[level] for m in calibration.bin_multipliers])
-    return per_bin[np.minimum(bins, len(per_bin) - 1)]
 
 
 def _rows_by_bin(
@@ -196,52 +222,81 @@ def _advance(
 
 def _realized(
     pair: PairConfig,
+    target: Target,
+    served: served_targets.ServedTarget | None,
+    candles: pd.DataFrame,
+    span: tuple[datetime, datetime],
+    settings: Settings,
+    min_forecasts: int,
+) -> TargetRealized:
+    step = timeframe_ms(pair.timeframe)
+    decided = _decided(pair, target, settings)
+    start, end = to_ms(span[0]), to_ms(span[1])
+    logged = read_forecasts(
+        pair.stream.key,
+        start - (target.horizon + 1) * step,
+        end + 1,
+        settings,
+        target_key=target.key,
+    )
+    logged = logged[
+        (logged["source"] == PLATFORM)
+        & (logged["target_ts"] > start)
+        & (logged["target_ts"] <= end)
+    ]
+    frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target)
+    joined = target_skill.join_outcomes(logged, target_skill.outcomes(frame, target, step))
+    rows = target_skill.as_served(joined, decided)
+    found = target_skill.skill(target, rows, min_forecasts)
+    current = history.as_of(decided, span[1])
+    newest = rows.iloc[-1] if len(rows) else None
+    return TargetRealized(
+        key=target.key,
+        # a champion trained before decisions were recorded: the served card says who it is
+        version=current.version if current else (served.card.version if served else None),
+        kind=current.kind if current else (served.card.kind if served else ""),
+        forecasts=found.forecasts,
+        metric=target.primary,
+        score=found.score,
+        persistence=found.persistence,
+        ratio=found.ratio,
+        coverage_90=found.coverage_90,
+        newest_forecast=None if newest is None else _in_units(target, newest.predicted, pair),
+        newest_realized=None if newest is None else _in_units(target, newest.realized, pair),
+        aci=tuple(_served_aci(pair, served, candles, span, settings)) if served else (),
+        state=found.state,
+        scores=found.scores,
+        directional_accuracy=found.directional_accuracy,
+        majority_rate=found.majority_rate,
+        by_version=target_skill.by_version(target, joined, min_forecasts),
+    )
+
+
+def _served_aci(
+    pair: PairConfig,
     served: served_targets.ServedTarget,
     candles: pd.DataFrame,
     span: tuple[datetime, datetime],
     settings: Settings,
-) -> TargetRealized:
+) -> list[aci.AciReport]:
+    """The served champion's interval state after the window's outcomes (none without
+    intervals): moved by its forecasts of the window's rows (see the module)."""
     target, card = served.target, served.card
+    if card.intervals is None:
+        return []
     frame = _window(pair, target, candles, span, card.features)
     if frame.empty:
-        return TargetRealized(
-            target.key, card.version, card.kind, 0, target.primary, None, None, None, None
-        )
+        return []
     x = frame[card.features].to_numpy(np.float32)
     predicted = np.asarray(served.session.run(None, {served.input_name: x})[0], np.float64)
-    predicted = predicted.reshape(-1)
-    y = frame["target"].to_numpy(np.float64)
-    if target.name == "volatility":
-        reference = np.maximum(frame[f"rv_{target.horizon}"].to_numpy(np.float64), VARIANCE_FLOOR)
-    else:
-        reference = np.zeros(len(y))
-    score, persistence = target.primary_score(y, predicted), target.primary_score(y, reference)
-    coverage, levels = None, []
-    if card.intervals is not None and "0.9" in card.intervals.multipliers:
-        half = _multipliers(frame, card.intervals, "0.9") * _sigmas(frame, card.intervals)
-        coverage = float(np.mean(np.abs(y - predicted) <= half))
-    if card.intervals is not None:
-        folder = pair.stream.target_dir(settings.paths.models, target.key)
-        levels = _advance(
-            pair, folder, target, card.intervals, card.version, frame, predicted, candles, span
-        )
-    return TargetRealized(
-        key=target.key,
-        version=card.version,
-        kind=card.kind,
-        forecasts=len(y),
-        metric=target.primary,
-        score=score,
-        persistence=persistence,
-        ratio=score / persistence if persistence > 0 else None,
-        coverage_90=coverage,
-        newest_forecast=_in_units(target, float(predicted[-1]), pair.timeframe),
-        newest_realized=_in_units(target, float(y[-1]), pair.timeframe),
-        aci=tuple(levels),
-    )
+    folder = pair.stream.target_dir(settings.paths.models, target.key)
+    return _advance(
+        pair, folder, target, card.intervals, card.version, frame, predicted.reshape(-1),
+        candles, span,
+    )  # fmt: skip
 
 
-def _in_units(target: Target, value: float, timeframe: str) -> float:
+def _in_units(target: Target, value: float, pair: PairConfig) -> float:
     """A forecast or outcome as users read it: annualized volatility, or the log return."""
-    answer = target.answer(value, 1.0, timeframe)
+    answer = target.answer(float(value), 1.0, pair.timeframe)
     return float(answer.get("annualized_volatility", value))

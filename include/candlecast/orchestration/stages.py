@@ -155,9 +155,12 @@ def materialize(pair: PairConfig, start: datetime, end: datetime) -> Materialize
     return written
 
 
-def score(pair: PairConfig, start: datetime | None, end: datetime | None = None) -> Scored | None:
+def score(
+    pair: PairConfig, start: datetime | None, end: datetime | None = None, main: bool = True
+) -> Scored | None:
     """The platform's forecasts of the stream's feature rows in ``[start, end)``, each by the
-    model in force for it, logged (:mod:`candlecast.monitoring.scoring`).
+    model in force for it, logged (:mod:`candlecast.monitoring.scoring`), for every configured
+    target (``main`` false: the other targets only).
 
     A transient failure (a locked or full forecast log, an unreadable row) is logged and returns
     None: the candles and the model go on, and the next run scores the rows again. A permanent
@@ -167,7 +170,7 @@ def score(pair: PairConfig, start: datetime | None, end: datetime | None = None)
     from candlecast.monitoring import scoring
 
     try:
-        return scoring.score(pair, start, end)
+        return scoring.score(pair, start, end, main=main)
     except PermanentError:
         raise
     except Exception:
@@ -242,6 +245,8 @@ def train_targets(pair: PairConfig, end: datetime) -> list[TargetChampion]:
     found = target_training.train_targets(pair, end)
     if found:
         _announce(pair)
+        # candles already materialized after the window are forecast by the new champions
+        score(pair, end - timeframe_delta(pair.timeframe), main=False)
     return found
 
 

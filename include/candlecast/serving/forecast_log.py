@@ -15,8 +15,15 @@ grow or the request wait. A failed flush (a full disk, an unwritable directory, 
 ``CANDLECAST_SERVICE_FORECAST_LOG_MAX_MB``) keeps its rows for the next tick, is counted and
 logged once, and is said on ``/health`` and ``/readyz`` (:meth:`ForecastLog.problem`).
 
-Monitoring reads the log with :func:`read_forecasts` and joins it with realized returns
-(:mod:`candlecast.monitoring.performance`).
+Each row says which (target, horizon) it forecasts (``target_key``, :data:`candlecast.
+targets.MAIN` for the next candle's return, all the service logs); the platform also logs its
+forecasts of every other configured target (:mod:`candlecast.monitoring.target_scoring`). A
+log written before that column existed gets it on first open, its rows read as the main
+target's.
+
+Monitoring reads the log with :func:`read_forecasts` (one target's rows, the main one unless
+told) and joins it with realized outcomes (:mod:`candlecast.monitoring.performance`,
+:mod:`candlecast.monitoring.targets`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import pandas as pd
 from candlecast.serving import metrics
 from candlecast.serving.options import ServiceOptions
 from candlecast.settings import Settings, get_settings, read_settings
+from candlecast.targets import MAIN
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +71,13 @@ COLUMNS = [
     "upper",
     "served_at",
     "source",
+    "target_key",
 ]
 #: Who made a logged forecast: the service answering a client, the platform forecasting
 #: every materialized candle itself with the model in force (:mod:`candlecast.monitoring.
 #: scoring`), or the same with a losing challenger in the shadow (issue 16).
 SERVICE, PLATFORM, SHADOW = "service", "platform", "shadow"
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS forecasts (
     stream TEXT NOT NULL,
     model_version TEXT NOT NULL,
@@ -78,16 +87,25 @@ CREATE TABLE IF NOT EXISTS forecasts (
     lower REAL,
     upper REAL,
     served_at INTEGER NOT NULL,
-    source TEXT NOT NULL DEFAULT 'service'
+    source TEXT NOT NULL DEFAULT 'service',
+    target_key TEXT NOT NULL DEFAULT '{MAIN}'
 );
 CREATE INDEX IF NOT EXISTS forecasts_stream_time ON forecasts (stream, feature_ts);
 """
-#: The platform forecasts each candle once per model version (a re-run adds nothing).
+#: The platform forecasts each candle once per target and model version (a re-run adds
+#: nothing).
 _PLATFORM_INDEX = """
-CREATE UNIQUE INDEX IF NOT EXISTS forecasts_platform_once
-ON forecasts (stream, model_version, feature_ts) WHERE source = 'platform';
-CREATE UNIQUE INDEX IF NOT EXISTS forecasts_shadow_once
-ON forecasts (stream, model_version, feature_ts) WHERE source = 'shadow';
+CREATE UNIQUE INDEX IF NOT EXISTS forecasts_platform_once_per_target
+ON forecasts (stream, target_key, model_version, feature_ts) WHERE source = 'platform';
+CREATE UNIQUE INDEX IF NOT EXISTS forecasts_shadow_once_per_target
+ON forecasts (stream, target_key, model_version, feature_ts) WHERE source = 'shadow';
+"""
+#: The indexes of a log from before ``target_key``: unique per version alone, they would drop
+#: a second target's row of the same version number. Dropped before the column is added, so
+#: a migration cut short is done again whole at the next open.
+_OLD_INDEXES = """
+DROP INDEX IF EXISTS forecasts_platform_once;
+DROP INDEX IF EXISTS forecasts_shadow_once;
 """
 _INSERT_HEAD = f"INSERT INTO forecasts ({', '.join(COLUMNS)}) VALUES "
 _INSERT = _INSERT_HEAD + f"({', '.join('?' * len(COLUMNS))})"
@@ -293,6 +311,7 @@ def _row(queued: tuple[float, Any, Any, Any, Any, Any, Any]) -> tuple[Any, ...]:
         upper,
         int(served * 1000),
         SERVICE,
+        MAIN,
     )
 
 
@@ -307,15 +326,18 @@ def _connect(path: Path, max_bytes: int | None = None, **options: Any) -> sqlite
     columns = {row[1] for row in db.execute("PRAGMA table_info(forecasts)")}
     if "source" not in columns:  # a log written before the platform forecast itself
         db.execute("ALTER TABLE forecasts ADD COLUMN source TEXT NOT NULL DEFAULT 'service'")
+    if "target_key" not in columns:  # a log written before other targets were logged
+        db.executescript(_OLD_INDEXES)
+        db.execute(f"ALTER TABLE forecasts ADD COLUMN target_key TEXT NOT NULL DEFAULT '{MAIN}'")
     db.executescript(_PLATFORM_INDEX)
     return db
 
 
 def write_platform(rows: pd.DataFrame, settings: Settings | None = None) -> int:
     """Log the platform's own forecasts (columns of :data:`COLUMNS`; ``source`` is
-    :data:`PLATFORM` unless given, or :data:`SHADOW`); a row already logged for the same
-    source, stream, model version and feature time is kept as it was. Returns how many rows
-    were new."""
+    :data:`PLATFORM` unless given, or :data:`SHADOW`; ``target_key`` :data:`MAIN` unless
+    given); a row already logged for the same source, stream, target, model version and
+    feature time is kept as it was. Returns how many rows were new."""
     if rows.empty:
         return 0
     values = [
@@ -329,6 +351,7 @@ def write_platform(rows: pd.DataFrame, settings: Settings | None = None) -> int:
             None if pd.isna(r.upper) else float(r.upper),
             int(r.served_at),
             str(getattr(r, "source", PLATFORM)),
+            str(getattr(r, "target_key", MAIN)),
         )
         for r in rows.itertuples(index=False)
     ]
@@ -381,17 +404,20 @@ def read_forecasts(
     end_ms: int | None = None,
     settings: Settings | None = None,
     path: Path | None = None,
+    target_key: str = MAIN,
 ) -> pd.DataFrame:
-    """Logged forecasts of a stream (key) with ``start_ms <= feature_ts < end_ms``, oldest
-    first, in :data:`COLUMNS`; empty when nothing was logged."""
+    """Logged forecasts of a stream (key) and target (the next candle's return unless told)
+    with ``start_ms <= feature_ts < end_ms``, oldest first, in :data:`COLUMNS`; empty when
+    nothing was logged."""
     path = path or log_path(settings)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in COLUMNS})
     query = (
         f"SELECT {', '.join(COLUMNS)} FROM forecasts "
-        "WHERE stream = ? AND feature_ts >= ? AND feature_ts < ?"
+        "WHERE stream = ? AND target_key = ? AND feature_ts >= ? AND feature_ts < ?"
     )
-    params = (stream, start_ms if start_ms is not None else -(2**62), end_ms or 2**62)
+    start = start_ms if start_ms is not None else -(2**62)
+    params = (stream, target_key, start, end_ms or 2**62)
     with _connect(path) as db:
         frame = pd.read_sql_query(query + " ORDER BY feature_ts, served_at", db, params=params)
     return frame.astype({c: _dtype(c) for c in COLUMNS})
@@ -407,6 +433,6 @@ def logged_streams(settings: Settings | None = None, path: Path | None = None) -
 
 
 def _dtype(column: str) -> str:
-    if column in ("stream", "model_version", "source"):
+    if column in ("stream", "model_version", "source", "target_key"):
         return "object"
     return "int64" if column.endswith("_ts") or column == "served_at" else "float64"

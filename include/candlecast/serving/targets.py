@@ -79,7 +79,7 @@ def load(
             continue
         resolved = str(folder.resolve())
         if resolved not in cache:
-            cache[resolved] = _session(target, Path(resolved))
+            cache[resolved] = load_version(target, Path(resolved))
         found.append(cache[resolved])
     return found
 
@@ -135,7 +135,14 @@ def _floats(row: pd.Series, names: list[str]) -> np.ndarray:
     return np.array([np.nan if row[n] is None else float(row[n]) for n in names], np.float64)
 
 
-def _session(target: Target, folder: Path) -> ServedTarget:
+def load_version(target: Target, folder: Path) -> ServedTarget:
+    """The target's exported version in ``folder`` (``v<version>``): its ONNX session, the
+    file checked against its recorded sha256, and its card.
+
+    Raises:
+        TamperedModelError: the ONNX file differs from its recorded sha256.
+        ValueError: card.json and the ONNX model's card disagree.
+    """
     recorded = folder / SHA256_FILE
     session = verified_session(
         folder / "model.onnx",

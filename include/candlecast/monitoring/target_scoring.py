@@ -1,0 +1,225 @@
+"""The platform forecasts every candle for every other configured target too, point in time.
+
+The next candle's return is scored by :mod:`candlecast.monitoring.scoring`; this module does
+the same for each other configured (target, horizon) of the stream (:func:`candlecast.
+targets.configured_targets`). Each feature row is forecast by the target's version in force
+for it: the decision with the latest data time at or before the row's close in the target's
+own decision history (:func:`candlecast.modeling.history.target_history_path`, written by
+target training), loaded from its exported folder ``v<version>`` with its sha256 checked
+(:func:`candlecast.serving.targets.load_version`, what the service loads). The rows are
+:func:`~candlecast.modeling.target_evaluation.target_frame`'s, the one feature function of
+training, evaluation and monitoring, kept before their label is known; a forecast made at a
+candle's close is for the close ``horizon`` candles later.
+
+Return targets log the card's nominal 90% interval (its calibrated multiplier, the row's
+volatility bin's where the card has bins, times the row's sigma): the online ACI state moves
+with later outcomes, so it is not what was known then.
+
+The rows come from the validated candles: a candles run validates, computes and materializes
+the same span before it scores, so these are the rows that were just materialized. A row's
+volatility features include an EWMA, so the warm-up read before the span is fixed
+(:func:`_warm_up`): the same span gives the same forecasts whenever it is scored. Each row is
+logged once per (stream, target, version, feature time, source).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from candlecast.config import PairConfig
+from candlecast.data.ingestion import validated_table
+from candlecast.data.quality import usable_candles
+from candlecast.features.engineering import compute_features
+from candlecast.modeling import history
+from candlecast.modeling.target_evaluation import target_frame
+from candlecast.serving import forecast_log
+from candlecast.serving.forecast_log import PLATFORM, SHADOW
+from candlecast.serving.targets import ServedTarget, load_version
+from candlecast.settings import Settings, get_settings
+from candlecast.targets import Target, configured_targets
+from candlecast.timeframes import timeframe_ms, to_ms, volatility_warmup_candles
+
+log = logging.getLogger(__name__)
+
+#: The interval level logged with return targets' forecasts (monitoring's coverage level).
+LEVEL = "0.9"
+
+
+@dataclass(frozen=True)
+class TargetScored:
+    """What one scoring pass did for one (target, horizon)."""
+
+    target_key: str
+    #: Feature rows in the span that had a version in force.
+    rows: int
+    #: Forecasts newly logged.
+    logged: int
+    #: Versions used, with how many rows each.
+    versions: dict[str, int]
+    #: Why nothing was scored, when nothing was.
+    reason: str = ""
+    #: Shadow versions used, with how many rows each (none while only champions are exported).
+    shadows: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Span:
+    begin: int  # the first candle's open (unix ms), inclusive
+    stop: int  # exclusive
+    step: int
+
+
+def score_targets(
+    pair: PairConfig,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    settings: Settings | None = None,
+) -> list[TargetScored]:
+    """Forecast every other configured target's rows of the candles opening in ``[start,
+    end)`` (default: from the first decision's data time to the newest validated candle) with
+    the version in force for each, and log them; one result per configured target.
+
+    Raises:
+        TamperedModelError: an exported model file differs from its recorded sha256.
+    """
+    settings = settings or get_settings()
+    targets = configured_targets(pair)
+    decided = {
+        t.key: history.read(
+            pair.stream, settings, history.target_history_path(pair.stream, t.key, settings)
+        )
+        for t in targets
+    }
+    live = [t for t in targets if decided[t.key]]
+    idle = [
+        TargetScored(t.key, 0, 0, {}, "no champion decision yet")
+        for t in targets
+        if not decided[t.key]
+    ]
+    if not live:
+        return idle
+    step = timeframe_ms(pair.timeframe)
+    first = to_ms(min(d.since for t in live for d in decided[t.key])) - step
+    table = validated_table(pair.stream, settings)
+    newest = table.last_key()
+    begin = max(to_ms(start) if start else first, first)
+    stop = to_ms(end) if end else (newest or 0) + 1
+    if newest is None or stop <= begin:
+        return idle + [TargetScored(t.key, 0, 0, {}, "no candles in the span") for t in live]
+    candles = usable_candles(pair, table.read(begin - _warm_up(pair) * step, stop))
+    if candles.empty:
+        return idle + [TargetScored(t.key, 0, 0, {}, "no candles in the span") for t in live]
+    ordered = candles.sort_values("ts", kind="stable").reset_index(drop=True)
+    features = compute_features(ordered, pair.timeframe, pair.stream.market_key)
+    span = _Span(begin, stop, step)
+    scored = [
+        _score_target(pair, t, decided[t.key], (ordered, features), span, settings) for t in live
+    ]
+    return idle + scored
+
+
+def _warm_up(pair: PairConfig) -> int:
+    """Candles read before the span: what a row's volatility features and features read."""
+    return volatility_warmup_candles(pair.timeframe) + pair.features.warmup_candles
+
+
+def _score_target(
+    pair: PairConfig,
+    target: Target,
+    decided: list[history.Decided],
+    candles: tuple[pd.DataFrame, pd.DataFrame],
+    span: _Span,
+    settings: Settings,
+) -> TargetScored:
+    """One target's rows of the span forecast by the versions in force, and logged."""
+    ordered, features = candles
+    frame = target_frame(
+        ordered, pair.timeframe, pair.stream.market_key, target, features, labelled=False
+    )
+    opened = frame["candle_ts"].to_numpy(np.int64)
+    frame = frame[(opened >= span.begin) & (opened < span.stop)].reset_index(drop=True)
+    closes = frame["candle_ts"].to_numpy(np.int64) + span.step
+    window = (span.begin + span.step, span.stop + span.step)
+    needed = history.versions_in_force(decided, *window)
+    shadows = history.shadows_in_force(decided, *window)
+    models = {v: _load(pair, target, v, settings) for v in sorted(needed | shadows)}
+    chosen = history.versions_at(decided, closes)
+    jobs = [(PLATFORM, v, chosen == v) for v in sorted(set(chosen) - {""})]
+    jobs += [(SHADOW, v, history.shadows_at(decided, closes, v)) for v in sorted(shadows)]
+    found: list[pd.DataFrame] = []
+    counts: dict[str, dict[str, int]] = {PLATFORM: {}, SHADOW: {}}
+    for source, version, mine in jobs:
+        model = models.get(version)
+        forecasts = None if model is None else _forecast(model, frame, mine, closes, span.step)
+        if forecasts is None:
+            continue
+        found.append(forecasts.assign(model_version=version, source=source))
+        counts[source][version] = len(forecasts)
+    if not found:
+        return TargetScored(target.key, 0, 0, {}, "no complete feature row had a model in force")
+    rows = pd.concat(found, ignore_index=True).assign(stream=pair.stream.key, target_key=target.key)
+    logged = forecast_log.write_platform(rows, settings)
+    log.info(
+        "%s %s: forecast %d candles (%s), %d newly logged",
+        pair.stream.label,
+        target.key,
+        sum(counts[PLATFORM].values()),
+        ", ".join(f"v{v}: {n}" for v, n in counts[PLATFORM].items()),
+        logged,
+    )
+    return TargetScored(
+        target.key, sum(counts[PLATFORM].values()), logged, counts[PLATFORM],
+        shadows=counts[SHADOW],
+    )  # fmt: skip
+
+
+def _load(
+    pair: PairConfig, target: Target, version: str, settings: Settings
+) -> ServedTarget | None:
+    """The target's exported ``version``, or None when it was never exported.
+
+    Raises:
+        TamperedModelError: its ONNX file differs from its recorded sha256.
+    """
+    folder = pair.stream.target_dir(settings.paths.models, target.key) / f"v{version}"
+    if not (folder / "model.onnx").exists():
+        log.warning("%s %s: v%s was never exported; its rows are not scored",
+                    pair.stream.label, target.key, version)  # fmt: skip
+        return None
+    return load_version(target, folder)
+
+
+def _forecast(
+    model: ServedTarget, frame: pd.DataFrame, mine: np.ndarray, closes: np.ndarray, step: int
+) -> pd.DataFrame | None:
+    """The version's forecasts of the complete rows picked by ``mine`` (None when none is),
+    as the service computes them from a row."""
+    card = model.card
+    x = frame[card.features].to_numpy(np.float64)
+    usable = mine & np.isfinite(x).all(axis=1)
+    if not usable.any():
+        return None
+    out = model.session.run(None, {model.input_name: x[usable].astype(np.float32)})[0]
+    predicted = np.asarray(out, dtype=np.float64).reshape(-1)
+    half = np.full(len(predicted), np.nan)
+    calibration = card.intervals
+    if calibration is not None and LEVEL in calibration.multipliers:
+        inputs = frame.loc[usable, calibration.inputs].to_numpy(np.float64)
+        half = calibration.row_multipliers(inputs, LEVEL) * np.asarray(calibration.sigma(inputs))
+    feature_ts = closes[usable]
+    return pd.DataFrame(
+        {
+            "feature_ts": feature_ts,
+            "target_ts": feature_ts + model.target.horizon * step,
+            "predicted": predicted,
+            "lower": predicted - half,
+            "upper": predicted + half,
+            "served_at": int(time.time() * 1000),
+        }
+    )
