@@ -1,13 +1,16 @@
 """What the platform's own forecasts cost a live sub-hourly candles run (issue 16 on issue 18's
 5m streams).
 
-    .venv/bin/python bench/bench_scoring.py [--candles 24] [--decisions 3]
+    .venv/bin/python bench/bench_scoring.py [--candles 24] [--decisions 3] [--targets default]
 
 ETH/BTC 5m from the bundled freqtrade file, in a fresh data directory: a first run trains and
 decides (LightGBM, next-candle return), then ``--decisions - 1`` more decisions a day apart,
-so the history holds several versions and shadows. Then, one candle at a time as a live
-5m stream's candles run does, the candle is materialized and ``scoring.score`` forecasts it
-with the champion and the shadow in force. Prints the median and worst CPU seconds (this
+so the history holds several versions and shadows. With ``--targets default`` the stream has
+the default targets (return at 1, 4 and 24 candles, volatility at 1 and 24) instead of the
+next-candle return alone, each other target with the champion its first training decided.
+Then, one candle at a time as a live 5m stream's candles run does, the candle is materialized
+and ``scoring.score`` forecasts it with the champion and the shadow in force, and every other
+target with its version in force. Prints the median and worst CPU seconds (this
 process's, so other load on the machine does not count) and wall seconds of the scoring step
 per candle, beside the 2.8 CPU-seconds a whole 5m candles run costs under the scheduler
 (issue 18's figure).
@@ -36,8 +39,8 @@ pairs:
       kinds: [lightgbm]
       train_days: 3
       min_train_rows: 300
-      targets: [{{target: return, horizons: [1]}}]
-"""
+{{targets}}"""
+MAIN_ONLY = "      targets: [{target: return, horizons: [1]}]\n"
 DAY0 = datetime(2018, 1, 24, tzinfo=UTC)
 STEP = timedelta(minutes=5)
 
@@ -46,9 +49,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--candles", type=int, default=24)
     parser.add_argument("--decisions", type=int, default=3)
+    parser.add_argument("--targets", choices=["main", "default"], default="main")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
-    (tmp / "pairs.yaml").write_text(PAIRS)
+    targets = MAIN_ONLY if args.targets == "main" else ""
+    (tmp / "pairs.yaml").write_text(PAIRS.replace("{targets}", targets))
     os.environ["CANDLECAST_HOME"] = str(tmp / "home")
     os.environ["CANDLECAST_PAIRS"] = str(tmp / "pairs.yaml")
 
@@ -76,9 +81,13 @@ def main() -> None:
         done = scoring.score(pair, start, start + STEP)
         cpu.append(time.process_time() - began_cpu)
         wall.append(time.perf_counter() - began)
-        logged += done.logged
-    print(f"ETH/BTC 5m, {len(decided)} decisions in the history, {args.candles} live candles")
-    print(f"forecasts logged: {logged} (champion and shadow per candle)")
+        logged += done.logged + sum(t.logged for t in done.targets)
+    others = len(done.targets)
+    print(
+        f"ETH/BTC 5m, {len(decided)} decisions in the history, {others} other targets, "
+        f"{args.candles} live candles"
+    )
+    print(f"forecasts logged: {logged} (champion and shadow per candle, and each other target)")
     print(
         f"scoring per candle: CPU {statistics.median(cpu):.3f} s median, {max(cpu):.3f} s "
         f"worst; wall {statistics.median(wall):.3f} s median"
