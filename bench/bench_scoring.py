@@ -12,8 +12,8 @@ Then, one candle at a time as a live 5m stream's candles run does, the candle is
 and ``scoring.score`` forecasts it with the champion and the shadow in force, and every other
 target with its version in force. Prints the median and worst CPU seconds (this
 process's, so other load on the machine does not count) and wall seconds of the scoring step
-per candle, beside the 2.8 CPU-seconds a whole 5m candles run costs under the scheduler
-(issue 18's figure).
+per candle, beside what a whole 5m candles run costs under the scheduler (:data:`RUN_CPU_S`,
+``bench/bench_streams.py --counts 10 --timeframes 5m``; issue 18 started from 2.8).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ pairs:
 {{targets}}"""
 MAIN_ONLY = "      targets: [{target: return, horizons: [1]}]\n"
 DAY0 = datetime(2018, 1, 24, tzinfo=UTC)
+#: CPU-seconds of a whole 5m candles run under the scheduler, all processes told, idle
+#: subtracted (bench_streams.py, N = 10 streams without decisions, so without scoring).
+RUN_CPU_S = 0.78
 STEP = timedelta(minutes=5)
 
 
@@ -92,7 +95,8 @@ def main() -> None:
         f"scoring per candle: CPU {statistics.median(cpu):.3f} s median, {max(cpu):.3f} s "
         f"worst; wall {statistics.median(wall):.3f} s median"
     )
-    print(f"share of a 5m candles run's 2.8 CPU-s: {statistics.median(cpu) / 2.8:.1%}")
+    share = statistics.median(cpu) / RUN_CPU_S
+    print(f"beside a 5m candles run's {RUN_CPU_S} CPU-s without scoring: +{share:.1%}")
 
 
 if __name__ == "__main__":
