@@ -138,7 +138,9 @@ class AirflowClient:
                 if exc.status == 401:
                     self.login()
                 else:
-                    log.warning("%s; retrying", exc)
+                    # INFO: a retry that succeeds is a healthy run (SQLite refuses a write
+                    # while another connection writes); the last failure is raised
+                    log.info("%s; retrying (%d of %d)", exc, attempt + 1, RETRIES)
                     time.sleep(2 * (attempt + 1))
         raise AssertionError("unreachable")
 
