@@ -241,7 +241,8 @@ def check_pair(
         coverage=tuple(
             (t.key, t.coverage_90, t.forecasts) for t in targets if t.coverage_90 is not None
         ),
-        shadows=tuple(s.evidence() for s in served.shadows),
+        shadows=tuple(s.evidence() for s in served.shadows)
+        + tuple(s.evidence() for t in targets for s in t.shadows),
     )
     # the cooldown counts in data time: a backfill of any length gets one request per cooldown
     last_request = store.last_retrain_request(stream.key, until=as_of)
