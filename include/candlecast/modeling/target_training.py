@@ -185,11 +185,7 @@ def train_target(
     champion = _export(
         pair, target, models[verdict.champion], verdict.champion, fit, verdict.reason
     )
-    loser = _best_loser(target, verdict.champion, y[holdout], predicted)
-    challenger = None
-    if loser is not None:
-        why = f"challenger in the shadow, not served: {loser} lost the gate ({verdict.reason})"
-        challenger = _export(pair, target, models[loser], loser, fit, why)
+    challenger = _shadow(pair, target, models, verdict, fit)
     return target_export.register(
         pair, target, champion, challenger, (y[holdout], predicted), signature, settings
     )
@@ -207,6 +203,24 @@ class _Fit:
     predicted: dict[str, np.ndarray]
     data_version: str
     end: datetime
+
+
+def _shadow(
+    pair: PairConfig, target: Target, models: dict[str, Any], verdict: Any, fit: _Fit
+) -> target_export.Exported | None:
+    """The best losing learned kind exported for the shadow, or None: none lost, or its
+    export failed parity (logged; the champion is served either way, as for the main
+    target's shadow)."""
+    holdout = fit.split[1]
+    loser = _best_loser(target, verdict.champion, fit.y[holdout], fit.predicted)
+    if loser is None:
+        return None
+    why = f"challenger in the shadow, not served: {loser} lost the gate ({verdict.reason})"
+    try:
+        return _export(pair, target, models[loser], loser, fit, why)
+    except ParityError as exc:
+        log.warning("%s %s: no shadow challenger: %s", pair.stream.label, target.key, exc)
+        return None
 
 
 def _best_loser(
