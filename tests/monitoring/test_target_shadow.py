@@ -237,6 +237,28 @@ def test_the_check_shows_each_target_s_shadows_judged_as_served(world, tmp_path)
         assert found["state"] == "judged" and found["beats_champion"] is False
         assert found["metric"] == get_target(*_parts(key)).primary
     assert "shadow challenger" not in result.decision.reason
+    # the metrics table keeps them per target, and the exporter says them
+    from candlecast.monitoring.exporter import MonitoringCollector
+
+    details = store.target_details(result.check_id)
+    stored = {(r.target, r.version): r for r in details.target_shadows}
+    exported = {
+        (family.name.removeprefix("candlecast_monitor_target_shadow_"), *s.labels.values()): s.value
+        for family in MonitoringCollector(store).collect()
+        if family.name.startswith("candlecast_monitor_target_shadow_")
+        for s in family.samples
+    }
+    for key, (_, second) in results.items():
+        found = {s["version"]: s for s in body[key]["shadows"]}[second.challenger]
+        row = stored[(key, second.challenger)]
+        assert (row.champions, row.forecasts, row.judged, row.beats) == (
+            second.version, found["forecasts"], True, False,
+        )  # fmt: skip
+        assert row.vs_champion == pytest.approx(found["rmse_vs_champion"])
+        labels = (pair.stream.key, key, second.challenger, second.version, found["metric"])
+        assert exported[("beats_champion", *labels)] == 0.0
+        assert exported[("vs_champion", *labels)] == pytest.approx(found["rmse_vs_champion"])
+        assert exported[("forecasts", *labels)] == found["forecasts"]
 
 
 def test_candlecast_monitor_says_each_target_s_shadow_against_its_champion(

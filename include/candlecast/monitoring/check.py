@@ -315,7 +315,9 @@ def _details(result: CheckResult) -> TargetDetails:
         if t.newest_forecast is not None and t.newest_realized is not None
     ]
     versions = [row for t in result.targets for row in _version_rows(t)]
-    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows], versions)
+    shadows = [s.stored() for s in result.shadows]
+    targets = [s.stored_for_target() for t in result.targets for s in t.shadows]
+    return TargetDetails(newest, list(result.aci), shadows, versions, targets)
 
 
 def _version_rows(found: TargetRealized) -> list[TargetVersionRow]:

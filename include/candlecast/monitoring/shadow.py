@@ -31,7 +31,7 @@ from candlecast.modeling.gate import Comparison, Policy
 from candlecast.modeling.history import Decided, shadows_at
 from candlecast.monitoring.decisions import ShadowEvidence
 from candlecast.monitoring.performance import join_realized, realized_performance
-from candlecast.monitoring.store import ShadowRow
+from candlecast.monitoring.store import ShadowRow, TargetShadowRow
 from candlecast.targets import Target
 
 #: The gate's comparisons of a shadow's forecasts with the champion's on the same realized
@@ -81,6 +81,23 @@ class ShadowSkill:
             rmse_ratio=_finite(self.rmse_ratio),
             champion_rmse_ratio=_finite(self.champion_rmse_ratio),
             rmse_vs_champion=_finite(evidence.rmse_vs_champion),
+            p_value=_finite(evidence.p_value),
+            judged=self.judged,
+            beats=self.beats,
+        )
+
+    def stored_for_target(self) -> TargetShadowRow:
+        """The row the metrics table keeps of another target's shadow."""
+        evidence = self.evidence()
+        return TargetShadowRow(
+            target=self.target,
+            version=self.version,
+            champions="/".join(self.champions),
+            forecasts=self.forecasts,
+            metric=self.metric,
+            ratio=_finite(self.rmse_ratio),
+            champion_ratio=_finite(self.champion_rmse_ratio),
+            vs_champion=_finite(evidence.rmse_vs_champion),
             p_value=_finite(evidence.p_value),
             judged=self.judged,
             beats=self.beats,
