@@ -119,11 +119,18 @@ def test_the_service_answers_what_mlflow_calls_champion(world):
 def test_a_rerun_of_the_same_window_reuses_the_run_and_version(world):
     settings, pair, found = world
     again = target_training.train_targets(pair, END, settings)
-    assert [(f.target_key, f.version) for f in again] == [(f.target_key, f.version) for f in found]
+
+    def outcome(results):
+        return [(f.target_key, f.version, f.challenger) for f in results]
+
+    assert outcome(again) == outcome(found)
     assert all(f.reused for f in again)
     registry.configure(settings)
-    name = pair.stream.target_model("volatility_h24")
-    assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
+    for champion in found:
+        name = pair.stream.target_model(champion.target_key)
+        # the champion, and the gate's losing learned kind when one lost (the shadow's)
+        count = 2 if champion.challenger else 1
+        assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == count
 
 
 def test_each_target_decision_is_recorded_in_its_own_history_once(world):
@@ -141,7 +148,9 @@ def test_each_target_decision_is_recorded_in_its_own_history_once(world):
             END, champion.version, champion.kind,
         )  # fmt: skip
         assert decided.how == "gate" and decided.changed and decided.window_end == END
-        assert decided.window_start < END and decided.challengers == ()  # losers not exported
+        assert decided.window_start < END
+        # the losing learned kind, forecast in the shadow (tests/monitoring/test_target_shadow)
+        assert decided.challengers == ((champion.challenger,) if champion.challenger else ())
     assert history.read(pair.stream, settings) == []  # the main history is untouched
 
 

@@ -51,10 +51,15 @@ def world(tmp_path_factory, btc_candles):
         env.setenv("CANDLECAST_SERVICE_URL", "http://127.0.0.1:9")  # no service to tell
         second = stages.train_targets(pair, SECOND)
     versions = {a.target_key: (a.version, b.version) for a, b in zip(first, second, strict=True)}
-    logged = {
-        key: read_forecasts(pair.stream.key, settings=settings, target_key=key) for key in versions
-    }
+    logged = {key: _platform(pair, settings, key) for key in versions}
     return settings, pair, versions, logged
+
+
+def _platform(pair, settings, key, start=None, end=None):
+    """The target's rows the platform forecast with the version in force (its shadow
+    challengers' rows, source ``shadow``, are :mod:`tests.monitoring.test_target_shadow`'s)."""
+    logged = read_forecasts(pair.stream.key, start, end, settings, target_key=key)
+    return logged[logged["source"] == PLATFORM].reset_index(drop=True)
 
 
 def test_the_train_task_forecasts_the_candles_after_its_window_with_the_new_champion(world):
@@ -75,8 +80,8 @@ def test_each_row_is_forecast_by_the_target_version_in_force_at_its_close(world)
     found = {s.target_key: s for s in scored}
     assert set(found) == set(versions)
     for key, (old, new) in versions.items():
-        logged = read_forecasts(pair.stream.key, settings=settings, target_key=key)
-        assert set(logged["source"]) == {PLATFORM} and len(logged) == found[key].rows
+        logged = _platform(pair, settings, key)
+        assert len(logged) == found[key].rows
         closes = logged["feature_ts"].to_numpy()
         # nothing before the first decision; every hourly close from it on, once
         expected = np.arange(_ms(FIRST), _ms(LAST) + 1, HOUR_MS)
@@ -108,13 +113,11 @@ def test_the_logged_forecast_is_what_the_version_answers_for_the_row(world):
     row = frame[frame["candle_ts"] + HOUR_MS == _ms(SECOND) - HOUR_MS]
     x = row[model.card.features].to_numpy(np.float32)
     want = float(np.asarray(model.session.run(None, {model.input_name: x})[0]).reshape(-1)[0])
-    logged = read_forecasts(
-        pair.stream.key, _ms(SECOND) - HOUR_MS, _ms(SECOND), settings, target_key="volatility_h24"
-    )
+    logged = _platform(pair, settings, "volatility_h24", _ms(SECOND) - HOUR_MS, _ms(SECOND))
     assert logged["model_version"].tolist() == [old]
     assert logged["predicted"].iloc[0] == pytest.approx(want, rel=1e-5)
     # return targets carry the card's nominal 90% interval; volatility none
-    returns = read_forecasts(pair.stream.key, settings=settings, target_key="return_h4")
+    returns = _platform(pair, settings, "return_h4")
     assert (returns["lower"] < returns["predicted"]).all()
     assert (returns["predicted"] < returns["upper"]).all() and logged["lower"].isna().all()
 
@@ -166,7 +169,7 @@ def test_the_check_reports_each_target_s_realized_skill_from_the_log(world, tmp_
         target = get_target(name, int(horizon))
         found = body[key]
         assert (found["version"], found["state"]) == (new, "judged")
-        logged = read_forecasts(pair.stream.key, settings=settings, target_key=key)
+        logged = _platform(pair, settings, key)
         realized = logged[(logged["target_ts"] > start) & (logged["target_ts"] <= _ms(LAST))]
         frame = target_frame(candles, "1h", pair.stream.market_key, target)
         labels = dict(zip(frame["candle_ts"] + HOUR_MS, frame["target"], strict=True))

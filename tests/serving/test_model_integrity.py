@@ -127,7 +127,7 @@ def test_a_served_target_model_with_an_edited_constant_is_refused(tmp_path):
     """A (target, horizon) champion carries its card inside the ONNX file, so its hash is
     recorded beside it at export; a file changed after that is refused on load."""
     from candlecast.modeling.card import ModelCard
-    from candlecast.modeling.target_training import _serve_copy
+    from candlecast.modeling.target_export import serve_copy
     from candlecast.serving import targets as served_targets
     from candlecast.settings import Settings
     from tests.helpers import btc_pair
@@ -142,7 +142,7 @@ def test_a_served_target_model_with_an_edited_constant_is_refused(tmp_path):
         scores={}, baseline="zero", baseline_scores={}, decision="test",
     )  # fmt: skip
     folder = pair.stream.target_dir(settings.paths.models, target.key)
-    served = _serve_copy(folder, card, onnx.load_from_string(graph(0.0)))
+    served = serve_copy(folder, card, onnx.load_from_string(graph(0.0)))
     assert [s.target.key for s in served_targets.load(pair, settings, {})] == [target.key]
 
     tampered = card.embed(onnx.load_from_string(graph(0.05))).SerializeToString()

@@ -125,6 +125,12 @@ def _target_lines(targets: list[dict]) -> list[str]:
             f"{_figure(f['ratio'])} ({f['state']})"
             for version, f in t["by_version"].items()
         ]
+        lines += [
+            f"    shadow v{s['version']} vs v{'/v'.join(s['champions'])}: {s['forecasts']} "
+            f"realized, {s['metric']} {_figure(s['rmse_vs_champion'])}x the champion's "
+            f"(p={_figure(s['p_value'])}, {'beats it' if s['beats_champion'] else s['state']})"
+            for s in t["shadows"]
+        ]
     return lines
 
 

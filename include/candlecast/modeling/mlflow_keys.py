@@ -94,6 +94,8 @@ TARGET_KEY = "target.key"
 TARGETS_SIGNATURE = "targets.signature"
 #: Set last on a target's run: its registered version (marks the run complete, for reuse).
 TARGET_VERSION = "target.version"
+#: The losing learned challenger a target's run exported for the shadow (its version).
+TARGET_CHALLENGER_VERSION = "target.challenger_version"
 
 # -- evaluation and monitoring runs --------------------------------------------------------------
 SOURCE = "source"

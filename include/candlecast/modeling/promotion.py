@@ -21,7 +21,7 @@ import pandas as pd
 
 from candlecast.config import PairConfig
 from candlecast.errors import ParityError
-from candlecast.evaluation import metrics
+from candlecast.evaluation import metrics, significance
 from candlecast.evaluation.significance import Loss, windowed_loss_test
 from candlecast.modeling import history, registry
 from candlecast.modeling import mlflow_keys as keys
@@ -33,6 +33,7 @@ from candlecast.modeling.kinds import BASELINE, get_kind
 from candlecast.modeling.version_card import run_card, version_card
 from candlecast.names import Stream
 from candlecast.settings import Settings, get_settings
+from candlecast.targets import Target
 from candlecast.timeframes import timeframe_ms
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,31 @@ def compare(
         score, other = (_metric(metric, e) for e in (errors, opponent))
         found.append(Comparison(metric, score, other, test.p_value, len(errors)))
     return tuple(found)
+
+
+def compare_target(
+    target: Target, y: np.ndarray, forecast: np.ndarray, opponent: np.ndarray
+) -> Comparison:
+    """A forecast of ``target`` against an opponent's on the same rows ``y``, by the target
+    gate's rule: the primary scores, and the one-sided Diebold-Mariano test on the per-row
+    primary loss (its long-run variance over ``horizon - 1`` lags: the rows' outcomes overlap).
+
+    Raises:
+        ValueError: fewer than 2 rows, or shapes differ.
+    """
+    test = significance.diebold_mariano_losses(
+        target.loss(y, forecast),
+        target.loss(y, opponent),
+        horizon=min(target.horizon, len(y) - 1),
+        name=target.primary,
+    )
+    return Comparison(
+        target.primary,
+        target.primary_score(y, forecast),
+        target.primary_score(y, opponent),
+        test.p_value,
+        len(y),
+    )
 
 
 def _metric(metric: str, errors: np.ndarray) -> float:

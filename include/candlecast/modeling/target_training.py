@@ -13,14 +13,13 @@ For each target at each horizon, on the training window ending at ``end``:
    it significantly (one-sided Diebold-Mariano on the primary loss) and by the margin;
 4. the champion is refitted on the whole window, exported to ONNX (its output in the
    target's units), checked for parity against the native forecast, and registered in the
-   target's own registered model with its :class:`~.card.ModelCard` in the ONNX metadata and
-   as the run's ``card.json``; only then does ``champion`` move, and the served copy under
-   ``<models>/<stream>/targets/<target key>/champion`` is replaced in one rename;
+   target's own registered model with its :class:`~.card.ModelCard` (:mod:`.target_export`);
+   so is the best learned kind that lost the gate, if any, as the ``challenger`` the platform
+   forecasts in the shadow (its own card says it lost and why; it never serves);
 5. the decision is appended to the target's decision history (:func:`.history.
-   target_history_path`), in force from ``end`` (data time), so the platform forecasts each
-   candle with the version that was champion then (:mod:`candlecast.monitoring.
-   target_scoring`). Only the champion is exported, so no losing challenger is recorded for
-   the shadow.
+   target_history_path`), in force from ``end`` (data time), naming that challenger, so the
+   platform forecasts each candle with the version that was champion then and with its
+   challenger (:mod:`candlecast.monitoring.target_scoring`).
 
 Return targets get interval calibration on the holdout: normalized conformal multipliers per
 configured level, sigma the forecast of the horizon's volatility fitted on the
@@ -37,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,22 +49,22 @@ from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
 from candlecast.errors import ConfigError, NotEnoughHistoryError, ParityError
-from candlecast.evaluation import interval_sigma, significance
+from candlecast.evaluation import interval_sigma
 from candlecast.evaluation import intervals as iv
 from candlecast.features.engineering import compute_features
-from candlecast.modeling import history, registry
 from candlecast.modeling import mlflow_keys as keys
+from candlecast.modeling import registry, target_export
 from candlecast.modeling.card import (
-    ARTIFACT,
-    SHA256_FILE,
     IntervalCalibration,
     ModelCard,
     identity,
 )
 from candlecast.modeling.evaluate import aligned_inputs
-from candlecast.modeling.gate import Comparison, Policy, decide_target
+from candlecast.modeling.gate import Policy, decide_target
 from candlecast.modeling.kinds import get_kind, kind_names
+from candlecast.modeling.promotion import compare_target
 from candlecast.modeling.target_evaluation import LEVELS, REALIZED_VARIANCE, target_frame
+from candlecast.modeling.target_export import TargetChampion
 from candlecast.modeling.targeted import TargetModel
 from candlecast.settings import Settings, get_settings
 from candlecast.targets import MAIN, Target, configured_targets, get_target
@@ -83,21 +81,6 @@ log = logging.getLogger(__name__)
 INTERVALS = "intervals.json"
 #: ONNX and native forecasts must agree this closely (relative, float32 inputs).
 RELATIVE_TOLERANCE = 1e-4
-
-
-@dataclass(frozen=True)
-class TargetChampion:
-    """The outcome for one (target, horizon): who serves it and where."""
-
-    target_key: str
-    kind: str
-    version: str
-    learned: bool
-    reason: str
-    path: str
-    reused: bool = False
-    #: Not trained this time: too little history for its features (``reason`` says how much).
-    skipped: bool = False
 
 
 def train_targets(
@@ -179,7 +162,7 @@ def train_target(
     names = [*target.baselines, *_learned(pair, target)]
     data_version = _version(candles)
     signature = _signature(pair, target, end, names, data_version)
-    reused = _reuse(pair, target, signature, settings)
+    reused = target_export.reuse(pair, target, signature, settings)
     if reused is not None:
         return reused
     models = {name: _maker(pair, target, name) for name in names}
@@ -198,42 +181,97 @@ def train_target(
         model.fit(inputs[name][train], y[train])
         fitted[name], predicted[name] = model, model.predict(inputs[name][holdout])
     verdict = _decide(pair, target, y[holdout], predicted)
-    champion = models[verdict.champion]()
-    champion.fit(inputs[verdict.champion], y)  # the served fit: the whole window
-    times = frame["event_timestamp"].iloc[positions]
+    fit = _Fit(frame, positions, (train, holdout), inputs, y, predicted, data_version, end)
+    champion = _export(
+        pair, target, models[verdict.champion], verdict.champion, fit, verdict.reason
+    )
+    challenger = _shadow(pair, target, models, verdict, fit)
+    return target_export.register(
+        pair, target, champion, challenger, (y[holdout], predicted), signature, settings
+    )
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One target's window as the gate saw it: rows, split, inputs and holdout forecasts."""
+
+    frame: pd.DataFrame
+    positions: np.ndarray
+    split: tuple[np.ndarray, np.ndarray]
+    inputs: dict[str, np.ndarray]
+    y: np.ndarray
+    predicted: dict[str, np.ndarray]
+    data_version: str
+    end: datetime
+
+
+def _shadow(
+    pair: PairConfig, target: Target, models: dict[str, Any], verdict: Any, fit: _Fit
+) -> target_export.Exported | None:
+    """The best losing learned kind exported for the shadow, or None: none lost, or its
+    export failed parity (logged; the champion is served either way, as for the main
+    target's shadow)."""
+    holdout = fit.split[1]
+    loser = _best_loser(target, verdict.champion, fit.y[holdout], fit.predicted)
+    if loser is None:
+        return None
+    why = f"challenger in the shadow, not served: {loser} lost the gate ({verdict.reason})"
+    try:
+        return _export(pair, target, models[loser], loser, fit, why)
+    except ParityError as exc:
+        log.warning("%s %s: no shadow challenger: %s", pair.stream.label, target.key, exc)
+        return None
+
+
+def _best_loser(
+    target: Target, champion: str, y: np.ndarray, predicted: dict[str, np.ndarray]
+) -> str | None:
+    """The learned kind with the best holdout score among those the gate did not serve (one
+    per target keeps the cost of exporting and forecasting them bounded); None when none."""
+    losers = [name for name in predicted if name not in target.baselines and name != champion]
+    return min(losers, key=lambda name: target.primary_score(y, predicted[name]), default=None)
+
+
+def _export(
+    pair: PairConfig, target: Target, make: Any, kind: str, fit: _Fit, decision: str
+) -> target_export.Exported:
+    """``kind`` refitted on the whole window, its card and its parity-checked ONNX model.
+
+    Raises:
+        ParityError: the ONNX export disagrees with the native forecasts.
+    """
+    stream = pair.stream
+    train, holdout = fit.split
+    model = make()
+    model.fit(fit.inputs[kind], fit.y)  # the served fit: the whole window
+    times = fit.frame["event_timestamp"].iloc[fit.positions]
+    y, predicted = fit.y[holdout], fit.predicted
+    baseline = _best_baseline(target, y, predicted)
     card = ModelCard(
         **identity(stream, target, stream.target_model(target.key)),
-        kind=verdict.champion,
-        kind_params=champion.kind.params.model_dump(mode="json"),
-        features=list(champion.spec.features),
-        window=champion.window,
-        correction=champion.correction,
+        kind=kind,
+        kind_params=model.kind.params.model_dump(mode="json"),
+        features=list(model.spec.features),
+        window=model.window,
+        correction=model.correction,
         train_start=times.iloc[int(train[0])].isoformat(),
         train_end=times.iloc[int(train[-1])].isoformat(),
         holdout_start=times.iloc[int(holdout[0])].isoformat(),
         holdout_end=times.iloc[int(holdout[-1])].isoformat(),
-        interval_end=end.isoformat(),
-        data_version=data_version,
-        scores=target.scores(y[holdout], predicted[verdict.champion]),
-        baseline=_best_baseline(target, y[holdout], predicted),
-        baseline_scores=target.scores(
-            y[holdout], predicted[_best_baseline(target, y[holdout], predicted)]
-        ),
-        decision=verdict.reason,
-        note=None if verdict.learned else get_kind(verdict.champion, target.name).serving_note,
+        interval_end=fit.end.isoformat(),
+        data_version=fit.data_version,
+        scores=target.scores(y, predicted[kind]),
+        baseline=baseline,
+        baseline_scores=target.scores(y, predicted[baseline]),
+        decision=decision,
+        note=None if kind not in target.baselines else get_kind(kind, target.name).serving_note,
         intervals=_calibration(
-            target,
-            pair.timeframe,
-            frame,
-            positions,
-            (train, holdout),
-            y,
-            predicted[verdict.champion],
+            target, pair.timeframe, fit.frame, fit.positions, fit.split, fit.y, predicted[kind]
         ),
     )
-    onnx_model = champion.to_onnx()
-    _check_parity(onnx_model, champion, inputs[verdict.champion][holdout], target)
-    return _register(pair, target, card, onnx_model, predicted, y[holdout], signature, settings)
+    onnx_model = model.to_onnx()
+    _check_parity(onnx_model, model, fit.inputs[kind][holdout], target)
+    return target_export.Exported(card, onnx_model)
 
 
 def _candles(pair: PairConfig, end: datetime, settings: Settings) -> pd.DataFrame:
@@ -287,20 +325,11 @@ def _decide(
     scores = {name: target.primary_score(y, forecast) for name, forecast in predicted.items()}
     baselines = {name: scores[name] for name in target.baselines}
     best = min(baselines, key=lambda name: baselines[name])
-    reference = target.loss(y, predicted[best])
-    challengers = {}
-    for name in predicted:
-        if name in target.baselines:
-            continue
-        test = significance.diebold_mariano_losses(
-            target.loss(y, predicted[name]),
-            reference,
-            horizon=min(target.horizon, len(y) - 1),
-            name=target.primary,
-        )
-        challengers[name] = Comparison(
-            target.primary, scores[name], baselines[best], test.p_value, len(y)
-        )
+    challengers = {
+        name: compare_target(target, y, forecast, predicted[best])
+        for name, forecast in predicted.items()
+        if name not in target.baselines
+    }
     policy = Policy(alpha=gate.alpha, min_margin=gate.min_margin)
     return decide_target(baselines, challengers, policy)
 
@@ -387,118 +416,3 @@ def _signature(
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:24]
-
-
-def _reuse(
-    pair: PairConfig, target: Target, signature: str, settings: Settings
-) -> TargetChampion | None:
-    client = registry.client()
-    runs = client.search_runs(
-        [registry.experiment_id(pair.stream, settings)],
-        filter_string=f"tags.`{keys.TARGETS_SIGNATURE}` = '{signature}' and "
-        f"tags.`{keys.TARGET_VERSION}` != ''",
-        max_results=1,
-    )
-    if not runs:
-        return None
-    run = runs[0]
-    card = ModelCard.model_validate_json(
-        Path(client.download_artifacts(run.info.run_id, ARTIFACT, tempfile.mkdtemp())).read_text()
-    )
-    folder = pair.stream.target_dir(settings.paths.models, target.key) / "champion"
-    record_decision(pair, target, card, settings)  # a history begun after this version
-    return TargetChampion(
-        target.key, card.kind, str(card.version), card.kind not in target.baselines,
-        card.decision, str(folder), reused=True,
-    )  # fmt: skip
-
-
-def record_decision(pair: PairConfig, target: Target, card: ModelCard, settings: Settings) -> None:
-    """Append the gate's decision for ``card`` (its version serves from the end of its
-    training window on) to the target's history, unless that decision is there already (a
-    re-run of the same window)."""
-    path = history.target_history_path(pair.stream, target.key, settings)
-    since = datetime.fromisoformat(card.interval_end or card.holdout_end)
-    decided = history.read(pair.stream, settings, path)
-    if any(d.version == card.version and d.since == since for d in decided):
-        return
-    changed = not decided or decided[-1].version != card.version
-    start = datetime.fromisoformat(card.train_start)
-    history.record_now(
-        pair.stream, since, str(card.version), card.kind, (start, since), "gate", changed,
-        settings, path=path,
-    )  # fmt: skip
-
-
-def _register(
-    pair: PairConfig,
-    target: Target,
-    card: ModelCard,
-    onnx_model: Any,
-    predicted: dict[str, np.ndarray],
-    y: np.ndarray,
-    signature: str,
-    settings: Settings,
-) -> TargetChampion:
-    """Log the run (every kind's holdout scores, the card, the ONNX model), register the
-    version, write the served copy, then move ``champion``."""
-    stream = pair.stream
-    name = stream.target_model(target.key)
-    with registry.start_run(
-        experiment_id=registry.experiment_id(stream, settings),
-        run_name=f"{target.key}-{card.holdout_end[:16].replace(':', '')}",
-        tags={
-            **stream.run_tags,
-            keys.RUN_ROLE: "target",
-            keys.TARGET: target.name,
-            keys.HORIZON: str(target.horizon),
-            keys.TARGET_KEY: target.key,
-            keys.TARGETS_SIGNATURE: signature,
-            keys.KIND: card.kind,
-            keys.GATE_DECISION: card.decision[:5000],
-        },
-    ) as run:
-        for kind, forecast in predicted.items():
-            scores = target.scores(y, forecast)
-            registry.log_metrics({f"{kind}.{k}": v for k, v in scores.items()})
-            reference = target.loss(y, predicted[card.baseline]).mean()
-            registry.log_metric(
-                f"{kind}.{target.primary}_ratio", float(target.loss(y, forecast).mean() / reference)
-            )
-        info = registry.log_onnx_model(card.embed(onnx_model), name=keys.MODEL_NAME)
-        version = registry.register_model(info.model_uri, name, tags={keys.KIND: card.kind})
-        final = card.with_version(str(version.version), run.info.run_id)
-        registry.log_text(final.model_dump_json(indent=2), ARTIFACT)
-        path = _serve_copy(stream.target_dir(settings.paths.models, target.key), final, onnx_model)
-        client = registry.client()
-        client.set_model_version_tag(
-            name, version.version, keys.CHAMPION_REASON, card.decision[:5000]
-        )
-        client.update_model_version(name, version.version, description=card.decision[:5000])
-        client.set_registered_model_alias(name, registry.CHAMPION, version.version)
-        registry.set_tag(keys.TARGET_VERSION, str(version.version))  # marks the run complete
-    record_decision(pair, target, final, settings)
-    log.info(
-        "%s %s: %s v%s (%s)", stream.label, target.key, card.kind, version.version, card.decision
-    )
-    return TargetChampion(
-        target.key, card.kind, str(version.version), card.kind not in target.baselines,
-        card.decision, str(path),
-    )  # fmt: skip
-
-
-def _serve_copy(folder: Path, card: ModelCard, onnx_model: Any) -> Path:
-    """``<folder>/v<version>`` with model.onnx and card.json, and ``<folder>/champion`` a link
-    to it, switched in one rename (a reader sees the old or the new version, never half)."""
-    version_dir = folder / f"v{card.version}"
-    version_dir.mkdir(parents=True, exist_ok=True)
-    payload = card.embed(onnx_model).SerializeToString()
-    (version_dir / "model.onnx").write_bytes(payload)
-    # the card is inside the ONNX file, so its hash is recorded beside it (checked on load)
-    (version_dir / SHA256_FILE).write_text(hashlib.sha256(payload).hexdigest() + "\n")
-    (version_dir / ARTIFACT).write_text(card.model_dump_json(indent=2))
-    link = folder / ".champion.tmp"
-    link.unlink(missing_ok=True)
-    link.symlink_to(version_dir.name)
-    link.replace(folder / "champion")
-    return folder / "champion"

@@ -241,7 +241,8 @@ def check_pair(
         coverage=tuple(
             (t.key, t.coverage_90, t.forecasts) for t in targets if t.coverage_90 is not None
         ),
-        shadows=tuple(s.evidence() for s in served.shadows),
+        shadows=tuple(s.evidence() for s in served.shadows)
+        + tuple(s.evidence() for t in targets for s in t.shadows),
     )
     # the cooldown counts in data time: a backfill of any length gets one request per cooldown
     last_request = store.last_retrain_request(stream.key, until=as_of)
@@ -314,7 +315,9 @@ def _details(result: CheckResult) -> TargetDetails:
         if t.newest_forecast is not None and t.newest_realized is not None
     ]
     versions = [row for t in result.targets for row in _version_rows(t)]
-    return TargetDetails(newest, list(result.aci), [s.stored() for s in result.shadows], versions)
+    shadows = [s.stored() for s in result.shadows]
+    targets = [s.stored_for_target() for t in result.targets for s in t.shadows]
+    return TargetDetails(newest, list(result.aci), shadows, versions, targets)
 
 
 def _version_rows(found: TargetRealized) -> list[TargetVersionRow]:

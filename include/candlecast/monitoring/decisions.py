@@ -6,8 +6,9 @@ wanted when any trigger fires (a drifted share of input features at or above
 above ``max_rmse_ratio`` times persistence's over at least ``min_forecasts`` forecasts, the
 realized 90% interval coverage of any (target, horizon) below ``min_coverage`` over at least
 ``min_forecasts`` forecasts, a shadow challenger beating the champion on at least
-``min_forecasts`` realized forecasts by the gate's significance rules), and requested only when
-no drift-triggered request was made within the cooldown.
+``min_forecasts`` realized forecasts by the gate's significance rules, for the next candle's
+return or any other target), and requested only when no drift-triggered request was made
+within the cooldown.
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ class ShadowEvidence:
     version: str
     champions: tuple[str, ...]
     forecasts: int
-    #: The shadow's realized RMSE over the champion's (below 1: the shadow is better).
+    #: The shadow's realized RMSE (``metric``) over the champion's (below 1: it is better).
     rmse_vs_champion: float
     #: The gate's one-sided test, the largest p-value over its metrics.
     p_value: float
     #: It passed the gate's test and margin on every metric.
     beats: bool
+    #: The other target it forecasts ("": the next candle's return), and the score of
+    #: ``rmse_vs_champion`` (that target's primary score).
+    target: str = ""
+    metric: str = "rmse"
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,10 @@ def triggers(evidence: Evidence, limits: Thresholds) -> list[str]:
 def _shadow_reasons(evidence: Evidence, limits: Thresholds) -> list[str]:
     """One sentence per shadow challenger that beat the champion on enough realized rows."""
     return [
-        f"shadow challenger v{s.version} beats champion v{'/v'.join(s.champions)} on "
-        f"{s.forecasts} realized candles (RMSE {s.rmse_vs_champion:.3f}x the champion's, "
-        f"p={s.p_value:.3g})"
+        f"shadow challenger {s.target + ' ' if s.target else ''}v{s.version} beats champion "
+        f"v{'/v'.join(s.champions)} on {s.forecasts} realized candles "
+        f"({'RMSE' if s.metric == 'rmse' else s.metric} {s.rmse_vs_champion:.3f}x the "
+        f"champion's, p={s.p_value:.3g})"
         for s in evidence.shadows
         if s.beats and s.forecasts >= limits.min_forecasts
     ]

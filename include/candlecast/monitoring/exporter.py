@@ -17,7 +17,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from candlecast.monitoring.store import CheckRow, MetricsStore, ShadowRow, TargetVersionRow
+from candlecast.monitoring.store import (
+    CheckRow,
+    MetricsStore,
+    ShadowRow,
+    TargetShadowRow,
+    TargetVersionRow,
+)
 from candlecast.settings import Settings
 from candlecast.timeframes import ms_to_iso
 
@@ -160,11 +166,13 @@ class MonitoringCollector(Collector):
                 labels=level,
             ),
         }
-        shadow, versions = _shadow_gauges(), _version_gauges()
+        shadow, versions, targets = _shadow_gauges(), _version_gauges(), _target_shadow_gauges()
         for stream, (check_id, _) in sorted(latest.items()):
             details = self.store.target_details(check_id)
             for judged in details.shadows:
                 _add_shadow(shadow, stream, judged)
+            for other in details.target_shadows:
+                _add_target_shadow(targets, stream, other)
             for figures in details.versions:
                 _add_version(versions, stream, figures)
             for found in details.newest:
@@ -180,6 +188,7 @@ class MonitoringCollector(Collector):
         yield from aci.values()
         yield from shadow.values()
         yield from versions.values()
+        yield from targets.values()
 
     def _gauges(self, latest: dict[str, tuple[int, CheckRow]]) -> Iterator[GaugeMetricFamily]:
         for suffix, column, text in GAUGES:
@@ -306,6 +315,37 @@ def _add_shadow(gauges: dict[str, GaugeMetricFamily], stream: str, row: ShadowRo
     for name, value in (
         ("rmse_ratio", row.rmse_ratio),
         ("rmse_vs_champion", row.rmse_vs_champion),
+        ("p_value", row.p_value),
+    ):
+        if value is not None:
+            gauges[name].add_metric(labels, value)
+
+
+def _target_shadow_gauges() -> dict[str, GaugeMetricFamily]:
+    """Each other target's shadow challengers against the target as served."""
+    labels = ["stream", "target", "version", "champions", "metric"]
+    described = {
+        "forecasts": "Realized rows both the target's shadow challenger and champion forecast",
+        "ratio": "The shadow challenger's realized primary score over persistence's",
+        "vs_champion": "The shadow challenger's realized primary score over the champion's",
+        "p_value": "The target gate's one-sided test of shadow against champion",
+        "beats_champion": "1 when the shadow beat the champion by the target gate's rules",
+    }
+    return {
+        name: GaugeMetricFamily(f"{PREFIX}_target_shadow_{name}", text, labels=labels)
+        for name, text in described.items()
+    }
+
+
+def _add_target_shadow(
+    gauges: dict[str, GaugeMetricFamily], stream: str, row: TargetShadowRow
+) -> None:
+    labels = [stream, row.target, row.version, row.champions, row.metric]
+    gauges["forecasts"].add_metric(labels, row.forecasts)
+    gauges["beats_champion"].add_metric(labels, float(row.beats))
+    for name, value in (
+        ("ratio", row.ratio),
+        ("vs_champion", row.vs_champion),
         ("p_value", row.p_value),
     ):
         if value is not None:

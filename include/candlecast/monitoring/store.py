@@ -142,6 +142,27 @@ TARGET_VERSIONS = sa.Table(
     sa.Column("coverage_90", sa.Float),
 )
 
+#: Each other target's shadow challengers against the target as served on the same realized
+#: rows, by the target gate's rule (``metric``: the target's primary score).
+TARGET_SHADOWS = sa.Table(
+    "candlecast_target_shadows",
+    METADATA,
+    sa.Column("check_id", sa.Integer, sa.ForeignKey(CHECKS.c.id), nullable=False, index=True),
+    sa.Column("stream", sa.String(120), nullable=False),
+    sa.Column("checked_at", sa.BigInteger, nullable=False),
+    sa.Column("target", sa.String(40), nullable=False),
+    sa.Column("version", sa.String(20), nullable=False),  # the shadow challenger
+    sa.Column("champions", sa.String(200), nullable=False),  # who served those rows: "3/4"
+    sa.Column("forecasts", sa.Integer, nullable=False),  # realized rows both forecast
+    sa.Column("metric", sa.String(20), nullable=False),
+    sa.Column("ratio", sa.Float),  # the shadow's primary score over persistence's
+    sa.Column("champion_ratio", sa.Float),
+    sa.Column("vs_champion", sa.Float),  # the shadow's over the champion's: below 1 is better
+    sa.Column("p_value", sa.Float),  # the target gate's one-sided test
+    sa.Column("judged", sa.Boolean, nullable=False),  # at least min_forecasts rows
+    sa.Column("beats", sa.Boolean, nullable=False),  # passed the gate: a retrain reason
+)
+
 RETRAIN_REQUESTS = sa.Table(
     "monitoring_retrain_requests",
     METADATA,
@@ -247,6 +268,24 @@ class ShadowRow:
 
 
 @dataclass(frozen=True)
+class TargetShadowRow:
+    """One of another target's shadow challengers against the target as served (None: not
+    measurable yet)."""
+
+    target: str
+    version: str
+    champions: str
+    forecasts: int
+    metric: str
+    ratio: float | None
+    champion_ratio: float | None
+    vs_champion: float | None
+    p_value: float | None
+    judged: bool
+    beats: bool
+
+
+@dataclass(frozen=True)
 class TargetDetails:
     """What a check stores per target besides its realized figures, and its shadows."""
 
@@ -254,6 +293,7 @@ class TargetDetails:
     aci: list[AciReport]
     shadows: list[ShadowRow] = field(default_factory=list)
     versions: list[TargetVersionRow] = field(default_factory=list)
+    target_shadows: list[TargetShadowRow] = field(default_factory=list)
 
 
 class MetricsStore:
@@ -285,6 +325,7 @@ class MetricsStore:
                 (TARGET_ACI, details.aci if details else []),
                 (SHADOW_CHECKS, details.shadows if details else []),
                 (TARGET_VERSIONS, details.versions if details else []),
+                (TARGET_SHADOWS, details.target_shadows if details else []),
             ]
             for table, rows in tables:
                 if rows:
@@ -299,6 +340,7 @@ class MetricsStore:
             aci=self._rows(TARGET_ACI, AciReport, check_id),
             shadows=self._rows(SHADOW_CHECKS, ShadowRow, check_id),
             versions=self._rows(TARGET_VERSIONS, TargetVersionRow, check_id),
+            target_shadows=self._rows(TARGET_SHADOWS, TargetShadowRow, check_id),
         )
 
     def _rows(self, table: sa.Table, cls: Any, check_id: int) -> list[Any]:

@@ -19,7 +19,9 @@ The rows come from the validated candles: a candles run validates, computes and 
 the same span before it scores, so these are the rows that were just materialized. A row's
 volatility features include an EWMA, so the warm-up read before the span is fixed
 (:func:`_warm_up`): the same span gives the same forecasts whenever it is scored. Each row is
-logged once per (stream, target, version, feature time, source).
+logged once per (stream, target, version, feature time, source). A decision's losing challenger
+(:mod:`candlecast.modeling.target_export`) forecasts the rows that decision is in force for
+too, logged as source ``shadow``.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class TargetScored:
     versions: dict[str, int]
     #: Why nothing was scored, when nothing was.
     reason: str = ""
-    #: Shadow versions used, with how many rows each (none while only champions are exported).
+    #: Shadow versions used (the gate's losers named in the history), with how many rows each.
     shadows: dict[str, int] = field(default_factory=dict)
 
 

@@ -5,7 +5,9 @@ has passed. Per model version and for the stream as served (across champion chan
 the count and "not judged yet" below the minimum (:mod:`candlecast.monitoring.target_skill`):
 the target's scores as the gate computes them, the primary score's ratio to persistence on the
 same rows, directional accuracy and the logged 90% interval's coverage for returns, and the
-newest realized forecast beside its outcome.
+newest realized forecast beside its outcome. The target's shadow challengers (the gate's
+losers, forecast in the shadow) are judged against it as served on the same rows, by the
+target gate's rule (:func:`candlecast.monitoring.shadow.target_shadow_skill`).
 
 The intervals' online ACI state (:mod:`candlecast.monitoring.aci`) is the served champion's:
 it belongs to the calibration the service scales by now, so it is moved by recomputing the
@@ -34,10 +36,11 @@ from candlecast.modeling import history
 from candlecast.modeling.card import IntervalCalibration
 from candlecast.modeling.target_evaluation import target_frame
 from candlecast.monitoring import aci, target_skill
+from candlecast.monitoring.shadow import ShadowSkill, shadows_in_force, target_shadow_skill
 from candlecast.monitoring.target_skill import Skill
 from candlecast.serving import aci as aci_state
 from candlecast.serving import targets as served_targets
-from candlecast.serving.forecast_log import PLATFORM, read_forecasts
+from candlecast.serving.forecast_log import PLATFORM, SHADOW, read_forecasts
 from candlecast.settings import Settings
 from candlecast.targets import MAIN, Target, configured_targets, get_target
 from candlecast.timeframes import timeframe_ms, to_ms
@@ -71,9 +74,14 @@ class TargetRealized:
     majority_rate: float | None = None
     #: Each model version's figures on its own logged rows realized in the window.
     by_version: dict[str, Skill] = field(default_factory=dict)
+    #: The gate's losers forecast in the shadow, each against the target as served on the
+    #: same realized rows (:func:`candlecast.monitoring.shadow.target_shadow_skill`).
+    shadows: tuple[ShadowSkill, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        found = asdict(self)
+        found["shadows"] = [s.to_dict() for s in self.shadows]
+        return found
 
 
 def realized_targets(
@@ -239,14 +247,13 @@ def _realized(
         settings,
         target_key=target.key,
     )
-    logged = logged[
-        (logged["source"] == PLATFORM)
-        & (logged["target_ts"] > start)
-        & (logged["target_ts"] <= end)
-    ]
+    logged = logged[(logged["target_ts"] > start) & (logged["target_ts"] <= end)]
     frame = target_frame(candles, pair.timeframe, pair.stream.market_key, target)
-    joined = target_skill.join_outcomes(logged, target_skill.outcomes(frame, target, step))
+    realized = target_skill.outcomes(frame, target, step)
+    joined = target_skill.join_outcomes(logged[logged["source"] == PLATFORM], realized)
     rows = target_skill.as_served(joined, decided)
+    shadows = shadows_in_force(logged[logged["source"] == SHADOW], decided)
+    shadow_rows = target_skill.join_outcomes(shadows, realized)
     found = target_skill.skill(target, rows, min_forecasts)
     current = history.as_of(decided, span[1])
     newest = rows.iloc[-1] if len(rows) else None
@@ -269,6 +276,7 @@ def _realized(
         directional_accuracy=found.directional_accuracy,
         majority_rate=found.majority_rate,
         by_version=target_skill.by_version(target, joined, min_forecasts),
+        shadows=tuple(target_shadow_skill(pair, target, shadow_rows, rows, min_forecasts)),
     )
 
 
