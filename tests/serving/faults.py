@@ -93,10 +93,15 @@ def fill_log(path: Path, max_bytes: int = LOG_CAP_MB * 1024 * 1024) -> int:
     db = _connect(path)
     try:
         page = db.execute("PRAGMA page_size").fetchone()[0]
-        row = (FILLER, "x" * 4000, 0, 0, 0.0, None, None, 0, "service")  # a page a row
+        filler = {"stream": FILLER, "model_version": "x" * 4000}  # a page a row
+        row = (*filler.values(), 0, 0, 0.0, None, None, 0, "service")
+        insert = (
+            f"INSERT INTO forecasts ({', '.join(filler)}, feature_ts, target_ts, predicted, "
+            f"lower, upper, served_at, source) VALUES ({', '.join('?' * len(row))})"
+        )
         while db.execute("PRAGMA page_count").fetchone()[0] * page < max_bytes:
             with db:
-                db.executemany(f"INSERT INTO forecasts VALUES ({', '.join('?' * 9)})", [row] * 500)
+                db.executemany(insert, [row] * 500)
         return int(db.execute("PRAGMA page_count").fetchone()[0])
     finally:
         db.close()

@@ -78,6 +78,8 @@ def monitor(
     _drift_table(payload, f"drift: {config.stream.label} as of {payload['as_of']}")
     realized = payload["realized"] or {}
     source = payload["realized_source"]
+    # one line per figure, whatever the terminal's width (the terminal folds it, a pipe or a
+    # grep sees it whole)
     whose = {"platform": "the platform's forecasts of every candle", "service": "served"}
     console.print(
         f"realized ({whose.get(source or '', 'no forecasts logged')}): "
@@ -87,24 +89,27 @@ def monitor(
     )
     for version, figures in payload["realized_by_version"].items():
         console.print(
-            f"  v{version}: {figures['forecasts']} forecasts, RMSE ratio {figures['rmse_ratio']}"
+            f"  v{version}: {figures['forecasts']} forecasts, RMSE ratio {figures['rmse_ratio']}",
+            soft_wrap=True,
         )
     for shadow in payload["shadows"]:
         console.print(
             f"  shadow v{shadow['version']} vs champion v{'/v'.join(shadow['champions'])}: "
             f"{shadow['forecasts']} realized, RMSE {shadow['rmse_vs_champion']}x the champion's "
-            f"(p={shadow['p_value']}, {shadow['state']})"
+            f"(p={shadow['p_value']}, {shadow['state']})",
+            soft_wrap=True,
         )
     for line in _target_lines(payload["targets"]):
-        console.print(line)
+        console.print(line, soft_wrap=True)
     for level in payload["aci"]:
         console.print(
             f"  intervals {level['target']} {level['level']}: ACI level "
             f"{level['level_in_use']:.3f} (multiplier {level['multiplier']:.2f}, "
-            f"{level['misses']} of {level['judged']} missed)"
+            f"{level['misses']} of {level['judged']} missed)",
+            soft_wrap=True,
         )
     verdict = "retrain due" if payload["retrain"] else "no retrain"
-    console.print(f"[bold]{verdict}[/bold]: {payload['reason']}")
+    console.print(f"[bold]{verdict}[/bold]: {payload['reason']}", soft_wrap=True)
     if payload["report_path"]:
         console.print(f"Evidently report: {payload['report_path']}")
     if result.liquidity is not None and result.liquidity.thin:
