@@ -44,3 +44,35 @@ def test_the_process_airflow_forks_tasks_from_preloads_feast_uninstrumented_and_
         "assert 'feast' in done and 'skops.io' in sys.modules, done; "
     )
     assert imported(prelude) == "False"
+
+
+FILTERS = (
+    "import warnings; "
+    "print(any(f[0] == 'once' and f[2] is DeprecationWarning for f in warnings.filters))"
+)
+
+
+def filters_after(prelude: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + FILTERS],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_feast_read_through_candlecast_leaves_the_process_warning_filters_alone():
+    """Feast, on import, shows every DeprecationWarning once for the whole process (a filter
+    in front of all others, pytest's and a user's included); candlecast imports it without."""
+    assert filters_after("from candlecast.features import online; online.repo_config(); ") == (
+        "False"
+    )
+
+
+def test_a_bare_feast_import_sets_its_filter():
+    """The check above can fail: Feast on its own sets the filter."""
+    assert filters_after("import feast; ") == "True"

@@ -33,9 +33,9 @@ from candlecast.features.engineering import ENTITY, MULTI_TIMEFRAME_COLUMNS, com
 from candlecast.features.online import (
     PROJECT,
     feature_store,
+    import_feast,
     offline_table,
     online_features,
-    without_runtime_typechecks,
 )
 from candlecast.features.online import repo_config as repo_config
 from candlecast.names import feature_service_name, view_name
@@ -59,7 +59,7 @@ class Definitions:
 
 def definitions(timeframes: Sequence[str], settings: Settings | None = None) -> Definitions:
     """The Feast objects for the given timeframes (declarative; nothing is applied)."""
-    without_runtime_typechecks()
+    import_feast()
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.data_format import ParquetFormat
     from feast.types import Float32, Float64, Int64

@@ -9,6 +9,7 @@ names for the pipeline.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,17 +26,26 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 NO_OFFLINE_STORE = "candlecast.features.no_offline.NoOfflineStore"
 
 
-def without_runtime_typechecks() -> None:
-    """Import Feast without typeguard's run-time checks. Feast decorates its classes with
-    ``@typeguard.typechecked``, which re-parses, rewrites and recompiles each decorated
-    module's source when it is imported (3 of the 4 CPU-seconds ``import feast`` takes, in
-    every process that reads or writes features) and type-checks every call after. Those checks
-    are a development aid that typeguard itself skips under ``python -O``; candlecast turns
-    them off the same way for Feast, the only library here that uses typeguard. Call it before
-    the process first imports Feast (it is a no-op for a Feast already imported)."""
+def import_feast() -> None:
+    """Import Feast as candlecast uses it; call it before anything else here imports Feast (it
+    is a no-op for a Feast already imported).
+
+    * Without typeguard's run-time checks. Feast decorates its classes with
+      ``@typeguard.typechecked``, which re-parses, rewrites and recompiles each decorated
+      module's source when it is imported (3 of the 4 CPU-seconds ``import feast`` takes, in
+      every process that reads or writes features) and type-checks every call after. Those
+      checks are a development aid that typeguard itself skips under ``python -O``; candlecast
+      turns them off the same way for Feast, the only library here that uses typeguard.
+    * Without the warning filters Feast sets for the whole process when imported
+      (``simplefilter("once", DeprecationWarning)`` and the same for RuntimeWarning, in front
+      of every filter there is): they would show every library's deprecation warnings once in
+      every command, service and task that touches features, filters the user set included.
+    """
     import typeguard
 
     typeguard.typechecked = _unchecked
+    with warnings.catch_warnings():  # restores the process's filters after Feast's import
+        import feast  # noqa: F401
 
 
 def _unchecked(target: Any = None, **_options: Any) -> Any:
@@ -53,7 +63,7 @@ def repo_config(
     is read with that connect and read timeout and no retry (:func:`bounded_redis_url`). With
     ``online_only``, for processes that only read online rows, no offline store is configured
     (:mod:`.no_offline`: DuckDB and Ibis are not imported)."""
-    without_runtime_typechecks()
+    import_feast()
     from feast.repo_config import RepoConfig
 
     settings = settings or get_settings()
@@ -99,7 +109,7 @@ def feature_store(
     """The Feast store; ``read_timeout_s`` bounds each online read (the service's setting:
     the pipeline's materialization keeps the client's defaults); ``online_only``: a store that
     reads online rows and nothing else (the service's workers, :func:`repo_config`)."""
-    without_runtime_typechecks()
+    import_feast()
     from feast import FeatureStore
 
     settings = settings or get_settings()

@@ -66,9 +66,9 @@ def preload(argv: list[str] | None = None) -> list[str]:
     if all(name in sys.modules for name in MODULES):  # a forked task: inherited already
         return []
     started, done = time.perf_counter(), []
-    from candlecast.features.online import without_runtime_typechecks
+    from candlecast.features.online import import_feast
 
-    without_runtime_typechecks()  # before Feast's first import
+    import_feast()  # before any other import of Feast
     for name in MODULES:
         try:
             importlib.import_module(name)
