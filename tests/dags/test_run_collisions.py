@@ -5,6 +5,7 @@ API, so no task runs and nothing waits on a scheduler)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import urllib.parse
@@ -55,6 +56,10 @@ def api(airflow_db, tmp_path_factory) -> Iterator[tuple[AirflowClient, object]]:
     (root / "pairs.yaml").write_text(PAIRS)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CANDLECAST_PAIRS", str(root / "pairs.yaml"))
+        # a parsing context another test's in-process run left would make the DAG file build
+        # that one DAG only
+        for name in [k for k in os.environ if k.startswith("_AIRFLOW_PARSING_CONTEXT")]:
+            patch.delenv(name)
         (pair,) = load_pairs().pairs
         bag = DagBag(dag_folder=str(REPO / "dags"), include_examples=False)
         assert bag.import_errors == {}

@@ -164,7 +164,7 @@ def run_pipelines(deployment: Deployment) -> None:
     pairs = {p.symbol: p for p in load_pairs(deployment.pairs_file).pairs}
     btc, eth = pairs["BTC/USD"].stream, pairs["ETH/BTC"].stream
     client.wait_for_dags([*btc.dag_ids, *eth.dag_ids])
-    for dag_id in (btc.train_dag_id, btc.candles_dag_id, eth.train_dag_id, eth.candles_dag_id):
+    for dag_id in (btc.train_dag_id, btc.candles_dag_id, eth.train_dag_id):
         client.unpause(dag_id)
     began = time.monotonic()
     btc_candles = client.create_backfill(btc.candles_dag_id, BTC_END - timedelta(days=2), BTC_END)
@@ -172,8 +172,10 @@ def run_pipelines(deployment: Deployment) -> None:
     assert (btc_candles["max_active_runs"], btc_candles["reprocess_behavior"]) == (1, "failed")
     # A creation that failed half-way (SQLite busy: a 500 after some runs were committed, then
     # the client's retry finds the backfill): its last interval's run is not there.
-    # The wait must create it again, not report success.
+    # The wait must create it again, not report success. The DAG stays paused until the run is
+    # dropped, so the scheduler cannot have started it (a retried request takes seconds).
     deployment.dropped = drop_last_run(client, eth.candles_dag_id)
+    client.unpause(eth.candles_dag_id)
     deployment.runs[btc.candles_dag_id] = client.wait_for_backfill(btc_candles, RUNS_TIMEOUT_S)
     deployment.runs[eth.candles_dag_id] = client.wait_for_backfill(eth_candles, RUNS_TIMEOUT_S)
     deployment.seconds["candles"] = time.monotonic() - began
