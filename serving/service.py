@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import sys
+from typing import Any
 
 from candlecast.serving import lean
 
@@ -27,12 +28,13 @@ import bentoml  # noqa: E402
 from candlecast.serving import metrics  # noqa: E402
 from candlecast.serving.api import create_app, readiness  # noqa: E402
 from candlecast.serving.auth import load_keys  # noqa: E402
+from candlecast.serving.feature_reader import OnlineRows, RemoteReader  # noqa: E402
 from candlecast.serving.forecaster import Forecaster  # noqa: E402
 from candlecast.serving.guard import Guard, access_log  # noqa: E402
 from candlecast.serving.openapi import document  # noqa: E402
 from candlecast.serving.options import ServiceOptions  # noqa: E402
 from candlecast.serving.refresher import Refresher  # noqa: E402
-from candlecast.settings import read_settings  # noqa: E402
+from candlecast.settings import get_settings, read_settings  # noqa: E402
 
 # Read at import: BentoML needs the worker count when the class is declared.
 OPTIONS = read_settings(ServiceOptions)
@@ -47,6 +49,29 @@ api = create_app(_forecaster)
 
 
 @bentoml.service(
+    name="candlecast-features",
+    workers=1,
+    # each read is bounded by the store timeout; the workers' calls give up a little later
+    traffic={"timeout": max(5.0, 5 * OPTIONS.store_timeout_seconds)},
+    logging={"access": {"enabled": False}},
+)
+class OnlineFeatures:
+    """The one process of the service that opens Feast: the workers ask it for online rows
+    (see :mod:`candlecast.serving.feature_reader`)."""
+
+    def __init__(self) -> None:
+        self.rows = OnlineRows(get_settings(), OPTIONS.store_timeout_seconds)
+
+    @bentoml.api
+    def online(self, timeframe: str, market_key: str, columns: list[str]) -> dict[str, Any]:
+        return self.rows.read(timeframe, market_key, columns)
+
+    @bentoml.api
+    def facts(self) -> dict[str, Any]:
+        return lean.process_facts()
+
+
+@bentoml.service(
     name="candlecast",
     workers=OPTIONS.workers,
     traffic={"timeout": 30},
@@ -55,6 +80,8 @@ api = create_app(_forecaster)
 )
 @bentoml.asgi_app(api, path="/")
 class Candlecast:
+    features = bentoml.depends(OnlineFeatures)
+
     def __init__(self) -> None:
         metrics.setup()
         if OPTIONS.access_log and not access_log.handlers:
@@ -63,7 +90,10 @@ class Candlecast:
             access_log.addHandler(handler)
             access_log.setLevel(logging.INFO)
             access_log.propagate = False
-        self.forecaster = Forecaster()
+        reader = RemoteReader(self.features)
+        if not reader.wait_ready(timeout_s=120):
+            logging.getLogger(__name__).error("the feature reader process is not ready after 120 s")
+        self.forecaster = Forecaster(online=reader)
         _current[:] = [self.forecaster]
         self.forecaster.refresh_all()
         self.refresher = Refresher(self.forecaster, OPTIONS.refresh_seconds)

@@ -396,6 +396,42 @@ def test_a_refresh_that_finds_nothing_keeps_serving_and_readiness_follows_predic
     assert "error" not in refreshed(base)
 
 
+def test_the_workers_read_features_through_one_feature_reader_process_and_survive_its_kill(
+    service,
+):
+    """Issue 18: the workers hold no Feast; the one process that opens it (the service's
+    feature reader) reads their online rows. Killed with -9, it is respawned by BentoML, and
+    meanwhile every request is answered (from memory, stale with why, while it is away)."""
+    base, *_ = service
+    status, healthy = call(base, "/predict", ETH, key=None)
+    assert status == 200 and healthy.get("stale_reason") is None, healthy
+    health = call(base, "/health", key=None)[1]
+    worker, reader = health["process"], health["feature_reader"]
+    assert worker["feast"] is False and reader["feast"] is True, health
+    assert reader["pid"] != worker["pid"] and reader["training_libraries"] == []
+    psutil.Process(reader["pid"]).kill()
+    for status, body in predict_many(base):
+        assert status == 200 and body["predicted_return"] == healthy["predicted_return"], body
+        assert body.get("stale_reason") is None or "feature reader" in body["stale_reason"]
+
+    def respawned():
+        facts = call(base, "/health", key=None)[1]["feature_reader"]
+        return facts.get("pid") not in (None, reader["pid"]) and facts
+
+    assert wait_until(respawned, "a new feature reader process")["feast"] is True
+
+    def fresh():
+        status, body = call(base, "/predict", ETH, key=None)
+        return status == 200 and body.get("stale_reason") is None and body
+
+    assert (
+        wait_until(fresh, "a fresh answer from the new reader")["predicted_return"]
+        == (healthy["predicted_return"])
+    )
+    status, refreshed = call(base, "/refresh", {"stream": "ETH/BTC"}, key=None)
+    assert status == 200 and "error" not in refreshed["refreshed"][0], refreshed
+
+
 def test_a_serve_killed_with_9_is_replaced_and_its_successor_refuses_a_tampered_model(service):
     """Defects 7 and 6 on a real ``candlecast serve``: after a kill -9 of it, its workers still
     hold the port; the next ``candlecast serve`` on that port stops them and starts anew. A

@@ -161,12 +161,14 @@ def test_bad_requests_get_clear_errors(service, body, status, message):
     assert message in text
 
 
-def test_the_served_worker_holds_no_torch_and_no_training_library(service):
-    """Asked of the running worker (its own report, then its memory map), not of this process."""
+def test_the_served_worker_holds_no_torch_no_training_library_and_no_feast(service):
+    """Asked of the running worker (its own report, then its memory map), not of this process:
+    its features come from the service's feature reader process, the one that opens Feast."""
     _, base = service
     out = subprocess.run(["curl", "-sf", f"{base}/health"], capture_output=True, text=True)
     process = json.loads(out.stdout)["process"]
     assert process["training_libraries"] == []
+    assert process["feast"] is False
     maps = Path(f"/proc/{process['pid']}/maps").read_text()
     assert "/torch/" not in maps and "lightgbm" not in maps and "talib" not in maps.lower()
     assert process["rss_bytes"] > 0

@@ -126,7 +126,16 @@ def offline_table(stream: Stream, settings: Settings | None = None) -> Partition
 
 def online_features(store: FeatureStore, stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
     """The latest online values of ``columns`` for one stream (None where absent)."""
-    refs = [f"{view_name(stream.timeframe)}:{c}" for c in columns]
-    rows = [{ENTITY: stream.market_key}]
+    return online_row(store, stream.timeframe, stream.market_key, columns)
+
+
+def online_row(
+    store: FeatureStore, timeframe: str, market_key: str, columns: Sequence[str]
+) -> dict[str, Any]:
+    """The latest online values of ``columns`` of the entity ``market_key`` in the feature view
+    of ``timeframe`` (None where absent): :func:`online_features` by the stream's two keys, for
+    a process that is handed them rather than the stream."""
+    refs = [f"{view_name(timeframe)}:{c}" for c in columns]
+    rows = [{ENTITY: market_key}]
     response = store.get_online_features(features=refs, entity_rows=rows)
     return {k: v[0] for k, v in response.to_dict().items()}

@@ -194,7 +194,9 @@ def create_app(get_forecaster: Callable[[], Forecaster]) -> FastAPI:
             status["degraded"] = [*status["degraded"], problem]
             status["status"] = "degraded" if status["status"] == "ok" else status["status"]
         status["degraded"] = [public(line) for line in status["degraded"]]
-        return {**status, "process": lean.process_facts()}  # the answering worker's footprint
+        reader = await run_in_threadpool(get_forecaster().feature_reader_facts)
+        # the answering worker's footprint, and the feature reader process's where there is one
+        return {**status, "process": lean.process_facts(), "feature_reader": reader}
 
     return app
 

@@ -23,6 +23,11 @@ class StoreUnavailableError(RuntimeError):
     """The store failed recently and the breaker refuses to ask it again yet."""
 
 
+class RemoteStoreError(RuntimeError):
+    """A store failure another process reported, its message already naming the error (the
+    breaker records it as it is, not as this class's)."""
+
+
 @dataclass(frozen=True)
 class Outage:
     """Why and since when the store is considered down."""
@@ -65,6 +70,9 @@ class CircuitBreaker:
         self._enter()
         try:
             value = read()
+        except RemoteStoreError as exc:  # already names the store's own error
+            self.failure(str(exc))
+            raise
         except Exception as exc:
             self.failure(f"{type(exc).__name__}: {exc}")
             raise

@@ -39,6 +39,7 @@ from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
 from candlecast.serving.breaker import CircuitBreaker, StoreUnavailableError
+from candlecast.serving.feature_reader import OnlineReader, feast_reader
 from candlecast.serving.loaded import LoadedModel, ModelLoadError, load_model
 from candlecast.serving.modelstore import bentoml_store
 from candlecast.serving.options import ServiceOptions
@@ -57,16 +58,16 @@ class Forecaster:
         settings: Settings | None = None,
         pairs: PairsConfig | None = None,
         options: ServiceOptions | None = None,
+        online: OnlineReader | None = None,
     ) -> None:
+        """``online``: where online rows come from (default: Feast opened in this process;
+        the service's workers pass the feature reader process's, :mod:`.feature_reader`)."""
         self.settings = settings or get_settings()
         options = options or read_settings(ServiceOptions)
         self._fixed = pairs
         self._config: tuple[tuple[int, int] | None, PairsConfig] = (None, pairs or self._load())
         bentoml_store(self.settings)
-        timeout = options.store_timeout_seconds
-        self._store = featurestore.feature_store(
-            self.settings, read_timeout_s=timeout, online_only=True
-        )
+        self._read = online or feast_reader(self.settings, options.store_timeout_seconds)
         self.online = CircuitBreaker("online store", cooldown_s=options.store_cooldown_seconds)
         self._reviving: set[str] = set()
         self._snapshots: dict[str, Snapshot] = {}
@@ -385,9 +386,7 @@ class Forecaster:
         """
         before = self.online.outage()
         try:
-            values = self.online.call(
-                lambda: featurestore.online_features(self._store, pair.stream, columns)
-            )
+            values = self.online.call(lambda: self._read(pair.stream, columns))
         except StoreUnavailableError:
             metrics.STORE_FAILURES.labels(store="online", outcome="refused").inc()
             raise
@@ -429,6 +428,12 @@ class Forecaster:
         """Why the stream is not served, or why its newest deployed model is not."""
         rejected = self._rejected.get(key)
         return self._errors.get(key) or (rejected[1] if rejected else None)
+
+    def feature_reader_facts(self) -> dict[str, Any] | None:
+        """The feature reader process's pid, resident bytes and libraries, when online rows come
+        from one (None when this process reads Feast itself)."""
+        facts = getattr(self._read, "facts", None)
+        return facts() if facts is not None else None
 
     def online_store_ok(self) -> str | None:
         """None when the online store answers a read, else why not."""

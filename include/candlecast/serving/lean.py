@@ -55,9 +55,11 @@ def resident_bytes() -> int:
 
 
 def process_facts() -> dict[str, Any]:
-    """The worker's pid, resident bytes and loaded training libraries (``/health``)."""
+    """The worker's pid, resident bytes, loaded training libraries and whether it holds Feast
+    (``/health``; a service's workers read features through its feature reader process)."""
     return {
         "pid": os.getpid(),
         "rss_bytes": resident_bytes(),
         "training_libraries": loaded_training_libraries(),
+        "feast": sys.modules.get("feast") is not None,
     }

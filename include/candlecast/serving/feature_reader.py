@@ -1,0 +1,122 @@
+"""Where a serving worker's online features come from: Feast, in this process or in the
+service's feature reader process.
+
+Feast, with what it imports (pandas' and pyarrow's whole surface, SQLAlchemy, the clients of
+every online store it supports), is about 65 MB of every process that opens a store (issue 18
+measured a worker at 250 MB after reading one row, 184 MB before Feast). The prediction service
+therefore opens Feast once, in a process of its own (``serving/service.py``'s
+``OnlineFeatures``, a BentoML dependency that ``bentoml serve`` starts beside the workers), and
+its workers ask that process for a stream's online row (:class:`RemoteReader`): the rows are
+still read through Feast, never from its storage format, and the workers hold no Feast.
+Everything else (tests, the CLI, a forecaster built in-process) reads Feast directly
+(:func:`feast_reader`).
+
+A reader is ``read(stream, columns) -> {column: value}``; a failed read raises, and the
+forecaster's circuit breaker decides what to do about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from candlecast.names import Stream
+from candlecast.serving.breaker import RemoteStoreError
+from candlecast.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: A stream's latest online values of the columns (None where absent).
+OnlineReader = Callable[[Stream, Sequence[str]], dict[str, Any]]
+
+
+class OnlineReadError(RemoteStoreError):
+    """The feature reader process could not read the online store (its error, verbatim), or
+    could not be reached."""
+
+
+def feast_reader(settings: Settings, read_timeout_s: float) -> OnlineReader:
+    """A reader with Feast opened in this process (online rows only, each read bounded by
+    ``read_timeout_s``)."""
+    from candlecast.features import online as featurestore
+
+    store = featurestore.feature_store(settings, read_timeout_s=read_timeout_s, online_only=True)
+
+    def read(stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
+        return featurestore.online_features(store, stream, columns)
+
+    return read
+
+
+class OnlineRows:
+    """The feature reader process's side: Feast opened once, rows read by the stream's keys.
+
+    A failure is an answer (``error``, one line), not an exception, so the worker that asked
+    sees the store's own error rather than a remote call's generic one; the worker logs where
+    an outage starts and ends, so this side logs nothing per read."""
+
+    def __init__(self, settings: Settings, read_timeout_s: float) -> None:
+        from candlecast.features import online as featurestore
+
+        self._featurestore = featurestore
+        self._store = featurestore.feature_store(
+            settings, read_timeout_s=read_timeout_s, online_only=True
+        )
+
+    def read(self, timeframe: str, market_key: str, columns: Sequence[str]) -> dict[str, Any]:
+        """``{"values": {column: value}, "error": None}``, or ``{"values": None, "error": why}``."""
+        try:
+            values = self._featurestore.online_row(self._store, timeframe, market_key, columns)
+        except Exception as exc:  # any store failure goes back to the worker, named
+            return {"values": None, "error": f"{type(exc).__name__}: {exc}"}
+        return {"values": values, "error": None}
+
+
+class RemoteReader:
+    """A worker's reader that asks the feature reader process (``remote.online(...)``, a
+    BentoML dependency's proxy; a call that fails, or an unreachable process, raises)."""
+
+    def __init__(self, remote: Any) -> None:
+        self._remote = remote
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the reader process answers its readiness probe (``bentoml serve`` starts
+        it beside the workers, not before them), so a worker's first refresh does not record
+        an outage that is only a start-up; False after ``timeout_s`` (the worker then starts
+        anyway, and its circuit breaker retries). True at once for a reader in this process."""
+        client = getattr(self._remote, "to_sync", None)
+        deadline = time.monotonic() + timeout_s
+        while client is not None:
+            try:
+                if client.is_ready(timeout=2):
+                    return True
+            except Exception:  # refused while the process starts
+                log.debug("feature reader process not listening yet")
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def __call__(self, stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
+        try:
+            found = self._remote.online(
+                timeframe=stream.timeframe, market_key=stream.market_key, columns=list(columns)
+            )
+        except Exception as exc:  # the process is down or did not answer in time
+            raise OnlineReadError(
+                f"feature reader process unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+        if found["error"] is not None:
+            raise OnlineReadError(found["error"])
+        values: dict[str, Any] = found["values"]
+        return values
+
+    def facts(self) -> dict[str, Any]:
+        """The reader process's :func:`~candlecast.serving.lean.process_facts`, or why not."""
+        try:
+            facts: dict[str, Any] = self._remote.facts()
+        except Exception as exc:
+            return {"error": f"feature reader process unreachable: {type(exc).__name__}: {exc}"}
+        return facts
