@@ -161,7 +161,8 @@ def footprint(root: Path, env: dict[str, str], count: int, seconds: int, rate: f
             check=True,
         ).stdout
         with urllib.request.urlopen(f"{base}/health", timeout=600) as answer:
-            after = json.loads(answer.read())["process"]
+            later = json.loads(answer.read())
+        after, reader = later["process"], later.get("feature_reader") or {}
         return {
             "streams": served,
             "loaded": loaded,
@@ -169,7 +170,9 @@ def footprint(root: Path, env: dict[str, str], count: int, seconds: int, rate: f
             "worker_mb": process["rss_bytes"] / 2**20,
             "worker_after_load_mb": after["rss_bytes"] / 2**20,
             "supervisor_mb": rss_mb(service.pid),
+            "reader_mb": reader.get("rss_bytes", 0) / 2**20,
             "training_libraries": process["training_libraries"],
+            "worker_feast": process.get("feast", True),
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
             "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
             "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),  # type: ignore[union-attr]
@@ -191,16 +194,18 @@ def main_streams(counts: list[int], seconds: int, rate: float, built: str) -> No
         f"{load[2]:.2f}; /predict paced at {rate:g}/s over the streams, 16 connections\n"
     )
     print(
-        "| streams | start-up s | worker MB | worker MB after load | supervisor MB | "
-        "training libs in worker | req/s | p50 ms | p99 ms | non-2xx |"
+        "| streams | start-up s | worker MB | worker MB after load | feature reader MB | "
+        "supervisor MB | training libs in worker | Feast in worker | req/s | p50 ms | p99 ms "
+        "| non-2xx |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         errors = r["non2xx"].group(1) if r["non2xx"] else "0"
         print(
             f"| {r['streams']} ({r['loaded']} loaded) | {r['startup_s']:.1f} | "
-            f"{r['worker_mb']:.0f} | {r['worker_after_load_mb']:.0f} | {r['supervisor_mb']:.0f} "
-            f"| {', '.join(r['training_libraries']) or 'none'} | {r['rps']:,.0f} | "
+            f"{r['worker_mb']:.0f} | {r['worker_after_load_mb']:.0f} | {r['reader_mb']:.0f} | "
+            f"{r['supervisor_mb']:.0f} | {', '.join(r['training_libraries']) or 'none'} | "
+            f"{'yes' if r['worker_feast'] else 'no'} | {r['rps']:,.0f} | "
             f"{r['p50']:.2f} | {r['p99']:.2f} | {errors} |"
         )
     if len(rows) > 1:

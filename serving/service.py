@@ -39,6 +39,9 @@ from candlecast.settings import get_settings, read_settings  # noqa: E402
 # Read at import: BentoML needs the worker count when the class is declared.
 OPTIONS = read_settings(ServiceOptions)
 _current: list[Forecaster] = []
+#: How long a worker waits for the feature reader's answer: each of its reads is bounded by the
+#: store timeout, so this is only reached when the process itself is stuck.
+FEATURES_TIMEOUT_S = max(5.0, 5 * OPTIONS.store_timeout_seconds)
 
 
 def _forecaster() -> Forecaster:
@@ -52,7 +55,7 @@ api = create_app(_forecaster)
     name="candlecast-features",
     workers=1,
     # each read is bounded by the store timeout; the workers' calls give up a little later
-    traffic={"timeout": max(5.0, 5 * OPTIONS.store_timeout_seconds)},
+    traffic={"timeout": FEATURES_TIMEOUT_S},
     logging={"access": {"enabled": False}},
 )
 class OnlineFeatures:
@@ -63,7 +66,7 @@ class OnlineFeatures:
         self.rows = OnlineRows(get_settings(), OPTIONS.store_timeout_seconds)
 
     @bentoml.api
-    def online(self, timeframe: str, market_key: str, columns: list[str]) -> dict[str, Any]:
+    def online(self, timeframe: str, market_key: str, columns: list[str]) -> str:
         return self.rows.read(timeframe, market_key, columns)
 
     @bentoml.api
@@ -90,10 +93,7 @@ class Candlecast:
             access_log.addHandler(handler)
             access_log.setLevel(logging.INFO)
             access_log.propagate = False
-        reader = RemoteReader(self.features)
-        if not reader.wait_ready(timeout_s=120):
-            logging.getLogger(__name__).error("the feature reader process is not ready after 120 s")
-        self.forecaster = Forecaster(online=reader)
+        self.forecaster = Forecaster(online=self._feature_reader())
         _current[:] = [self.forecaster]
         self.forecaster.refresh_all()
         self.refresher = Refresher(self.forecaster, OPTIONS.refresh_seconds)
@@ -103,6 +103,16 @@ class Candlecast:
         # longer stalls every request for ~200 ms (the p99 bench_serving.py measured).
         gc.collect()
         gc.freeze()
+
+    def _feature_reader(self) -> RemoteReader | None:
+        """The reader of the feature reader process ``bentoml serve`` started beside the
+        workers (None, so Feast is read in this process, where it runs in-process)."""
+        remote = getattr(self.features, "to_async", None)  # a proxy when served
+        if remote is None:
+            return None
+        reader = RemoteReader(remote.url, timeout_s=FEATURES_TIMEOUT_S)
+        reader.wait_ready(timeout_s=120)  # the worker starts anyway: its breaker retries
+        return reader
 
     def __metrics__(self, content: str) -> str:
         return content + metrics.feature_age_text(self.forecaster.served())

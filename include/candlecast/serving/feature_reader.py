@@ -17,10 +17,12 @@ forecaster's circuit breaker decides what to do about it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from candlecast.names import Stream
 from candlecast.serving.breaker import RemoteStoreError
@@ -53,9 +55,10 @@ def feast_reader(settings: Settings, read_timeout_s: float) -> OnlineReader:
 class OnlineRows:
     """The feature reader process's side: Feast opened once, rows read by the stream's keys.
 
-    A failure is an answer (``error``, one line), not an exception, so the worker that asked
-    sees the store's own error rather than a remote call's generic one; the worker logs where
-    an outage starts and ends, so this side logs nothing per read."""
+    The answer is JSON text (NaN kept as NaN, as Feast returns it: a JSON body's null would
+    read as an absent value). A failure is an answer (``error``, one line), not an exception,
+    so the worker that asked sees the store's own error rather than a remote call's generic
+    one; the worker logs where an outage starts and ends, so this side logs nothing per read."""
 
     def __init__(self, settings: Settings, read_timeout_s: float) -> None:
         from candlecast.features import online as featurestore
@@ -65,49 +68,42 @@ class OnlineRows:
             settings, read_timeout_s=read_timeout_s, online_only=True
         )
 
-    def read(self, timeframe: str, market_key: str, columns: Sequence[str]) -> dict[str, Any]:
-        """``{"values": {column: value}, "error": None}``, or ``{"values": None, "error": why}``."""
+    def read(self, timeframe: str, market_key: str, columns: Sequence[str]) -> str:
+        """``{"values": {column: value}, "error": null}`` or ``{"values": null, "error": why}``."""
         try:
             values = self._featurestore.online_row(self._store, timeframe, market_key, columns)
         except Exception as exc:  # any store failure goes back to the worker, named
-            return {"values": None, "error": f"{type(exc).__name__}: {exc}"}
-        return {"values": values, "error": None}
+            return json.dumps({"values": None, "error": f"{type(exc).__name__}: {exc}"})
+        return json.dumps({"values": values, "error": None})
 
 
 class RemoteReader:
-    """A worker's reader that asks the feature reader process (``remote.online(...)``, a
-    BentoML dependency's proxy; a call that fails, or an unreachable process, raises)."""
+    """A worker's reader that asks the feature reader process over HTTP (its BentoML API:
+    ``POST /online``, ``POST /facts``, ``GET /readyz``), from any thread, each call bounded by
+    ``timeout_s``. ``url`` is the address ``bentoml serve`` gave the process: ``tcp://host:port``
+    or ``file:///path`` (a Unix socket)."""
 
-    def __init__(self, remote: Any) -> None:
-        self._remote = remote
+    def __init__(self, url: str, timeout_s: float) -> None:
+        import httpx
 
-    def wait_ready(self, timeout_s: float) -> bool:
-        """Wait until the reader process answers its readiness probe (``bentoml serve`` starts
-        it beside the workers, not before them), so a worker's first refresh does not record
-        an outage that is only a start-up; False after ``timeout_s`` (the worker then starts
-        anyway, and its circuit breaker retries). True at once for a reader in this process."""
-        client = getattr(self._remote, "to_sync", None)
-        deadline = time.monotonic() + timeout_s
-        while client is not None:
-            try:
-                if client.is_ready(timeout=2):
-                    return True
-            except Exception:  # refused while the process starts
-                log.debug("feature reader process not listening yet")
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-        return True
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            transport = httpx.HTTPTransport(uds=unquote(parsed.path))
+            self._client = httpx.Client(
+                base_url="http://feature-reader", transport=transport, timeout=timeout_s
+            )
+        else:
+            self._client = httpx.Client(base_url=f"http://{parsed.netloc}", timeout=timeout_s)
+        self.url = url
 
     def __call__(self, stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
+        body = {"timeframe": stream.timeframe, "market_key": stream.market_key}
         try:
-            found = self._remote.online(
-                timeframe=stream.timeframe, market_key=stream.market_key, columns=list(columns)
-            )
-        except Exception as exc:  # the process is down or did not answer in time
-            raise OnlineReadError(
-                f"feature reader process unreachable: {type(exc).__name__}: {exc}"
-            ) from exc
+            response = self._client.post("/online", json={**body, "columns": list(columns)})
+            response.raise_for_status()
+        except Exception as exc:  # the process is down, restarting or did not answer in time
+            raise OnlineReadError(f"feature reader process unreachable: {_why(exc)}") from exc
+        found = json.loads(response.text)
         if found["error"] is not None:
             raise OnlineReadError(found["error"])
         values: dict[str, Any] = found["values"]
@@ -116,7 +112,31 @@ class RemoteReader:
     def facts(self) -> dict[str, Any]:
         """The reader process's :func:`~candlecast.serving.lean.process_facts`, or why not."""
         try:
-            facts: dict[str, Any] = self._remote.facts()
+            response = self._client.post("/facts", json={})
+            response.raise_for_status()
         except Exception as exc:
-            return {"error": f"feature reader process unreachable: {type(exc).__name__}: {exc}"}
+            return {"error": f"feature reader process unreachable: {_why(exc)}"}
+        facts: dict[str, Any] = response.json()
         return facts
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the reader process answers its readiness probe (``bentoml serve`` starts
+        it beside the workers, not before them), so a worker's first refresh does not record
+        an outage that is only a start-up; False, logged, after ``timeout_s`` (the worker then
+        starts anyway, and its circuit breaker retries)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self._client.get("/readyz").status_code == 200:
+                    return True
+                why = "not ready"
+            except Exception as exc:  # refused while the process starts
+                why = _why(exc)
+            if time.monotonic() > deadline:
+                log.error("the feature reader process not ready after %.0f s: %s", timeout_s, why)
+                return False
+            time.sleep(0.1)
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
