@@ -10,8 +10,9 @@ With ``--streams 3,50,300`` it measures instead what the service costs per strea
 count, that many served streams (ETH/BTC and clones of it on synthetic exchanges, each with
 its own deployed model and online row, :func:`tests.serving.world.serve_clones`), a fresh
 ``bentoml serve``: start-up until ``/readyz`` and every stream loaded, the worker's resident
-memory (its own ``/health`` report) and the supervisor's, whether the worker holds torch or a
-training library, and /predict p50/p99 paced at ``--rate`` requests/s spread over the streams.
+memory (its own ``/health`` report), the feature reader process's (the one that opens Feast,
+from the same report) and the supervisor's, whether the worker holds torch, a training library
+or Feast, and /predict p50/p99 paced at ``--rate`` requests/s spread over the streams.
 
     .venv/bin/python bench/bench_serving.py [--seconds 10] [--workers 1] [--no-access-log]
     .venv/bin/python bench/bench_serving.py --streams 3,50,300 [--rate 1000]
