@@ -304,17 +304,14 @@ def replace_orphans(port: int) -> list[int]:
     killed with -9 leaves its circus arbiter and workers holding the port, and a restart would
     fail with "Address already in use". Processes listening on the port whose command line is
     BentoML's or circus's serving ``service:Candlecast`` (theirs or a child's) are stopped with
-    their children (SIGTERM, then SIGKILL after 10 s). Returns their pids; anything else on the
-    port is left alone (BentoML then says the address is in use)."""
+    their children (SIGTERM, then SIGKILL after 10 s), and so is the feature reader process
+    they used (found by the address BentoML gave their workers, ``BENTOML_RUNNER_MAP``: it
+    does not listen on the port). Returns their pids; anything else on the port is left alone
+    (BentoML then says the address is in use)."""
     import psutil
 
-    listeners = {
-        conn.pid
-        for conn in psutil.net_connections(kind="inet")
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
-    }
     victims: dict[int, psutil.Process] = {}
-    for pid in listeners:
+    for pid in _listeners(port):
         try:
             proc = psutil.Process(pid)
             family = [proc, *proc.children(recursive=True)]
@@ -324,6 +321,12 @@ def replace_orphans(port: int) -> list[int]:
         ours = any("service:Candlecast" in line for line in lines)
         if ours and any(mark in lines[0] for mark in SERVICE_MARKS):
             victims |= {member.pid: member for member in family}
+    for pid in _dependencies(list(victims.values())) - set(victims):
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            line = " ".join(proc.cmdline())
+            if "service:Candlecast" in line and any(mark in line for mark in SERVICE_MARKS):
+                victims[pid] = proc
     for proc in victims.values():
         with contextlib.suppress(psutil.Error):
             proc.terminate()
@@ -332,6 +335,41 @@ def replace_orphans(port: int) -> list[int]:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     return sorted(victims)
+
+
+def _listeners(port: int) -> set[int]:
+    """The pids listening on the TCP ``port``."""
+    import psutil
+
+    return {
+        conn.pid
+        for conn in psutil.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid
+    }
+
+
+def _dependencies(workers: list[Any]) -> set[int]:
+    """The pids listening where the workers' BentoML dependencies are (their environment's
+    ``BENTOML_RUNNER_MAP``: ``tcp://host:port`` or ``file:///path`` of a Unix socket)."""
+    import psutil
+
+    addresses: set[str] = set()
+    for worker in workers:
+        with contextlib.suppress(psutil.Error, ValueError):
+            addresses |= set(json.loads(worker.environ().get("BENTOML_RUNNER_MAP", "{}")).values())
+    found: set[int] = set()
+    for address in addresses:
+        parsed = urllib.parse.urlparse(address)
+        if parsed.scheme == "tcp" and parsed.port:
+            found |= _listeners(parsed.port)
+        elif parsed.scheme == "file":
+            path = urllib.parse.unquote(parsed.path)
+            found |= {
+                conn.pid
+                for conn in psutil.net_connections(kind="unix")
+                if conn.laddr == path and conn.pid
+            }
+    return found
 
 
 def bentoml_env(settings: Settings | None = None) -> dict[str, str]:
