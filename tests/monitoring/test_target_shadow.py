@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from candlecast.data.ingestion import validated_table
+from candlecast.features.featurestore import write_features
 from candlecast.modeling import history, registry, target_training
 from candlecast.modeling.target_evaluation import target_frame
 from candlecast.monitoring import target_skill
@@ -50,6 +51,8 @@ def world(tmp_path_factory, btc_candles):
     pair = btc_pair(train_days=30, targets=TARGETS, kinds=["lightgbm"])
     candles = btc_candles[btc_candles["ts"] < _ms(LAST)].tail(3000)
     validated_table(pair.stream, settings).upsert(candles)
+    # the feature rows the candles runs of the scored days wrote (scoring reads them)
+    write_features(pair, FIRST - timedelta(days=1), LAST, settings)
     results: dict[str, list] = {}
     for end in (FIRST, SECOND):
         for found in target_training.train_targets(pair, end, settings):
