@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from candlecast.data.ingestion import validated_table
 from candlecast.evaluation import interval_sigma
 from candlecast.features.engineering import compute_features
+from candlecast.features.featurestore import write_features
 from candlecast.features.volatility import volatility_features
 from candlecast.modeling import registry, target_training
 from candlecast.modeling.card import IntervalCalibration, ModelCard
@@ -163,6 +164,7 @@ def test_monitoring_scores_each_target_on_the_candles_that_followed(world, btc_c
     settings, pair, found = world
     after = btc_candles[btc_candles["ts"] >= int(END.timestamp() * 1000)].head(24 * 20)
     validated_table(pair.stream, settings).upsert(after)
+    write_features(pair, END, END + timedelta(days=20), settings)  # as the candles runs do
     score_targets(pair, END, None, settings)  # the platform forecasts the candles as they come
     span = (END, END + timedelta(days=20))
     judged = {t.key: t for t in realized_targets(pair, span, settings, min_forecasts=50)}
@@ -188,6 +190,7 @@ def test_monitoring_moves_the_interval_state_and_the_service_serves_it(world, bt
     settings, pair, _ = world
     after = btc_candles[btc_candles["ts"] >= int(END.timestamp() * 1000)].head(24 * 20)
     validated_table(pair.stream, settings).upsert(after)
+    write_features(pair, END, END + timedelta(days=20), settings)  # as the candles runs do
     span = (END, END + timedelta(days=20))
     score_targets(pair, END, None, settings)  # the newest row's figures come from the log
     first = {t.key: t for t in realized_targets(pair, span, settings)}

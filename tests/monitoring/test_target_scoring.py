@@ -1,58 +1,40 @@
 """The platform forecasts every other configured target's candles itself, point in time.
 
-A stream of its own on the bundled BTC/USD hourly candles: target training decides each
-target's champion on the window ending at :data:`FIRST`, then again at :data:`SECOND`; both
-versions are registered and exported. Scoring the candles from before the first decision to
-ten days after the second forecasts each row with the version in force at its close (never
-one trained on later data), once, for each target at its own horizon.
+On the world of :mod:`tests.monitoring.target_world`: each target's champion decided on the
+window ending at :data:`FIRST`, then again at :data:`SECOND`; both versions are registered and
+exported. Scoring the candles from before the first decision to ten days after the second
+forecasts each row with the version in force at its close (never one trained on later data),
+once, for each target at its own horizon.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
 from candlecast.data.ingestion import validated_table
-from candlecast.modeling import history, target_training
+from candlecast.features.featurestore import write_features
+from candlecast.modeling import history
 from candlecast.monitoring.target_scoring import score_targets
 from candlecast.serving.forecast_log import PLATFORM, read_forecasts
-from tests.helpers import btc_pair, settings_in
+from tests.helpers import settings_in
+from tests.monitoring import target_world
+from tests.monitoring.target_world import FIRST, HOUR_MS, LAST, SECOND
+from tests.monitoring.target_world import ms as _ms
 
 pytestmark = pytest.mark.slow
 
-FIRST = datetime(2022, 1, 20, tzinfo=UTC)
-SECOND = FIRST + timedelta(days=4)
-LAST = SECOND + timedelta(days=6)
-HOUR_MS = 3_600_000
-TARGETS = [{"target": "return", "horizons": [1, 4]}, {"target": "volatility", "horizons": [24]}]
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, btc_candles):
+def world(trained_targets, tmp_path_factory):
     """(settings, pair, {target key: (first version, second version)}, {target key: the rows
-    logged right after the second training}). The second is the train DAG's task
-    (``stages.train_targets``), which scores the candles already validated after its window."""
-    from candlecast.orchestration import stages
-
-    home = tmp_path_factory.mktemp("target_scoring")
-    settings = settings_in(home)
-    pair = btc_pair(train_days=30, targets=TARGETS, kinds=["lightgbm"])
-    candles = btc_candles[btc_candles["ts"] < _ms(LAST)].tail(3000)
-    validated_table(pair.stream, settings).upsert(candles)
-    first = target_training.train_targets(pair, FIRST, settings)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("CANDLECAST_HOME", str(home))
-        env.setenv("CANDLECAST_SERVICE_URL", "http://127.0.0.1:9")  # no service to tell
-        second = stages.train_targets(pair, SECOND)
-    versions = {a.target_key: (a.version, b.version) for a, b in zip(first, second, strict=True)}
-    logged = {key: _platform(pair, settings, key) for key in versions}
-    return settings, pair, versions, logged
+    logged right after the second training}), in this module's copy of the world."""
+    world = target_world.copy(trained_targets, tmp_path_factory.mktemp("target_scoring") / "home")
+    pairs = zip(world.first, world.second, strict=True)
+    versions = {a.target_key: (a.version, b.version) for a, b in pairs}
+    return world.settings, world.pair, versions, world.logged
 
 
 def _platform(pair, settings, key, start=None, end=None):
@@ -120,6 +102,72 @@ def test_the_logged_forecast_is_what_the_version_answers_for_the_row(world):
     returns = _platform(pair, settings, "return_h4")
     assert (returns["lower"] < returns["predicted"]).all()
     assert (returns["predicted"] < returns["upper"]).all() and logged["lower"].isna().all()
+
+
+def test_every_logged_forecast_is_what_its_version_answers_for_the_row_of_the_candles(world):
+    """Scoring reads the stream's features from the offline table rather than computing them
+    again: every forecast logged, by every version and shadow of every target, is the one the
+    version answers for the row training's feature function computes from all the candles
+    (and a return target's interval is its bin's multiplier times the row's sigma)."""
+    from candlecast.modeling.target_evaluation import target_frame
+    from candlecast.serving.targets import load_version
+    from candlecast.targets import get_target
+
+    settings, pair, versions, _ = world
+    score_targets(pair, FIRST, None, settings)
+    candles = validated_table(pair.stream, settings).read()
+    for key in versions:
+        name, horizon = key.rsplit("_h", 1)
+        target = get_target(name, int(horizon))
+        frame = target_frame(candles, "1h", pair.stream.market_key, target, labelled=False)
+        frame = frame.set_index(frame["candle_ts"] + HOUR_MS)
+        logged = read_forecasts(pair.stream.key, settings=settings, target_key=key)
+        assert (logged["source"] == PLATFORM).sum() == 10 * 24 + 1  # shadows' rows beside
+        folder = pair.stream.target_dir(settings.paths.models, key)
+        for version, rows in logged.groupby("model_version"):
+            model = load_version(target, folder / f"v{version}")
+            row = frame.loc[rows["feature_ts"]]
+            x = row[model.card.features].to_numpy(np.float32)
+            want = np.asarray(model.session.run(None, {model.input_name: x})[0]).reshape(-1)
+            np.testing.assert_allclose(rows["predicted"], want, rtol=1e-6)
+            calibration = model.card.intervals
+            if calibration is None:
+                assert rows["lower"].isna().all()
+                continue
+            inputs = row[calibration.inputs].to_numpy(np.float64)
+            half = calibration.row_multipliers(inputs, "0.9") * calibration.sigma(inputs)
+            np.testing.assert_allclose((rows["upper"] - rows["lower"]) / 2, half, rtol=1e-9)
+
+
+def test_a_candle_is_forecast_once_its_feature_row_is_written(
+    trained_targets, btc_candles, tmp_path
+):
+    """Validated candles without a row in the offline table are not forecast (as the main
+    target's are not: a candles run writes the rows before it scores); the run that writes
+    them forecasts them. On a copy of the world of its own, with the day after :data:`LAST`
+    validated."""
+    from candlecast.features.online import offline_table
+
+    world = target_world.copy(trained_targets, tmp_path / "home")
+    pair, copy = world.pair, world.settings
+    day = LAST + timedelta(days=1)
+    after = btc_candles[(btc_candles["ts"] >= _ms(LAST)) & (btc_candles["ts"] < _ms(day))]
+    validated_table(pair.stream, copy).upsert(after)
+    assert len(after) == 24 and offline_table(pair.stream, copy).last_key() < _ms(LAST)
+    for found in score_targets(pair, LAST, day, copy):
+        assert (found.rows, found.logged, found.reason) == (0, 0, "no feature rows in the span")
+    write_features(pair, LAST, LAST + timedelta(hours=12), copy)  # the first half's rows
+    found = score_targets(pair, LAST, day, copy)
+    assert [s.rows for s in found] == [12, 12]
+    assert all(s.logged == s.rows + sum(s.shadows.values()) for s in found)
+    write_features(pair, LAST, day, copy)
+    found = score_targets(pair, LAST, None, copy)  # by default up to the newest row
+    assert [s.rows for s in found] == [24, 24]
+    # the second half's forecasts, as served and in the shadow, are the new ones
+    assert all(2 * s.logged == s.rows + sum(s.shadows.values()) for s in found)
+    for key in ("return_h4", "volatility_h24"):
+        logged = _platform(pair, copy, key, _ms(LAST) + 1)
+        assert logged["feature_ts"].tolist() == (after["ts"] + HOUR_MS).tolist()
 
 
 def test_scoring_again_logs_nothing_twice(world):

@@ -1,17 +1,16 @@
 """Every other target's gate loser is forecast in the shadow and judged on realized data.
 
-A stream of its own on the bundled BTC/USD hourly candles, trained as
-:mod:`tests.monitoring.test_target_scoring` trains it: target training decides each target on
-the window ending at :data:`FIRST`, then at :data:`SECOND`, with LightGBM the only learned
-kind. On these windows the gate serves a baseline for both targets (``drift`` for the 4-hour
-return, ``har`` for the 24-hour volatility), so LightGBM lost each time: it is exported and
-registered as the challenger, named in the decision, forecast in the shadow point in time and
-judged against the target as served by the target gate's rule.
+On the world of :mod:`tests.monitoring.target_world` (each target decided on the window ending
+at :data:`FIRST`, then at :data:`SECOND`, with LightGBM the only learned kind). On these
+windows the gate serves a baseline for both targets (``drift`` for the 4-hour return, ``har``
+for the 24-hour volatility), so LightGBM lost each time: it is exported and registered as the
+challenger, named in the decision, forecast in the shadow point in time and judged against the
+target as served by the target gate's rule.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -26,36 +25,21 @@ from candlecast.monitoring.target_scoring import score_targets
 from candlecast.serving.forecast_log import PLATFORM, SHADOW, read_forecasts
 from candlecast.serving.targets import load_version
 from candlecast.targets import get_target
-from tests.helpers import btc_pair, settings_in
+from tests.monitoring import target_world
+from tests.monitoring.target_world import FIRST, HOUR_MS, LAST, SECOND
+from tests.monitoring.target_world import ms as _ms
 
 pytestmark = pytest.mark.slow
 
-FIRST = datetime(2022, 1, 20, tzinfo=UTC)
-SECOND = FIRST + timedelta(days=4)
-LAST = SECOND + timedelta(days=6)
-HOUR_MS = 3_600_000
-TARGETS = [{"target": "return", "horizons": [1, 4]}, {"target": "volatility", "horizons": [24]}]
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, btc_candles):
-    """(settings, pair, {target key: [first result, second result]}); the candles from the
-    first decision to :data:`LAST` scored."""
-    home = tmp_path_factory.mktemp("target_shadow")
-    settings = settings_in(home)
-    pair = btc_pair(train_days=30, targets=TARGETS, kinds=["lightgbm"])
-    candles = btc_candles[btc_candles["ts"] < _ms(LAST)].tail(3000)
-    validated_table(pair.stream, settings).upsert(candles)
-    results: dict[str, list] = {}
-    for end in (FIRST, SECOND):
-        for found in target_training.train_targets(pair, end, settings):
-            results.setdefault(found.target_key, []).append(found)
-    score_targets(pair, FIRST - timedelta(days=1), None, settings)  # from the first decision
-    return settings, pair, results
+def world(trained_targets, tmp_path_factory):
+    """(settings, pair, {target key: [first result, second result]}), in this module's copy of
+    the world; the candles from the first decision to :data:`LAST` scored."""
+    world = target_world.copy(trained_targets, tmp_path_factory.mktemp("target_shadow") / "home")
+    results = {a.target_key: [a, b] for a, b in zip(world.first, world.second, strict=True)}
+    score_targets(world.pair, FIRST - timedelta(days=1), None, world.settings)
+    return world.settings, world.pair, results
 
 
 def _decided(pair, settings, key):

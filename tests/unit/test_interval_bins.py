@@ -109,6 +109,19 @@ def test_the_card_picks_the_rows_bin_and_keeps_its_sigma():
     assert IntervalCalibration.model_validate_json(BINNED.model_dump_json()) == BINNED
 
 
+def test_the_card_bins_rows_as_evaluation_binned_the_holdout():
+    """One binning for a row, for rows and for a card's column: a value on an edge is in the
+    bin above it (as evaluation's :func:`volatility_bins`), and an unknown one in the top bin."""
+    column = np.array([0.0, 5e-5, 1e-4, 2e-4, 4e-4, 1e-3, np.nan])
+    expected = [0, 0, 1, 1, 2, 2, 2]
+    assert iv.volatility_bins(column, BINNED.bin_edges).tolist() == expected
+    assert BINNED.bins(column).tolist() == expected
+    rows = np.column_stack([np.full(len(column), 1e-4), column])
+    assert [BINNED.bin_of(row) for row in rows] == expected
+    per_bin = [m["0.9"] for m in BINNED.bin_multipliers]
+    assert BINNED.row_multipliers(rows, "0.9").tolist() == [per_bin[k] for k in expected]
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -72,7 +72,9 @@ def bin_prior(scores: np.ndarray, bins: np.ndarray, number: int) -> np.ndarray:
 
 
 def volatility_bins(ex_ante: np.ndarray, edges: np.ndarray | list[float]) -> np.ndarray:
-    """Each value's bin (0 lowest) given the inner ``edges``."""
+    """Each value's bin (0 lowest) given the inner ``edges``: how many edges are at or below
+    it. The one place rows are binned: a card's rows through
+    :meth:`~candlecast.modeling.card.IntervalCalibration.bins`."""
     return np.searchsorted(np.asarray(edges, np.float64), ex_ante, side="right")
 
 

@@ -95,14 +95,25 @@ class IntervalCalibration(BaseModel):
         extra = self.bin_column
         return [*self.columns, extra] if extra and extra not in self.columns else self.columns
 
+    def bins(self, column: Any) -> Any:
+        """Each row's volatility bin (0 lowest) from its :attr:`bin_column` value: the bin
+        these edges put it in when the holdout was calibrated
+        (:func:`~candlecast.evaluation.intervals.volatility_bins`). Serving, scoring and
+        monitoring bin rows through here, never against the edges themselves."""
+        import numpy as np
+
+        from candlecast.evaluation.intervals import volatility_bins
+
+        return volatility_bins(np.asarray(column, np.float64), self.bin_edges)
+
     def bin_of(self, values: Any) -> int | None:
         """The bin of a row of :attr:`inputs` values (None without bins)."""
         if self.bin_column is None:
             return None
         import numpy as np
 
-        value = float(np.asarray(values, np.float64)[self.inputs.index(self.bin_column)])
-        return int(np.searchsorted(np.asarray(self.bin_edges), value, side="right"))
+        value = np.asarray(values, np.float64)[self.inputs.index(self.bin_column)]
+        return int(self.bins([value])[0])
 
     def row_multipliers(self, values: Any, level: str) -> Any:
         """Each row's multiplier at ``level`` (rows of :attr:`inputs` values): its volatility
@@ -112,8 +123,7 @@ class IntervalCalibration(BaseModel):
         rows = np.asarray(values, np.float64)
         if self.bin_column is None:
             return np.full(len(rows), self.multipliers[level])
-        column = rows[:, self.inputs.index(self.bin_column)]
-        bins = np.searchsorted(np.asarray(self.bin_edges), column, side="right")
+        bins = self.bins(rows[:, self.inputs.index(self.bin_column)])
         per_bin = np.array([m[level] for m in self.bin_multipliers])
         return per_bin[np.minimum(bins, len(per_bin) - 1)]
 

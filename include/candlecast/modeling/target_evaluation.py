@@ -55,12 +55,16 @@ def target_frame(
     target: Target,
     features: pd.DataFrame | None = None,
     labelled: bool = True,
+    volatility: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Feature rows (the stream's and the volatility features) with ``target``'s label,
     sorted by ``event_timestamp``; rows without a label are dropped, or with ``labelled``
     false kept with a NaN label (the rows the platform forecasts before their outcome is
     known). ``features``: the candles' :func:`compute_features` rows when the caller has them
-    already (every target of one window shares them).
+    already (every target of one window shares them), or the rows it wants, of those
+    candles (the offline table's). ``volatility``: the candles' :func:`volatility_features`
+    when the caller has them, with ``target.horizon`` among their horizons (each column is
+    computed on its own: more horizons add columns and change none).
 
     Raises:
         NotEnoughHistoryError: no candles. ValueError: candles sharing a timestamp.
@@ -72,7 +76,8 @@ def target_frame(
         raise ValueError("candles share a timestamp: validate the history first")
     if features is None:
         features = compute_features(ordered, timeframe, market)
-    volatility = volatility_features(ordered, timeframe, (target.horizon,))
+    if volatility is None:
+        volatility = volatility_features(ordered, timeframe, (target.horizon,))
     frame = features.merge(volatility.drop(columns="candle_ts"), on="event_timestamp")
     how = "inner" if labelled else "left"
     frame = frame.merge(target.label(ordered, timeframe), on="event_timestamp", how=how)

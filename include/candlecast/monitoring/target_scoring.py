@@ -15,11 +15,15 @@ Return targets log the card's nominal 90% interval (its calibrated multiplier, t
 volatility bin's where the card has bins, times the row's sigma): the online ACI state moves
 with later outcomes, so it is not what was known then.
 
-The rows come from the validated candles: a candles run validates, computes and materializes
-the same span before it scores, so these are the rows that were just materialized. A row's
-volatility features include an EWMA, so the warm-up read before the span is fixed
-(:func:`_warm_up`): the same span gives the same forecasts whenever it is scored. Each row is
-logged once per (stream, target, version, feature time, source). A decision's losing challenger
+A row is what the service reads for its candle (:func:`candlecast.serving.targets.forecasts`):
+the stream's features as materialized, read from the Feast offline table that a candles run
+writes before it scores (:func:`candlecast.features.online.offline_table`, the rows the main
+target's scoring reads; not computed again), beside the volatility features, which the table
+does not hold, computed from the validated candles. A candle without a row in that table is not
+forecast, as the main target's is not: the run that writes its row scores it. The volatility
+features include an EWMA, so the warm-up read before the span is fixed (:func:`_warm_up`): the
+same span gives the same forecasts whenever it is scored. Each row is logged once per (stream,
+target, version, feature time, source). A decision's losing challenger
 (:mod:`candlecast.modeling.target_export`) forecasts the rows that decision is in force for
 too, logged as source ``shadow``.
 """
@@ -37,7 +41,9 @@ import pandas as pd
 from candlecast.config import PairConfig
 from candlecast.data.ingestion import validated_table
 from candlecast.data.quality import usable_candles
-from candlecast.features.engineering import compute_features
+from candlecast.data.store import PartitionedTable
+from candlecast.features.online import offline_table
+from candlecast.features.volatility import volatility_features
 from candlecast.modeling import history
 from candlecast.modeling.target_evaluation import target_frame
 from candlecast.serving import forecast_log
@@ -84,8 +90,9 @@ def score_targets(
     settings: Settings | None = None,
 ) -> list[TargetScored]:
     """Forecast every other configured target's rows of the candles opening in ``[start,
-    end)`` (default: from the first decision's data time to the newest validated candle) with
-    the version in force for each, and log them; one result per configured target.
+    end)`` (default: from the first decision's data time to the newest feature row) that have
+    a feature row, with the version in force for each, and log them; one result per
+    configured target.
 
     Raises:
         TamperedModelError: an exported model file differs from its recorded sha256.
@@ -108,26 +115,53 @@ def score_targets(
         return idle
     step = timeframe_ms(pair.timeframe)
     first = to_ms(min(d.since for t in live for d in decided[t.key])) - step
-    table = validated_table(pair.stream, settings)
+    table = offline_table(pair.stream, settings)
     newest = table.last_key()
     begin = max(to_ms(start) if start else first, first)
     stop = to_ms(end) if end else (newest or 0) + 1
-    if newest is None or stop <= begin:
-        return idle + [TargetScored(t.key, 0, 0, {}, "no candles in the span") for t in live]
-    candles = usable_candles(pair, table.read(begin - _warm_up(pair) * step, stop))
-    if candles.empty:
-        return idle + [TargetScored(t.key, 0, 0, {}, "no candles in the span") for t in live]
-    ordered = candles.sort_values("ts", kind="stable").reset_index(drop=True)
-    features = compute_features(ordered, pair.timeframe, pair.stream.market_key)
     span = _Span(begin, stop, step)
-    scored = [
-        _score_target(pair, t, decided[t.key], (ordered, features), span, settings) for t in live
-    ]
+    horizons = tuple(sorted({t.horizon for t in live}))
+    inputs = _inputs(pair, table, span, horizons, settings)
+    if isinstance(inputs, str):
+        return idle + [TargetScored(t.key, 0, 0, {}, inputs) for t in live]
+    scored = [_score_target(pair, t, decided[t.key], inputs, span, settings) for t in live]
     return idle + scored
 
 
+@dataclass(frozen=True, eq=False)
+class _Inputs:
+    """What every target's rows of the span are made of."""
+
+    candles: pd.DataFrame  # validated, sorted by ``ts``, from the warm-up before the span on
+    features: pd.DataFrame  # the span's rows of the offline table
+    volatility: pd.DataFrame  # the candles' volatility features, at every target's horizon
+
+
+def _inputs(
+    pair: PairConfig,
+    table: PartitionedTable,
+    span: _Span,
+    horizons: tuple[int, ...],
+    settings: Settings,
+) -> _Inputs | str:
+    """The span's feature rows from the offline ``table``, with the candles and the volatility
+    features at ``horizons`` that the rows lack; or why there are none."""
+    features = table.read(span.begin, span.stop) if span.begin < span.stop else None
+    if features is None or features.empty:
+        return "no feature rows in the span"
+    first = span.begin - _warm_up(pair) * span.step
+    candles = usable_candles(pair, validated_table(pair.stream, settings).read(first, span.stop))
+    if candles.empty:
+        return "no candles in the span"
+    ordered = candles.sort_values("ts", kind="stable").reset_index(drop=True)
+    return _Inputs(ordered, features, volatility_features(ordered, pair.timeframe, horizons))
+
+
 def _warm_up(pair: PairConfig) -> int:
-    """Candles read before the span: what a row's volatility features and features read."""
+    """Candles read before the span for its volatility features: their reach, and the
+    features' warm-up on top, as when the features were computed here too (rolling sums
+    depend on where they start in their last bits: the same reach keeps every forecast
+    logged before the same)."""
     return volatility_warmup_candles(pair.timeframe) + pair.features.warmup_candles
 
 
@@ -135,15 +169,15 @@ def _score_target(
     pair: PairConfig,
     target: Target,
     decided: list[history.Decided],
-    candles: tuple[pd.DataFrame, pd.DataFrame],
+    inputs: _Inputs,
     span: _Span,
     settings: Settings,
 ) -> TargetScored:
     """One target's rows of the span forecast by the versions in force, and logged."""
-    ordered, features = candles
     frame = target_frame(
-        ordered, pair.timeframe, pair.stream.market_key, target, features, labelled=False
-    )
+        inputs.candles, pair.timeframe, pair.stream.market_key, target, inputs.features,
+        labelled=False, volatility=inputs.volatility,
+    )  # fmt: skip
     opened = frame["candle_ts"].to_numpy(np.int64)
     frame = frame[(opened >= span.begin) & (opened < span.stop)].reset_index(drop=True)
     closes = frame["candle_ts"].to_numpy(np.int64) + span.step

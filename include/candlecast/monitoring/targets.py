@@ -176,15 +176,12 @@ def _rows_by_bin(
     each bin's (a row whose bin column is not known yet, after a gap, is in none)."""
     if calibration.bin_column is None:
         return {None: rows}
-    from candlecast.evaluation.intervals import volatility_bins
     from candlecast.features.volatility import volatility_features
 
     features = volatility_features(candles, pair.timeframe)
     known = features[calibration.bin_column].notna().to_numpy()
     stamps = features["candle_ts"].to_numpy(np.int64)[known]
-    bins = volatility_bins(
-        features[calibration.bin_column].to_numpy(np.float64)[known], calibration.bin_edges
-    )
+    bins = calibration.bins(features[calibration.bin_column].to_numpy(np.float64)[known])
     return {
         number: rows[np.isin(rows, stamps[bins == number])]
         for number in range(len(calibration.bin_multipliers))
