@@ -112,14 +112,17 @@ def _at(day: int, state: str, run_type: str = "backfill") -> airflow_api.DagRun:
         ([_at(0, "queued"), _at(3, "queued")], ["2018-01-29T00:00Z", "2018-01-30T00:00Z"]),
         # the usual part-way creation, a missing tail: the backfill completes, then a repair
         ([_at(0, "success"), _at(1, "queued")], []),
-        # nothing after the hole waits to start any more: the repair after completion
+        # a run after the hole already started: the repair after completion
         ([_at(0, "success"), _at(2, "running"), _at(3, "success")], []),
+        # nothing open will reach them: a creation that failed before its first run, or after
+        ([], ["2018-01-28T00:00Z", "2018-01-29T00:00Z", "2018-01-30T00:00Z", "2018-01-31T00:00Z"]),
+        ([_at(0, "success"), _at(1, "success")], ["2018-01-30T00:00Z", "2018-01-31T00:00Z"]),
         # the interval has a run, of another kind: not a hole
         ([_at(0, "success"), _at(1, "success", "scheduled"), _at(2, "queued")], []),
     ],
-    ids=["hole", "two-holes", "tail", "nothing-waits", "run-of-another-kind"],
+    ids=["hole", "two-holes", "tail", "started-after", "none-made", "none-open", "other-kind"],
 )
-def test_holes_are_intervals_without_a_run_before_a_queued_run_of_the_backfill(runs, holes):
+def test_holes_are_intervals_without_a_run_that_no_open_run_of_the_backfill_reaches(runs, holes):
     backfill = {
         "from_date": _iso(START),
         "to_date": _iso(START + timedelta(days=3)),

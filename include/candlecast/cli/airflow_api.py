@@ -540,8 +540,8 @@ class AirflowClient:
         """
         dag_id, backfill_id = backfill["dag_id"], backfill["id"]
         log.info(
-            "backfill %s of %s has no runs for %s while later runs wait (its creation failed "
-            "part-way); cancelling it and creating it again",
+            "backfill %s of %s has no runs for %s that its open runs will reach (its creation "
+            "failed part-way); cancelling it and creating it again",
             backfill_id,
             dag_id,
             ", ".join(holes),
@@ -621,18 +621,19 @@ def _missing(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
 
 
 def _holes(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
-    """The logical dates a backfill was created for that have no run at all, while a later
-    interval's run of it is still queued (a creation that failed part-way between them)."""
+    """The logical dates an open backfill was created for that have no run at all and that
+    nothing will reach: those before a queued run of it (a creation that failed part-way
+    between them), or every one when none of its runs is queued or running (a creation that
+    failed before its first run: Airflow completes such a backfill only after 2 minutes).
+    A missing tail behind open runs is not one: the repair after completion creates it."""
     have = {datetime.fromisoformat(r.logical_date) for r in runs if r.logical_date is not None}
-    waiting = [
-        datetime.fromisoformat(r.logical_date)
-        for r in runs
-        if r.state == "queued" and r.logical_date is not None and _in_backfill(r, backfill)
-    ]
+    mine = [r for r in runs if r.logical_date is not None and _in_backfill(r, backfill)]
+    waiting = [datetime.fromisoformat(r.logical_date or "") for r in mine if r.state == "queued"]
     expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
-    return [
-        f"{d:%Y-%m-%dT%H:%M}Z" for d in expected if d not in have and waiting and d < max(waiting)
-    ]
+    missing = [d for d in expected if d not in have]
+    if any(r.state in ("queued", "running") for r in mine):
+        missing = [d for d in missing if waiting and d < max(waiting)]
+    return [f"{d:%Y-%m-%dT%H:%M}Z" for d in missing]
 
 
 def _range(body: dict[str, Any]) -> tuple[str, str]:
