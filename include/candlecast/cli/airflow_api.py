@@ -451,8 +451,9 @@ class AirflowClient:
         """Wait until every run of a backfill has finished, and every interval it was created
         for (``create_backfill``) has a successful run: intervals left without one (a creation
         that failed half-way) get a backfill of their own, at most ``BACKFILL_REPAIRS`` times.
-        A hole (an interval without a run while a later one's run waits to start) is filled
-        at once (``_refill``), so no run goes ahead of the interval before it.
+        Intervals without a run that none of its open runs will reach (a hole before a run
+        that waits to start, or any when none is open) are filled at once (``_refill``), so
+        no run goes ahead of the interval before it and nothing waits on Airflow's clean-up.
 
         A backfill that had nothing to run (every interval kept its successful run, see
         ``create_backfill``) returns no runs at once.
