@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -241,3 +242,79 @@ def test_a_range_without_an_interval_the_scheduler_runs_is_an_error_naming_it(
     assert f"[{start.isoformat()}, {end.isoformat()})" in message and named in message
     assert "\n" not in message
     assert backfill_ids(client, dag_id) == before
+
+
+class DependsOnPastScheduler:
+    """The scheduler's part, played through the REST API by a thread: it starts the open
+    backfill's queued runs one at a time in the order of their intervals and marks each
+    successful, but only once the interval before it has a successful run (what the candles
+    DAG's ``depends_on_past`` is for: each run sees the one before it); a backfill with none
+    queued or running is completed (the scheduler's ``completed_at``). Airflow itself would
+    start the run after a hole, against the latest earlier run that exists (its
+    ``PrevDagrunDep`` with catch-up off), so the hole's interval would run last; this one
+    holds there, so a hole the client leaves is a stall the test sees."""
+
+    def __init__(self, client: AirflowClient, dag_id: str, first: datetime) -> None:
+        self.client, self.dag_id, self.first = client, dag_id, first
+        self.ran: list[datetime] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> DependsOnPastScheduler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.5):
+            active = self.client.active_backfill(self.dag_id)
+            if active is not None:
+                self._step(active)
+
+    def _step(self, active: dict) -> None:
+        runs = self.client.dag_runs(self.dag_id, logical_date_gte=_iso(self.first))
+        succeeded = {
+            datetime.fromisoformat(r.logical_date or "") for r in runs if r.state == "success"
+        }
+        queued = sorted(
+            (r for r in runs if r.state == "queued" and r.run_type == "backfill"),
+            key=lambda r: r.logical_date or "",
+        )
+        if not queued:
+            if not any(r.state == "running" for r in runs):
+                self.client.request("PUT", f"/api/v2/backfills/{active['id']}/cancel")
+            return
+        moment = datetime.fromisoformat(queued[0].logical_date or "")
+        if moment == self.first or moment - DAY in succeeded:
+            self.client.request(
+                "PATCH", _run_path(self.dag_id, queued[0].run_id), {"state": "success"}
+            )
+            self.ran.append(moment)
+
+
+def test_a_hole_in_a_backfill_is_filled_before_the_runs_after_it(api, caplog):
+    """A creation that fails part-way (SQLite refusing a write) can leave an interval without
+    a run while later ones are queued; the wait fills it at once, so every interval succeeds,
+    in order."""
+    client, pair = api
+    dag_id = pair.stream.candles_dag_id
+    first = datetime(2022, 1, 10, tzinfo=UTC)
+    days = [first + i * DAY for i in range(4)]
+    backfill = client.create_backfill(dag_id, first, first + 4 * DAY)
+    (hole,) = [r for r in client.dag_runs(dag_id) if r.logical_date == _iso(days[1])]
+    client.request("DELETE", _run_path(dag_id, hole.run_id))
+    caplog.set_level(logging.INFO, logger="candlecast")
+
+    with DependsOnPastScheduler(client, dag_id, first) as scheduler:
+        runs = client.wait_for_backfill(backfill, timeout=300)
+
+    assert sorted((r.logical_date, r.state) for r in runs) == [(_iso(d), "success") for d in days]
+    assert scheduler.ran == days
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any("no runs for 2022-01-11T00:00Z that its open runs will reach" in m for m in said), (
+        said
+    )
+    assert all(r.levelno < logging.WARNING for r in caplog.records)

@@ -97,3 +97,35 @@ def test_a_shortfall_the_repairs_leave_is_an_error_naming_the_intervals(caplog):
     with pytest.raises(BackfillShortfallError, match=r"1 interval\(s\): 2018-01-29T00:00Z"):
         client.wait_for_backfill(backfill, timeout=60)
     assert len(client.backfills) == 1 + airflow_api.BACKFILL_REPAIRS
+
+
+def _at(day: int, state: str, run_type: str = "backfill") -> airflow_api.DagRun:
+    moment = _iso(START + timedelta(days=day))
+    return airflow_api.DagRun(DAG, f"{run_type}__{moment}", state, run_type, moment, None)
+
+
+@pytest.mark.parametrize(
+    ("runs", "holes"),
+    [
+        # a creation that failed part-way between two intervals: the later one waits
+        ([_at(0, "running"), _at(2, "queued"), _at(3, "queued")], ["2018-01-29T00:00Z"]),
+        ([_at(0, "queued"), _at(3, "queued")], ["2018-01-29T00:00Z", "2018-01-30T00:00Z"]),
+        # the usual part-way creation, a missing tail: the backfill completes, then a repair
+        ([_at(0, "success"), _at(1, "queued")], []),
+        # a run after the hole already started: the repair after completion
+        ([_at(0, "success"), _at(2, "running"), _at(3, "success")], []),
+        # nothing open will reach them: a creation that failed before its first run, or after
+        ([], ["2018-01-28T00:00Z", "2018-01-29T00:00Z", "2018-01-30T00:00Z", "2018-01-31T00:00Z"]),
+        ([_at(0, "success"), _at(1, "success")], ["2018-01-30T00:00Z", "2018-01-31T00:00Z"]),
+        # the interval has a run, of another kind: not a hole
+        ([_at(0, "success"), _at(1, "success", "scheduled"), _at(2, "queued")], []),
+    ],
+    ids=["hole", "two-holes", "tail", "started-after", "none-made", "none-open", "other-kind"],
+)
+def test_holes_are_intervals_without_a_run_that_no_open_run_of_the_backfill_reaches(runs, holes):
+    backfill = {
+        "from_date": _iso(START),
+        "to_date": _iso(START + timedelta(days=3)),
+        airflow_api.EXPECTED: [_iso(START + timedelta(days=i)) for i in range(4)],
+    }
+    assert airflow_api._holes(backfill, runs) == holes

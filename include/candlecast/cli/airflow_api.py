@@ -451,6 +451,9 @@ class AirflowClient:
         """Wait until every run of a backfill has finished, and every interval it was created
         for (``create_backfill``) has a successful run: intervals left without one (a creation
         that failed half-way) get a backfill of their own, at most ``BACKFILL_REPAIRS`` times.
+        Intervals without a run that none of its open runs will reach (a hole before a run
+        that waits to start, or any when none is open) are filled at once (``_refill``), so
+        no run goes ahead of the interval before it and nothing waits on Airflow's clean-up.
 
         A backfill that had nothing to run (every interval kept its successful run, see
         ``create_backfill``) returns no runs at once.
@@ -470,6 +473,12 @@ class AirflowClient:
             every_run = self.dag_runs(dag_id)
             runs = [r for r in every_run if _in_backfill(r, backfill)]
             self._report_finished(runs, seen, on_run)
+            holes = [] if done else _holes(backfill, every_run)
+            if holes and repairs < BACKFILL_REPAIRS and REQUEST in backfill:
+                repairs += 1
+                backfill = self._refill(backfill, holes, deadline)
+                backfill_id = backfill["id"]
+                continue
             if done and all(run.state in FINISHED for run in runs):
                 missing = _missing(backfill, every_run)
                 if not missing:
@@ -512,6 +521,57 @@ class AirflowClient:
         )
         request = backfill[REQUEST]
         return self._post_backfill(request) | {EXPECTED: backfill[EXPECTED], REQUEST: request}
+
+    def _refill(
+        self, backfill: dict[str, Any], holes: list[str], deadline: float
+    ) -> dict[str, Any]:
+        """The backfill created again, for an open one with holes: its queued runs cancelled
+        (Airflow fails them), its running ones waited for, then the same range backfilled with
+        ``reprocess`` ``failed``: the runs that succeeded are kept; the holes and the
+        cancelled runs get runs, in the order of their intervals.
+
+        Airflow allows one open backfill per DAG and adds no run to one, so this is the only
+        way to fill a hole before the runs after it: they would run without it (Airflow's
+        ``depends_on_past`` looks at the latest earlier run that exists), cutting their
+        warm-up, and the hole's interval would run last.
+
+        Raises:
+            DagRunFailedError: a run that was running when the backfill was cancelled failed.
+            TimeoutError: its running runs did not finish before ``deadline``.
+        """
+        dag_id, backfill_id = backfill["dag_id"], backfill["id"]
+        log.info(
+            "backfill %s of %s has no runs for %s that its open runs will reach (its creation "
+            "failed part-way); cancelling it and creating it again",
+            backfill_id,
+            dag_id,
+            ", ".join(holes),
+        )
+        try:
+            self.request("PUT", f"/api/v2/backfills/{backfill_id}/cancel")
+        except AirflowApiError as exc:
+            if exc.status != 409:  # 409: it completed meanwhile
+                raise
+        started: set[str] = set()
+        while True:  # the runs it had started finish; its queued ones are failed
+            runs = [r for r in self.dag_runs(dag_id) if _in_backfill(r, backfill)]
+            running = [r for r in runs if r.state == "running"]
+            started |= {r.run_id for r in running}
+            if not running:
+                # a run that failed on its own is an error, not one to run again quietly
+                self._report_finished([r for r in runs if r.run_id in started], set(), None)
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"backfill {backfill_id} of {dag_id} cancelled to fill its holes, but "
+                    f"{', '.join(r.run_id for r in running)} did not finish"
+                )
+            time.sleep(3)
+        request = backfill[REQUEST] | {"reprocess_behavior": "failed"}
+        return self._post_backfill(request) | {
+            EXPECTED: backfill[EXPECTED],
+            REQUEST: backfill[REQUEST],
+        }
 
     def wait_until_idle(
         self,
@@ -559,6 +619,22 @@ def _missing(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
     }
     expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
     return [f"{d:%Y-%m-%dT%H:%M}Z" for d in expected if d not in succeeded]
+
+
+def _holes(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
+    """The logical dates an open backfill was created for that have no run at all and that
+    nothing will reach: those before a queued run of it (a creation that failed part-way
+    between them), or every one when none of its runs is queued or running (a creation that
+    failed before its first run: Airflow completes such a backfill only after 2 minutes).
+    A missing tail behind open runs is not one: the repair after completion creates it."""
+    have = {datetime.fromisoformat(r.logical_date) for r in runs if r.logical_date is not None}
+    mine = [r for r in runs if r.logical_date is not None and _in_backfill(r, backfill)]
+    waiting = [datetime.fromisoformat(r.logical_date or "") for r in mine if r.state == "queued"]
+    expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
+    missing = [d for d in expected if d not in have]
+    if any(r.state in ("queued", "running") for r in mine):
+        missing = [d for d in missing if waiting and d < max(waiting)]
+    return [f"{d:%Y-%m-%dT%H:%M}Z" for d in missing]
 
 
 def _range(body: dict[str, Any]) -> tuple[str, str]:
