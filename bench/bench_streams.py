@@ -5,6 +5,7 @@ one machine carries live.
     .venv/bin/python bench/bench_streams.py --counts 1,10,50,100,300 --candles 12
     .venv/bin/python bench/bench_streams.py --counts 3 --train 3 --monitor 3
     .venv/bin/python bench/bench_streams.py --counts 50 --timeframes 5m --candles 0 --train 50
+    .venv/bin/python bench/bench_streams.py --counts 100,300 --timeframes 5m --live 120
 
 For each N (ascending), in a throwaway data directory: N streams per timeframe built from the
 bundled files under distinct synthetic exchange ids (``synth0000`` ...; 5m: freqtrade's
@@ -25,6 +26,19 @@ wall time and peak memory of the K trainings together, and the training pool's s
 ``--candles 0`` replays nothing (only the triggered runs). Last, a cost model fitted over the
 measured N: CPU-seconds per stream-day per timeframe, and the streams that fit on this
 machine's cores at 70%.
+
+``--live M`` runs the streams live instead, under the real scheduler, for M minutes per N: the
+bundled file is copied with its times moved so that its replay point is the current candle (its
+later candles close in real time), every stream's history is loaded up to now (not measured),
+and every candles DAG is unpaused on its own schedule (a run per candle, catch-up off, one run
+at a time). After a warm-up (each DAG's first run catches up the candles that closed while the
+history loaded), every candle closing in the next M minutes is judged: missed when its stream
+has no run for it, the run failed, or it ended after the next candle closed. It prints per N
+and timeframe the candles judged and missed (and why), the seconds from a candle's close to its
+run's end (p50, p95, max), the whole Airflow tree's CPU as a share of the cores (idle
+included), CPU-s per run net of idle and metadata rows per stream-day; it stops growing N at
+the first N that misses a candle. A 2-hour run of 300 5m streams:
+``--counts 300 --timeframes 5m --live 120``.
 """
 
 from __future__ import annotations
@@ -173,14 +187,32 @@ def db_rows(db: Path) -> int:
         )
 
 
-def load_history(config: Path) -> None:
+def load_history(config: Path, ends: dict[str, datetime] | None = None) -> None:
+    """Every stream's history up to its timeframe's end (``ends``, else the replay point in
+    ``SOURCES``) into its stores, and its last day into the online store, as its earlier runs
+    would have left them; in a process per core, as Airflow's executor runs streams' tasks."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from candlecast.config import load_pairs
+
+    ends = ends or {
+        tf: datetime.fromisoformat(point).replace(tzinfo=UTC)
+        for tf, (_, _, point) in SOURCES.items()
+    }
+    count = len(load_pairs(config).pairs)
+    with ProcessPoolExecutor(max_workers=min(count, os.cpu_count() or 1)) as pool:
+        list(pool.map(_load_one, [(config, index, ends) for index in range(count)]))
+
+
+def _load_one(job: tuple[Path, int, dict[str, datetime]]) -> None:
     from candlecast.config import load_pairs
     from candlecast.orchestration import stages
 
-    for pair in load_pairs(config).pairs:
-        end = datetime.fromisoformat(SOURCES[pair.timeframe][2]).replace(tzinfo=UTC)
-        stages.backfill(pair, pair.start, end, docs=False)  # type: ignore[arg-type]
-        stages.materialize(pair, end - timedelta(days=1), end)
+    config, index, ends = job
+    pair = load_pairs(config).pairs[index]
+    end = ends[pair.timeframe]
+    stages.backfill(pair, pair.start, end, docs=False)  # type: ignore[arg-type]
+    stages.materialize(pair, end - timedelta(days=1), end)
 
 
 def measure(client, airflow, dag_ids, start, end, idle_rate, db, timeout):  # type: ignore[no-untyped-def]
@@ -372,6 +404,305 @@ def _rss(proc) -> int:  # type: ignore[no-untyped-def]
         return 0
 
 
+@dataclass
+class Live:
+    """One timeframe's streams run live: each candle's run judged against the next close."""
+
+    timeframe: str
+    streams: int
+    minutes: float
+    candles: int  # (stream, candle) pairs judged
+    missed: dict[str, int]  # why -> how many: no run, failed, late
+    latencies: list[float]  # seconds from the candle's close to its run's end, runs that ended
+    cores_share: float  # the whole Airflow tree's CPU over the window, idle included
+    cpu_per_run: float  # idle subtracted
+    rows_per_run: float
+
+    @property
+    def missed_total(self) -> int:
+        return sum(self.missed.values())
+
+
+def shifted_file(timeframe: str, root: Path, now: datetime) -> tuple[Path, datetime]:
+    """A copy of the timeframe's bundled file with its times moved so that its replay point
+    (``SOURCES``) is ``now``'s candle: the candles after it close in real time from now on.
+    Returns the copy and the shift's replay point (the last whole candle's close)."""
+    import pandas as pd
+
+    from candlecast.timeframes import timeframe_delta
+
+    _, source, point = SOURCES[timeframe]
+    step = timeframe_delta(timeframe)
+    present = datetime.fromtimestamp(
+        now.timestamp() // step.total_seconds() * step.total_seconds(), UTC
+    )
+    shift = present - datetime.fromisoformat(point).replace(tzinfo=UTC)
+    if source.suffix != ".feather":
+        raise SystemExit(f"--live replays freqtrade's feather files only, not {source.name}")
+    frame = pd.read_feather(source)
+    frame["date"] = frame["date"] + pd.Timedelta(shift)
+    copy = root / f"live-{timeframe}-{source.name}"
+    frame.to_feather(copy)
+    return copy, present
+
+
+def write_live_config(
+    path: Path, counts: dict[str, int], files: dict[str, Path], now: datetime
+) -> None:
+    """N streams per timeframe on the shifted copies, each on its own schedule (a run per
+    candle, catch-up off), from a start that holds the training window and the warm-up."""
+    lines = [
+        "defaults:\n",
+        "  training: {kinds: [lightgbm], schedule: null, on_new_features: false}\n",
+        "pairs:\n",
+    ]
+    for timeframe, count in counts.items():
+        symbol = SOURCES[timeframe][0]
+        start = (now - timedelta(days=TRAIN_DAYS[timeframe] + 3)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        for index in range(count):
+            lines.append(
+                f"  - {{symbol: {symbol}, exchange: {exchange(index)}, timeframe: {timeframe}, "
+                f"replay_file: {files[timeframe]}, start: {start:%Y-%m-%dT%H:%M}:00Z, "
+                f"training: {{train_days: {TRAIN_DAYS[timeframe]}}}}}\n"
+            )
+    path.write_text("".join(lines))
+
+
+def _scheduled_runs(client, since: datetime) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """Every scheduled run due at or after ``since`` (all DAGs), page by page."""
+    from candlecast.cli.airflow_api import PAGE
+
+    runs: list[dict[str, Any]] = []
+    while True:
+        body = client.request(
+            "GET",
+            "/api/v2/dags/~/dagRuns",
+            limit=PAGE,
+            offset=len(runs),
+            run_type=["scheduled"],
+            run_after_gte=since.isoformat(),
+            order_by="run_after",
+        )
+        runs += body["dag_runs"]
+        if not body["dag_runs"] or len(runs) >= body["total_entries"]:
+            return runs
+
+
+def _settled(client, since: datetime) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(runs ended, runs still queued or running) among the scheduled runs since ``since``."""
+    runs = _scheduled_runs(client, since)
+    open_ = sum(r["state"] in ("queued", "running") for r in runs)
+    return len(runs) - open_, open_
+
+
+def _sleep_until(moment: datetime) -> None:
+    while (left := (moment - datetime.now(UTC)).total_seconds()) > 0:
+        time.sleep(min(left, 30))
+
+
+def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
+    """N streams per timeframe run live for ``--live`` minutes (see the module's docstring)."""
+    home = root / f"live{count}"
+    config = root / f"pairs-live-{count}.yaml"
+    timeframes = args.timeframes.split(",")
+    now = datetime.now(UTC)
+    shifted = {tf: shifted_file(tf, root, now) for tf in timeframes}
+    write_live_config(
+        config, dict.fromkeys(timeframes, count), {k: v[0] for k, v in shifted.items()}, now
+    )
+    os.environ.update(
+        CANDLECAST_HOME=str(home),
+        CANDLECAST_PAIRS=str(config),
+        BENTOML_HOME=str(home / "bentoml"),
+        CANDLECAST_SERVICE_PORT=str(_port()),  # nothing listens: announcements fail quietly
+    )
+    from candlecast.cli.airflow_local import EmbeddedAirflow, running
+    from candlecast.config import load_pairs
+    from candlecast.settings import Settings
+    from candlecast.timeframes import timeframe_delta
+
+    settings = Settings()
+    pairs = load_pairs(config).pairs
+    started = time.perf_counter()
+    # up to the candle that closed when the bench began
+    load_history(config, {tf: point for tf, (_, point) in shifted.items()})
+    print(
+        f"N={count} live: history of {len(pairs)} streams loaded in "
+        f"{time.perf_counter() - started:.0f} s (not measured; the first live runs catch up "
+        "the candles that closed meanwhile)",
+        flush=True,
+    )
+    airflow = EmbeddedAirflow.from_settings(settings, "127.0.0.1", _port())
+    results = []
+    with running(airflow, load_pairs(config)):
+        client = airflow.client()
+        client.wait_for_dags(
+            [dag for p in pairs for dag in (*p.stream.dag_ids, p.stream.monitor_dag_id)]
+        )
+        before, t0 = tree_cpu(airflow.procs), time.perf_counter()
+        time.sleep(args.idle)
+        after, idle_wall = tree_cpu(airflow.procs), time.perf_counter() - t0
+        idle_rate = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / idle_wall for k in after}
+        from candlecast.cli.embedded import airflow_env
+
+        print(
+            f"N={count} live: idle Airflow {sum(idle_rate.values()):.3f} CPU-s/s; LocalExecutor "
+            f"parallelism {airflow_env(settings)['AIRFLOW__CORE__PARALLELISM']}",
+            flush=True,
+        )
+        unpaused = datetime.now(UTC)
+        for pair in pairs:
+            client.unpause(pair.stream.candles_dag_id)
+        # warm-up (not judged): each DAG's first run catches up the candles that closed since
+        # the history was loaded; the window opens at the first candle close after it settles
+        step = min(timeframe_delta(tf) for tf in timeframes)
+        deadline = time.perf_counter() + args.timeout
+        while True:
+            ended, open_ = _settled(client, unpaused - step)
+            if ended >= len(pairs) and not open_:
+                break
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"warm-up: {ended} runs ended, {open_} open")
+            time.sleep(10)
+        now = datetime.now(UTC)
+        opens = datetime.fromtimestamp(
+            (now.timestamp() // step.total_seconds() + 1) * step.total_seconds(), UTC
+        )
+        closes = opens + timedelta(minutes=args.live)
+        print(
+            f"N={count} live: warmed up; judging the candles closing after {opens:%H:%M:%S} "
+            f"until {closes:%H:%M:%S} UTC",
+            flush=True,
+        )
+        db = settings.paths.airflow / "airflow.db"
+        _sleep_until(opens)
+        cpu_before, rows_before, t_open = tree_cpu(airflow.procs), db_rows(db), time.perf_counter()
+        longest = max(timeframe_delta(tf) for tf in timeframes)
+        # interim judgments (the candles whose next close has passed), so a long run reports
+        # as it goes; each costs a few API calls
+        mark = opens + timedelta(minutes=args.report)
+        while mark + longest < closes:
+            _sleep_until(mark + longest + timedelta(seconds=5))
+            interim = _judge(client, pairs, timeframes, opens, mark)
+            cpu_now, elapsed = tree_cpu(airflow.procs), time.perf_counter() - t_open
+            used = (sum(cpu_now.values()) - sum(cpu_before.values())) / elapsed
+            print(
+                f"  after {(mark - opens).total_seconds() / 60:.0f} min: "
+                + "; ".join(
+                    f"{tf} {len(lat)} of {judged} ended, {sum(missed.values())} missed "
+                    f"{dict(missed) or ''}, p95 {_p95(lat):.1f} s"
+                    for tf, (judged, missed, lat) in interim.items()
+                )
+                + f"; Airflow {used / (os.cpu_count() or 1):.0%} of the cores; "
+                f"load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            mark += timedelta(minutes=args.report)
+        _sleep_until(closes)
+        cpu_after, rows_after, window = (
+            tree_cpu(airflow.procs),
+            db_rows(db),
+            time.perf_counter() - t_open,
+        )
+        print(f"  (load average {os.getloadavg()[0]:.2f} at the window's end)", flush=True)
+        # the last candles' runs get until the next close to end (later ones count as late)
+        _sleep_until(closes + longest + timedelta(seconds=5))
+        judged_all = _judge(client, pairs, timeframes, opens, closes)
+        spent = sum(cpu_after.values()) - sum(cpu_before.values())
+        net = max(0.0, spent - sum(idle_rate.values()) * window)
+        cores = os.cpu_count() or 1
+        total = sum(judged for judged, _, _ in judged_all.values()) or 1
+        for timeframe, (judged, missed, latencies) in judged_all.items():
+            share = judged / total  # the window's CPU and rows split by candles judged
+            results.append(
+                Live(
+                    timeframe,
+                    sum(p.timeframe == timeframe for p in pairs),
+                    window / 60,
+                    judged,
+                    missed,
+                    latencies,
+                    spent * share / (window * cores),
+                    net * share / max(1, judged),
+                    (rows_after - rows_before) * share / max(1, judged),
+                )
+            )
+    return results
+
+
+def _p95(values: list[float]) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, 95)) if values else float("nan")
+
+
+def _judge(client, pairs, timeframes, opens, upto):  # type: ignore[no-untyped-def]
+    """Per timeframe: (candles judged, missed by why, seconds from close to run's end) for
+    every stream's candles closing in ``(opens, upto]``."""
+    from candlecast.timeframes import timeframe_delta
+
+    runs = _scheduled_runs(client, opens + timedelta(seconds=1))
+    by_key = {
+        (r["dag_id"], datetime.fromisoformat(r["data_interval_end"])): r
+        for r in runs
+        if r.get("data_interval_end")
+    }
+    out = {}
+    for timeframe in timeframes:
+        delta = timeframe_delta(timeframe)
+        first = (opens.timestamp() // delta.total_seconds() + 1) * delta.total_seconds()
+        dues = [
+            datetime.fromtimestamp(first, UTC) + delta * k
+            for k in range(int((upto.timestamp() - first) // delta.total_seconds()) + 1)
+        ]
+        missed: dict[str, int] = {}
+        latencies = []
+        group = [p for p in pairs if p.timeframe == timeframe]
+        for pair in group:
+            for due in dues:
+                run = by_key.get((pair.stream.candles_dag_id, due))
+                ended = run and run.get("end_date") and datetime.fromisoformat(run["end_date"])
+                if ended:
+                    latencies.append((ended - due).total_seconds())
+                if run is None:
+                    why = "no run"
+                elif run["state"] == "failed":
+                    why = "failed"
+                elif not ended:
+                    why = "not ended"
+                elif ended > due + delta:
+                    why = "late"
+                else:
+                    continue
+                missed[why] = missed.get(why, 0) + 1
+        out[timeframe] = (len(group) * len(dues), missed, latencies)
+    return out
+
+
+def print_live(results: list[Live]) -> None:
+    import numpy as np
+
+    print(
+        "\n| N | timeframe | minutes | candles judged | missed | close to run's end s "
+        "(p50 / p95 / max) | Airflow CPU, share of cores | CPU-s/run net of idle | "
+        "DB rows/stream-day |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        lat = np.array(r.latencies) if r.latencies else np.array([float("nan")])
+        why = ", ".join(f"{v} {k}" for k, v in sorted(r.missed.items()))
+        period = 86_400 / (Figures(r.timeframe, 0, 0, 0, 0, 0, {}, 0, 0).period_s)
+        print(
+            f"| {r.streams} | {r.timeframe} | {r.minutes:.0f} | {r.candles} | "
+            f"{r.missed_total}{f' ({why})' if why else ''} | {np.median(lat):.1f} / "
+            f"{np.percentile(lat, 95):.1f} / {lat.max():.1f} | {r.cores_share:.0%} | "
+            f"{r.cpu_per_run:.2f} | {r.rows_per_run * period:,.0f} |",
+            flush=True,
+        )
+
+
 def cost_model(figures: list[Figures]) -> None:
     """CPU-s per second = idle(S) + sum over timeframes of N_tf x c_tf / period_tf, with c_tf
     the measured CPU-s per candles run (all measured N pooled: it does not grow with N) and
@@ -418,9 +749,28 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=0, help="train runs triggered (streams)")
     parser.add_argument("--monitor", type=int, default=0, help="monitor runs triggered")
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--live",
+        type=float,
+        default=0,
+        help="minutes of live running judged per N (0: replay backfills instead)",
+    )
+    parser.add_argument(
+        "--report", type=float, default=30, help="minutes between interim judgments (live)"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="candlecast-bench-streams-"))
     sys.path.insert(0, str(REPO))
+    if args.live:
+        judged: list[Live] = []
+        for count in sorted(int(c) for c in args.counts.split(",")):
+            results = run_live(count, args, root)
+            judged += results
+            print_live(judged)
+            if any(r.missed_total for r in results):
+                print(f"N={count} missed candles: not growing N further")
+                break
+        return
     measured: list[Figures] = []
     print(
         "| N | timeframe | runs | CPU-s/run | wall s/run | replay wall s | scheduler | "

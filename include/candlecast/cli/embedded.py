@@ -31,8 +31,11 @@ BIN = Path(sys.executable).parent
 
 #: Simple auth manager users of the embedded Airflow (``name:role``); passwords are generated.
 AIRFLOW_USERS = ("admin:admin",)
-#: LocalExecutor processes: one task per core; a task is a whole Python process that imports
-#: Feast, MLflow or LightGBM, so more than the cores only adds switching.
+#: LocalExecutor processes: by default one task per core (at least two); a task is a whole
+#: Python process that imports Feast, MLflow or LightGBM. ``AIRFLOW__CORE__PARALLELISM`` in the
+#: environment overrides it: many sub-hourly streams, whose short tasks spend most of their wall
+#: time waiting on the API server and the scheduler, want more (``bench/bench_streams.py
+#: --live``).
 AIRFLOW_MIN_PARALLELISM = 2
 
 
@@ -93,7 +96,8 @@ def airflow_env(
     settings: Settings | None = None, host: str | None = None, port: int | None = None
 ) -> dict[str, str]:
     """Environment for Airflow commands in embedded mode: SQLite and logs under the data
-    directory, LocalExecutor sized to the machine, DAGs and plugins from this repo, the simple
+    directory, LocalExecutor sized to the machine (unless the environment sets
+    ``AIRFLOW__CORE__PARALLELISM``), DAGs and plugins from this repo, the simple
     auth manager with generated passwords (never all-admins), and the API server's address
     (``host``/``port``, default the settings') for the UI and for task runners' execution API.
     """
@@ -113,7 +117,9 @@ def airflow_env(
     # load the plugin at start-up, so the scheduler imports the tasks' libraries before it
     # forks its workers (candlecast.orchestration.preload)
     env.setdefault("AIRFLOW__CORE__LAZY_LOAD_PLUGINS", "False")
-    parallelism = max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1)
+    env.setdefault(
+        "AIRFLOW__CORE__PARALLELISM", str(max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1))
+    )
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -121,7 +127,6 @@ def airflow_env(
             # minute on a loaded machine) instead of failing at Python's default 5 s
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
