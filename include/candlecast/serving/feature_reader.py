@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -32,6 +33,30 @@ log = logging.getLogger(__name__)
 
 #: A stream's latest online values of the columns (None where absent).
 OnlineReader = Callable[[Stream, Sequence[str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class DependencyAddress:
+    """Where ``bentoml serve`` put a BentoML dependency (a worker's ``BENTOML_RUNNER_MAP``
+    value): a TCP port (``netloc`` is its ``host:port`` as given) or a Unix socket's path."""
+
+    netloc: str | None = None
+    port: int | None = None
+    socket: str | None = None
+
+
+def parse_address(url: str) -> DependencyAddress:
+    """``tcp://host:port`` or ``file:///path`` (the path %-quoted) as a :class:`DependencyAddress`.
+
+    Raises:
+        ValueError: another scheme, or a port that is not a number.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "tcp":
+        return DependencyAddress(netloc=parsed.netloc, port=parsed.port)
+    if parsed.scheme == "file":
+        return DependencyAddress(socket=unquote(parsed.path))
+    raise ValueError(f"not a BentoML dependency address (tcp:// or file://): {url!r}")
 
 
 class OnlineReadError(RemoteStoreError):
@@ -80,20 +105,20 @@ class OnlineRows:
 class RemoteReader:
     """A worker's reader that asks the feature reader process over HTTP (its BentoML API:
     ``POST /online``, ``POST /facts``, ``GET /readyz``), from any thread, each call bounded by
-    ``timeout_s``. ``url`` is the address ``bentoml serve`` gave the process: ``tcp://host:port``
-    or ``file:///path`` (a Unix socket)."""
+    ``timeout_s``. ``url`` is the address ``bentoml serve`` gave the process (see
+    :func:`parse_address`)."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         import httpx
 
-        parsed = urlparse(url)
-        if parsed.scheme == "file":
-            transport = httpx.HTTPTransport(uds=unquote(parsed.path))
+        address = parse_address(url)
+        if address.socket is not None:
+            transport = httpx.HTTPTransport(uds=address.socket)
             self._client = httpx.Client(
                 base_url="http://feature-reader", transport=transport, timeout=timeout_s
             )
         else:
-            self._client = httpx.Client(base_url=f"http://{parsed.netloc}", timeout=timeout_s)
+            self._client = httpx.Client(base_url=f"http://{address.netloc}", timeout=timeout_s)
         self.url = url
 
     def __call__(self, stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
