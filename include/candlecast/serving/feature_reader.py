@@ -22,12 +22,15 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from candlecast.names import Stream
 from candlecast.serving.breaker import RemoteStoreError
 from candlecast.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +67,20 @@ class OnlineReadError(RemoteStoreError):
     could not be reached."""
 
 
+def _online_store(settings: Settings, read_timeout_s: float) -> FeatureStore:
+    """Feast opened in this process for online rows only, each read bounded by
+    ``read_timeout_s`` (imported here, so a module that never opens it holds no Feast)."""
+    from candlecast.features import online as featurestore
+
+    return featurestore.feature_store(settings, read_timeout_s=read_timeout_s, online_only=True)
+
+
 def feast_reader(settings: Settings, read_timeout_s: float) -> OnlineReader:
     """A reader with Feast opened in this process (online rows only, each read bounded by
     ``read_timeout_s``)."""
     from candlecast.features import online as featurestore
 
-    store = featurestore.feature_store(settings, read_timeout_s=read_timeout_s, online_only=True)
+    store = _online_store(settings, read_timeout_s)
 
     def read(stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
         return featurestore.online_features(store, stream, columns)
@@ -89,9 +100,7 @@ class OnlineRows:
         from candlecast.features import online as featurestore
 
         self._featurestore = featurestore
-        self._store = featurestore.feature_store(
-            settings, read_timeout_s=read_timeout_s, online_only=True
-        )
+        self._store = _online_store(settings, read_timeout_s)
 
     def read(self, timeframe: str, market_key: str, columns: Sequence[str]) -> str:
         """``{"values": {column: value}, "error": null}`` or ``{"values": null, "error": why}``."""
