@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from candlecast.names import Stream
@@ -60,6 +60,16 @@ def parse_address(url: str) -> DependencyAddress:
     if parsed.scheme == "file":
         return DependencyAddress(socket=unquote(parsed.path))
     raise ValueError(f"not a BentoML dependency address (tcp:// or file://): {url!r}")
+
+
+@runtime_checkable
+class FactsReader(Protocol):
+    """A reader that can also report on the process it reads through (:class:`RemoteReader`);
+    a reader that reads Feast in this process (:func:`feast_reader`) has nothing to report."""
+
+    def facts(self) -> dict[str, Any]:
+        """The reading process's facts (pid, resident bytes, libraries), or why not."""
+        ...
 
 
 class OnlineReadError(RemoteStoreError):
