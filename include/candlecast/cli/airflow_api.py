@@ -610,14 +610,23 @@ def _in_backfill(run: DagRun, backfill: dict[str, Any]) -> bool:
     return first <= moment <= datetime.fromisoformat(backfill["to_date"])
 
 
-def _missing(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
-    """The logical dates a backfill was created for that have no successful run."""
-    succeeded = {
+def _expected_and_existing(
+    backfill: dict[str, Any], runs: list[DagRun], state: str | None = None
+) -> tuple[list[datetime], set[datetime]]:
+    """The logical dates a backfill was created for (in order), and those the runs have (only
+    the runs in ``state``, when given)."""
+    expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
+    existing = {
         datetime.fromisoformat(r.logical_date)
         for r in runs
-        if r.state == "success" and r.logical_date is not None
+        if r.logical_date is not None and state in (None, r.state)
     }
-    expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
+    return expected, existing
+
+
+def _missing(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
+    """The logical dates a backfill was created for that have no successful run."""
+    expected, succeeded = _expected_and_existing(backfill, runs, state="success")
     return [f"{d:%Y-%m-%dT%H:%M}Z" for d in expected if d not in succeeded]
 
 
@@ -627,10 +636,9 @@ def _holes(backfill: dict[str, Any], runs: list[DagRun]) -> list[str]:
     between them), or every one when none of its runs is queued or running (a creation that
     failed before its first run: Airflow completes such a backfill only after 2 minutes).
     A missing tail behind open runs is not one: the repair after completion creates it."""
-    have = {datetime.fromisoformat(r.logical_date) for r in runs if r.logical_date is not None}
+    expected, have = _expected_and_existing(backfill, runs)
     mine = [r for r in runs if r.logical_date is not None and _in_backfill(r, backfill)]
     waiting = [datetime.fromisoformat(r.logical_date or "") for r in mine if r.state == "queued"]
-    expected = [datetime.fromisoformat(d) for d in backfill.get(EXPECTED, [])]
     missing = [d for d in expected if d not in have]
     if any(r.state in ("queued", "running") for r in mine):
         missing = [d for d in missing if waiting and d < max(waiting)]

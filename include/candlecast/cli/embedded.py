@@ -25,6 +25,7 @@ from typing import Any
 
 from candlecast.config import PairConfig
 from candlecast.serving.endpoint import record_endpoint
+from candlecast.serving.feature_reader import parse_address
 from candlecast.settings import REPO_ROOT, Settings, get_settings
 
 BIN = Path(sys.executable).parent
@@ -363,16 +364,18 @@ def _dependencies(workers: list[Any]) -> set[int]:
         with contextlib.suppress(psutil.Error, ValueError):
             addresses |= set(json.loads(worker.environ().get("BENTOML_RUNNER_MAP", "{}")).values())
     found: set[int] = set()
-    for address in addresses:
-        parsed = urllib.parse.urlparse(address)
-        if parsed.scheme == "tcp" and parsed.port:
-            found |= _listeners(parsed.port)
-        elif parsed.scheme == "file":
-            path = urllib.parse.unquote(parsed.path)
+    for url in addresses:
+        try:
+            address = parse_address(url)
+        except ValueError:  # not a dependency this looks for (or a malformed port)
+            continue
+        if address.port:
+            found |= _listeners(address.port)
+        elif address.socket is not None:
             found |= {
                 conn.pid
                 for conn in psutil.net_connections(kind="unix")
-                if conn.laddr == path and conn.pid
+                if conn.laddr == address.socket and conn.pid
             }
     return found
 

@@ -21,12 +21,16 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 from candlecast.names import Stream
 from candlecast.serving.breaker import RemoteStoreError
 from candlecast.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,51 @@ log = logging.getLogger(__name__)
 OnlineReader = Callable[[Stream, Sequence[str]], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class DependencyAddress:
+    """Where ``bentoml serve`` put a BentoML dependency (a worker's ``BENTOML_RUNNER_MAP``
+    value): a TCP port (``netloc`` is its ``host:port`` as given) or a Unix socket's path."""
+
+    netloc: str | None = None
+    port: int | None = None
+    socket: str | None = None
+
+
+def parse_address(url: str) -> DependencyAddress:
+    """``tcp://host:port`` or ``file:///path`` (the path %-quoted) as a :class:`DependencyAddress`.
+
+    Raises:
+        ValueError: another scheme, or a port that is not a number.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "tcp":
+        return DependencyAddress(netloc=parsed.netloc, port=parsed.port)
+    if parsed.scheme == "file":
+        return DependencyAddress(socket=unquote(parsed.path))
+    raise ValueError(f"not a BentoML dependency address (tcp:// or file://): {url!r}")
+
+
+@runtime_checkable
+class FactsReader(Protocol):
+    """A reader that can also report on the process it reads through (:class:`RemoteReader`);
+    a reader that reads Feast in this process (:func:`feast_reader`) has nothing to report."""
+
+    def facts(self) -> dict[str, Any]:
+        """The reading process's facts (pid, resident bytes, libraries), or why not."""
+        ...
+
+
 class OnlineReadError(RemoteStoreError):
     """The feature reader process could not read the online store (its error, verbatim), or
     could not be reached."""
+
+
+def _online_store(settings: Settings, read_timeout_s: float) -> FeatureStore:
+    """Feast opened in this process for online rows only, each read bounded by
+    ``read_timeout_s`` (imported here, so a module that never opens it holds no Feast)."""
+    from candlecast.features import online as featurestore
+
+    return featurestore.feature_store(settings, read_timeout_s=read_timeout_s, online_only=True)
 
 
 def feast_reader(settings: Settings, read_timeout_s: float) -> OnlineReader:
@@ -44,7 +90,7 @@ def feast_reader(settings: Settings, read_timeout_s: float) -> OnlineReader:
     ``read_timeout_s``)."""
     from candlecast.features import online as featurestore
 
-    store = featurestore.feature_store(settings, read_timeout_s=read_timeout_s, online_only=True)
+    store = _online_store(settings, read_timeout_s)
 
     def read(stream: Stream, columns: Sequence[str]) -> dict[str, Any]:
         return featurestore.online_features(store, stream, columns)
@@ -64,9 +110,7 @@ class OnlineRows:
         from candlecast.features import online as featurestore
 
         self._featurestore = featurestore
-        self._store = featurestore.feature_store(
-            settings, read_timeout_s=read_timeout_s, online_only=True
-        )
+        self._store = _online_store(settings, read_timeout_s)
 
     def read(self, timeframe: str, market_key: str, columns: Sequence[str]) -> str:
         """``{"values": {column: value}, "error": null}`` or ``{"values": null, "error": why}``."""
@@ -80,20 +124,20 @@ class OnlineRows:
 class RemoteReader:
     """A worker's reader that asks the feature reader process over HTTP (its BentoML API:
     ``POST /online``, ``POST /facts``, ``GET /readyz``), from any thread, each call bounded by
-    ``timeout_s``. ``url`` is the address ``bentoml serve`` gave the process: ``tcp://host:port``
-    or ``file:///path`` (a Unix socket)."""
+    ``timeout_s``. ``url`` is the address ``bentoml serve`` gave the process (see
+    :func:`parse_address`)."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         import httpx
 
-        parsed = urlparse(url)
-        if parsed.scheme == "file":
-            transport = httpx.HTTPTransport(uds=unquote(parsed.path))
+        address = parse_address(url)
+        if address.socket is not None:
+            transport = httpx.HTTPTransport(uds=address.socket)
             self._client = httpx.Client(
                 base_url="http://feature-reader", transport=transport, timeout=timeout_s
             )
         else:
-            self._client = httpx.Client(base_url=f"http://{parsed.netloc}", timeout=timeout_s)
+            self._client = httpx.Client(base_url=f"http://{address.netloc}", timeout=timeout_s)
         self.url = url
 
     def __call__(self, stream: Stream, columns: Sequence[str]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from candlecast.serving import metrics
 from candlecast.serving import targets as served_targets
 from candlecast.serving.announcements import Announcements
 from candlecast.serving.breaker import CircuitBreaker, StoreUnavailableError
-from candlecast.serving.feature_reader import OnlineReader, feast_reader
+from candlecast.serving.feature_reader import FactsReader, OnlineReader, feast_reader
 from candlecast.serving.loaded import LoadedModel, ModelLoadError, load_model
 from candlecast.serving.modelstore import bentoml_store
 from candlecast.serving.options import ServiceOptions
@@ -432,8 +432,7 @@ class Forecaster:
     def feature_reader_facts(self) -> dict[str, Any] | None:
         """The feature reader process's pid, resident bytes and libraries, when online rows come
         from one (None when this process reads Feast itself)."""
-        facts = getattr(self._read, "facts", None)
-        return facts() if facts is not None else None
+        return self._read.facts() if isinstance(self._read, FactsReader) else None
 
     def online_store_ok(self) -> str | None:
         """None when the online store answers a read, else why not."""
