@@ -185,6 +185,7 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
     monkeypatch.delenv("AIRFLOW__CORE__PARALLELISM", raising=False)
+    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
     # what a dag.test() or a task run leaves behind: it would make the DAG processor build one
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "candles_replay_btc_usd_1h")
     settings = Settings(home=Path(env["CANDLECAST_HOME"]), pairs=Path(env["CANDLECAST_PAIRS"]))
@@ -197,6 +198,8 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     assert first["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert first["AIRFLOW_HOME"] == str(settings.paths.airflow)
     assert int(first["AIRFLOW__CORE__PARALLELISM"]) == max(2, os.cpu_count() or 1)
+    airflow_db = settings.paths.airflow / "airflow.db"
+    assert first["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{airflow_db}?timeout=60"
     # every component gets the same secrets, kept owner-only under the data directory
     again = embedded.airflow_env(settings, "0.0.0.0", 9000)  # reached via the loopback
     assert again["AIRFLOW__API_AUTH__JWT_SECRET"] == first["AIRFLOW__API_AUTH__JWT_SECRET"]
@@ -206,9 +209,12 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
     assert len(json.loads(passwords.read_text())["admin"]) >= 16
     assert embedded.airflow_password(settings) == json.loads(passwords.read_text())["admin"]
-    # the executor's size is the user's to set
+    # the executor's size and the metadata database are the user's to set
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "6")
-    assert embedded.airflow_env(settings)["AIRFLOW__CORE__PARALLELISM"] == "6"
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://127.0.0.1/airflow")
+    chosen = embedded.airflow_env(settings)
+    assert chosen["AIRFLOW__CORE__PARALLELISM"] == "6"
+    assert chosen["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql://127.0.0.1/airflow"
 
 
 KRAKEN = REPO / "tests" / "fixtures" / "importers"

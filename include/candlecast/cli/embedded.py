@@ -96,11 +96,12 @@ def airflow_base_url(host: str, port: int) -> str:
 def airflow_env(
     settings: Settings | None = None, host: str | None = None, port: int | None = None
 ) -> dict[str, str]:
-    """Environment for Airflow commands in embedded mode: SQLite and logs under the data
-    directory, LocalExecutor sized to the machine (unless the environment sets
-    ``AIRFLOW__CORE__PARALLELISM``), DAGs and plugins from this repo, the simple
-    auth manager with generated passwords (never all-admins), and the API server's address
-    (``host``/``port``, default the settings') for the UI and for task runners' execution API.
+    """Environment for Airflow commands in embedded mode: SQLite (unless the environment sets
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``) and logs under the data directory, LocalExecutor
+    sized to the machine (unless it sets ``AIRFLOW__CORE__PARALLELISM``), DAGs and plugins
+    from this repo, the simple auth manager with generated passwords (never all-admins), and
+    the API server's address (``host``/``port``, default the settings') for the UI and for
+    task runners' execution API.
     """
     settings = settings or get_settings()
     home = airflow_home(settings)
@@ -121,12 +122,16 @@ def airflow_env(
     env.setdefault(
         "AIRFLOW__CORE__PARALLELISM", str(max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1))
     )
+    # The metadata database: one SQLite file under the data directory, whose writers wait for
+    # the lock (up to a minute on a loaded machine) instead of failing at Python's default
+    # 5 s; or the user's (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, e.g. PostgreSQL for
+    # hundreds of streams, whose runs and DAG parsing contend for SQLite's one writer).
+    env.setdefault(
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}?timeout=60"
+    )
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            # the processes share one SQLite file: writers wait for the lock (up to a
-            # minute on a loaded machine) instead of failing at Python's default 5 s
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
