@@ -39,6 +39,11 @@ run's end (p50, p95, max), the whole Airflow tree's CPU as a share of the cores 
 included), CPU-s per run net of idle and metadata rows per stream-day; it stops growing N at
 the first N that misses a candle. A 2-hour run of 300 5m streams:
 ``--counts 300 --timeframes 5m --live 120``.
+
+``--postgres`` keeps Airflow's metadata in a fresh database of the local PostgreSQL
+(``CANDLECAST_AIRFLOW_DATABASE``) instead of the embedded SQLite file, the executor still the
+LocalExecutor; Airflow's own sizes come from the environment (``AIRFLOW__CORE__PARALLELISM``,
+``AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL``) and are printed.
 """
 
 from __future__ import annotations
@@ -201,27 +206,20 @@ def db_rows(db: Path | str) -> int:
         )
 
 
-def metadata_database(args: argparse.Namespace, name: str, settings: Any) -> Path | str:
+def metadata_database(args: argparse.Namespace, name: str) -> Path | str:
     """Where this N's Airflow keeps its metadata: the embedded SQLite file, or with
     ``--postgres`` a fresh database of that name in the local PostgreSQL (the executor stays
-    the LocalExecutor), set through Airflow's own settings in the environment."""
+    the LocalExecutor), named by ``CANDLECAST_AIRFLOW_DATABASE``. Call before ``Settings()``."""
     if not args.postgres:
-        os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-        os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", None)
-        return Path(settings.paths.airflow / "airflow.db")
+        os.environ.pop("CANDLECAST_AIRFLOW_DATABASE", None)
+        return Path(os.environ["CANDLECAST_HOME"]) / "airflow" / "airflow.db"
     from candlecast.testing.services import Services
 
     services = Services()
     services.check()
     services.query(services.admin_database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     services.query(services.admin_database, f'CREATE DATABASE "{name}"')
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = services.postgres_url(
-        name, "postgresql+psycopg2"
-    )
-    # Airflow would derive asyncpg, which is not installed; psycopg 3 drives the async engine
-    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = services.postgres_url(
-        name, "postgresql+psycopg"
-    )
+    os.environ["CANDLECAST_AIRFLOW_DATABASE"] = services.postgres_url(name)
     return name
 
 
@@ -324,6 +322,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
     from candlecast.settings import Settings
     from candlecast.timeframes import timeframe_delta
 
+    db = metadata_database(args, f"bench_streams_{'live' if args.live else 'n'}{count}")
     settings = Settings()
     started = time.perf_counter()
     load_history(config)
@@ -333,7 +332,6 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
         flush=True,
     )
     pairs = load_pairs(config).pairs
-    db = metadata_database(args, f"bench_streams_n{count}", settings)
     airflow = EmbeddedAirflow.from_settings(settings, "127.0.0.1", _port())
     figures = []
     with running(airflow, load_pairs(config)):
@@ -561,6 +559,7 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
     from candlecast.settings import Settings
     from candlecast.timeframes import timeframe_delta
 
+    db = metadata_database(args, f"bench_streams_{'live' if args.live else 'n'}{count}")
     settings = Settings()
     pairs = load_pairs(config).pairs
     started = time.perf_counter()
@@ -572,7 +571,6 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
         "the candles that closed meanwhile)",
         flush=True,
     )
-    db = metadata_database(args, f"bench_streams_live{count}", settings)
     airflow = EmbeddedAirflow.from_settings(settings, "127.0.0.1", _port())
     results = []
     with running(airflow, load_pairs(config)):
@@ -586,9 +584,12 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
         idle_rate = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / idle_wall for k in after}
         from candlecast.cli.embedded import airflow_env
 
+        chosen = airflow_env(settings)
         print(
             f"N={count} live: idle Airflow {sum(idle_rate.values()):.3f} CPU-s/s; LocalExecutor "
-            f"parallelism {airflow_env(settings)['AIRFLOW__CORE__PARALLELISM']}",
+            f"parallelism {chosen['AIRFLOW__CORE__PARALLELISM']}, DAG file parsed every "
+            f"{chosen['AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL']} s, metadata in "
+            f"{chosen['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'].split(':')[0]}",
             flush=True,
         )
         unpaused = datetime.now(UTC)

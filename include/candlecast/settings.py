@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default="127.0.0.1", description="Where the embedded Airflow API server listens."
     )
     airflow_port: int = Field(default=8080, description="Port of the embedded Airflow UI/API.")
+    airflow_database: str | None = Field(
+        default=None,
+        description=(
+            "The embedded Airflow's metadata database as a SQLAlchemy URL (e.g. "
+            "postgresql://user@host/db, for hundreds of streams); None: a SQLite file under "
+            "the data directory."
+        ),
+    )
     mlflow_ui_url: str = Field(
         default="http://127.0.0.1:5000", description="MLflow UI, for links from Airflow."
     )

@@ -185,7 +185,9 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
     monkeypatch.delenv("AIRFLOW__CORE__PARALLELISM", raising=False)
-    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
+    # one set for another Airflow is not this one's
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://elsewhere/prod")
+    monkeypatch.delenv("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", raising=False)
     # what a dag.test() or a task run leaves behind: it would make the DAG processor build one
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "candles_replay_btc_usd_1h")
     settings = Settings(home=Path(env["CANDLECAST_HOME"]), pairs=Path(env["CANDLECAST_PAIRS"]))
@@ -196,6 +198,7 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18123/execution/"
     assert (first["AIRFLOW__API__HOST"], first["AIRFLOW__API__PORT"]) == ("127.0.0.1", "18123")
     assert first["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert first["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "60"
     assert first["AIRFLOW_HOME"] == str(settings.paths.airflow)
     assert int(first["AIRFLOW__CORE__PARALLELISM"]) == max(2, os.cpu_count() or 1)
     airflow_db = settings.paths.airflow / "airflow.db"
@@ -209,12 +212,24 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
     assert len(json.loads(passwords.read_text())["admin"]) >= 16
     assert embedded.airflow_password(settings) == json.loads(passwords.read_text())["admin"]
-    # the executor's size and the metadata database are the user's to set
+    # the executor's size and the parsing interval are the user's to set in Airflow's terms,
+    # the metadata database in candlecast's (CANDLECAST_AIRFLOW_DATABASE)
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "6")
-    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql://127.0.0.1/airflow")
-    chosen = embedded.airflow_env(settings)
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "600")
+    on_postgres = Settings(
+        home=settings.paths.home,
+        pairs=settings.pairs,
+        airflow_database="postgresql://postgres@127.0.0.1:5432/airflow",
+    )
+    chosen = embedded.airflow_env(on_postgres)
     assert chosen["AIRFLOW__CORE__PARALLELISM"] == "6"
-    assert chosen["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == "postgresql://127.0.0.1/airflow"
+    assert chosen["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "600"
+    assert chosen["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow"
+    )
+    assert chosen["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] == (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/airflow"
+    )
 
 
 KRAKEN = REPO / "tests" / "fixtures" / "importers"

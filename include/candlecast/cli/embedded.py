@@ -93,11 +93,28 @@ def airflow_base_url(host: str, port: int) -> str:
     return f"http://{reach}:{port}"
 
 
+def metadata_database(settings: Settings) -> dict[str, str]:
+    """Airflow's settings for the embedded metadata database: SQLite under the data directory,
+    or ``settings.airflow_database``. A PostgreSQL URL gets the drivers installed here:
+    psycopg2 for the engine and psycopg 3 for the async one (Airflow would derive asyncpg)."""
+    url = settings.airflow_database
+    if url is None:
+        sqlite = f"sqlite:///{airflow_home(settings) / 'airflow.db'}?timeout=60"
+        return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlite}
+    scheme, _, rest = url.partition("://")
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url}
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{rest}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": f"postgresql+psycopg://{rest}",
+    }
+
+
 def airflow_env(
     settings: Settings | None = None, host: str | None = None, port: int | None = None
 ) -> dict[str, str]:
-    """Environment for Airflow commands in embedded mode: SQLite (unless the environment sets
-    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``) and logs under the data directory, LocalExecutor
+    """Environment for Airflow commands in embedded mode: SQLite (unless
+    ``settings.airflow_database`` names another) and logs under the data directory, LocalExecutor
     sized to the machine (unless it sets ``AIRFLOW__CORE__PARALLELISM``), DAGs and plugins
     from this repo, the simple auth manager with generated passwords (never all-admins), and
     the API server's address (``host``/``port``, default the settings') for the UI and for
@@ -122,13 +139,23 @@ def airflow_env(
     env.setdefault(
         "AIRFLOW__CORE__PARALLELISM", str(max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1))
     )
+    # Sizes and deadlines for a small machine, each the user's to change in the environment
+    # (hundreds of streams: their DAG file takes seconds to parse, so parse it less often)
+    for key, value in {
+        "AIRFLOW__API__WORKERS": "1",
+        # a loaded 2-core machine parses and imports slowly: deadlines, not races
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+        "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+    }.items():
+        env.setdefault(key, value)
     # The metadata database: one SQLite file under the data directory, whose writers wait for
     # the lock (up to a minute on a loaded machine) instead of failing at Python's default
-    # 5 s; or the user's (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, e.g. PostgreSQL for
-    # hundreds of streams, whose runs and DAG parsing contend for SQLite's one writer).
-    env.setdefault(
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}?timeout=60"
-    )
+    # 5 s; or the one CANDLECAST_AIRFLOW_DATABASE names (Airflow's own variable is not taken
+    # from the environment: one set for another Airflow must not be migrated by this one)
+    env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", None)
+    env.update(metadata_database(settings))
     env.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -144,13 +171,7 @@ def airflow_env(
             "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": base_url,
-            "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
-            # a loaded 2-core machine parses and imports slowly: deadlines, not races
-            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
-            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "CANDLECAST_HOME": str(settings.paths.home),
             "CANDLECAST_PAIRS": str(settings.pairs),
