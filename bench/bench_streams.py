@@ -451,6 +451,7 @@ class Live:
     missed: dict[str, int]  # why -> how many: no run, failed, late
     latencies: list[float]  # seconds from the candle's close to its run's end, runs that ended
     cores_share: float  # the whole Airflow tree's CPU over the window, idle included
+    roles: dict[str, float]  # each component's share of the cores over the window
     cpu_per_run: float  # idle subtracted
     rows_per_run: float
 
@@ -654,6 +655,10 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
         _sleep_until(closes + longest + timedelta(seconds=5))
         judged_all = _judge(client, pairs, timeframes, opens, closes)
         spent = sum(cpu_after.values()) - sum(cpu_before.values())
+        by_role = {
+            k: (cpu_after.get(k, 0.0) - cpu_before.get(k, 0.0)) / (window * (os.cpu_count() or 1))
+            for k in cpu_after
+        }
         net = max(0.0, spent - sum(idle_rate.values()) * window)
         cores = os.cpu_count() or 1
         total = sum(judged for judged, _, _ in judged_all.values()) or 1
@@ -668,6 +673,7 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
                     missed,
                     latencies,
                     spent * share / (window * cores),
+                    by_role,
                     net * share / max(1, judged),
                     (rows_after - rows_before) * share / max(1, judged),
                 )
@@ -729,18 +735,23 @@ def print_live(results: list[Live]) -> None:
 
     print(
         "\n| N | timeframe | minutes | candles judged | missed | close to run's end s "
-        "(p50 / p95 / max) | Airflow CPU, share of cores | CPU-s/run net of idle | "
+        "(p50 / p95 / max) | Airflow CPU, share of cores (scheduler, DAG processor, API "
+        "server, tasks) | CPU-s/run net of idle | "
         "DB rows/stream-day |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         lat = np.array(r.latencies) if r.latencies else np.array([float("nan")])
         why = ", ".join(f"{v} {k}" for k, v in sorted(r.missed.items()))
+        roles = ", ".join(
+            f"{r.roles.get(k, 0.0):.0%}"
+            for k in ("scheduler", "dag-processor", "api-server", "tasks")
+        )
         period = 86_400 / (Figures(r.timeframe, 0, 0, 0, 0, 0, {}, 0, 0).period_s)
         print(
             f"| {r.streams} | {r.timeframe} | {r.minutes:.0f} | {r.candles} | "
             f"{r.missed_total}{f' ({why})' if why else ''} | {np.median(lat):.1f} / "
-            f"{np.percentile(lat, 95):.1f} / {lat.max():.1f} | {r.cores_share:.0%} | "
+            f"{np.percentile(lat, 95):.1f} / {lat.max():.1f} | {r.cores_share:.0%} ({roles}) | "
             f"{r.cpu_per_run:.2f} | {r.rows_per_run * period:,.0f} |",
             flush=True,
         )
