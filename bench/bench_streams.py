@@ -305,17 +305,22 @@ def _candles(start: datetime, end: datetime, dag_ids: list[str]) -> int:
     return round((end - start) / timeframe_delta(timeframe))
 
 
-def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
-    home = root / f"n{count}"
-    config = root / f"pairs-{count}.yaml"
-    timeframes = args.timeframes.split(",")
-    write_config(config, dict.fromkeys(timeframes, count), args.candles)
+def _use_home(home: Path, config: Path) -> None:
+    """This N's data directory and pair config, for this process and Airflow's."""
     os.environ.update(
         CANDLECAST_HOME=str(home),
         CANDLECAST_PAIRS=str(config),
         BENTOML_HOME=str(home / "bentoml"),
         CANDLECAST_SERVICE_PORT=str(_port()),  # nothing listens: announcements fail quietly
     )
+
+
+def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
+    home = root / f"n{count}"
+    config = root / f"pairs-{count}.yaml"
+    timeframes = args.timeframes.split(",")
+    write_config(config, dict.fromkeys(timeframes, count), args.candles)
+    _use_home(home, config)
     from candlecast.cli.airflow_local import EmbeddedAirflow, running
     from candlecast.config import load_pairs
     from candlecast.names import TRAINING_POOL
@@ -549,12 +554,7 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
     write_live_config(
         config, dict.fromkeys(timeframes, count), {k: v[0] for k, v in shifted.items()}, now
     )
-    os.environ.update(
-        CANDLECAST_HOME=str(home),
-        CANDLECAST_PAIRS=str(config),
-        BENTOML_HOME=str(home / "bentoml"),
-        CANDLECAST_SERVICE_PORT=str(_port()),  # nothing listens: announcements fail quietly
-    )
+    _use_home(home, config)
     from candlecast.cli.airflow_local import EmbeddedAirflow, running
     from candlecast.config import load_pairs
     from candlecast.settings import Settings
