@@ -38,6 +38,8 @@ CANDLECAST = Path(sys.executable).parent / "candlecast"
 START_TIMEOUT_S = 900
 RUNS_TIMEOUT_S = 2400
 STOP_TIMEOUT_S = 300
+#: Well under the DAG file's 600 s parsing interval: the edit's parse was asked for.
+EDIT_TIMEOUT_S = 300
 
 BTC_END = datetime(2022, 3, 1, tzinfo=UTC)
 ETH_END = datetime(2018, 1, 30, tzinfo=UTC)
@@ -336,6 +338,38 @@ def test_the_api_needs_a_login_and_listens_only_on_the_loopback(deployment):
     assert {ip for ip, _ in listening} == {"127.0.0.1"}, listening
     assert deployment.port != 8080
     assert "log in as admin" in deployment.text()
+
+
+def test_an_edited_config_is_applied_at_once(deployment):
+    """The DAG processor parses the DAG file only every 10 minutes on its own; an edit of the
+    pair config is applied when ``candlecast airflow`` sees it: a config that does not load
+    is named in one line and changes nothing, a valid one gets its new stream's DAGs and
+    exchange pool well before that interval."""
+    client = deployment.client()
+    deployment.pairs_file.write_text(CONFIG.replace("timeframe: 5m", "timeframe: 7x"))
+    wait_for_output(deployment, "timeframe")
+    assert client.dag("candles_binance_eth_btc_5m") is not None
+    added = f"""
+  - symbol: ETH/BTC
+    exchange: kraken
+    replay_file: {REPO / "data/bundled/freqtrade/ETH_BTC-5m.feather"}
+    timeframe: 5m
+    start: 2018-01-20T00:00:00Z
+    end: {ETH_END.isoformat()}
+    training: {{train_days: 3, on_new_features: false}}
+"""
+    deployment.pairs_file.write_text(CONFIG + added)
+    wait_for_output(deployment, "changed (3 streams)")
+    new = load_pairs(deployment.pairs_file).resolve("ETH/BTC", "kraken").stream
+    client.wait_for_dags([*new.dag_ids], timeout=EDIT_TIMEOUT_S)
+    assert client.request("GET", "/api/v2/pools/exchange_kraken")["slots"] >= 1
+
+
+def wait_for_output(deployment: Deployment, text: str) -> None:
+    deadline = time.monotonic() + EDIT_TIMEOUT_S
+    while text not in deployment.text():
+        assert time.monotonic() < deadline, f"{text!r} not in:\n{deployment.text()[-3000:]}"
+        time.sleep(1)
 
 
 def test_sigterm_stops_every_process_it_started(deployment):

@@ -198,7 +198,10 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     assert first["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18123/execution/"
     assert (first["AIRFLOW__API__HOST"], first["AIRFLOW__API__PORT"]) == ("127.0.0.1", "18123")
     assert first["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert first["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "60"
+    # parsed rarely, and at once when the DAG file changes (candlecast airflow asks for a
+    # parse when the pair config does: tests/dags/test_scheduler_e2e.py)
+    assert first["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "600"
+    assert first["AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE"] == "modified_time"
     assert first["AIRFLOW_HOME"] == str(settings.paths.airflow)
     assert int(first["AIRFLOW__CORE__PARALLELISM"]) == max(2, os.cpu_count() or 1)
     airflow_db = settings.paths.airflow / "airflow.db"
@@ -215,7 +218,7 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     # the executor's size and the parsing interval are the user's to set in Airflow's terms,
     # the metadata database in candlecast's (CANDLECAST_AIRFLOW_DATABASE)
     monkeypatch.setenv("AIRFLOW__CORE__PARALLELISM", "6")
-    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "600")
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", "60")
     on_postgres = Settings(
         home=settings.paths.home,
         pairs=settings.pairs,
@@ -223,7 +226,7 @@ def test_embedded_airflow_env_requires_a_login_and_follows_the_port(env, monkeyp
     )
     chosen = embedded.airflow_env(on_postgres)
     assert chosen["AIRFLOW__CORE__PARALLELISM"] == "6"
-    assert chosen["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "600"
+    assert chosen["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "60"
     assert chosen["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
         "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow"
     )

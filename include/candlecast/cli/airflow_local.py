@@ -11,13 +11,14 @@ stops every process it started, with their children.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -138,6 +139,10 @@ class EmbeddedAirflow:
         check_port_free(self.host, self.port)
         env = self.env
         embedded.airflow("db", "migrate", settings=self.settings, env=env)
+        self.import_pools(config, env)
+
+    def import_pools(self, config: PairsConfig, env: dict[str, str]) -> None:
+        """Create or resize the config's pools (``airflow pools import``, idempotent)."""
         spec = self.settings.paths.airflow / "pools.json"
         spec.write_text(json.dumps(pools(config, self.settings), indent=2, sort_keys=True) + "\n")
         embedded.airflow(
@@ -192,11 +197,39 @@ class EmbeddedAirflow:
             f"logs in {self.settings.paths.logs}"
         )
 
-    def watch(self, poll_s: float = 2.0) -> None:
-        """Block while every component runs (until a signal, or one exits)."""
+    def watch(self, poll_s: float = 2.0, say: Callable[[str], None] = print) -> None:
+        """Block while every component runs (until a signal, or one exits). An edit of the
+        pair config is applied as soon as it is seen (:meth:`apply_config`); ``say`` is told
+        what was done, or the one-line error of a config that does not load."""
+        config = ConfigFile(self.settings.pairs)
         while True:
             self.check_alive()
+            if config.changed():
+                try:
+                    say(self.apply_config(config.dag_ids))
+                    config.applied()
+                except ConfigError as exc:
+                    say(f"{exc} (the DAGs stay as they were until the config loads)")
             time.sleep(poll_s)
+
+    def apply_config(self, known: Iterable[str] = ()) -> str:
+        """Apply the edited pair config now: its pools imported and the DAG file re-parsed at
+        once (the DAG processor parses it on its own only every
+        ``AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL``, long because a file of hundreds
+        of streams takes seconds to parse). ``known``: DAG ids Airflow may know from the config
+        before (whose file is the one to re-parse when the edit left none of them). Returns
+        what was done, in one line.
+
+        Raises:
+            ConfigError: the config does not load (nothing is changed).
+        """
+        config = load_pairs(self.settings.pairs)
+        self.import_pools(config, self.env)
+        parsed = self.client().reparse([*all_dag_ids(config), *known])
+        label = f"{self.settings.pairs} changed ({len(config.pairs)} streams): pools imported"
+        if parsed is None:
+            return f"{label}; its DAGs appear at the DAG processor's next parse"
+        return f"{label}, DAG file re-parsing now"
 
     def stop(self, timeout: float = 120.0) -> list[int]:
         """Stop every component and its children (SIGTERM, then SIGKILL after ``timeout``)."""
@@ -211,6 +244,48 @@ class EmbeddedAirflow:
     def login_hint(self, user: str = "admin") -> str:
         password = embedded.airflow_password(self.settings, user)
         return f"log in as {user} / {password} (kept in {embedded.passwords_file(self.settings)})"
+
+
+def all_dag_ids(config: PairsConfig) -> list[str]:
+    """Every DAG the config's streams have (candles, train, monitor)."""
+    return [dag for p in config.pairs for dag in (*p.stream.dag_ids, p.stream.monitor_dag_id)]
+
+
+@dataclass
+class ConfigFile:
+    """The pair config file as last applied, to notice an edit (by content: a save that
+    leaves it as it was is no edit) and name the DAGs it had."""
+
+    path: Path
+    _stat: tuple[int, int] | None = None
+    _digest: str = ""
+    dag_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.changed()
+        self.applied()
+
+    def changed(self) -> bool:
+        """Whether the file's content differs from what was last seen (checked by its size
+        and modification time first, so polling reads nothing while it is unchanged)."""
+        try:
+            stat = self.path.stat()
+            seen = (stat.st_mtime_ns, stat.st_size)
+            if seen == self._stat:
+                return False
+            self._stat = seen
+            digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return False  # being replaced: the next poll sees the new file
+        if digest == self._digest:
+            return False
+        self._digest = digest
+        return True
+
+    def applied(self) -> None:
+        """Remember the DAGs of the config as it is now (it loaded and was applied)."""
+        with suppress(ConfigError):
+            self.dag_ids = all_dag_ids(load_pairs(self.path))
 
 
 @contextmanager
@@ -256,7 +331,7 @@ def airflow_command(
             with running(local, config):
                 console.print(f"Airflow UI: {local.url}  - {local.login_hint()}")
                 console.print("Press Ctrl-C to stop.")
-                local.watch()
+                local.watch(say=lambda line: console.print(line, markup=False))
         except Interrupted as stop:
             console.print(f"{stop}: stopped every Airflow process")
         except (ValueError, RuntimeError, TimeoutError) as exc:

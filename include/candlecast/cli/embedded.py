@@ -139,15 +139,18 @@ def airflow_env(
     env.setdefault(
         "AIRFLOW__CORE__PARALLELISM", str(max(AIRFLOW_MIN_PARALLELISM, os.cpu_count() or 1))
     )
-    # Sizes and deadlines for a small machine, each the user's to change in the environment
-    # (hundreds of streams: their DAG file takes seconds to parse, so parse it less often)
+    # Sizes and deadlines for a small machine, each the user's to change in the environment.
+    # The DAG file of hundreds of streams takes seconds to parse, and its DAGs change only with
+    # the pair config or the code: it is parsed every 10 minutes, at once when the file itself
+    # changes (modified_time), and `candlecast airflow` asks for a parse when the config does
     for key, value in {
         "AIRFLOW__API__WORKERS": "1",
         # a loaded 2-core machine parses and imports slowly: deadlines, not races
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
         "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+        "AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE": "modified_time",
     }.items():
         env.setdefault(key, value)
     # The metadata database: one SQLite file under the data directory, whose writers wait for
