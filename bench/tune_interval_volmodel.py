@@ -13,12 +13,21 @@ ACI), run with ``interval_sigmas`` swapped for one of these variants:
   next ``h`` candles' realized variance (its target defaults, :class:`TargetModel`'s log fit
   and smearing), fitted on each window's training rows;
 * ``har``: the same with the volatility target's HAR-RV baseline kind;
-* ``blend``: the geometric mean of the ``lightgbm`` and ``current`` sigmas.
+* ``blend``: the geometric mean of the ``lightgbm`` and ``current`` sigmas;
+* ``garch``: a zero-mean GARCH(1,1) with normal innovations (the ``arch`` package) fitted by
+  maximum likelihood on each window's training rows' one-candle log returns (``ret_1``,
+  divided by their standard deviation for the optimizer), then run with those parameters
+  fixed through the rows it scales (:meth:`ARCHModelResult.forecast` from ``start``: each
+  row's forecast sees the returns up to its own candle only); the sigma is the square root of
+  the sum of the 1- to ``h``-step variance forecasts;
+* ``gjr_t``: the same with GJR-GARCH(1,1,1) (a leverage term) and Student-t innovations;
+* ``garch_blend``, ``gjr_t_blend``: the geometric mean of that sigma and ``current``.
 
 Each sigma is fitted where the current one is: on each window's training rows for its test
 rows, and for the first window's calibration tail on the rows before that tail (less the
 embargo), so every calibration score is out of sample. The volatility kinds read the long
-HAR window (a month at 1h, a week at 5m); rows without it are left out of their fits.
+HAR window (a month at 1h, a week at 5m); rows without it are left out of their fits. The
+GARCH fits are one per window (about 0.1 s each), not one per row.
 
 ``--part tune``: the tuning data only, the ten freqtrade 5m pairs (5 days of training, 1-day
 windows and calibration tail, blocks of a day; the rows before the week window is full are
@@ -27,7 +36,8 @@ than two windows is skipped, as TRX is; return baselines only, the
 "no change" row shown) and the BTC/USD 1h file before 2019-07-01 (bench_targets' settings;
 "no change" too, as the README's interval tables). ``--part measure``: the whole BTC/USD 1h
 file as bench_targets runs it (return baselines and LightGBM), scored whole and from
-2019-07-01 on (held out of all tuning).
+2019-07-01 on (held out of all tuning). ``--variants``: which of them to run (``current``
+is always run: the aims are read against it).
 """
 
 from __future__ import annotations
@@ -35,7 +45,8 @@ from __future__ import annotations
 import argparse
 import functools
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from unittest import mock
 
@@ -47,9 +58,17 @@ SHARED = Path("/work/shared/data/freqtrade")
 REPO = Path(__file__).resolve().parents[1]
 HOURLY = REPO / "data/bundled/BTC_USD-Hourly.csv"
 HELD_OUT = pd.Timestamp("2019-07-01", tz="UTC")
-VARIANTS = ("current", "lightgbm", "har", "blend")
+#: The GARCH variants' models (``arch_model``'s arguments beyond the zero mean and p = q = 1).
+GARCH = {"garch": {"o": 0, "dist": "normal"}, "gjr_t": {"o": 1, "dist": "t"}}
+#: Geometric means of two sources.
+BLENDS = {
+    "blend": ("lightgbm", "current"),
+    "garch_blend": ("garch", "current"),
+    "gjr_t_blend": ("gjr_t", "current"),
+}
+VARIANTS = ("current", "lightgbm", "har", "blend", *GARCH, "garch_blend", "gjr_t_blend")
 HEADER = (
-    f"{'variant':<10}{'cover':>7}{'low':>7}{'mid':>7}{'high':>7}{'worst':>8}{'<80%':>8}"
+    f"{'variant':<12}{'cover':>7}{'low':>7}{'mid':>7}{'high':>7}{'worst':>8}{'<80%':>8}"
     f"{'winkler':>9}{'worst':>8}{'aims':>6}"
 )
 
@@ -59,14 +78,19 @@ def main() -> None:
     parser.add_argument("--part", choices=("tune", "measure"), default="tune")
     parser.add_argument("--horizons", default="1,4,24")
     parser.add_argument("--data", default="1h,5m", help="tune: which tuning data")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
+    asked = args.variants.split(",")
+    if unknown := set(asked) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}")
+    variants = tuple(v for v in VARIANTS if v == "current" or v in asked)
     from candlecast.data.importers import read_history
 
     horizons = [int(h) for h in args.horizons.split(",")]
     if args.part == "measure":
         candles = read_history(HOURLY)
         for horizon in horizons:
-            measure(candles, horizon)
+            measure(candles, horizon, variants)
         return
     for data in args.data.split(","):
         for horizon in horizons:
@@ -74,25 +98,26 @@ def main() -> None:
             if data == "1h":
                 candles = read_history(HOURLY)
                 times = pd.to_datetime(candles["ts"], unit="ms", utc=True)
-                rows = [run(candles[times < HELD_OUT].reset_index(drop=True), "1h", horizon, ())]
+                tuning = candles[times < HELD_OUT].reset_index(drop=True)
+                rows = [run(tuning, "1h", horizon, (), variants)]
             else:
                 series = [read_history(SHARED / f"{pair}_BTC-5m.feather") for pair in PAIRS]
-                rows = [r for c in series if (r := run(c, "5m", horizon, ()))]
+                rows = [r for c in series if (r := run(c, "5m", horizon, (), variants))]
             kind = "persistence"
             print(f"\n== tune {data}, h = {horizon}, {len(rows)} series, return kind {kind}, "
                   f"{time.perf_counter() - started:.0f} s")  # fmt: skip
-            show([{v: r[v][kind][None] for v in VARIANTS} for r in rows], data)
+            show([{v: r[v][kind][None] for v in variants} for r in rows], data)
 
 
-def measure(candles: pd.DataFrame, horizon: int) -> None:
+def measure(candles: pd.DataFrame, horizon: int, variants: Sequence[str]) -> None:
     """The whole BTC/USD 1h file and its held-out part, every return kind."""
     started = time.perf_counter()
-    tables = run(candles, "1h", horizon, ("lightgbm",), (None, HELD_OUT))
+    tables = run(candles, "1h", horizon, ("lightgbm",), variants, (None, HELD_OUT))
     print(f"\n== measure 1h, h = {horizon}, {time.perf_counter() - started:.0f} s")
     for label, part in (("whole file", None), (f"held out, from {HELD_OUT.date()}", HELD_OUT)):
         for kind in tables["current"]:
             print(f"-- {label}, return kind {kind}")
-            show([{v: tables[v][kind][part] for v in VARIANTS}], "1h")
+            show([{v: tables[v][kind][part] for v in variants}], "1h")
 
 
 def show(tables: list[dict[str, tuple[float, ...]]], data: str) -> None:
@@ -100,12 +125,12 @@ def show(tables: list[dict[str, tuple[float, ...]]], data: str) -> None:
     80% summed, the mean Winkler gain over the fixed width and its worst series, and how many
     of the four aims (coverage, terciles, worst block, Winkler gain) the mean row meets."""
     print(HEADER)
-    for name in VARIANTS:
+    for name in tables[0]:
         table = np.array([t[name] for t in tables])
         mean = table.mean(axis=0)
         worst = table[:, 4].min()
         print(
-            f"{name:<10}{mean[0]:>7.3f}{mean[1]:>7.3f}{mean[2]:>7.3f}{mean[3]:>7.3f}"
+            f"{name:<12}{mean[0]:>7.3f}{mean[1]:>7.3f}{mean[2]:>7.3f}{mean[3]:>7.3f}"
             f"{worst:>8.3f}{int(table[:, 5].sum()):>4}/{int(table[:, 7].sum()):<3}"
             f"{mean[6]:>+9.1%}{table[:, 6].min():>+8.1%}{aims(mean, worst):>6}"
         )
@@ -126,6 +151,7 @@ def run(
     timeframe: str,
     horizon: int,
     kinds: tuple[str, ...],
+    variants: Sequence[str] = VARIANTS,
     parts: tuple[pd.Timestamp | None, ...] = (None,),
 ) -> dict[str, dict[str, dict[pd.Timestamp | None, tuple[float, ...]]]]:
     """Each variant's scores per return kind on the forecasts from each of ``parts`` (None:
@@ -147,7 +173,7 @@ def run(
     original, cache = te.interval_sigmas, {}
     days = 30 if timeframe == "1h" else 1
     out = {}
-    for variant in VARIANTS:
+    for variant in variants:
         swap = functools.partial(variant_sigmas, variant, original, cache)
         with mock.patch.object(te, "interval_sigmas", swap):
             result = te.evaluate_target(frame, target, kinds, timeframe, settings, levels=(0.9,))
@@ -162,11 +188,19 @@ def variant_sigmas(variant, original, cache, frame, positions, folds, settings, 
     """``interval_sigmas``' contract (each scored row's sigma by position) for ``variant``
     (``original``: today's function); each source's sigmas are computed once per frame."""
     args = (frame, positions, folds, settings, target, tf)
-    for name in {"blend": ("lightgbm", "current")}.get(variant, (variant,)):
+    for name in BLENDS.get(variant, (variant,)):
         if name not in cache:
-            cache[name] = original(*args) if name == "current" else kind_sigmas(name, *args)
-    if variant == "blend":
-        return np.sqrt(cache["lightgbm"] * cache["current"])
+            started = time.perf_counter()
+            if name == "current":
+                cache[name] = original(*args)
+            elif name in GARCH:
+                cache[name] = garch_sigmas(name, *args)
+            else:
+                cache[name] = kind_sigmas(name, *args)
+            print(f"   sigma {name}: {time.perf_counter() - started:.1f} s")
+    if variant in BLENDS:
+        first, second = BLENDS[variant]
+        return np.sqrt(cache[first] * cache[second])
     return cache[variant]
 
 
@@ -207,6 +241,37 @@ def kind_sigmas(name, frame, positions, folds, settings, target, timeframe) -> n
         model = make()
         model.fit(x[fit_rows[ok[fit_rows]]], realized[fit_rows[ok[fit_rows]]])
         out[rows] = np.sqrt(np.maximum(model.predict(x[rows]), 0.0))
+    return out
+
+
+def garch_sigmas(name, frame, positions, folds, settings, target, timeframe) -> np.ndarray:
+    """Sigma from the GARCH model ``name`` (:data:`GARCH`) fitted where the current sigma is
+    fitted (each window's training rows; the calibration tail: the rows before it) on the
+    one-candle log returns of those rows, then filtered with its parameters fixed through the
+    rows it scales: each row's ``h``-candle variance is the sum of its 1- to ``h``-step
+    forecasts, from the returns up to that row's candle."""
+    from arch import arch_model
+
+    from candlecast.modeling import target_evaluation as te
+
+    returns = frame["ret_1"].to_numpy(np.float64)
+    out = np.full(len(positions), np.nan)
+    tail, before = te._calibration_rows(folds[0], settings, target)
+    for fit_rows, rows in [(before, tail), *((fold.train, fold.test) for fold in folds)]:
+        # frame rows: the fit's span, then on through the last row scaled (rows the
+        # evaluation skipped in between are returns of the series all the same)
+        first, last, end = positions[fit_rows[0]], positions[fit_rows[-1]], positions[rows[-1]]
+        scale = returns[first : last + 1].std()
+        model = arch_model(
+            returns[first : end + 1] / scale, mean="Zero", p=1, q=1, rescale=False, **GARCH[name]
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a ConvergenceWarning keeps the best point found
+            fit = model.fit(last_obs=last - first + 1, disp="off")
+        start = positions[rows[0]] - first
+        variance = fit.forecast(horizon=target.horizon, start=start, reindex=False).variance
+        horizon_variance = variance.to_numpy().sum(axis=1) * scale**2
+        out[rows] = np.sqrt(horizon_variance[positions[rows] - first - start])
     return out
 
 
