@@ -469,9 +469,27 @@ def load_pairs(path: Path | None = None) -> PairsConfig:
     path = (path or get_settings().pairs).expanduser().resolve()
     try:
         text = path.read_text()
-        raw: Any = yaml.safe_load(text)
     except FileNotFoundError as exc:
         raise ConfigError(f"pair config not found: {path}") from exc
+    # A task parses the DAG file, and its stages read the config again: with hundreds of
+    # streams each validation costs a tenth of a second. The config is frozen, so one
+    # validation per content of the file is shared (the preloading scheduler's is inherited by
+    # the tasks it forks).
+    cached = _LOADED.get((path, text))
+    if cached is None:
+        cached = _validate(path, text)
+        _LOADED.clear()
+        _LOADED[(path, text)] = cached
+    return cached
+
+
+#: The last config validated, by its file's path and content (:func:`load_pairs`).
+_LOADED: dict[tuple[Path, str], PairsConfig] = {}
+
+
+def _validate(path: Path, text: str) -> PairsConfig:
+    try:
+        raw: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"pair config {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -7,8 +7,8 @@ is already in every task. Without this, every task imports Feast (which pulls in
 MLflow, Great Expectations, LightGBM and BentoML again, 3-15 s per task, which is most of what
 Airflow added to a day's runs (``bench/bench_airflow_overhead.py``).
 
-Only imports: no connection, thread pool or store is opened before the fork. Off with
-``CANDLECAST_PRELOAD=0``.
+Only imports and the pair config: no connection, thread pool or store is opened before the
+fork. Off with ``CANDLECAST_PRELOAD=0``.
 """
 
 from __future__ import annotations
@@ -83,5 +83,14 @@ def preload(argv: list[str] | None = None) -> list[str]:
     # LightGBM's MLflow format: at import skops looks up ~1,100 types in every loaded module,
     # 3.5 CPU-s of each fit task's time in a process holding Airflow, Feast and MLflow
     import_skops()
+    # the pair config, validated once: every task's DAG file parse reads it (a tenth of a
+    # second with hundreds of streams); an edit is read again where it is next loaded
+    from candlecast.config import load_pairs
+    from candlecast.errors import ConfigError
+
+    try:
+        load_pairs()
+    except ConfigError as exc:
+        log.warning("candlecast preload: pair config not loaded: %s", exc)
     log.info("candlecast preload: %d modules in %.1f s", len(done), time.perf_counter() - started)
     return done
