@@ -321,7 +321,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
     timeframes = args.timeframes.split(",")
     write_config(config, dict.fromkeys(timeframes, count), args.candles)
     _use_home(home, config)
-    from candlecast.cli.airflow_local import EmbeddedAirflow, running
+    from candlecast.cli.airflow_local import EmbeddedAirflow, all_dag_ids, running
     from candlecast.config import load_pairs
     from candlecast.names import TRAINING_POOL
     from candlecast.settings import Settings
@@ -341,9 +341,7 @@ def run_for(count: int, args: argparse.Namespace, root: Path) -> list[Figures]:
     figures = []
     with running(airflow, load_pairs(config)):
         client = airflow.client()
-        client.wait_for_dags(
-            [dag for p in pairs for dag in (*p.stream.dag_ids, p.stream.monitor_dag_id)]
-        )
+        client.wait_for_dags(all_dag_ids(load_pairs(config)))
         for pair in pairs:
             client.unpause(pair.stream.candles_dag_id)
         time.sleep(5)
@@ -555,7 +553,7 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
         config, dict.fromkeys(timeframes, count), {k: v[0] for k, v in shifted.items()}, now
     )
     _use_home(home, config)
-    from candlecast.cli.airflow_local import EmbeddedAirflow, running
+    from candlecast.cli.airflow_local import EmbeddedAirflow, all_dag_ids, running
     from candlecast.config import load_pairs
     from candlecast.settings import Settings
     from candlecast.timeframes import timeframe_delta
@@ -576,9 +574,7 @@ def run_live(count: int, args: argparse.Namespace, root: Path) -> list[Live]:
     results = []
     with running(airflow, load_pairs(config)):
         client = airflow.client()
-        client.wait_for_dags(
-            [dag for p in pairs for dag in (*p.stream.dag_ids, p.stream.monitor_dag_id)]
-        )
+        client.wait_for_dags(all_dag_ids(load_pairs(config)))
         before, t0 = tree_cpu(airflow.procs), time.perf_counter()
         time.sleep(args.idle)
         after, idle_wall = tree_cpu(airflow.procs), time.perf_counter() - t0

@@ -248,7 +248,7 @@ class EmbeddedAirflow:
 
 def all_dag_ids(config: PairsConfig) -> list[str]:
     """Every DAG the config's streams have (candles, train, monitor)."""
-    return [dag for p in config.pairs for dag in (*p.stream.dag_ids, p.stream.monitor_dag_id)]
+    return [dag for p in config.pairs for dag in p.stream.dag_ids]
 
 
 @dataclass
