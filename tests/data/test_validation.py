@@ -249,3 +249,33 @@ def test_the_suite_holds_each_expectation_once(timeframe):
         for b in expectations[i + 1 :]
         if same(a, b)
     ]
+
+
+def _outcome(report):
+    rules = [(f.rule, f.severity, f.unexpected_count, f.rows) for f in report.failures]
+    found = [(f.rule, f.severity, f.unexpected_count, f.rows) for f in report.findings]
+    kept = None if report.batch is None else report.batch.to_dict("list")
+    refused = None if report.refused is None else report.refused.to_dict("list")
+    return report.success, rules, found, kept, refused, report.summary()
+
+
+@pytest.mark.parametrize("name", ["clean", *CORRUPTIONS])
+def test_a_small_batch_checked_quickly_first_reports_what_the_complete_check_does(
+    batch, name, monkeypatch
+):
+    # a live run's few candles: GE's BASIC result first, COMPLETE only when it finds something
+    from candlecast.data import ge_run
+
+    small = batch.head(24).copy()
+    frame = small if name == "clean" else CORRUPTIONS[name][0](small)
+    assert len(frame) <= ge_run.QUICK_ROWS
+    quick = validate_candles(frame.copy(), "1h")
+    monkeypatch.setattr(ge_run, "QUICK_ROWS", 0)
+    complete = validate_candles(frame.copy(), "1h")
+    assert _outcome(quick) == _outcome(complete)
+    # a batch with nothing to report keeps GE's BASIC result (no rows listed); one with a
+    # finding, COMPLETE's (a spike needs more candles than these to be one)
+    listed = any("unexpected_index_list" in r["result"] for r in quick.result["results"])
+    assert listed is bool(quick.failures or quick.findings)
+    assert listed is (name not in ("clean", "volume spike"))
+    assert any("unexpected_index_list" in r["result"] for r in complete.result["results"])

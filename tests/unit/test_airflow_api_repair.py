@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from candlecast.cli import airflow_api
-from candlecast.cli.airflow_api import AirflowClient, BackfillShortfallError
+from candlecast.cli.airflow_api import AirflowApiError, AirflowClient, BackfillShortfallError
 
 DAG = "candles_binance_eth_btc_5m"
 START = datetime(2018, 1, 28, tzinfo=UTC)
@@ -26,10 +26,11 @@ class PartialAirflow(AirflowClient):
     """An API whose first backfill creation commits only its first run (a 500 half-way, then
     the client's retry found it); later creations commit ``repairable`` runs each."""
 
-    def __init__(self, repairable: int) -> None:
+    def __init__(self, repairable: int, failing: int = 0) -> None:
         super().__init__("http://airflow.invalid", "admin", "secret")
         self._token = "token"
         self.repairable = repairable
+        self.failing = failing  # later creations first answered 500 (after every retry)
         self.backfills: list[dict[str, Any]] = []
         self.runs: list[dict[str, Any]] = []
 
@@ -37,6 +38,9 @@ class PartialAirflow(AirflowClient):
         if path == "/api/v2/backfills/dry_run":
             return {"backfills": [{"logical_date": _iso(day)} for day in DAYS]}
         if method == "POST" and path == "/api/v2/backfills":
+            if self.backfills and self.failing:
+                self.failing -= 1
+                raise AirflowApiError(f"POST {path} -> 500 Internal Server Error", 500)
             return self._create(body)
         if path.startswith("/api/v2/backfills/"):
             return self.backfills[int(path.rsplit("/", 1)[1])]
@@ -89,6 +93,39 @@ def test_a_repair_that_succeeds_says_so_at_info_without_a_warning(caplog):
     creating, outcome = (r.getMessage() for r in caplog.records)
     assert "without runs for 2018-01-29T00:00Z" in creating
     assert outcome.endswith("every interval of the backfill has a successful run after 1 repair(s)")
+
+
+def test_a_repair_the_api_server_fails_is_retried_at_the_next_check(caplog):
+    # SQLite busy under load: the repair's creation answered 500 after every retry, twice
+    client = PartialAirflow(repairable=2, failing=2)
+    caplog.set_level(logging.DEBUG, logger=airflow_api.__name__)
+    backfill = client.create_backfill(DAG, START, START + timedelta(days=2))
+    runs = client.wait_for_backfill(backfill, timeout=60)
+    assert sorted(r.logical_date or "" for r in runs) == [_iso(day) for day in DAYS]
+    assert {r.levelname for r in caplog.records} == {"INFO"}
+    retried = [r.getMessage() for r in caplog.records if "repair retried" in r.getMessage()]
+    assert len(retried) == 2 and all("500" in line for line in retried)
+    assert caplog.records[-1].getMessage().endswith("after 1 repair(s)")
+
+
+def test_a_repair_failing_past_the_deadline_is_raised():
+    client = PartialAirflow(repairable=2, failing=10**6)
+    backfill = client.create_backfill(DAG, START, START + timedelta(days=2))
+    with pytest.raises(AirflowApiError, match="500"):
+        client.wait_for_backfill(backfill, timeout=0)
+
+
+def test_a_repair_the_api_server_refuses_is_raised():
+    class Refusing(PartialAirflow):
+        def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+            if self.backfills:
+                raise AirflowApiError("POST /api/v2/backfills -> 400 Bad Request", 400)
+            return super()._create(body)
+
+    client = Refusing(repairable=2)
+    backfill = client.create_backfill(DAG, START, START + timedelta(days=2))
+    with pytest.raises(AirflowApiError, match="400"):
+        client.wait_for_backfill(backfill, timeout=60)
 
 
 def test_a_shortfall_the_repairs_leave_is_an_error_naming_the_intervals(caplog):

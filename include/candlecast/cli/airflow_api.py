@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from candlecast.cli.backfill_plan import (
@@ -491,9 +492,12 @@ class AirflowClient:
             self._report_finished(runs, seen, on_run)
             holes = [] if done else _holes(backfill, every_run)
             if holes and repairs < BACKFILL_REPAIRS and REQUEST in backfill:
-                repairs += 1
-                backfill = self._refill(backfill, holes, deadline)
-                backfill_id = backfill["id"]
+                refilled = self._created_again(
+                    partial(self._refill, backfill, holes, deadline), deadline
+                )
+                if refilled is not None:
+                    repairs += 1
+                    backfill, backfill_id = refilled, refilled["id"]
                 continue
             if done and all(run.state in FINISHED for run in runs):
                 missing = _missing(backfill, every_run)
@@ -511,9 +515,10 @@ class AirflowClient:
                         f"backfill {backfill_id} of {dag_id} finished with no successful run "
                         f"for {len(missing)} interval(s): {', '.join(missing)}"
                     )
-                repairs += 1
-                backfill = self._repair(backfill, missing)
-                backfill_id = backfill["id"]
+                repaired = self._created_again(partial(self._repair, backfill, missing), deadline)
+                if repaired is not None:
+                    repairs += 1
+                    backfill, backfill_id = repaired, repaired["id"]
                 continue
             if time.monotonic() > deadline:
                 open_runs = [f"{r.run_id} ({r.state})" for r in runs if r.state not in FINISHED]
@@ -522,6 +527,24 @@ class AirflowClient:
                     f"open: {', '.join(open_runs) or 'none created yet'}"
                 )
             time.sleep(3)
+
+    def _created_again(
+        self, create: Callable[[], dict[str, Any]], deadline: float
+    ) -> dict[str, Any] | None:
+        """``create()``: a backfill created again by a repair; None when the API server failed
+        it even after :meth:`request`'s retries (a 5xx or no answer: SQLite busy under load),
+        so the wait checks the backfill again and the repair is retried until its deadline
+        (a cancelled backfill whose new one was not created comes back as intervals without a
+        run). A refusal (4xx), or a failure after the deadline, is raised."""
+        try:
+            return create()
+        except AirflowApiError as exc:
+            if (exc.status is not None and exc.status < 500) or time.monotonic() > deadline:
+                raise
+            # INFO: the next check retries it; past the deadline the failure is raised
+            log.info("%s; the backfill is checked again and the repair retried", exc)
+            time.sleep(3)
+            return None
 
     def _repair(self, backfill: dict[str, Any], missing: list[str]) -> dict[str, Any]:
         """A new backfill of a finished one's range, for the intervals it left without a

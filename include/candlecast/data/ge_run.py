@@ -56,7 +56,11 @@ def run_suite(
     docs_dir: Path | None,
 ) -> tuple[Any, Path | None]:
     """Validate in a fresh ephemeral GE context (the suite is built inside it); with
-    ``docs_dir`` (and ``names``), through a checkpoint that builds the data docs there."""
+    ``docs_dir`` (and ``names``), through a checkpoint that builds the data docs there.
+
+    Without docs, the result is GE's ``COMPLETE`` format (every finding's rows), except for a
+    small batch with nothing to report (:data:`QUICK_ROWS`, :func:`clean`): its ``BASIC``
+    result, which says so as well."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -74,11 +78,30 @@ def run_suite(
     asset = context.data_sources.add_pandas(source).add_dataframe_asset("candles")
     definition = asset.add_batch_definition_whole_dataframe("whole")
     complete = {"result_format": "COMPLETE"}
-    suite = make_suite()
     if docs_dir is None or names is None:
         batch = definition.get_batch(batch_parameters={"dataframe": checked})
-        return batch.validate(suite, result_format=complete), None
-    return _with_docs(context, definition, suite, checked, names, docs_dir)
+        if len(checked) <= QUICK_ROWS:
+            quick = batch.validate(make_suite(), result_format={"result_format": "BASIC"})
+            if clean(quick):
+                return quick, None
+        return batch.validate(make_suite(), result_format=complete), None
+    return _with_docs(context, definition, make_suite(), checked, names, docs_dir)
+
+
+#: Batches up to this many rows (a live run's few candles) are validated first with GE's
+#: ``BASIC`` result format, which builds fewer metrics: a third less CPU than ``COMPLETE`` for
+#: one candle, where GE's per-expectation set-up is nearly all of the cost. Only a batch with
+#: a finding is validated again for the rows it names; on a large batch (an import, where a
+#: flagged row is likely) that second pass would cost more than the first saves.
+QUICK_ROWS = 64
+
+
+def clean(result: Any) -> bool:
+    """Every expectation met, and none found a row (not even within its ``mostly``): a result
+    with nothing to report, whatever its format."""
+    return bool(result.success) and not any(
+        (res.result or {}).get("unexpected_count") for res in result.results
+    )
 
 
 def _with_docs(
