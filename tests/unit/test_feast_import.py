@@ -53,6 +53,8 @@ def test_the_process_airflow_forks_tasks_from_preloads_feast_uninstrumented_and_
         "import sys; from candlecast.orchestration.preload import preload; "
         "done = preload(['airflow', 'scheduler']); "
         "assert 'feast' in done and 'skops.io' in sys.modules, done; "
+        # every task parses the DAG file: what it builds the DAGs with is inherited too
+        "assert 'candlecast.orchestration.monitor_dag' in done, done; "
     )
     assert answer(prelude, INSTRUMENTED) == "False"
 
