@@ -32,6 +32,14 @@ MODULES = (
     "feast.infra.online_stores.sqlite",
     "feast.infra.online_stores.redis",
     "feast.infra.online_stores.postgres_online_store.postgres",
+    # and, at materialize, its provider, file registry and compute engine
+    "feast.infra.passthrough_provider",
+    "feast.infra.registry.file",
+    "feast.repo_operations",
+    "feast.infra.compute_engines.dag.context",
+    # Feast's materialization checks the online store against these two
+    "feast.infra.online_stores.milvus_online_store",
+    "feast.infra.online_stores.mysql_online_store",
     "mlflow",
     "mlflow.lightgbm",
     "great_expectations",
@@ -41,13 +49,19 @@ MODULES = (
     "ccxt",
     "talib",
     "candlecast.data.ingestion",
+    "candlecast.data.importers",
     "candlecast.data.validation",
+    "candlecast.data.resample",
     "candlecast.features.featurestore",
     "candlecast.modeling.training",
     "candlecast.modeling.promotion",
     "candlecast.modeling.onnx_export",
     "candlecast.serving.deploy",
     "candlecast.serving.forecaster",
+    # what a candles run's scoring and announcement import (a tenth of a 5m run's own work
+    # when each task imported them)
+    "candlecast.monitoring.scoring",
+    "candlecast.serving.notify",
     # what the DAG file builds its DAGs with: every task parses the DAG file, and importing
     # these was 0.04 of its 0.06 CPU-s (a tenth of a 5m candles run's own work)
     "candlecast.orchestration.dags",
@@ -63,7 +77,7 @@ def forks_tasks(argv: list[str]) -> bool:
 
 
 def preload(argv: list[str] | None = None) -> list[str]:
-    """Import :data:`MODULES` (and every model kind) when this process forks tasks; returns
+    """Import :data:`MODULES` (and every model kind and target) when this process forks tasks; returns
     what was imported. A module that fails to import is skipped: the task will raise it."""
     if os.environ.get("CANDLECAST_PRELOAD", "1") == "0" or not forks_tasks(argv or sys.argv):
         return []
@@ -82,8 +96,12 @@ def preload(argv: list[str] | None = None) -> list[str]:
     from candlecast.modeling.kinds import get_kind, kind_names
     from candlecast.modeling.registry import import_skops
 
+    from candlecast.targets import get_target, target_names
+
     for kind in kind_names():
         get_kind(kind)
+    for target in target_names():
+        get_target(target)
     # LightGBM's MLflow format: at import skops looks up ~1,100 types in every loaded module,
     # 3.5 CPU-s of each fit task's time in a process holding Airflow, Feast and MLflow
     import_skops()
