@@ -55,7 +55,8 @@ def candle():
     before = set(sys.modules)
     done = stages.candles_run(pair, scaleout.END, scaleout.END + scaleout.CANDLE)
     new = sorted(set(sys.modules) - before)
-    return {"new": new, "online": done.materialize.online_candle_ts, "at": int(scaleout.END.timestamp() * 1000)}
+    opened = int(scaleout.END.timestamp() * 1000)
+    return {"new": new, "online": done.materialize.online_candle_ts, "at": opened}
 
 
 in_a_fork(history)

@@ -77,8 +77,9 @@ def forks_tasks(argv: list[str]) -> bool:
 
 
 def preload(argv: list[str] | None = None) -> list[str]:
-    """Import :data:`MODULES` (and every model kind and target) when this process forks tasks; returns
-    what was imported. A module that fails to import is skipped: the task will raise it."""
+    """Import :data:`MODULES` (and every model kind and target) when this process forks
+    tasks; returns what was imported. A module that fails to import is skipped: the task
+    will raise it."""
     if os.environ.get("CANDLECAST_PRELOAD", "1") == "0" or not forks_tasks(argv or sys.argv):
         return []
     if all(name in sys.modules for name in MODULES):  # a forked task: inherited already
@@ -95,7 +96,6 @@ def preload(argv: list[str] | None = None) -> list[str]:
             log.warning("candlecast preload: %s not imported: %s", name, exc)
     from candlecast.modeling.kinds import get_kind, kind_names
     from candlecast.modeling.registry import import_skops
-
     from candlecast.targets import get_target, target_names
 
     for kind in kind_names():
